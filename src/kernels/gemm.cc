@@ -1,0 +1,184 @@
+#include "kernels/gemm.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "dnnl.hpp"
+
+namespace rat {
+
+const char* precision_name(Precision p) { return p == Precision::kBF16 ? "bf16" : "f32"; }
+
+namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+void fill_ld(GemmShape& s) {
+  if (s.lda == 0) s.lda = s.trans_a ? s.M : s.K;
+  if (s.ldb == 0) s.ldb = s.trans_b ? s.K : s.N;
+  if (s.ldc == 0) s.ldc = s.N;
+}
+
+using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, int64_t, int, bool>;
+
+struct Plan {
+  dnnl::matmul prim;
+  dnnl::memory::desc a, b, c;
+};
+
+// Plans are built once per shape; a training step reuses a few dozen of them.
+Plan& plan_for(const GemmShape& s, Precision p, bool accumulate, float beta) {
+  static std::map<Key, Plan> cache;
+  static std::mutex mu;
+  Key key{s.M, s.N, s.K, s.trans_a, s.trans_b, s.lda, s.ldb, s.ldc, int(p), accumulate};
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  using dt = dnnl::memory::data_type;
+  dt in_t = p == Precision::kBF16 ? dt::bf16 : dt::f32;
+  dnnl::memory::dims a_str = s.trans_a ? dnnl::memory::dims{1, s.lda} : dnnl::memory::dims{s.lda, 1};
+  dnnl::memory::dims b_str = s.trans_b ? dnnl::memory::dims{1, s.ldb} : dnnl::memory::dims{s.ldb, 1};
+  Plan plan;
+  plan.a = dnnl::memory::desc({s.M, s.K}, in_t, a_str);
+  plan.b = dnnl::memory::desc({s.K, s.N}, in_t, b_str);
+  plan.c = dnnl::memory::desc({s.M, s.N}, dt::f32, dnnl::memory::dims{s.ldc, 1});
+  dnnl::primitive_attr attr;
+  if (accumulate) {
+    dnnl::post_ops po;
+    po.append_sum(beta);
+    attr.set_post_ops(po);
+  }
+  auto d = dnnl::matmul::desc(plan.a, plan.b, plan.c);
+  auto pd = dnnl::matmul::primitive_desc(d, attr, cpu_engine());
+  plan.prim = dnnl::matmul(pd);
+  return cache.emplace(key, std::move(plan)).first->second;
+}
+
+// Copies a stored rows x cols matrix (leading dim ld) into packed bf16.
+void pack_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld, std::vector<uint16_t>& out) {
+  out.resize(size_t(rows * cols));
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+  for (int64_t r = 0; r < rows; ++r) to_bf16(x + r * ld, out.data() + r * cols, cols);
+}
+
+}  // namespace
+
+void gemm(const GemmShape& shape, const float* A, const float* B, float* C, float beta, Precision p) {
+  GemmShape s = shape;
+  fill_ld(s);
+  if (s.M == 0 || s.N == 0) return;
+  if (s.K == 0) {
+    for (int64_t i = 0; i < s.M; ++i)
+      for (int64_t j = 0; j < s.N; ++j) C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
+    return;
+  }
+  bool acc = beta != 0.f;
+  static dnnl::stream strm(cpu_engine());
+  if (p == Precision::kF32) {
+    Plan& plan = plan_for(s, p, acc, beta);
+    dnnl::memory ma(plan.a, cpu_engine(), const_cast<float*>(A));
+    dnnl::memory mb(plan.b, cpu_engine(), const_cast<float*>(B));
+    dnnl::memory mc(plan.c, cpu_engine(), C);
+    plan.prim.execute(strm, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+    strm.wait();
+    return;
+  }
+  // bf16: pack both operands (keeping their orientation) and multiply.
+  thread_local std::vector<uint16_t> a16, b16;
+  int64_t a_rows = s.trans_a ? s.K : s.M, a_cols = s.trans_a ? s.M : s.K;
+  int64_t b_rows = s.trans_b ? s.N : s.K, b_cols = s.trans_b ? s.K : s.N;
+  pack_bf16(A, a_rows, a_cols, s.lda, a16);
+  pack_bf16(B, b_rows, b_cols, s.ldb, b16);
+  GemmShape ps = s;
+  ps.lda = a_cols;
+  ps.ldb = b_cols;
+  Plan& plan = plan_for(ps, p, acc, beta);
+  dnnl::memory ma(plan.a, cpu_engine(), a16.data());
+  dnnl::memory mb(plan.b, cpu_engine(), b16.data());
+  dnnl::memory mc(plan.c, cpu_engine(), C);
+  plan.prim.execute(strm, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+  strm.wait();
+}
+
+void gemm_small(const GemmShape& shape, const float* A, const float* B, float* C, float beta) {
+  GemmShape s = shape;
+  fill_ld(s);
+  if (s.M == 0 || s.N == 0) return;
+  dnnl_sgemm(s.trans_a ? 'T' : 'N', s.trans_b ? 'T' : 'N', s.M, s.N, s.K, 1.0f, A, s.lda, B, s.ldb,
+             beta, C, s.ldc);
+}
+
+void gemm_small_bf16(const GemmShape& shape, const uint16_t* A, const uint16_t* B, float* C,
+                     float beta) {
+  GemmShape s = shape;
+  fill_ld(s);
+  if (s.M == 0 || s.N == 0) return;
+  bool acc = beta != 0.f;
+  Plan& plan = plan_for(s, Precision::kBF16, acc, beta);
+  thread_local dnnl::stream strm(cpu_engine());
+  dnnl::memory ma(plan.a, cpu_engine(), const_cast<uint16_t*>(A));
+  dnnl::memory mb(plan.b, cpu_engine(), const_cast<uint16_t*>(B));
+  dnnl::memory mc(plan.c, cpu_engine(), C);
+  plan.prim.execute(strm, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
+  strm.wait();
+}
+
+void gemm_naive(const GemmShape& shape, const float* A, const float* B, float* C, float beta) {
+  GemmShape s = shape;
+  fill_ld(s);
+  for (int64_t i = 0; i < s.M; ++i)
+    for (int64_t j = 0; j < s.N; ++j) {
+      double acc = 0;
+      for (int64_t k = 0; k < s.K; ++k) {
+        double a = s.trans_a ? A[k * s.lda + i] : A[i * s.lda + k];
+        double b = s.trans_b ? B[j * s.ldb + k] : B[k * s.ldb + j];
+        acc += a * b;
+      }
+      float& c = C[i * s.ldc + j];
+      c = float(acc + (beta == 0.f ? 0.0 : double(beta) * c));
+    }
+}
+
+static inline uint16_t bf16_scalar(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffff) > 0x7f800000) return uint16_t((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fff + ((u >> 16) & 1);
+  return uint16_t(u >> 16);
+}
+
+void to_bf16(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512BF16__)
+  for (; i + 16 <= n; i += 16) {
+    __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), reinterpret_cast<__m256i&>(v));
+  }
+#endif
+  for (; i < n; ++i) y[i] = bf16_scalar(x[i]);
+}
+
+void from_bf16(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u = uint32_t(x[i]) << 16;
+    std::memcpy(&y[i], &u, 4);
+  }
+}
+
+void round_bf16(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h = bf16_scalar(x[i]);
+    from_bf16(&h, &x[i], 1);
+  }
+}
+
+}  // namespace rat

@@ -1,0 +1,48 @@
+// The one GEMM wrapper: every matrix product of the engine goes through here.
+// Row-major throughout. C[M,N] = beta * C + op(A)[M,K] * op(B)[K,N], where
+// op(A) = A (A stored [M,K], leading dim lda) or A^T (A stored [K,M]).
+//
+// Large products use oneDNN's matmul primitive, whose plans are cached by
+// shape; bf16 products round A and B to bf16 and accumulate in fp32 (output is
+// always fp32). Small products inside tiled kernels (attention blocks) call
+// gemm_small, which runs on the calling thread only and needs no plan.
+#pragma once
+
+#include <cstdint>
+
+namespace rat {
+
+enum class Precision { kF32, kBF16 };
+
+const char* precision_name(Precision p);
+
+struct GemmShape {
+  int64_t M, N, K;
+  bool trans_a = false, trans_b = false;
+  int64_t lda = 0, ldb = 0, ldc = 0;  // 0: packed (K or M for A, N or K for B, N for C)
+};
+
+// Multi-threaded (OpenMP, all threads). Call from outside parallel regions.
+void gemm(const GemmShape& s, const float* A, const float* B, float* C,
+          float beta, Precision p = Precision::kF32);
+
+// Same maths, single-threaded, for use inside an OpenMP parallel region.
+// fp32 only (oneDNN's sgemm, which has no plan to build for each new shape).
+void gemm_small(const GemmShape& s, const float* A, const float* B, float* C,
+                float beta);
+
+// bf16 variant for inside parallel regions: A and B already bf16 (uint16 bits).
+void gemm_small_bf16(const GemmShape& s, const uint16_t* A, const uint16_t* B,
+                     float* C, float beta);
+
+// Reference triple loop in double precision: the oracle for tests and benches.
+void gemm_naive(const GemmShape& s, const float* A, const float* B, float* C,
+                float beta);
+
+// Round-to-nearest-even fp32 -> bf16 (as uint16 bits) and back.
+void to_bf16(const float* x, uint16_t* y, int64_t n);
+void from_bf16(const uint16_t* x, float* y, int64_t n);
+// Rounds in place: x = float(bf16(x)). Used to emulate bf16 inputs exactly.
+void round_bf16(float* x, int64_t n);
+
+}  // namespace rat

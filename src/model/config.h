@@ -1,0 +1,70 @@
+// Model configuration: the authors' resolved config.yaml schema (SPEC.md,
+// "Checkpoints and configs"), reduced to a plain struct with one entry per
+// layer so the hybrid is data, not a code path.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rat {
+
+enum class MixerKind { kRat, kAttention, kLocalAttention, kRnn };
+enum class Activation { kGelu, kFastGelu, kRelu, kSwiglu };
+enum class PosEnc { kRope, kInterRope, kRopeInterRope, kEmpty };
+
+const char* mixer_name(MixerKind k);
+const char* activation_name(Activation a);
+const char* pe_name(PosEnc p);
+
+struct MixerConfig {
+  MixerKind kind = MixerKind::kRat;
+  int64_t d_head = 64;
+  int64_t ngroups = 1;      // rat only: q/k groups, must divide H
+  int64_t chunk_size = 16;  // rat only: L
+  int64_t window_size = 0;  // local_attention only: keys t-window..t
+};
+
+struct FfnConfig {
+  int64_t d_ffn = 0;
+  Activation act = Activation::kGelu;
+  bool bias = false;
+};
+
+struct ModelConfig {
+  // data
+  int64_t seq_len = 1024;
+  int64_t vocab_size = 0;
+  int64_t num_bytes = 2;
+  int64_t ignore_input_index = -1;  // input id whose next-token label is masked; -1: none
+  // model.backbone
+  std::string backbone = "sequence";  // sequence | sequence_interleave
+  int64_t num_layers = 0;
+  int64_t d_model = 0;
+  int64_t interleave_step = 1;
+  MixerConfig seq_cell;
+  MixerConfig seq_cell1;  // used by sequence_interleave only
+  FfnConfig ffn;
+  // model.embedding
+  PosEnc pe = PosEnc::kRope;
+  double rope_base = 10000.0;
+  // task
+  bool tie_embedding = true;
+  int64_t ignore_index = -100;
+
+  // Resolved: the mixer of every block (SPEC.md "Backbones").
+  std::vector<MixerConfig> layers;
+
+  int64_t n_heads(const MixerConfig& m) const { return d_model / m.d_head; }
+  // Fills `layers` and checks every cross-key constraint; throws rat::Error
+  // naming `where` (the file) and the key on failure.
+  void resolve(const std::string& where);
+};
+
+// Reads config.yaml (the authors' resolved schema). Throws rat::Error naming
+// the file and the key that is missing or wrong.
+ModelConfig load_model_config(const std::string& path);
+// Writes a config.yaml that load_model_config (and the authors' code) reads back.
+void save_model_config(const ModelConfig& cfg, const std::string& path);
+
+}  // namespace rat

@@ -1,0 +1,53 @@
+// safetensors files: an 8-byte little-endian header length, a JSON header
+// {name: {dtype, shape, data_offsets: [begin, end)}, "__metadata__": {...}},
+// then the raw little-endian tensor bytes.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace rat {
+
+enum class DType { kF32, kBF16, kF16 };
+
+struct TensorInfo {
+  DType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;  // byte offsets into the data section
+  int64_t numel() const;
+};
+
+// Parsed and validated on open: header JSON well formed, every dtype known
+// (F32, BF16, F16), offsets inside the file, non-overlapping, and each
+// tensor's byte size = numel * dtype size. Errors name the file and tensor.
+class SafetensorsReader {
+ public:
+  explicit SafetensorsReader(const std::string& path);
+  const std::string& path() const { return path_; }
+  bool has(const std::string& name) const { return tensors_.count(name) > 0; }
+  const TensorInfo& info(const std::string& name) const;  // throws if absent
+  std::vector<std::string> names() const;
+  // Converts to fp32 into dst (numel floats). Checks that the stored shape
+  // equals `expect_shape` and throws naming the tensor and both shapes if not.
+  void read_f32(const std::string& name, const std::vector<int64_t>& expect_shape,
+                float* dst) const;
+
+ private:
+  std::string path_;
+  std::map<std::string, TensorInfo> tensors_;
+  std::vector<uint8_t> data_;  // the data section
+};
+
+struct TensorToWrite {
+  std::string name;
+  std::vector<int64_t> shape;
+  const float* data;  // fp32 source
+};
+
+// Writes atomically: to `path + ".tmp"`, fsync, then rename. dtype F32 or BF16.
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       DType dtype = DType::kF32);
+
+}  // namespace rat
