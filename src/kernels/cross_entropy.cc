@@ -1,0 +1,61 @@
+#include "kernels/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace rat {
+
+namespace {
+constexpr int64_t kLogitBlockFloats = int64_t(8) << 20;  // 32 MB of logits at a time
+}
+
+CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* labels, int64_t N,
+                               int64_t D, int64_t V, int64_t ignore_index, Precision prec,
+                               float scale, float* dhf, float* dW) {
+  const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(N, kLogitBlockFloats / V));
+  thread_local std::vector<float> logits;
+  logits.resize(size_t(nb * V));
+  CeResult res;
+  for (int64_t n0 = 0; n0 < N; n0 += nb) {
+    const int64_t m = std::min(nb, N - n0);
+    gemm({m, V, D, false, true}, hf + n0 * D, W, logits.data(), 0.f, prec);
+    double loss = 0;
+    int64_t cnt = 0;
+#pragma omp parallel for schedule(static) reduction(+ : loss, cnt)
+    for (int64_t i = 0; i < m; ++i) {
+      float* row = logits.data() + i * V;
+      const int32_t y = labels[n0 + i];
+      if (y == ignore_index) {
+        if (dhf) std::fill(row, row + V, 0.f);
+        continue;
+      }
+      float mx = row[0];
+      for (int64_t v = 1; v < V; ++v) mx = std::max(mx, row[v]);
+      double se = 0;
+      for (int64_t v = 0; v < V; ++v) se += std::exp(double(row[v] - mx));
+      double lse = double(mx) + std::log(se);
+      loss += lse - double(row[y]);
+      ++cnt;
+      if (dhf) {
+        // d(-log softmax_y)/dlogit_v = p_v - [v == y]
+        for (int64_t v = 0; v < V; ++v) row[v] = float(std::exp(double(row[v]) - lse)) * scale;
+        row[y] -= scale;
+      }
+    }
+    res.loss_sum += loss;
+    res.count += cnt;
+    if (dhf) {
+      gemm({m, D, V}, logits.data(), W, dhf + n0 * D, 0.f, prec);
+      gemm({V, D, m, true, false}, logits.data(), hf + n0 * D, dW, 1.f, prec);
+    }
+  }
+  return res;
+}
+
+void lm_head_logits(const float* hf, const float* W, float* logits, int64_t N, int64_t D,
+                    int64_t V, Precision prec) {
+  gemm({N, V, D, false, true}, hf, W, logits, 0.f, prec);
+}
+
+}  // namespace rat

@@ -1,0 +1,42 @@
+#include "kernels/linear.h"
+
+#include <omp.h>
+
+#include <cstddef>
+
+#include <vector>
+
+namespace rat {
+
+void linear_forward(const float* x, int64_t ldx, const float* W, const float* b, float* y,
+                    int64_t ldy, int64_t N, int64_t in, int64_t out, Precision p, float beta) {
+  gemm({N, out, in, false, true, ldx, in, ldy}, x, W, y, beta, p);
+  if (b) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < out; ++o) y[n * ldy + o] += b[o];
+  }
+}
+
+void linear_backward(const float* x, int64_t ldx, const float* W, const float* dy, int64_t ldy,
+                     float* dx, int64_t lddx, float dx_beta, float* dW, float* db, int64_t N,
+                     int64_t in, int64_t out, Precision p) {
+  if (dx) gemm({N, in, out, false, false, ldy, in, lddx}, dy, W, dx, dx_beta, p);
+  gemm({out, in, N, true, false, ldy, ldx, in}, dy, x, dW, 1.f, p);
+  if (db) {
+    const int nt = omp_get_max_threads();
+    thread_local std::vector<float> partial;
+    partial.assign(size_t(nt) * out, 0.f);
+#pragma omp parallel
+    {
+      float* pp = partial.data() + size_t(omp_get_thread_num()) * out;
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < out; ++o) pp[o] += dy[n * ldy + o];
+    }
+    for (int t = 0; t < nt; ++t)
+      for (int64_t o = 0; o < out; ++o) db[o] += partial[size_t(t) * out + o];
+  }
+}
+
+}  // namespace rat

@@ -1,0 +1,23 @@
+// Linear layer y = x W^T (+ b), W [out, in] as in PyTorch (SPEC.md). All three
+// products of forward and backward go through the GEMM wrapper.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/gemm.h"
+
+namespace rat {
+
+// x: [N, in] (row stride ldx); W: [out, in]; b: [out] or null; y: [N, out] (stride ldy).
+// y = beta * y + x W^T + b: beta 1 adds the layer's output onto a residual in y.
+void linear_forward(const float* x, int64_t ldx, const float* W, const float* b, float* y,
+                    int64_t ldy, int64_t N, int64_t in, int64_t out, Precision p,
+                    float beta = 0.f);
+
+// dy: [N, out] (stride ldy). dx: [N, in] written (beta 0) or accumulated
+// (beta 1), null to skip. dW [out, in], db [out]: accumulated (db may be null).
+void linear_backward(const float* x, int64_t ldx, const float* W, const float* dy, int64_t ldy,
+                     float* dx, int64_t lddx, float dx_beta, float* dW, float* db, int64_t N,
+                     int64_t in, int64_t out, Precision p);
+
+}  // namespace rat

@@ -1,0 +1,56 @@
+#include "kernels/rmsnorm.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+namespace rat {
+
+void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t N, int64_t D) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xr = x + n * D;
+    float* yr = y + n * D;
+    float ss = 0.f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t d = 0; d < D; ++d) ss += xr[d] * xr[d];
+    float r = 1.0f / std::sqrt(ss / float(D) + kRmsEps);
+    rstd[n] = r;
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) yr[d] = xr[d] * r * w[d];
+  }
+}
+
+// With xh = x * r: dx = r * (dy*w - xh * mean(dy*w*xh)); dw = sum_n dy * xh.
+void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
+                      float* dx, float* dw, int64_t N, int64_t D) {
+  int nt = omp_get_max_threads();
+  // Per-thread partial dw, grown once and reused (no allocation per step).
+  thread_local std::vector<float> partial;
+  partial.assign(size_t(nt) * D, 0.f);
+#pragma omp parallel
+  {
+    float* dwp = partial.data() + size_t(omp_get_thread_num()) * D;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* xr = x + n * D;
+      const float* dyr = dy + n * D;
+      float* dxr = dx + n * D;
+      float r = rstd[n];
+      float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t d = 0; d < D; ++d) dot += dyr[d] * w[d] * xr[d];
+      float m = dot * r * r / float(D);
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) {
+        dxr[d] += r * (dyr[d] * w[d] - xr[d] * m);
+        dwp[d] += dyr[d] * xr[d] * r;
+      }
+    }
+  }
+  for (int t = 0; t < nt; ++t)
+    for (int64_t d = 0; d < D; ++d) dw[d] += partial[size_t(t) * D + d];
+}
+
+}  // namespace rat

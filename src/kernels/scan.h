@@ -1,0 +1,24 @@
+// Gated linear recurrence, channel-wise, with the state reset at the start of
+// every chunk of L tokens (SPEC.md "rat": vt and kt; "rnn" is the case L >= T):
+//   h_l = g_l * h_{l-1} + (1 - g_l) * x_l,   h_{-1} = 0 at each chunk start.
+// Rows are tokens of [B, T] flattened; each row has D channels at stride ld_*.
+#pragma once
+
+#include <cstdint>
+
+namespace rat {
+
+// g, x: [B*T, D] (strides ld_g, ld_x). h: [B*T, D] written (stride ld_h; may alias x).
+void chunk_scan_forward(const float* g, int64_t ld_g, const float* x, int64_t ld_x, float* h,
+                        int64_t ld_h, int64_t B, int64_t T, int64_t L, int64_t D);
+
+// dh: gradient of h (stride ld_h, same as h). dx: written (stride ld_x).
+// dg: ACCUMULATED (stride ld_g), so the v and k scans that share g add into one buffer.
+void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t ld_x,
+                         const float* h, const float* dh, int64_t ld_h, float* dx, float* dg,
+                         int64_t B, int64_t T, int64_t L, int64_t D);
+
+// One step of the recurrence for decoding: h = g*h + (1-g)*x over D channels.
+void scan_step(const float* g, const float* x, float* h, int64_t D);
+
+}  // namespace rat

@@ -1,0 +1,51 @@
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/activations.h"
+#include "model/layers.h"
+
+namespace rat {
+
+const RopeTable& BlockEnv::rope_table(int64_t P, int64_t max_pos) {
+  RopeTable& t = rope[P];
+  t.ensure(P, max_pos, cfg->rope_base);
+  return t;
+}
+
+void sigmoid_inplace(float* x, int64_t ld, const float* bias, int64_t N, int64_t D) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    float* r = x + n * ld;
+    if (bias)
+      for (int64_t d = 0; d < D; ++d) r[d] = sigmoidf(r[d] + bias[d]);
+    else
+      for (int64_t d = 0; d < D; ++d) r[d] = sigmoidf(r[d]);
+  }
+}
+
+void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* out) {
+  const int nt = omp_get_max_threads();
+  thread_local std::vector<float> partial;
+  partial.assign(size_t(nt) * D, 0.f);
+#pragma omp parallel
+  {
+    float* pp = partial.data() + size_t(omp_get_thread_num()) * D;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) pp[d] += x[n * ld + d];
+  }
+  for (int t = 0; t < nt; ++t)
+    for (int64_t d = 0; d < D; ++d) out[d] += partial[size_t(t) * D + d];
+}
+
+std::unique_ptr<Block> make_mixer(BlockEnv* env, const MixerConfig& m) {
+  switch (m.kind) {
+    case MixerKind::kRat: return make_rat_mixer(env, m);
+    case MixerKind::kRnn: return make_rnn_mixer(env, m);
+    default: return make_attention_mixer(env, m);
+  }
+}
+
+}  // namespace rat

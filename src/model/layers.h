@@ -1,0 +1,79 @@
+// Blocks of the backbone (SPEC.md "Mixers", "FFN"): each computes
+// y = x + f(RMSNorm(x)) with its own pre-norm. Forward keeps exactly what
+// backward needs in buffers sized once per (B, T); backward turns the gradient
+// of y into the gradient of x in place and accumulates parameter gradients.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "kernels/rope.h"
+#include "model/config.h"
+#include "model/params.h"
+
+namespace rat {
+
+// Grow-only buffers: a slot is resized when a larger shape first needs it,
+// never inside a steady-state step.
+class Buffers {
+ public:
+  float* get(int slot, int64_t n) {
+    if (slot >= int(bufs_.size())) bufs_.resize(size_t(slot) + 1);
+    if (int64_t(bufs_[size_t(slot)].size()) < n) bufs_[size_t(slot)].resize(size_t(n));
+    return bufs_[size_t(slot)].data();
+  }
+  int64_t bytes() const {
+    int64_t b = 0;
+    for (const auto& v : bufs_) b += int64_t(v.size() * sizeof(float));
+    return b;
+  }
+
+ private:
+  std::vector<std::vector<float>> bufs_;
+};
+
+// What all blocks of one model share: sizes, precision, rotary tables and the
+// backward scratch (only one block runs backward at a time).
+struct BlockEnv {
+  const ModelConfig* cfg = nullptr;
+  Precision prec = Precision::kF32;
+  std::map<int64_t, RopeTable> rope;  // by head width
+  Buffers scratch;
+  const RopeTable& rope_table(int64_t P, int64_t max_pos);
+};
+
+class Block {
+ public:
+  virtual ~Block() = default;
+  // x, y: [B*T, D]. When `train` is false nothing is kept for backward.
+  virtual void forward(const float* x, float* y, int64_t B, int64_t T, bool train) = 0;
+  // dx: gradient of y on entry, of x on exit. x: this block's forward input.
+  virtual void backward(const float* x, float* dx, int64_t B, int64_t T) = 0;
+  // Bytes of saved activations and of its own decode state (for reports).
+  int64_t activation_bytes() const { return saved_.bytes(); }
+  void bind(const LayerView& p, const LayerView& g) { p_ = p, g_ = g; }
+
+ protected:
+  Block(BlockEnv* env, MixerConfig m) : env_(env), m_(m) {}
+  BlockEnv* env_;
+  MixerConfig m_;
+  LayerView p_, g_;
+  Buffers saved_;
+};
+
+std::unique_ptr<Block> make_mixer(BlockEnv* env, const MixerConfig& m);
+std::unique_ptr<Block> make_ffn(BlockEnv* env);
+
+std::unique_ptr<Block> make_rat_mixer(BlockEnv* env, const MixerConfig& m);
+std::unique_ptr<Block> make_attention_mixer(BlockEnv* env, const MixerConfig& m);
+std::unique_ptr<Block> make_rnn_mixer(BlockEnv* env, const MixerConfig& m);
+
+// x[n, :D] = sigmoid(x[n, :D] + bias) over rows of stride ld (bias may be null).
+void sigmoid_inplace(float* x, int64_t ld, const float* bias, int64_t N, int64_t D);
+// out[d] += sum_n x[n*ld + d] (bias gradients).
+void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* out);
+
+}  // namespace rat

@@ -1,0 +1,150 @@
+// The RAT mixer (SPEC.md "rat"):
+//   [z, v, g, q, k] = in_proj(RMSNorm(x)),  z = sigmoid(z), g = sigmoid(g + gate_bias)
+//   vt, kt = chunk-reset gated scans of v and of k tiled to D (head h: group h % G)
+//   q, kt rotated by the chunk index (interrope)
+//   o = inter-chunk attention over earlier chunks' final states + own state
+//   y = x + out_proj(z * o)
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/linear.h"
+#include "kernels/rat_attention.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/scan.h"
+#include "model/layers.h"
+
+namespace rat {
+
+namespace {
+
+enum Saved { kU, kRstd, kProj, kVt, Kt, kKtRot, kQRot, kO, kLse, kGated };
+enum Scratch { sDProj, sDGated, sDQ, sDKt, sDVt, sDKTile, sDG };
+
+class RatMixer final : public Block {
+ public:
+  RatMixer(BlockEnv* env, MixerConfig m) : Block(env, m) {}
+
+  void forward(const float* x, float* y, int64_t B, int64_t T, bool train) override {
+    const ModelConfig& cfg = *env_->cfg;
+    const int64_t D = cfg.d_model, P = m_.d_head, H = D / P, G = m_.ngroups, L = m_.chunk_size;
+    const int64_t GP = G * P, W = 3 * D + 2 * GP, N = B * T, C = (T + L - 1) / L;
+    float* u = saved_.get(kU, N * D);
+    float* rstd = saved_.get(kRstd, N);
+    float* proj = saved_.get(kProj, N * W);
+    float* vt = saved_.get(kVt, N * D);
+    float* kt = saved_.get(Kt, N * D);
+    float* ktr = saved_.get(kKtRot, N * D);
+    float* qr = saved_.get(kQRot, N * GP);
+    float* o = saved_.get(kO, N * D);
+    float* lse = saved_.get(kLse, B * H * T);
+    float* gated = saved_.get(kGated, N * D);
+
+    rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec);
+    float* z = proj;           // sigmoid(z) in place
+    float* v = proj + D;
+    float* g = proj + 2 * D;   // sigmoid(g + gate_bias) in place
+    float* q = proj + 3 * D;
+    float* k = proj + 3 * D + GP;
+    sigmoid_inplace(z, W, nullptr, N, D);
+    sigmoid_inplace(g, W, p_.gate_bias, N, D);
+    chunk_scan_forward(g, W, v, W, vt, D, B, T, L, D);
+    // k is tiled to D by repeating the G*P vector, so head h scans group h % G.
+    for (int64_t h = 0; h < H; ++h)
+      chunk_scan_forward(g + h * P, W, k + (h % G) * P, W, kt + h * P, D, B, T, L, P);
+    const RopeTable& rope = env_->rope_table(P, C);
+    std::memcpy(ktr, kt, size_t(N * D) * sizeof(float));
+    rope_apply(rope, ktr, B, T, 0, H, D, L, +1);
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n) std::memcpy(qr + n * GP, q + n * W, size_t(GP) * sizeof(float));
+    rope_apply(rope, qr, B, T, 0, G, GP, L, +1);
+    RatAttnShape s{B, T, H, P, L, G, GP, D, D};
+    rat_attention_forward(s, qr, ktr, vt, o, lse);
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) gated[n * D + d] = z[n * W + d] * o[n * D + d];
+    std::memcpy(y, x, size_t(N * D) * sizeof(float));
+    linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f);
+    (void)train;
+  }
+
+  void backward(const float* x, float* dx, int64_t B, int64_t T) override {
+    const ModelConfig& cfg = *env_->cfg;
+    const int64_t D = cfg.d_model, P = m_.d_head, H = D / P, G = m_.ngroups, L = m_.chunk_size;
+    const int64_t GP = G * P, W = 3 * D + 2 * GP, N = B * T, C = (T + L - 1) / L;
+    float* u = saved_.get(kU, 0);
+    float* rstd = saved_.get(kRstd, 0);
+    float* proj = saved_.get(kProj, 0);
+    float* vt = saved_.get(kVt, 0);
+    float* kt = saved_.get(Kt, 0);
+    float* ktr = saved_.get(kKtRot, 0);
+    float* qr = saved_.get(kQRot, 0);
+    float* o = saved_.get(kO, 0);
+    float* lse = saved_.get(kLse, 0);
+    float* gated = saved_.get(kGated, 0);
+    Buffers& sc = env_->scratch;
+    float* dproj = sc.get(sDProj, N * W);
+    float* dgo = sc.get(sDGated, N * D);
+    float* dq = sc.get(sDQ, N * GP);
+    float* dkt = sc.get(sDKt, N * D);
+    float* dvt = sc.get(sDVt, N * D);
+    float* dktile = sc.get(sDKTile, N * D);
+    float* dg = sc.get(sDG, N * D);
+    const float* z = proj;
+    const float* v = proj + D;
+    const float* g = proj + 2 * D;
+    const float* k = proj + 3 * D + GP;
+
+    // y = x + out_proj(z * o): dx keeps the residual gradient.
+    linear_backward(gated, D, p_.out_proj, dx, D, dgo, D, 0.f, g_.out_proj, nullptr, N, D, D,
+                    env_->prec);
+    // d(z*o): dz_pre = dgo * o * z(1-z) into dproj[:, :D]; do = dgo * z (in place).
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) {
+        float zz = z[n * W + d], gd = dgo[n * D + d];
+        dproj[n * W + d] = gd * o[n * D + d] * zz * (1.f - zz);
+        dgo[n * D + d] = gd * zz;
+      }
+    RatAttnShape s{B, T, H, P, L, G, GP, D, D};
+    rat_attention_backward(s, qr, ktr, vt, o, lse, dgo, dq, dkt, dvt);
+    // Rotation is orthogonal: its backward is the inverse rotation.
+    const RopeTable& rope = env_->rope_table(P, C);
+    rope_apply(rope, dq, B, T, 0, G, GP, L, -1);
+    rope_apply(rope, dkt, B, T, 0, H, D, L, -1);
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      std::memcpy(dproj + n * W + 3 * D, dq + n * GP, size_t(GP) * sizeof(float));
+      std::memset(dg + n * D, 0, size_t(D) * sizeof(float));
+    }
+    chunk_scan_backward(g, W, v, W, vt, dvt, D, dproj + D, dg, B, T, L, D);
+    for (int64_t h = 0; h < H; ++h)
+      chunk_scan_backward(g + h * P, W, k + (h % G) * P, W, kt + h * P, dkt + h * P, D,
+                          dktile + h * P, dg + h * P, B, T, L, P);
+    // Fold the H/G copies of each key group back onto k; gate through the sigmoid.
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      float* dk = dproj + n * W + 3 * D + GP;
+      std::memcpy(dk, dktile + n * D, size_t(GP) * sizeof(float));
+      for (int64_t r = 1; r < H / G; ++r)
+        for (int64_t j = 0; j < GP; ++j) dk[j] += dktile[n * D + r * GP + j];
+      for (int64_t d = 0; d < D; ++d) {
+        float gg = g[n * W + d];
+        dproj[n * W + 2 * D + d] = dg[n * D + d] * gg * (1.f - gg);
+      }
+    }
+    colsum_accumulate(dproj + 2 * D, W, N, D, g_.gate_bias);
+    float* du = dgo;  // reuse: dgo is no longer needed
+    linear_backward(u, D, p_.in_proj, dproj, W, du, D, 0.f, g_.in_proj, nullptr, N, D, W,
+                    env_->prec);
+    rmsnorm_backward(du, x, p_.input_norm, rstd, dx, g_.input_norm, N, D);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Block> make_rat_mixer(BlockEnv* env, const MixerConfig& m) {
+  return std::make_unique<RatMixer>(env, m);
+}
+
+}  // namespace rat

@@ -1,0 +1,90 @@
+// Gated linear RNN mixer (SPEC.md "rnn"): [z, v, g] = in_proj(RMSNorm(x)),
+// h_t = g_t h_{t-1} + (1 - g_t) v_t over the whole sequence,
+// y = x + out_proj(sigmoid(z) * h). It is the chunk scan with one chunk.
+#include <cstring>
+
+#include "kernels/linear.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/scan.h"
+#include "model/layers.h"
+
+namespace rat {
+
+namespace {
+
+enum Saved { kU, kRstd, kProj, kH, kGated };
+enum Scratch { sDProj, sDGated, sDH, sDG };
+
+class RnnMixer final : public Block {
+ public:
+  RnnMixer(BlockEnv* env, MixerConfig m) : Block(env, m) {}
+
+  void forward(const float* x, float* y, int64_t B, int64_t T, bool train) override {
+    const int64_t D = env_->cfg->d_model, W = 3 * D, N = B * T;
+    float* u = saved_.get(kU, N * D);
+    float* rstd = saved_.get(kRstd, N);
+    float* proj = saved_.get(kProj, N * W);
+    float* h = saved_.get(kH, N * D);
+    float* gated = saved_.get(kGated, N * D);
+    rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec);
+    float* z = proj;
+    float* v = proj + D;
+    float* g = proj + 2 * D;
+    sigmoid_inplace(z, W, nullptr, N, D);
+    sigmoid_inplace(g, W, p_.gate_bias, N, D);
+    chunk_scan_forward(g, W, v, W, h, D, B, T, T, D);
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) gated[n * D + d] = z[n * W + d] * h[n * D + d];
+    std::memcpy(y, x, size_t(N * D) * sizeof(float));
+    linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f);
+    (void)train;
+  }
+
+  void backward(const float* x, float* dx, int64_t B, int64_t T) override {
+    const int64_t D = env_->cfg->d_model, W = 3 * D, N = B * T;
+    float* u = saved_.get(kU, 0);
+    float* rstd = saved_.get(kRstd, 0);
+    float* proj = saved_.get(kProj, 0);
+    float* h = saved_.get(kH, 0);
+    float* gated = saved_.get(kGated, 0);
+    float* dproj = env_->scratch.get(sDProj, N * W);
+    float* dgo = env_->scratch.get(sDGated, N * D);
+    float* dh = env_->scratch.get(sDH, N * D);
+    float* dg = env_->scratch.get(sDG, N * D);
+    const float* z = proj;
+    const float* v = proj + D;
+    const float* g = proj + 2 * D;
+    linear_backward(gated, D, p_.out_proj, dx, D, dgo, D, 0.f, g_.out_proj, nullptr, N, D, D,
+                    env_->prec);
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) {
+        float zz = z[n * W + d], gd = dgo[n * D + d];
+        dproj[n * W + d] = gd * h[n * D + d] * zz * (1.f - zz);
+        dh[n * D + d] = gd * zz;
+        dg[n * D + d] = 0.f;
+      }
+    chunk_scan_backward(g, W, v, W, h, dh, D, dproj + D, dg, B, T, T, D);
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) {
+        float gg = g[n * W + d];
+        dproj[n * W + 2 * D + d] = dg[n * D + d] * gg * (1.f - gg);
+      }
+    colsum_accumulate(dproj + 2 * D, W, N, D, g_.gate_bias);
+    float* du = dgo;
+    linear_backward(u, D, p_.in_proj, dproj, W, du, D, 0.f, g_.in_proj, nullptr, N, D, W,
+                    env_->prec);
+    rmsnorm_backward(du, x, p_.input_norm, rstd, dx, g_.input_norm, N, D);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Block> make_rnn_mixer(BlockEnv* env, const MixerConfig& m) {
+  return std::make_unique<RnnMixer>(env, m);
+}
+
+}  // namespace rat

@@ -1,0 +1,66 @@
+// The language model (SPEC.md "The language model"):
+//   x = wte[ids]; for each block: x = FFN_i(Mixer_i(x)); logits = lm_head(RMSNorm(x)).
+// Parameters and their gradients live in two flat buffers laid out by the
+// ParamLayout registry; activations are sized once for the largest (B, T).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cross_entropy.h"
+#include "model/config.h"
+#include "model/layers.h"
+#include "model/params.h"
+
+namespace rat {
+
+class Model {
+ public:
+  explicit Model(const ModelConfig& cfg);
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamLayout& layout() const { return layout_; }
+  float* params() { return params_.data(); }
+  float* grads() { return grads_.data(); }
+  int64_t num_params() const;  // distinct parameters (tied head counted once)
+
+  void set_precision(Precision p) { env_.prec = p; }
+  Precision precision() const { return env_.prec; }
+
+  void init(uint64_t seed) { layout_.init(params_.data(), seed); }
+  void zero_grads();
+
+  // Forward over ids [B, T]; loss against labels [B, T] (-100 ignored).
+  // With backward, gradients of (loss_sum * loss_scale) are ACCUMULATED into
+  // grads(). loss_scale <= 0 means 1/count (this micro-batch's mean).
+  CeResult forward_backward(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T,
+                            bool backward, float loss_scale = 0.f);
+  // Full logits [B, T, V] (tests and small evaluations).
+  void logits(const int32_t* ids, int64_t B, int64_t T, float* out);
+
+  // Bytes held for activations and scratch at the largest shape seen so far.
+  int64_t activation_bytes() const;
+
+ private:
+  void forward_hidden(const int32_t* ids, int64_t B, int64_t T);
+
+  ModelConfig cfg_;
+  ParamLayout layout_;
+  std::vector<float> params_, grads_;
+  BlockEnv env_;
+  std::vector<std::unique_ptr<Block>> mixers_, ffns_;
+  Buffers acts_;  // residual stream [2L+1][N, D], final norm output, rstd, dx
+};
+
+// Model directories (SPEC.md "Checkpoints and configs").
+// Loads config.yaml + model.safetensors; every tensor's presence, shape and
+// dtype is checked and the first offender named.
+std::unique_ptr<Model> load_model_dir(const std::string& dir);
+// Writes config.yaml and model.safetensors (atomically, via temporary names).
+void save_model_dir(Model& model, const std::string& dir);
+
+}  // namespace rat
