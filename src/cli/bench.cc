@@ -1,0 +1,270 @@
+// `rat bench`: the paper's single-layer efficiency protocol (SPEC.md) on this
+// machine, with the GEMM rate and read bandwidth measured in the same run so
+// every figure comes with the ceiling it should be compared against.
+#include <sys/resource.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include <omp.h>
+
+#include "cli/commands.h"
+#include "kernels/gemm.h"
+#include "model/layers.h"
+#include "model/params.h"
+#include "nlohmann/json.hpp"
+#include "util/error.h"
+#include "util/timer.h"
+
+namespace rat::cli {
+
+std::string machine_description() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line, model = "unknown CPU";
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  return model + ", " + std::to_string(omp_get_max_threads()) + " threads";
+}
+
+namespace {
+
+struct BenchOpts {
+  std::string layer = "rat", mode = "train", dtype = "f32";
+  int64_t chunk = 16, window = 1024, d_model = 1024, d_head = 64, seq = 4096, batch = 1;
+  int64_t ngroups = 1;
+  int repeats = 5, warmup = 1;
+  int64_t gemm_n = 2048;
+  bool json = false;
+};
+
+Precision parse_dtype(const std::string& s) {
+  if (s == "f32") return Precision::kF32;
+  if (s == "bf16") return Precision::kBF16;
+  throw Error("--dtype: '" + s + "', expected f32 or bf16");
+}
+
+// Median GFLOP/s of an n^3 GEMM in the given precision.
+double measure_gemm_rate(int64_t n, Precision p, int repeats = 5) {
+  std::vector<float> A(size_t(n * n)), B(size_t(n * n)), C(size_t(n * n));
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (auto& x : A) x = u(rng);
+  for (auto& x : B) x = u(rng);
+  gemm({n, n, n}, A.data(), B.data(), C.data(), 0.f, p);
+  std::vector<double> t;
+  for (int r = 0; r < repeats; ++r) {
+    double t0 = now_seconds();
+    gemm({n, n, n}, A.data(), B.data(), C.data(), 0.f, p);
+    t.push_back(now_seconds() - t0);
+  }
+  return 2.0 * double(n) * double(n) * double(n) / median(t) / 1e9;
+}
+
+// GB/s reading a buffer far larger than the caches, all threads.
+double measure_read_bandwidth(int64_t bytes = int64_t(1) << 30, int repeats = 5) {
+  int64_t n = bytes / int64_t(sizeof(float));
+  std::vector<float> a(size_t(n), 1.0f);
+  std::vector<double> t;
+  volatile float sink = 0;
+  for (int r = 0; r < repeats + 1; ++r) {
+    double t0 = now_seconds();
+    float s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (int64_t i = 0; i < n; ++i) s += a[size_t(i)];
+    sink = sink + s;
+    if (r > 0) t.push_back(now_seconds() - t0);
+  }
+  return double(bytes) / median(t) / 1e9;
+}
+
+double max_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;
+}
+
+MixerKind parse_layer(const std::string& s) {
+  if (s == "rat") return MixerKind::kRat;
+  if (s == "attention") return MixerKind::kAttention;
+  if (s == "local_attention") return MixerKind::kLocalAttention;
+  if (s == "rnn") return MixerKind::kRnn;
+  throw Error("--layer: '" + s + "', expected rat, attention, local_attention or rnn");
+}
+
+// Query-key pairs a layer's softmax scores, per head and batch row.
+double score_pairs(const MixerConfig& m, int64_t T) {
+  double pairs = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    switch (m.kind) {
+      case MixerKind::kAttention: pairs += double(t + 1); break;
+      case MixerKind::kLocalAttention: pairs += double(std::min(t, m.window_size) + 1); break;
+      case MixerKind::kRat: pairs += double(t / m.chunk_size + 1); break;
+      case MixerKind::kRnn: break;
+    }
+  }
+  return pairs;
+}
+
+int run_layer(const BenchOpts& o) {
+  if (o.d_model <= 0 || o.d_head <= 0 || o.d_model % o.d_head)
+    throw Error("--d-model must be a positive multiple of --d-head");
+  if (o.seq <= 0 || o.batch <= 0) throw Error("--seq and --batch must be positive");
+  if (o.mode != "train" && o.mode != "prefill")
+    throw Error("--mode: '" + o.mode + "', expected train or prefill");
+  Precision prec = parse_dtype(o.dtype);
+  ModelConfig cfg;
+  cfg.vocab_size = 16;
+  cfg.d_model = o.d_model;
+  cfg.num_layers = 1;
+  cfg.seq_len = o.seq;
+  cfg.ffn.d_ffn = 16;
+  cfg.pe = PosEnc::kRopeInterRope;
+  MixerConfig m;
+  m.kind = parse_layer(o.layer);
+  m.d_head = o.d_head;
+  m.chunk_size = o.chunk;
+  m.window_size = o.window;
+  m.ngroups = o.ngroups;
+  cfg.seq_cell = m;
+  cfg.resolve("bench");
+  ParamLayout layout(cfg);
+  std::vector<float> params(size_t(layout.total())), grads(size_t(layout.total()), 0.f);
+  layout.init(params.data(), 1);
+  BlockEnv env;
+  env.cfg = &cfg;
+  env.prec = prec;
+  auto block = make_mixer(&env, cfg.layers[0]);
+  block->bind(layout.view(params.data()).layers[0], layout.view(grads.data()).layers[0]);
+
+  const int64_t N = o.batch * o.seq, D = o.d_model;
+  std::vector<float> x(size_t(N * D)), y(size_t(N * D)), dy(size_t(N * D)), dx(size_t(N * D));
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : dy) v = nd(rng) * 1e-3f;
+  const bool train = o.mode == "train";
+  auto step = [&] {
+    block->forward(x.data(), y.data(), o.batch, o.seq, train);
+    if (train) {
+      std::copy(dy.begin(), dy.end(), dx.begin());
+      block->backward(x.data(), dx.data(), o.batch, o.seq);
+    }
+  };
+  for (int r = 0; r < o.warmup; ++r) step();
+  std::vector<double> times;
+  for (int r = 0; r < o.repeats; ++r) {
+    double t0 = now_seconds();
+    step();
+    times.push_back(now_seconds() - t0);
+  }
+  const double ms = median(times) * 1e3;
+  // FLOPs: projections 2*N*D*(W_in + D) forward; softmax products 4*P per
+  // scored pair per head (q.k and p*v) forward. Backward counts 2x forward
+  // (input and weight gradients; the attention recompute is not counted).
+  const double proj = 2.0 * double(N) * double(D) * double(in_proj_width(cfg, m) + D);
+  const double core = 4.0 * double(o.d_head) * score_pairs(m, o.seq) * double(o.batch) *
+                      double(D / o.d_head);
+  const double flops = (proj + core) * (train ? 3.0 : 1.0);
+  const double gflops = flops / (ms * 1e-3) / 1e9;
+  const double gemm_rate = measure_gemm_rate(o.gemm_n, prec);
+  const double rss = max_rss_mib();
+  if (o.json) {
+    nlohmann::json j = {{"layer", o.layer},       {"mode", o.mode},
+                        {"seq", o.seq},           {"batch", o.batch},
+                        {"d_model", o.d_model},   {"d_head", o.d_head},
+                        {"chunk", m.kind == MixerKind::kRat ? o.chunk : 0},
+                        {"window", m.kind == MixerKind::kLocalAttention ? o.window : 0},
+                        {"ngroups", o.ngroups},   {"dtype", o.dtype},
+                        {"ms", ms},               {"flops", flops},
+                        {"gflops", gflops},       {"gemm_gflops", gemm_rate},
+                        {"gemm_fraction", gflops / gemm_rate},
+                        {"max_rss_mib", rss},     {"repeats", o.repeats},
+                        {"machine", machine_description()}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("machine: %s\n", machine_description().c_str());
+    std::printf("layer %s (L=%lld W=%lld G=%lld) %s, T=%lld B=%lld D=%lld P=%lld %s\n",
+                o.layer.c_str(), (long long)o.chunk, (long long)o.window, (long long)o.ngroups,
+                o.mode.c_str(), (long long)o.seq, (long long)o.batch, (long long)o.d_model,
+                (long long)o.d_head, o.dtype.c_str());
+    std::printf("  %.2f ms (median of %d), %.3g FLOPs, %.1f GFLOP/s\n", ms, o.repeats, flops,
+                gflops);
+    std::printf("  GEMM rate (%s, %lld^3, same run): %.1f GFLOP/s -> %.1f%% of GEMM\n",
+                o.dtype.c_str(), (long long)o.gemm_n, gemm_rate, 100.0 * gflops / gemm_rate);
+    std::printf("  peak resident memory %.0f MiB\n", rss);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app, Runner& run) {
+  auto* bench = app.add_subcommand("bench", "Measure speed: layers, GEMM rate, memory bandwidth");
+  bench->require_subcommand(1);
+  static BenchOpts o;
+
+  auto* layer = bench->add_subcommand(
+      "layer",
+      "Time one layer (norm + projections + mixer) in the paper's protocol.\n"
+      "Example: rat bench layer --layer rat --chunk 16 --d-model 1024 --d-head 64 --seq 4096");
+  layer->add_option("--layer", o.layer, "rat | attention | local_attention | rnn")
+      ->capture_default_str();
+  layer->add_option("--chunk", o.chunk, "RAT chunk size L")->capture_default_str();
+  layer->add_option("--window", o.window, "local attention window")->capture_default_str();
+  layer->add_option("--ngroups", o.ngroups, "RAT query/key groups")->capture_default_str();
+  layer->add_option("--d-model", o.d_model, "model width D")->capture_default_str();
+  layer->add_option("--d-head", o.d_head, "head width P")->capture_default_str();
+  layer->add_option("--seq", o.seq, "sequence length T")->capture_default_str();
+  layer->add_option("--batch", o.batch, "batch size B")->capture_default_str();
+  layer->add_option("--dtype", o.dtype, "f32 | bf16 (GEMM inputs; fp32 accumulation)")
+      ->capture_default_str();
+  layer->add_option("--mode", o.mode, "train (forward+backward) | prefill (forward)")
+      ->capture_default_str();
+  layer->add_option("--repeats", o.repeats, "timed repeats (median reported)")
+      ->capture_default_str();
+  layer->add_option("--warmup", o.warmup, "untimed repeats first")->capture_default_str();
+  layer->add_flag("--json", o.json, "one JSON object per line");
+  layer->callback([&run] { run = [] { return run_layer(o); }; });
+
+  auto* g = bench->add_subcommand("gemm", "Print this machine's GEMM rate (oneDNN, all threads)");
+  g->add_option("--n", o.gemm_n, "square size")->capture_default_str();
+  g->add_option("--dtype", o.dtype, "f32 | bf16")->capture_default_str();
+  g->add_flag("--json", o.json, "JSON output");
+  g->callback([&run] {
+    run = [] {
+      double r = measure_gemm_rate(o.gemm_n, parse_dtype(o.dtype));
+      if (o.json)
+        std::printf("%s\n", nlohmann::json{{"n", o.gemm_n}, {"dtype", o.dtype}, {"gflops", r},
+                                           {"machine", machine_description()}}
+                                .dump()
+                                .c_str());
+      else
+        std::printf("GEMM %s %lld^3: %.1f GFLOP/s (%s)\n", o.dtype.c_str(), (long long)o.gemm_n,
+                    r, machine_description().c_str());
+      return 0;
+    };
+  });
+
+  auto* mem = bench->add_subcommand("memory", "Print this machine's memory read bandwidth");
+  mem->add_flag("--json", o.json, "JSON output");
+  mem->callback([&run] {
+    run = [] {
+      double bw = measure_read_bandwidth();
+      if (o.json)
+        std::printf("%s\n", nlohmann::json{{"read_gbps", bw}, {"machine", machine_description()}}
+                                .dump()
+                                .c_str());
+      else
+        std::printf("memory read bandwidth: %.1f GB/s (%s)\n", bw, machine_description().c_str());
+      return 0;
+    };
+  });
+}
+
+}  // namespace rat::cli

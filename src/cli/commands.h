@@ -1,0 +1,20 @@
+// Each subcommand registers its flags (name, default, help: declared once)
+// and returns the function that runs it.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "CLI/CLI.hpp"
+
+namespace rat::cli {
+
+using Runner = std::function<int()>;
+
+void register_eval(CLI::App& app, Runner& run);
+void register_bench(CLI::App& app, Runner& run);
+
+// "AMD EPYC ... , 2 threads": printed with every benchmark figure.
+std::string machine_description();
+
+}  // namespace rat::cli

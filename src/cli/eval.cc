@@ -1,0 +1,2 @@
+#include "cli/commands.h"
+namespace rat::cli { void register_eval(CLI::App&, Runner&) {} }
