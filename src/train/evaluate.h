@@ -1,0 +1,26 @@
+// Evaluation over a token file (SPEC.md "Data"): every whole sample of length
+// T, labels masked after ignore_input_index, loss averaged over counted labels.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "model/model.h"
+#include "model/tokens.h"
+
+namespace rat {
+
+struct EvalResult {
+  double loss = 0;     // total NLL / tokens
+  double ppl = 0;      // exp(loss)
+  int64_t tokens = 0;  // labels that counted (not -100)
+  int64_t samples = 0;
+};
+
+// Samples [first, first + count) of the file (count < 0: all), in batches of
+// B. `on_batch(samples_done)` is called after each batch (progress bars).
+EvalResult evaluate(Model& model, const TokenFile& data, int64_t T, int64_t B,
+                    int64_t first = 0, int64_t count = -1,
+                    const std::function<void(int64_t)>& on_batch = nullptr);
+
+}  // namespace rat
