@@ -17,20 +17,10 @@
 #include "model/params.h"
 #include "nlohmann/json.hpp"
 #include "util/error.h"
+#include "util/machine.h"
 #include "util/timer.h"
 
 namespace rat::cli {
-
-std::string machine_description() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line, model = "unknown CPU";
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  return model + ", " + std::to_string(omp_get_max_threads()) + " threads";
-}
 
 namespace {
 
@@ -47,46 +37,6 @@ Precision parse_dtype(const std::string& s) {
   if (s == "f32") return Precision::kF32;
   if (s == "bf16") return Precision::kBF16;
   throw Error("--dtype: '" + s + "', expected f32 or bf16");
-}
-
-// Median GFLOP/s of an n^3 GEMM in the given precision.
-double measure_gemm_rate(int64_t n, Precision p, int repeats = 5) {
-  std::vector<float> A(size_t(n * n)), B(size_t(n * n)), C(size_t(n * n));
-  std::mt19937 rng(1);
-  std::uniform_real_distribution<float> u(-1, 1);
-  for (auto& x : A) x = u(rng);
-  for (auto& x : B) x = u(rng);
-  gemm({n, n, n}, A.data(), B.data(), C.data(), 0.f, p);
-  std::vector<double> t;
-  for (int r = 0; r < repeats; ++r) {
-    double t0 = now_seconds();
-    gemm({n, n, n}, A.data(), B.data(), C.data(), 0.f, p);
-    t.push_back(now_seconds() - t0);
-  }
-  return 2.0 * double(n) * double(n) * double(n) / median(t) / 1e9;
-}
-
-// GB/s reading a buffer far larger than the caches, all threads.
-double measure_read_bandwidth(int64_t bytes = int64_t(1) << 30, int repeats = 5) {
-  int64_t n = bytes / int64_t(sizeof(float));
-  std::vector<float> a(size_t(n), 1.0f);
-  std::vector<double> t;
-  volatile float sink = 0;
-  for (int r = 0; r < repeats + 1; ++r) {
-    double t0 = now_seconds();
-    float s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
-    for (int64_t i = 0; i < n; ++i) s += a[size_t(i)];
-    sink = sink + s;
-    if (r > 0) t.push_back(now_seconds() - t0);
-  }
-  return double(bytes) / median(t) / 1e9;
-}
-
-double max_rss_mib() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) / 1024.0;
 }
 
 MixerKind parse_layer(const std::string& s) {

@@ -1,0 +1,61 @@
+// Experiment configs (SPEC.md "Experiment configs"): the authors' key names,
+// loaded from YAML, with dotted command-line overrides applied before
+// anything is read, so the saved resolved config reproduces the run.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "model/config.h"
+
+namespace rat {
+
+struct DataSplit {
+  std::string name = "lm_ordered";  // lm_ordered | lm_random | sft_ordered | sft_random
+  std::string tokenized_file_path;  // lm
+  std::string tokenized_input_path, tokenized_label_path;  // sft
+  int64_t limit_tokens = -1;
+  bool sft() const { return name.rfind("sft", 0) == 0; }
+  bool random() const { return name.find("random") != std::string::npos; }
+};
+
+struct Experiment {
+  ModelConfig model;
+  // data
+  int64_t batch_size = 1, global_batch_size = 1;
+  DataSplit train, val;
+  int64_t val_samples = -1;  // ours: cap on validation samples (-1: all)
+  // optim
+  std::string optimizer = "adamw";  // adamw | adam | sgd
+  double lr = 8e-4, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  std::string scheduler = "cosine";
+  double warmup_iter = 0.05, eta_min = 1e-6;
+  // trainer
+  uint64_t seed = 1005;
+  std::string dtype = "float32";  // float32 | bfloat16
+  int64_t max_epoch = 1, max_steps = -1;
+  double gradient_clipping = 0;  // 0: off
+  int64_t log_interval = 10;
+  int64_t eval_interval = 0;  // ours: optimiser steps between validations (0: at log when eval_when_log)
+  bool eval_when_log = false, save_checkpoint = true, load_checkpoint = false;
+  double save_interval = 0.1;  // fraction of total steps
+  std::string save_dir = "runs/default", pretrained_path;
+
+  std::string source;     // the file it came from
+  YAML::Node resolved;    // the whole tree after overrides (saved in the run dir)
+};
+
+// Loads `path`, applies `overrides` ("dotted.key=value"), validates. Unknown
+// override keys are rejected naming the closest valid key.
+Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides);
+
+// Every dotted key an experiment understands (for suggestions and --help).
+const std::vector<std::string>& experiment_keys();
+
+// Levenshtein distance, for "did you mean".
+size_t edit_distance(const std::string& a, const std::string& b);
+
+}  // namespace rat

@@ -1,0 +1,20 @@
+// This machine's ceilings, measured in the same run as the figure they judge.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/gemm.h"
+
+namespace rat {
+
+// Median GFLOP/s of an n^3 GEMM (all threads).
+double measure_gemm_rate(int64_t n, Precision p, int repeats = 5);
+// GB/s reading a buffer far larger than the caches (all threads).
+double measure_read_bandwidth(int64_t bytes = int64_t(1) << 30, int repeats = 5);
+// Peak resident set size of this process so far, MiB.
+double max_rss_mib();
+// "AMD EPYC ..., 2 threads".
+std::string machine_description();
+
+}  // namespace rat
