@@ -13,5 +13,6 @@ using Runner = std::function<int()>;
 
 void register_eval(CLI::App& app, Runner& run);
 void register_bench(CLI::App& app, Runner& run);
+void register_train(CLI::App& app, Runner& run);
 
 }  // namespace rat::cli

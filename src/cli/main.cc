@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every command");
   rat::cli::Runner run;
+  rat::cli::register_train(app, run);
   rat::cli::register_eval(app, run);
   rat::cli::register_bench(app, run);
   try {

@@ -1,0 +1,296 @@
+#include "train/trainer.h"
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+#include "nlohmann/json.hpp"
+#include "train/evaluate.h"
+#include "train/optimizer.h"
+#include "train/sampler.h"
+#include "util/error.h"
+#include "util/machine.h"
+#include "util/progress.h"
+#include "util/timer.h"
+
+namespace rat {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+// Model FLOPs of one token's forward + backward: 6 per weight of every matrix
+// product (projections, FFN, head) plus the softmax products at this T.
+double flops_per_token(const Model& m, int64_t T) {
+  const ModelConfig& c = m.config();
+  double f = 0;
+  for (const ParamSpec& s : m.layout().specs())
+    if (s.shape.size() == 2 && s.name != "embedding.wte.weight") f += 6.0 * double(s.numel);
+  if (c.tie_embedding) f += 6.0 * double(c.vocab_size * c.d_model);
+  for (const MixerConfig& mc : c.layers) {
+    double pairs = 0;  // average keys scored per query
+    for (int64_t t = 0; t < T; ++t) {
+      if (mc.kind == MixerKind::kAttention) pairs += double(t + 1);
+      if (mc.kind == MixerKind::kLocalAttention) pairs += double(std::min(t, mc.window_size) + 1);
+      if (mc.kind == MixerKind::kRat) pairs += double(t / mc.chunk_size + 1);
+    }
+    f += 3.0 * 4.0 * double(c.d_model) * pairs / double(T);
+  }
+  return f;
+}
+
+struct TrainState {
+  int64_t step = 0;  // optimiser steps completed
+  int world = 1;
+};
+
+void write_text_atomic(const fs::path& p, const std::string& text) {
+  fs::path tmp = p;
+  tmp += ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << text;
+    f.flush();
+    if (!f) throw Error(tmp.string() + ": write failed (disk full or not writable?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, p, ec);
+  if (ec) throw Error(p.string() + ": cannot rename into place: " + ec.message());
+}
+
+// Checkpoint = a model directory plus optimiser moments and trainer state,
+// written under a temporary name and renamed; `latest` is then repointed.
+// A failure at any point leaves the previous checkpoint and `latest` intact.
+std::string save_checkpoint(const fs::path& run, Model& model, Optimizer& opt,
+                            const TrainState& st, const std::string& tokenizer) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08lld", (long long)st.step);
+  const fs::path ckdir = run / "checkpoints";
+  const fs::path final_dir = ckdir / name;
+  fs::path tmp = final_dir;
+  tmp += ".tmp";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  try {
+    fs::create_directories(tmp);
+    save_model_dir(model, tmp.string());
+    std::vector<TensorToWrite> ts;
+    for (const ParamSpec& s : model.layout().specs()) {
+      ts.push_back({"exp_avg." + s.name, s.shape, opt.exp_avg().data() + s.offset});
+      ts.push_back({"exp_avg_sq." + s.name, s.shape, opt.exp_avg_sq().data() + s.offset});
+    }
+    write_safetensors((tmp / "optimizer.safetensors").string(), ts, DType::kF32);
+    nlohmann::json j = {{"step", st.step}, {"optimizer_steps", opt.steps()}, {"world", st.world}};
+    write_text_atomic(tmp / "trainer_state.json", j.dump(2) + "\n");
+    if (!tokenizer.empty() && fs::exists(tokenizer))
+      fs::copy_file(tokenizer, tmp / "tokenizer.model", fs::copy_options::overwrite_existing);
+    fs::remove_all(final_dir, ec);
+    fs::rename(tmp, final_dir);
+    const fs::path link_tmp = run / "latest.tmp";
+    fs::remove(link_tmp, ec);
+    fs::create_directory_symlink(fs::path("checkpoints") / name, link_tmp);
+    fs::rename(link_tmp, run / "latest");
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(tmp, ec);
+    throw Error(run.string() + ": saving checkpoint failed (" + e.code().message() +
+                "); the previous checkpoint is unchanged");
+  } catch (const Error&) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  // Keep the two newest checkpoints.
+  std::vector<fs::path> old;
+  for (const auto& d : fs::directory_iterator(ckdir))
+    if (d.is_directory() && d.path().extension() != ".tmp") old.push_back(d.path());
+  std::sort(old.begin(), old.end());
+  for (size_t i = 0; i + 2 < old.size(); ++i) fs::remove_all(old[i], ec);
+  return (run / "latest").string();
+}
+
+void load_checkpoint(const fs::path& dir, Model& model, Optimizer& opt, TrainState& st) {
+  SafetensorsReader w((dir / "model.safetensors").string());
+  for (const ParamSpec& s : model.layout().specs())
+    w.read_f32(s.name, s.shape, model.params() + s.offset);
+  SafetensorsReader o((dir / "optimizer.safetensors").string());
+  for (const ParamSpec& s : model.layout().specs()) {
+    o.read_f32("exp_avg." + s.name, s.shape, opt.exp_avg().data() + s.offset);
+    o.read_f32("exp_avg_sq." + s.name, s.shape, opt.exp_avg_sq().data() + s.offset);
+  }
+  std::ifstream f(dir / "trainer_state.json");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const std::exception&) {
+    throw Error((dir / "trainer_state.json").string() + ": unreadable trainer state");
+  }
+  const int world = j.value("world", 1);
+  if (world != st.world)
+    throw Error((dir / "trainer_state.json").string() + ": checkpoint was written by " +
+                std::to_string(world) + " ranks but this run has " + std::to_string(st.world) +
+                "; resume with the same number of ranks");
+  st.step = j.at("step").get<int64_t>();
+  opt.set_steps(j.at("optimizer_steps").get<int64_t>());
+}
+
+}  // namespace
+
+void request_stop() { g_stop = true; }
+
+TrainSummary train(const Experiment& e, const TrainOptions& opt) {
+  const fs::path run = opt.run_dir.empty() ? fs::path(e.save_dir) : fs::path(opt.run_dir);
+  std::error_code ec;
+  fs::create_directories(run, ec);
+  if (ec || !fs::is_directory(run))
+    throw Error(run.string() + ": cannot create the run directory" +
+                (ec ? " (" + ec.message() + ")" : ""));
+  {
+    YAML::Emitter out;
+    out << e.resolved;
+    write_text_atomic(run / "config.yaml", std::string(out.c_str()) + "\n");
+  }
+
+  std::unique_ptr<Model> model;
+  if (!e.pretrained_path.empty()) {
+    model = load_model_dir(e.pretrained_path);
+  } else {
+    model = std::make_unique<Model>(e.model);
+    model->init(e.seed);
+  }
+  const ModelConfig& cfg = model->config();
+  const Precision prec = e.dtype == "bfloat16" ? Precision::kBF16 : Precision::kF32;
+  model->set_precision(prec);
+
+  Sampler sampler(e.train, cfg, e.batch_size, e.global_batch_size, 0, 1, e.seed);
+  std::unique_ptr<TokenFile> val;
+  if (!e.val.tokenized_file_path.empty()) {
+    val = std::make_unique<TokenFile>(e.val.tokenized_file_path, int(cfg.num_bytes));
+    val->check_vocab(cfg.vocab_size);
+  }
+  const std::string data_path =
+      e.train.sft() ? e.train.tokenized_input_path : e.train.tokenized_file_path;
+  const std::string tokenizer = (fs::path(data_path).parent_path() / "tokenizer.model").string();
+
+  const int64_t total = e.max_steps > 0 ? e.max_steps : e.max_epoch * sampler.steps_per_epoch();
+  const int64_t accum = sampler.accumulation(), B = e.batch_size, T = cfg.seq_len;
+  const int64_t n = model->layout().total();
+  OptimConfig oc{e.optimizer, e.lr, e.weight_decay, e.beta1, e.beta2, e.eps, e.scheduler,
+                 e.warmup_iter, e.eta_min};
+  Optimizer optim(oc, n);
+  TrainState st;
+  if (e.load_checkpoint && fs::exists(run / "latest")) {
+    load_checkpoint(fs::canonical(run / "latest"), *model, optim, st);
+    std::printf("resumed from %s at step %lld\n", fs::canonical(run / "latest").c_str(),
+                (long long)st.step);
+  }
+  const int64_t save_every =
+      e.save_checkpoint ? std::max<int64_t>(1, int64_t(e.save_interval * double(total))) : 0;
+  const int64_t eval_every = e.eval_interval > 0 ? e.eval_interval
+                             : e.eval_when_log  ? e.log_interval
+                                                : 0;
+  const double gemm_rate = measure_gemm_rate(1024, prec, 3) * 1e9;
+  const double fpt = flops_per_token(*model, T);
+
+  std::ofstream metrics(run / "metrics.jsonl", std::ios::app);
+  std::vector<int32_t> ids(size_t(B * T)), labels(size_t(B * T));
+  TrainSummary sum;
+  Progress bar("train", total, "steps");
+  bar.update(st.step);
+  double t_log = now_seconds(), data_time = 0;
+  int64_t tokens_since_log = 0;
+
+  auto run_validation = [&](int64_t step) {
+    if (!val) return;
+    const int64_t nval = val->num_samples(T);
+    const int64_t cnt = e.val_samples >= 0 ? std::min(nval, e.val_samples) : nval;
+    EvalResult r = evaluate(*model, *val, T, B, 0, cnt);
+    sum.val_loss = r.loss, sum.val_ppl = r.ppl;
+    nlohmann::json j = {{"step", step}, {"val_loss", r.loss}, {"val_ppl", r.ppl},
+                        {"val_tokens", r.tokens}};
+    metrics << j.dump() << "\n" << std::flush;
+    if (!opt.quiet) {
+      bar.finish();
+      std::printf("step %lld: val_loss %.4f val_ppl %.2f (%lld tokens)\n", (long long)step,
+                  r.loss, r.ppl, (long long)r.tokens);
+      std::fflush(stdout);
+    }
+  };
+
+  for (; st.step < total; ++st.step) {
+    const int64_t s = st.step;
+    model->zero_grads();
+    double step_loss = 0;
+    for (int64_t m = 0; m < accum; ++m) {
+      double t0 = now_seconds();
+      sampler.micro_batch(s, m, ids.data(), labels.data());
+      data_time += now_seconds() - t0;
+      int64_t cnt = 0;
+      for (int32_t y : labels) cnt += y != cfg.ignore_index;
+      const float scale = cnt ? 1.0f / (float(cnt) * float(accum)) : 0.f;
+      CeResult r = model->forward_backward(ids.data(), labels.data(), B, T, true, scale);
+      step_loss += cnt ? r.loss_sum / double(cnt) / double(accum) : 0.0;
+      tokens_since_log += B * T;
+    }
+    if (!std::isfinite(step_loss))
+      throw Error("non-finite training loss at step " + std::to_string(s) +
+                  "; the last good checkpoint is " +
+                  (fs::exists(run / "latest") ? fs::canonical(run / "latest").string()
+                                              : std::string("(none saved yet)")));
+    const double norm = global_norm(model->grads(), n);
+    if (e.gradient_clipping > 0) clip_by_norm(model->grads(), n, norm, e.gradient_clipping);
+    const double lr = lr_at(oc, s, total);
+    optim.step(model->params(), model->grads(), lr);
+    sum.last_loss = step_loss;
+
+    const bool last = st.step + 1 == total;
+    if ((s + 1) % e.log_interval == 0 || last || s == 0) {
+      const double el = now_seconds() - t_log;
+      const double tps = double(tokens_since_log) / el;
+      const double mfu = tps * fpt / gemm_rate;
+      nlohmann::json j = {{"step", s + 1},         {"loss", step_loss},  {"lr", lr},
+                          {"grad_norm", norm},     {"tokens_per_s", tps}, {"mfu", mfu},
+                          {"data_fraction", data_time / el}};
+      metrics << j.dump() << "\n" << std::flush;
+      sum.tokens_per_s = tps, sum.mfu = mfu;
+      if (!opt.quiet) {
+        bar.finish();
+        if (opt.json)
+          std::printf("%s\n", j.dump().c_str());
+        else
+          std::printf("step %lld/%lld loss %.4f lr %.3g grad_norm %.3f %.0f tok/s MFU %.1f%%\n",
+                      (long long)(s + 1), (long long)total, step_loss, lr, norm, tps,
+                      100.0 * mfu);
+        std::fflush(stdout);
+      }
+      t_log = now_seconds(), tokens_since_log = 0, data_time = 0;
+    }
+    char extra[64];
+    std::snprintf(extra, sizeof extra, "loss %.3f", step_loss);
+    bar.update(s + 1, extra);
+    if (eval_every > 0 && ((s + 1) % eval_every == 0)) run_validation(s + 1);
+    const bool stop = g_stop.load();
+    if (save_every > 0 && ((s + 1) % save_every == 0 || last || stop)) {
+      TrainState cur = st;
+      cur.step = s + 1;
+      sum.latest_dir = save_checkpoint(run, *model, optim, cur, tokenizer);
+    }
+    if (stop) {
+      sum.interrupted = true;
+      ++st.step;
+      break;
+    }
+  }
+  bar.finish();
+  sum.steps_done = st.step;
+  if (!sum.interrupted && (eval_every == 0 || total % eval_every != 0)) run_validation(st.step);
+  return sum;
+}
+
+}  // namespace rat

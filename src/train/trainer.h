@@ -1,0 +1,32 @@
+// The training loop (SPEC.md "Training recipe"): micro-batches accumulated to
+// the global batch, clipping by global norm, AdamW with the authors' cosine
+// schedule, validation, metrics.jsonl, atomic checkpoints and resume.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "train/experiment.h"
+
+namespace rat {
+
+struct TrainOptions {
+  std::string run_dir;     // overrides trainer.save_dir when set
+  bool quiet = false;      // no per-log lines on stdout
+  bool json = false;       // log lines as JSON on stdout
+};
+
+struct TrainSummary {
+  int64_t steps_done = 0;
+  double last_loss = 0, val_loss = 0, val_ppl = 0;
+  double tokens_per_s = 0, mfu = 0;
+  bool interrupted = false;
+  std::string latest_dir;  // the model directory of the last checkpoint
+};
+
+TrainSummary train(const Experiment& e, const TrainOptions& opt);
+
+// Set by SIGINT: the loop finishes its step, saves and returns.
+void request_stop();
+
+}  // namespace rat
