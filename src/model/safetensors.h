@@ -12,6 +12,13 @@ namespace rat {
 
 enum class DType { kF32, kBF16, kF16 };
 
+const char* dtype_name(DType d);  // "F32", "BF16", "F16" as in the header JSON
+int64_t dtype_size(DType d);      // bytes per element
+// IEEE binary16 bits -> float, exact (subnormals, infinities, NaN payloads).
+float half_to_float(uint16_t h);
+// "[384, 64]": how shapes appear in messages.
+std::string shape_str(const std::vector<int64_t>& shape);
+
 struct TensorInfo {
   DType dtype;
   std::vector<int64_t> shape;

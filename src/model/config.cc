@@ -1,0 +1,436 @@
+// Reading, checking and writing config.yaml (SPEC.md "Checkpoints and
+// configs"). Every error is one line: `<file>: <dotted.key>: <problem>,
+// expected <what>`.
+#include "model/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "util/atomic_file.h"
+#include "util/error.h"
+
+namespace rat {
+
+namespace {
+
+constexpr const char* kMixerNames[] = {"rat", "attention", "local_attention", "rnn"};
+constexpr const char* kActNames[] = {"gelu", "fastgelu", "relu", "swiglu"};
+constexpr const char* kPeNames[] = {"rope", "interrope", "rope_interrope", "empty"};
+
+[[noreturn]] void fail(const std::string& file, const std::string& key, const std::string& what) {
+  throw Error(file + ": " + key + ": " + what);
+}
+
+// How a node looks in a message: the scalar quoted, or its kind.
+std::string describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar: return "'" + n.Scalar() + "'";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    default: return "nothing";
+  }
+}
+
+// A mapping in the file and its dotted path. A missing section is an empty
+// Section (node undefined or null), so its keys all read as absent.
+class Section {
+ public:
+  Section(const std::string* file, YAML::Node node, std::string path)
+      : file_(file), node_(std::move(node)), path_(std::move(path)) {}
+
+  std::string key(const char* name) const { return path_.empty() ? name : path_ + "." + name; }
+  const std::string& file() const { return *file_; }
+  const std::string& path() const { return path_; }
+  bool present() const { return node_.IsDefined() && node_.IsMap(); }
+
+  // The value under `name`; null values (`key: null`, `key:`) count as absent,
+  // as the authors' resolved configs write null for unused options.
+  std::optional<YAML::Node> find(const char* name) const {
+    if (!present()) return std::nullopt;
+    const YAML::Node& self = node_;
+    YAML::Node v = self[name];
+    if (!v.IsDefined() || v.IsNull()) return std::nullopt;
+    return v;
+  }
+  bool has(const char* name) const { return find(name).has_value(); }
+
+  Section section(const char* name) const {
+    auto v = find(name);
+    if (v && !v->IsMap()) fail(file(), key(name), "got " + describe(*v) + ", expected a mapping");
+    return Section(file_, v ? *v : YAML::Node(YAML::NodeType::Undefined), key(name));
+  }
+
+  std::optional<int64_t> opt_int(const char* name) const {
+    auto v = find(name);
+    if (!v) return std::nullopt;
+    if (v->IsScalar()) {
+      const std::string& s = v->Scalar();
+      const char* b = s.data();
+      const char* e = b + s.size();
+      if (b != e && *b == '+') ++b;
+      int64_t out = 0;
+      auto r = std::from_chars(b, e, out);
+      if (r.ec == std::errc() && r.ptr == e && b != e) return out;
+      if (r.ec == std::errc::result_out_of_range)
+        fail(file(), key(name), "got " + describe(*v) + " (out of range), expected a 64-bit integer");
+    }
+    fail(file(), key(name), "got " + describe(*v) + ", expected an integer");
+  }
+  int64_t req_int(const char* name, const char* why = nullptr) const {
+    auto v = opt_int(name);
+    if (!v) missing(name, "an integer", why);
+    return *v;
+  }
+
+  std::optional<double> opt_double(const char* name) const {
+    auto v = find(name);
+    if (!v) return std::nullopt;
+    if (v->IsScalar() && !v->Scalar().empty()) {
+      const std::string& s = v->Scalar();
+      errno = 0;
+      char* end = nullptr;
+      double d = std::strtod(s.c_str(), &end);
+      if (end == s.c_str() + s.size() && errno == 0) return d;
+    }
+    fail(file(), key(name), "got " + describe(*v) + ", expected a number");
+  }
+
+  std::optional<bool> opt_bool(const char* name) const {
+    auto v = find(name);
+    if (!v) return std::nullopt;
+    if (v->IsScalar()) {
+      std::string s = v->Scalar();
+      for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+      // YAML 1.1 booleans, as PyYAML reads them.
+      if (s == "true" || s == "yes" || s == "on") return true;
+      if (s == "false" || s == "no" || s == "off") return false;
+    }
+    fail(file(), key(name), "got " + describe(*v) + ", expected true or false");
+  }
+
+  std::optional<std::string> opt_str(const char* name) const {
+    auto v = find(name);
+    if (!v) return std::nullopt;
+    if (!v->IsScalar()) fail(file(), key(name), "got " + describe(*v) + ", expected a string");
+    return v->Scalar();
+  }
+
+  [[noreturn]] void missing(const char* name, const std::string& expected,
+                            const char* why = nullptr) const {
+    std::string what = "missing";
+    if (why) what += std::string(" (") + why + ")";
+    fail(file(), key(name), what + ", expected " + expected);
+  }
+
+ private:
+  const std::string* file_;
+  YAML::Node node_;
+  std::string path_;
+};
+
+template <size_t N>
+std::string one_of(const char* const (&names)[N]) {
+  std::string s = "one of ";
+  for (size_t i = 0; i < N; ++i) s += (i ? ", " : "") + std::string(names[i]);
+  return s;
+}
+
+// Maps a name to its enum by position in `names`.
+template <typename E, size_t N>
+E parse_enum(const Section& s, const char* name, const char* const (&names)[N], const char* what,
+             std::optional<E> dflt = std::nullopt) {
+  auto v = s.opt_str(name);
+  if (!v) {
+    if (dflt) return *dflt;
+    s.missing(name, one_of(names));
+  }
+  for (size_t i = 0; i < N; ++i)
+    if (*v == names[i]) return E(i);
+  fail(s.file(), s.key(name), std::string("unknown ") + what + " '" + *v + "', expected " + one_of(names));
+}
+
+MixerConfig parse_mixer(const Section& s) {
+  MixerConfig m;
+  if (!s.present()) fail(s.file(), s.path(), "missing, expected a mapping with _name_ and the mixer's sizes");
+  m.kind = parse_enum<MixerKind>(s, "_name_", kMixerNames, "mixer");
+  const char* kind = mixer_name(m.kind);
+  if (m.kind == MixerKind::kRnn) {
+    m.d_head = s.opt_int("d_head").value_or(m.d_head);
+  } else {
+    m.d_head = s.req_int("d_head", (std::string("needed by ") + kind).c_str());
+  }
+  m.ngroups = s.opt_int("ngroups").value_or(1);
+  if (m.kind == MixerKind::kRat) {
+    m.chunk_size = s.req_int("chunk_size", "needed by rat");
+  } else {
+    m.chunk_size = s.opt_int("chunk_size").value_or(m.chunk_size);
+  }
+  if (m.kind == MixerKind::kLocalAttention) {
+    m.window_size = s.req_int("window_size", "needed by local_attention");
+  } else {
+    m.window_size = s.opt_int("window_size").value_or(m.window_size);
+  }
+  return m;
+}
+
+// Reads the whole file so a missing file gets errno's words, not yaml-cpp's.
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    throw Error(path + ": cannot open (" + std::strerror(err) + "), expected a readable config.yaml");
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw Error(path + ": read failed, expected a readable config.yaml");
+  return ss.str();
+}
+
+void check_positive(const std::string& where, const std::string& key, int64_t v) {
+  if (v <= 0) fail(where, key, "got " + std::to_string(v) + ", expected a positive integer");
+}
+
+bool uses_rope(PosEnc p) { return p == PosEnc::kRope || p == PosEnc::kRopeInterRope; }
+bool uses_interrope(PosEnc p) { return p == PosEnc::kInterRope || p == PosEnc::kRopeInterRope; }
+
+void check_mixer(const ModelConfig& c, const MixerConfig& m, const std::string& where,
+                 const std::string& key) {
+  const std::string pe_key = "model.embedding.pe._name_";
+  if (m.kind == MixerKind::kRnn) {
+    // Channel-wise recurrence: d_head unused, any positional encoding is ignored.
+    check_positive(where, key + ".d_head", m.d_head);
+    return;
+  }
+  check_positive(where, key + ".d_head", m.d_head);
+  if (c.d_model % m.d_head != 0)
+    fail(where, key + ".d_head",
+         "d_head " + std::to_string(m.d_head) + " does not divide d_model " +
+             std::to_string(c.d_model) + ", expected a divisor of d_model");
+  const int64_t heads = c.d_model / m.d_head;
+  bool rotary = false;
+  if (m.kind == MixerKind::kRat) {
+    check_positive(where, key + ".ngroups", m.ngroups);
+    if (heads % m.ngroups != 0)
+      fail(where, key + ".ngroups",
+           "ngroups " + std::to_string(m.ngroups) + " does not divide the " +
+               std::to_string(heads) + " heads (d_model / d_head), expected a divisor of " +
+               std::to_string(heads));
+    if (m.chunk_size < 1)
+      fail(where, key + ".chunk_size",
+           "got " + std::to_string(m.chunk_size) + ", expected an integer >= 1");
+    if (!uses_interrope(c.pe))
+      fail(where, pe_key,
+           std::string("'") + pe_name(c.pe) + "' gives rat (" + key +
+               ") no chunk-index rotation, expected interrope or rope_interrope");
+    rotary = true;
+  } else {
+    if (m.kind == MixerKind::kLocalAttention && m.window_size < 0)
+      fail(where, key + ".window_size",
+           "got " + std::to_string(m.window_size) + ", expected an integer >= 0");
+    if (!uses_rope(c.pe))
+      fail(where, pe_key,
+           std::string("'") + pe_name(c.pe) + "' gives " + mixer_name(m.kind) + " (" + key +
+               ") no token-position rotation, expected rope or rope_interrope");
+    rotary = true;
+  }
+  if (rotary && m.d_head % 2 != 0)
+    fail(where, key + ".d_head",
+         "d_head " + std::to_string(m.d_head) + " is odd but rotary '" + pe_name(c.pe) +
+             "' rotates half-pairs, expected an even d_head");
+}
+
+void emit_mixer(YAML::Emitter& out, const MixerConfig& m) {
+  out << YAML::BeginMap;
+  out << YAML::Key << "_name_" << YAML::Value << mixer_name(m.kind);
+  out << YAML::Key << "d_head" << YAML::Value << m.d_head;
+  if (m.kind == MixerKind::kRat) {
+    out << YAML::Key << "ngroups" << YAML::Value << m.ngroups;
+    out << YAML::Key << "chunk_size" << YAML::Value << m.chunk_size;
+  }
+  if (m.kind == MixerKind::kLocalAttention)
+    out << YAML::Key << "window_size" << YAML::Value << m.window_size;
+  out << YAML::EndMap;
+}
+
+}  // namespace
+
+const char* mixer_name(MixerKind k) { return kMixerNames[int(k)]; }
+const char* activation_name(Activation a) { return kActNames[int(a)]; }
+const char* pe_name(PosEnc p) { return kPeNames[int(p)]; }
+
+void ModelConfig::resolve(const std::string& where) {
+  check_positive(where, "data.seq_len", seq_len);
+  check_positive(where, "data.vocab_size", vocab_size);
+  if (num_bytes != 2 && num_bytes != 4)
+    fail(where, "data.num_bytes", "got " + std::to_string(num_bytes) + ", expected 2 or 4");
+  const int64_t max_vocab = num_bytes == 2 ? (int64_t(1) << 16) : (int64_t(1) << 31);
+  if (vocab_size > max_vocab)
+    fail(where, "data.vocab_size",
+         "vocab " + std::to_string(vocab_size) + " does not fit in " + std::to_string(num_bytes) +
+             "-byte tokens (at most " + std::to_string(max_vocab) + " ids), expected " +
+             (num_bytes == 2 ? "num_bytes 4 or a smaller vocab" : "a smaller vocab"));
+  if (ignore_input_index < -1 || ignore_input_index >= vocab_size)
+    fail(where, "data.ignore_input_index",
+         "got " + std::to_string(ignore_input_index) + ", expected -1 (none) or a token id below " +
+             std::to_string(vocab_size));
+  if (backbone != "sequence" && backbone != "sequence_interleave")
+    fail(where, "model.backbone._name_",
+         "unknown backbone '" + backbone + "', expected one of sequence, sequence_interleave");
+  check_positive(where, "model.backbone.num_layers", num_layers);
+  check_positive(where, "model.backbone.d_model", d_model);
+  check_positive(where, "model.backbone.hidden_cell.d_ffn", ffn.d_ffn);
+  if (!(rope_base > 0.0))
+    fail(where, "model.embedding.pe.base",
+         "got " + (std::ostringstream() << rope_base).str() + ", expected a positive number");
+  const bool interleave = backbone == "sequence_interleave";
+  if (interleave) check_positive(where, "model.backbone.interleave_step", interleave_step);
+  check_mixer(*this, seq_cell, where, "model.backbone.seq_cell");
+  if (interleave) check_mixer(*this, seq_cell1, where, "model.backbone.seq_cell1");
+
+  layers.clear();
+  for (int64_t i = 0; i < num_layers; ++i)
+    layers.push_back(interleave && i % interleave_step == 0 ? seq_cell1 : seq_cell);
+}
+
+ModelConfig load_model_config(const std::string& path) {
+  const std::string text = read_text(path);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Error(path + ": line " + std::to_string(e.mark.line + 1) + ", column " +
+                std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg +
+                ", expected valid YAML");
+  }
+  if (!root.IsMap())
+    fail(path, "(top level)",
+         (root.IsDefined() && !root.IsNull() ? "got " + describe(root) : std::string("empty file")) +
+             ", expected a mapping with data, model and task");
+
+  ModelConfig c;
+  const Section top(&path, root, "");
+  const Section data = top.section("data");
+  const Section model = top.section("model");
+  const Section backbone = model.section("backbone");
+  const Section embedding = model.section("embedding");
+  const Section pe = embedding.section("pe");
+  const Section task = top.section("task");
+  if (!model.present()) fail(path, "model", "missing, expected a mapping with backbone and embedding");
+  if (!backbone.present())
+    fail(path, "model.backbone", "missing, expected a mapping with num_layers, d_model, seq_cell, hidden_cell");
+
+  // data
+  c.seq_len = data.opt_int("seq_len").value_or(c.seq_len);
+  c.num_bytes = data.opt_int("num_bytes").value_or(c.num_bytes);
+  c.ignore_input_index = data.opt_int("ignore_input_index").value_or(c.ignore_input_index);
+  auto v_data = data.opt_int("vocab_size");
+  auto v_emb = embedding.opt_int("vocab_size");
+  if (v_data && v_emb && *v_data != *v_emb)
+    fail(path, "model.embedding.vocab_size",
+         std::to_string(*v_emb) + " disagrees with data.vocab_size " + std::to_string(*v_data) +
+             ", expected equal values");
+  if (!v_data && !v_emb)
+    data.missing("vocab_size", "a positive integer here or in model.embedding.vocab_size");
+  c.vocab_size = v_data ? *v_data : *v_emb;
+
+  // model.backbone
+  c.backbone = backbone.opt_str("_name_").value_or(c.backbone);
+  if (c.backbone != "sequence" && c.backbone != "sequence_interleave")
+    fail(path, "model.backbone._name_",
+         "unknown backbone '" + c.backbone + "', expected one of sequence, sequence_interleave");
+  const bool interleave = c.backbone == "sequence_interleave";
+  c.num_layers = backbone.req_int("num_layers");
+  c.d_model = backbone.req_int("d_model");
+  if (interleave)
+    c.interleave_step = backbone.req_int("interleave_step", "needed by sequence_interleave");
+  else
+    c.interleave_step = backbone.opt_int("interleave_step").value_or(1);
+  c.seq_cell = parse_mixer(backbone.section("seq_cell"));
+  if (interleave) c.seq_cell1 = parse_mixer(backbone.section("seq_cell1"));
+
+  const Section hidden = backbone.section("hidden_cell");
+  if (!hidden.present())
+    fail(path, "model.backbone.hidden_cell", "missing, expected a mapping with _name_: ffn and d_ffn");
+  if (auto name = hidden.opt_str("_name_"); name && *name != "ffn")
+    fail(path, "model.backbone.hidden_cell._name_",
+         "unknown hidden cell '" + *name + "', expected ffn");
+  c.ffn.d_ffn = hidden.req_int("d_ffn");
+  c.ffn.act = parse_enum<Activation>(hidden, "act_fn", kActNames, "activation", Activation::kGelu);
+  c.ffn.bias = hidden.opt_bool("bias").value_or(false);
+
+  // model.embedding.pe: needed unless every mixer is an rnn (which ignores it).
+  bool all_rnn = c.seq_cell.kind == MixerKind::kRnn &&
+                 (!interleave || c.seq_cell1.kind == MixerKind::kRnn);
+  if (all_rnn && !pe.has("_name_"))
+    c.pe = PosEnc::kEmpty;
+  else if (!pe.present())
+    fail(path, "model.embedding.pe", "missing, expected a mapping with _name_ " + one_of(kPeNames));
+  else
+    c.pe = parse_enum<PosEnc>(pe, "_name_", kPeNames, "positional encoding");
+  c.rope_base = pe.opt_double("base").value_or(c.rope_base);
+
+  // task
+  c.tie_embedding = task.opt_bool("tie_embedding").value_or(c.tie_embedding);
+  c.ignore_index = task.opt_int("ignore_index").value_or(c.ignore_index);
+
+  c.resolve(path);
+  return c;
+}
+
+void save_model_config(const ModelConfig& cfg, const std::string& path) {
+  YAML::Emitter out;
+  out.SetDoublePrecision(17);
+  out << YAML::BeginMap;
+  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "seq_len" << YAML::Value << cfg.seq_len;
+  out << YAML::Key << "vocab_size" << YAML::Value << cfg.vocab_size;
+  out << YAML::Key << "num_bytes" << YAML::Value << cfg.num_bytes;
+  out << YAML::Key << "ignore_input_index" << YAML::Value << cfg.ignore_input_index;
+  out << YAML::EndMap;
+
+  out << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "backbone" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "_name_" << YAML::Value << cfg.backbone;
+  out << YAML::Key << "num_layers" << YAML::Value << cfg.num_layers;
+  out << YAML::Key << "d_model" << YAML::Value << cfg.d_model;
+  out << YAML::Key << "interleave_step" << YAML::Value << cfg.interleave_step;
+  out << YAML::Key << "seq_cell" << YAML::Value;
+  emit_mixer(out, cfg.seq_cell);
+  if (cfg.backbone == "sequence_interleave") {
+    out << YAML::Key << "seq_cell1" << YAML::Value;
+    emit_mixer(out, cfg.seq_cell1);
+  }
+  out << YAML::Key << "hidden_cell" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "_name_" << YAML::Value << "ffn";
+  out << YAML::Key << "d_ffn" << YAML::Value << cfg.ffn.d_ffn;
+  out << YAML::Key << "act_fn" << YAML::Value << activation_name(cfg.ffn.act);
+  out << YAML::Key << "bias" << YAML::Value << cfg.ffn.bias;
+  out << YAML::EndMap;  // hidden_cell
+  out << YAML::EndMap;  // backbone
+  out << YAML::Key << "embedding" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "vocab_size" << YAML::Value << cfg.vocab_size;
+  out << YAML::Key << "pe" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "_name_" << YAML::Value << pe_name(cfg.pe);
+  out << YAML::Key << "base" << YAML::Value << cfg.rope_base;
+  out << YAML::EndMap;  // pe
+  out << YAML::EndMap;  // embedding
+  out << YAML::EndMap;  // model
+
+  out << YAML::Key << "task" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "tie_embedding" << YAML::Value << cfg.tie_embedding;
+  out << YAML::Key << "ignore_index" << YAML::Value << cfg.ignore_index;
+  out << YAML::EndMap;
+  out << YAML::EndMap;
+  if (!out.good()) throw Error(path + ": cannot emit YAML (" + out.GetLastError() + ")");
+  write_file_atomic(path, std::string(out.c_str()) + "\n");
+}
+
+}  // namespace rat
