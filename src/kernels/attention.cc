@@ -1,0 +1,238 @@
+// Tiled causal / sliding-window softmax attention (SPEC.md "attention", "local_attention").
+//
+// Forward: one task per (batch, head, query block). The block's key range [t0 - window, t1]
+// is walked in key blocks; S = Q K^T and O += P V are single-threaded oneDNN sgemm calls on
+// the strided q/k/v rows directly, and the softmax is online (running max m, sum l), so a
+// thread holds one Bq x Bk score tile and one Bq x P accumulator, never a T x T matrix.
+// lse = m + log(l) is kept for backward.
+//
+// Backward (FlashAttention-2 order): one task per (batch, head), so dq, dk, dv of a head are
+// written by one thread only. For each key block j and each query block i that sees it:
+//   P = exp(scale Q_i K_j^T - lse),  dV_j += P^T dO_i,  dP = dO_i V_j^T,
+//   dS = scale P o (dP - D),  D_t = dO_t . O_t,   dQ_i += dS K_j,  dK_j += dS^T Q_i.
+#include "kernels/attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "kernels/softmax_tile.h"
+#include "kernels/vec_math.h"
+
+namespace rat {
+
+namespace {
+
+// Tuned with bench/attention_lab.cc on Zen 5 (P = 64); see the lab's output in the commit log.
+constexpr int64_t kFwdBlockQ = 128, kFwdBlockK = 256;
+constexpr int64_t kBwdBlockQ = 128, kBwdBlockK = 128;
+
+// First key visible to query t (window < 0: full causal).
+inline int64_t first_key(int64_t t, int64_t window) {
+  return window < 0 ? 0 : std::max<int64_t>(0, t - window);
+}
+
+// Forward of rows t0 .. t0+nq-1 of head h, batch b.
+void forward_block(const AttnShape& s, int64_t bk, int64_t b, int64_t h, int64_t t0, int64_t nq,
+                   const float* q, const float* k, const float* v, float* o, float* lse) {
+  const int64_t P = s.P, T = s.T;
+  const float scale = 1.f / std::sqrt(float(P));
+  float* S = tile::thread_scratch(0, size_t(nq * bk));   // [nq, bk] scores, then probabilities
+  float* acc = tile::thread_scratch(1, size_t(nq * P));  // [nq, P] unnormalised output
+  float* m = tile::thread_scratch(2, size_t(2 * nq));    // running max, then running sum
+  float* l = m + nq;
+  std::fill(m, m + nq, tile::kNegInf);
+  std::fill(l, l + nq, 0.f);
+  std::memset(acc, 0, sizeof(float) * size_t(nq * P));
+
+  const float* Q = q + (b * T + t0) * s.ld_q + h * P;
+  const int64_t t1 = t0 + nq - 1;
+  for (int64_t j0 = first_key(t0, s.window); j0 <= t1; j0 += bk) {
+    const int64_t nk = std::min(bk, t1 + 1 - j0);
+    const float* K = k + (b * T + j0) * s.ld_k + h * P;
+    const float* V = v + (b * T + j0) * s.ld_v + h * P;
+    gemm_small({nq, nk, P, false, true, s.ld_q, s.ld_k, bk}, Q, K, S, 0.f);  // S = Q K^T
+    for (int64_t r = 0; r < nq; ++r) {
+      const int64_t t = t0 + r;
+      const int64_t a = std::max(j0, first_key(t, s.window)) - j0;
+      const int64_t e = std::min(j0 + nk - 1, t) + 1 - j0;
+      tile::online_softmax_row(S + r * bk, nk, a, e, scale, m[r], l[r], acc + r * P, P);
+    }
+    gemm_small({nq, P, nk, false, false, bk, s.ld_v, P}, S, V, acc, 1.f);  // acc += P V
+  }
+  for (int64_t r = 0; r < nq; ++r) {
+    const int64_t t = t0 + r;
+    vec_axpby(1.f / l[r], acc + r * P, 0.f, o + (b * T + t) * s.ld_o + h * P, P);
+    lse[(b * s.H + h) * T + t] = m[r] + std::log(l[r]);
+  }
+}
+
+// Backward of head h, batch b: dq, dk, dv rows of this head are overwritten.
+void backward_head(const AttnShape& s, int64_t bq, int64_t bk, int64_t b, int64_t h,
+                   const float* q, const float* k, const float* v, const float* o,
+                   const float* lse, const float* dout, float* dq, float* dk, float* dv) {
+  const int64_t P = s.P, T = s.T;
+  const float scale = 1.f / std::sqrt(float(P));
+  float* S = tile::thread_scratch(0, size_t(bq * bk));   // probabilities P
+  float* dS = tile::thread_scratch(1, size_t(bq * bk));  // dP, then dS
+  float* D = tile::thread_scratch(2, size_t(T));         // D_t = dO_t . O_t
+  const float* lse_h = lse + (b * s.H + h) * T;
+  const int64_t row0 = b * T;
+  for (int64_t t = 0; t < T; ++t) {
+    D[t] = vec_dot(dout + (row0 + t) * s.ld_o + h * P, o + (row0 + t) * s.ld_o + h * P, P);
+    std::memset(dq + (row0 + t) * s.ld_q + h * P, 0, sizeof(float) * size_t(P));
+    std::memset(dk + (row0 + t) * s.ld_k + h * P, 0, sizeof(float) * size_t(P));
+    std::memset(dv + (row0 + t) * s.ld_v + h * P, 0, sizeof(float) * size_t(P));
+  }
+  for (int64_t j0 = 0; j0 < T; j0 += bk) {
+    const int64_t nk = std::min(bk, T - j0), j1 = j0 + nk - 1;
+    const int64_t t_end = s.window < 0 ? T - 1 : std::min(T - 1, j1 + s.window);  // last query
+    const float* K = k + (row0 + j0) * s.ld_k + h * P;
+    const float* V = v + (row0 + j0) * s.ld_v + h * P;
+    float* dK = dk + (row0 + j0) * s.ld_k + h * P;
+    float* dV = dv + (row0 + j0) * s.ld_v + h * P;
+    for (int64_t t0 = j0; t0 <= t_end; t0 += bq) {
+      const int64_t nq = std::min(bq, t_end + 1 - t0);
+      const float* Q = q + (row0 + t0) * s.ld_q + h * P;
+      const float* dO = dout + (row0 + t0) * s.ld_o + h * P;
+      float* dQ = dq + (row0 + t0) * s.ld_q + h * P;
+      gemm_small({nq, nk, P, false, true, s.ld_q, s.ld_k, bk}, Q, K, S, 0.f);  // S = Q K^T
+      for (int64_t r = 0; r < nq; ++r) {
+        const int64_t t = t0 + r;
+        const int64_t a = std::max(j0, first_key(t, s.window)) - j0;
+        const int64_t e = std::min(j1, t) + 1 - j0;
+        tile::prob_row(S + r * bk, nk, a, e, scale, lse_h[t]);
+      }
+      gemm_small({nk, P, nq, true, false, bk, s.ld_o, s.ld_v}, S, dO, dV, 1.f);   // dV += P^T dO
+      gemm_small({nq, nk, P, false, true, s.ld_o, s.ld_v, bk}, dO, V, dS, 0.f);   // dP = dO V^T
+      for (int64_t r = 0; r < nq; ++r)
+        vec_softmax_grad(S + r * bk, dS + r * bk, nk, D[t0 + r], scale);
+      gemm_small({nq, P, nk, false, false, bk, s.ld_k, s.ld_q}, dS, K, dQ, 1.f);  // dQ += dS K
+      gemm_small({nk, P, nq, true, false, bk, s.ld_q, s.ld_k}, dS, Q, dK, 1.f);   // dK += dS^T Q
+    }
+  }
+}
+
+}  // namespace
+
+void attention_forward(const AttnShape& s, const float* q, const float* k, const float* v,
+                       float* o, float* lse) {
+  const int64_t bq = s.block_q > 0 ? s.block_q : kFwdBlockQ;
+  const int64_t bk = s.block_k > 0 ? s.block_k : kFwdBlockK;
+  const int64_t nqb = (s.T + bq - 1) / bq, BH = s.B * s.H;
+  // Heaviest query blocks (the last ones, under full causal masking) go out first.
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t idx = 0; idx < nqb * BH; ++idx) {
+    const int64_t qb = nqb - 1 - idx / BH, bh = idx % BH;
+    const int64_t t0 = qb * bq;
+    forward_block(s, bk, bh / s.H, bh % s.H, t0, std::min(bq, s.T - t0), q, k, v, o, lse);
+  }
+}
+
+void attention_backward(const AttnShape& s, const float* q, const float* k, const float* v,
+                        const float* o, const float* lse, const float* dout, float* dq,
+                        float* dk, float* dv) {
+  const int64_t bq = s.block_q > 0 ? s.block_q : kBwdBlockQ;
+  const int64_t bk = s.block_k > 0 ? s.block_k : kBwdBlockK;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t bh = 0; bh < s.B * s.H; ++bh)
+    backward_head(s, bq, bk, bh / s.H, bh % s.H, q, k, v, o, lse, dout, dq, dk, dv);
+}
+
+// ---- references -----------------------------------------------------------------------
+
+namespace {
+
+// Probabilities of query t over its visible keys [lo, t] (double), returns lse.
+double naive_probs(const AttnShape& s, const float* q, const float* k, int64_t b, int64_t h,
+                   int64_t t, int64_t lo, std::vector<double>& p) {
+  const int64_t P = s.P;
+  const double scale = 1.0 / std::sqrt(double(P));
+  const float* qt = q + (b * s.T + t) * s.ld_q + h * P;
+  p.assign(size_t(t - lo + 1), 0.0);
+  double mx = -INFINITY;
+  for (int64_t j = lo; j <= t; ++j) {
+    const float* kj = k + (b * s.T + j) * s.ld_k + h * P;
+    double d = 0;
+    for (int64_t i = 0; i < P; ++i) d += double(qt[i]) * kj[i];
+    p[size_t(j - lo)] = d * scale;
+    mx = std::max(mx, d * scale);
+  }
+  double sum = 0;
+  for (double& x : p) sum += (x = std::exp(x - mx));
+  for (double& x : p) x /= sum;
+  return mx + std::log(sum);
+}
+
+}  // namespace
+
+void attention_forward_naive(const AttnShape& s, const float* q, const float* k,
+                             const float* v, float* o, float* lse) {
+  const int64_t P = s.P;
+  std::vector<double> p, acc(static_cast<size_t>(P));
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.H; ++h)
+      for (int64_t t = 0; t < s.T; ++t) {
+        const int64_t lo = first_key(t, s.window);
+        double l = naive_probs(s, q, k, b, h, t, lo, p);
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t j = lo; j <= t; ++j) {
+          const float* vj = v + (b * s.T + j) * s.ld_v + h * P;
+          for (int64_t i = 0; i < P; ++i) acc[size_t(i)] += p[size_t(j - lo)] * vj[i];
+        }
+        float* ot = o + (b * s.T + t) * s.ld_o + h * P;
+        for (int64_t i = 0; i < P; ++i) ot[i] = float(acc[size_t(i)]);
+        if (lse) lse[(b * s.H + h) * s.T + t] = float(l);
+      }
+}
+
+void attention_backward_naive(const AttnShape& s, const float* q, const float* k,
+                              const float* v, const float* dout, float* dq, float* dk,
+                              float* dv) {
+  const int64_t P = s.P, T = s.T;
+  const double scale = 1.0 / std::sqrt(double(P));
+  std::vector<double> p, dp, gq(size_t(T * P)), gk(size_t(T * P)), gv(size_t(T * P));
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.H; ++h) {
+      std::fill(gq.begin(), gq.end(), 0.0);
+      std::fill(gk.begin(), gk.end(), 0.0);
+      std::fill(gv.begin(), gv.end(), 0.0);
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t lo = first_key(t, s.window);
+        naive_probs(s, q, k, b, h, t, lo, p);
+        const float* go = dout + (b * T + t) * s.ld_o + h * P;
+        const float* qt = q + (b * T + t) * s.ld_q + h * P;
+        // dp_j = dO . v_j; D = sum_j p_j dp_j (= dO . o); ds_j = p_j (dp_j - D).
+        dp.assign(p.size(), 0.0);
+        double D = 0;
+        for (int64_t j = lo; j <= t; ++j) {
+          const float* vj = v + (b * T + j) * s.ld_v + h * P;
+          double d = 0;
+          for (int64_t i = 0; i < P; ++i) d += double(go[i]) * vj[i];
+          dp[size_t(j - lo)] = d;
+          D += p[size_t(j - lo)] * d;
+        }
+        for (int64_t j = lo; j <= t; ++j) {
+          const double pj = p[size_t(j - lo)], ds = pj * (dp[size_t(j - lo)] - D) * scale;
+          const float* kj = k + (b * T + j) * s.ld_k + h * P;
+          for (int64_t i = 0; i < P; ++i) {
+            gq[size_t(t * P + i)] += ds * kj[i];
+            gk[size_t(j * P + i)] += ds * qt[i];
+            gv[size_t(j * P + i)] += pj * go[i];
+          }
+        }
+      }
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t i = 0; i < P; ++i) {
+          dq[(b * T + t) * s.ld_q + h * P + i] = float(gq[size_t(t * P + i)]);
+          dk[(b * T + t) * s.ld_k + h * P + i] = float(gk[size_t(t * P + i)]);
+          dv[(b * T + t) * s.ld_v + h * P + i] = float(gv[size_t(t * P + i)]);
+        }
+    }
+}
+
+}  // namespace rat
