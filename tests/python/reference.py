@@ -169,6 +169,10 @@ class AttentionMixer(nn.Module):
         self.out_proj = nn.Linear(d, d, bias=False)
 
     def forward(self, x):
+        return x + self.out_proj(self.mix(x))
+
+    def mix(self, x):
+        """The attention output o [B, T, D] before out_proj."""
         B, T, D = x.shape
         H, P = self.H, self.P
         u = self.input_norm(x)
@@ -186,8 +190,7 @@ class AttentionMixer(nn.Module):
             s = (k[:, :, lo:t + 1, :] * q[:, :, t:t + 1, :]).sum(-1) * P ** -0.5   # [B, H, n]
             w = torch.softmax(s, dim=-1)
             outs.append((w[..., None] * v[:, :, lo:t + 1, :]).sum(2))             # [B, H, P]
-        o = torch.stack(outs, dim=2).transpose(1, 2).reshape(B, T, D)
-        return x + self.out_proj(o)
+        return torch.stack(outs, dim=2).transpose(1, 2).reshape(B, T, D)
 
 
 class RNNMixer(nn.Module):
@@ -200,6 +203,11 @@ class RNNMixer(nn.Module):
         self.gate_bias = nn.Parameter(torch.zeros(d))
 
     def forward(self, x):
+        z, h = self.mix(x)
+        return x + self.out_proj(z * h)
+
+    def mix(self, x):
+        """(z, h): output gate and recurrent state [B, T, D]."""
         B, T, D = x.shape
         u = self.input_norm(x)
         z, v, g = self.in_proj(u).split([D, D, D], dim=-1)             # [z, v, g] order
@@ -210,8 +218,7 @@ class RNNMixer(nn.Module):
         for t in range(T):
             h = g[:, t] * h + (1 - g[:, t]) * v[:, t]
             hs.append(h)
-        h = torch.stack(hs, dim=1)
-        return x + self.out_proj(z * h)
+        return z, torch.stack(hs, dim=1)
 
 
 class RATMixer(nn.Module):
@@ -228,6 +235,11 @@ class RATMixer(nn.Module):
         self.gate_bias = nn.Parameter(torch.zeros(d))
 
     def forward(self, x):
+        z, o = self.mix(x)
+        return x + self.out_proj(z * o)
+
+    def mix(self, x):
+        """(z, o): output gate and inter-chunk attention output [B, T, D] (before z * o, out_proj)."""
         B, T, D = x.shape
         H, P, G, L = self.H, self.P, self.G, self.L
         GP = G * P
@@ -269,8 +281,7 @@ class RATMixer(nn.Module):
             s = (keys * qh[:, :, t:t + 1, :]).sum(-1) * P ** -0.5
             w = torch.softmax(s, dim=-1)
             outs.append((w[..., None] * vals).sum(2))
-        o = torch.stack(outs, dim=2).transpose(1, 2).reshape(B, T, D)
-        return x + self.out_proj(z * o)
+        return z, torch.stack(outs, dim=2).transpose(1, 2).reshape(B, T, D)
 
 
 def make_mixer(cell, cfg):
