@@ -492,13 +492,90 @@ class TestMakeCase(unittest.TestCase):
             # eval over tokens.bin
             tok = np.fromfile(os.path.join(out, "tokens.bin"), dtype="<u2")
             self.assertEqual(len(tok), 3 * 11 + 5)
-            ev = json.load(open(os.path.join(out, "eval_expected.json")))
+            with open(os.path.join(out, "eval_expected.json")) as f:
+                ev = json.load(f)
             i2, l2 = R.make_samples(torch.from_numpy(tok.astype(np.int64)), 11, cfg.ignore_input_index)
             self.assertEqual(i2.shape[0], 3)
             with torch.no_grad():
                 s, n = R.lm_nll_sum(m(i2), l2)
             self.assertEqual(n, ev["counted_tokens"])
             self.assertAlmostEqual(float(s) / n, ev["loss"], places=12)
+
+
+class TestTrainRef(unittest.TestCase):
+    def test_lr_schedule(self):
+        import torch_train_ref as TR
+        self.assertAlmostEqual(TR.lr_at(0, 1.0, 100, 0.05, 0.0), 1 / 5)
+        self.assertAlmostEqual(TR.lr_at(4, 1.0, 100, 0.05, 0.0), 1.0)
+        self.assertAlmostEqual(TR.lr_at(5, 1.0, 100, 0.05, 1e-3), 1.0)
+        mid = 5 + 95 / 2
+        self.assertAlmostEqual(TR.lr_at(mid, 1.0, 100, 0.05, 1e-3), 1e-3 + (1 - 1e-3) * 0.5)
+        self.assertAlmostEqual(TR.lr_at(0, 2.0, 10, 0.0, 0.1), 2.0)    # no warm-up
+        self.assertEqual(TR.sample_indices(1, 1, 2, 2, 5), [1, 2])     # (1*2+1)*2 = 6 -> 6 % 5, 7 % 5
+
+    def test_two_steps_match_manual_adamw(self):
+        import make_case
+        import torch_train_ref as TR
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "c")
+            make_case.main(["--config", os.path.join(HERE, "cases", "rat_t_lt_l.yaml"), "--out", out])
+            hp = dict(lr=3e-2, b1=0.9, b2=0.95, eps=1e-8, wd=0.1, clip=0.5, mb=2, acc=2, steps=3, warm=0.34, eta=1e-4)
+            exp = os.path.join(d, "exp.yaml")
+            with open(exp, "w") as f:
+                json.dump({"optim": {"optimizer": {"_name_": "adamw", "lr": hp["lr"], "weight_decay": hp["wd"],
+                                                   "betas": [hp["b1"], hp["b2"]], "eps": hp["eps"]},
+                                     "lr_scheduler": {"_name_": "cosine", "warmup_iter": hp["warm"], "eta_min": hp["eta"]}},
+                           "trainer": {"max_steps": hp["steps"], "gradient_clipping": hp["clip"]},
+                           "data": {"batch_size": hp["mb"], "global_batch_size": hp["mb"] * hp["acc"],
+                                    "train": {"tokenized_file_path": os.path.join(out, "tokens.bin")}}}, f)
+            TR.main(["--model", os.path.join(out, "model"), "--exp-config", exp, "--out", os.path.join(d, "log.json"),
+                     "--save-model", os.path.join(d, "final")])
+            with open(os.path.join(d, "log.json")) as f:
+                log = json.load(f)
+            self.assertEqual(log["hparams"]["accum"], 2)
+            final = st.load_file(os.path.join(d, "final", "model.safetensors"))
+            # manual: float64 model, same samples, explicit clipping and AdamW maths
+            cfg = R.load_config(os.path.join(out, "model", "config.yaml"))
+            m = R.LM(cfg, DT)
+            m.load_weights(st.load_file(os.path.join(out, "model", "model.safetensors")))
+            tok = np.fromfile(os.path.join(out, "tokens.bin"), dtype="<u2").astype(np.int64)
+            inp, lab = R.make_samples(torch.from_numpy(tok), cfg.seq_len, cfg.ignore_input_index)
+            n = inp.shape[0]
+            state = {k: (torch.zeros_like(p), torch.zeros_like(p)) for k, p in m.named_parameters()}
+            W = int(hp["warm"] * hp["steps"])
+            for s in range(hp["steps"]):
+                lr = hp["lr"] * (s + 1) / W if s < W else hp["eta"] + (hp["lr"] - hp["eta"]) * (
+                    1 + math.cos(math.pi * (s - W) / (hp["steps"] - W))) / 2
+                self.assertAlmostEqual(lr, log["steps"][s]["lr"], places=12)
+                m.zero_grad()
+                tot = 0
+                for mb in range(hp["acc"]):
+                    idx = [((s * hp["acc"] + mb) * hp["mb"] + j) % n for j in range(hp["mb"])]
+                    tot = tot + m.loss(m(inp[idx]), lab[idx]) / hp["acc"]
+                tot.backward()
+                self.assertAlmostEqual(float(tot), log["steps"][s]["loss"], delta=1e-4)
+                norm = math.sqrt(sum(float((p.grad ** 2).sum()) for p in m.parameters()))
+                self.assertAlmostEqual(norm, log["steps"][s]["grad_norm"], delta=1e-4 * norm)
+                sc = min(1.0, hp["clip"] / (norm + 1e-6))
+                with torch.no_grad():
+                    for k, p in m.named_parameters():
+                        g = p.grad * sc
+                        mm, vv = state[k]
+                        p.mul_(1 - lr * hp["wd"])
+                        mm.mul_(hp["b1"]).add_((1 - hp["b1"]) * g)
+                        vv.mul_(hp["b2"]).add_((1 - hp["b2"]) * g * g)
+                        mh = mm / (1 - hp["b1"] ** (s + 1))
+                        vh = vv / (1 - hp["b2"] ** (s + 1))
+                        p.sub_(lr * mh / (vh.sqrt() + hp["eps"]))
+            # float32 vs float64: Adam's m / sqrt(v) amplifies rounding noise where a gradient is ~0, so
+            # allow a handful of outliers (a wrong recipe moves nearly every element)
+            bad = tot_n = 0
+            for k, p in m.named_parameters():
+                d_ = (final[k].double() - p.detach()).abs()
+                self.assertLess(float(d_.max()), hp["lr"], k)
+                bad += int((d_ > 1e-4).sum())
+                tot_n += d_.numel()
+            self.assertLess(bad, 1e-3 * tot_n)
 
 
 if __name__ == "__main__":
