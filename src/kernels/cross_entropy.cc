@@ -16,6 +16,7 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
   const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(N, kLogitBlockFloats / V));
   thread_local std::vector<float> logits;
   logits.resize(size_t(nb * V));
+  float* lg = logits.data();  // thread_local: worker threads must use the caller's buffer
   CeResult res;
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
     const int64_t m = std::min(nb, N - n0);
@@ -24,7 +25,7 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
     int64_t cnt = 0;
 #pragma omp parallel for schedule(static) reduction(+ : loss, cnt)
     for (int64_t i = 0; i < m; ++i) {
-      float* row = logits.data() + i * V;
+      float* row = lg + i * V;
       const int32_t y = labels[n0 + i];
       if (y == ignore_index) {
         if (dhf) std::fill(row, row + V, 0.f);

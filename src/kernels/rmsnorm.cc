@@ -29,9 +29,10 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
   // Per-thread partial dw, grown once and reused (no allocation per step).
   thread_local std::vector<float> partial;
   partial.assign(size_t(nt) * D, 0.f);
+  float* part = partial.data();  // thread_local: take the caller's buffer before the region
 #pragma omp parallel
   {
-    float* dwp = partial.data() + size_t(omp_get_thread_num()) * D;
+    float* dwp = part + size_t(omp_get_thread_num()) * D;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float* xr = x + n * D;

@@ -29,9 +29,10 @@ void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* 
   const int nt = omp_get_max_threads();
   thread_local std::vector<float> partial;
   partial.assign(size_t(nt) * D, 0.f);
+  float* part = partial.data();  // thread_local: take the caller's buffer before the region
 #pragma omp parallel
   {
-    float* pp = partial.data() + size_t(omp_get_thread_num()) * D;
+    float* pp = part + size_t(omp_get_thread_num()) * D;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t d = 0; d < D; ++d) pp[d] += x[n * ld + d];

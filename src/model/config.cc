@@ -310,6 +310,10 @@ ModelConfig load_model_config(const std::string& path) {
                 std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg +
                 ", expected valid YAML");
   }
+  return model_config_from_yaml(root, path);
+}
+
+ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& path) {
   if (!root.IsMap())
     fail(path, "(top level)",
          (root.IsDefined() && !root.IsNull() ? "got " + describe(root) : std::string("empty file")) +

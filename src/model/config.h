@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+namespace YAML {
+class Node;
+}
+
 namespace rat {
 
 enum class MixerKind { kRat, kAttention, kLocalAttention, kRnn };
@@ -64,6 +68,9 @@ struct ModelConfig {
 // Reads config.yaml (the authors' resolved schema). Throws rat::Error naming
 // the file and the key that is missing or wrong.
 ModelConfig load_model_config(const std::string& path);
+// The same from an already parsed tree (experiment configs carry the model
+// keys among others); `path` names the source in messages.
+ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& path);
 // Writes a config.yaml that load_model_config (and the authors' code) reads back.
 void save_model_config(const ModelConfig& cfg, const std::string& path);
 

@@ -55,7 +55,7 @@ std::vector<float> read_all(const SafetensorsReader& st, const std::string& name
 
 int check_case(const fs::path& dir) {
   Checker c;
-  c.case_name = dir.filename().string();
+  c.case_name = (dir.filename().empty() ? dir.parent_path() : dir).filename().string();
   auto model = load_model_dir((dir / "model").string());
   const ModelConfig& cfg = model->config();
   SafetensorsReader inputs((dir / "inputs.safetensors").string());
@@ -91,11 +91,11 @@ int check_case(const fs::path& dir) {
     EvalResult r = evaluate(*model, tokens, cfg.seq_len, 2);
     const double want = ev.at("loss").get<double>();
     if (std::fabs(r.loss - want) > 1e-5 * std::fabs(want) ||
-        r.tokens != ev.at("tokens").get<int64_t>()) {
+        r.tokens != ev.at("counted_tokens").get<int64_t>()) {
       ++c.failures;
       std::printf("  FAIL %s eval: loss %.9g vs %.9g, tokens %lld vs %lld\n",
                   c.case_name.c_str(), r.loss, want, (long long)r.tokens,
-                  (long long)ev.at("tokens").get<int64_t>());
+                  (long long)ev.at("counted_tokens").get<int64_t>());
     }
   }
   std::printf("%s %s\n", c.failures ? "FAIL" : "ok  ", c.case_name.c_str());
