@@ -29,13 +29,29 @@ constexpr const char* kPeNames[] = {"rope", "interrope", "rope_interrope", "empt
   throw Error(file + ": " + key + ": " + what);
 }
 
-// How a node looks in a message: the scalar quoted, or its kind.
+// How a node looks in a message: the scalar quoted (control characters
+// escaped, long text cut, so the message stays one line), or its kind.
 std::string describe(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Scalar: return "'" + n.Scalar() + "'";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    default: return "nothing";
+    case YAML::NodeType::Scalar: {
+      std::string out = "'";
+      for (unsigned char c : n.Scalar()) {
+        if (out.size() > 60) return out + "...'";
+        if (c == '\n')
+          out += "\\n";
+        else if (c < 0x20 || c == 0x7f)
+          out += '?';
+        else
+          out += char(c);
+      }
+      return out + "'";
+    }
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    default:
+      return "nothing";
   }
 }
 
@@ -80,7 +96,8 @@ class Section {
       auto r = std::from_chars(b, e, out);
       if (r.ec == std::errc() && r.ptr == e && b != e) return out;
       if (r.ec == std::errc::result_out_of_range)
-        fail(file(), key(name), "got " + describe(*v) + " (out of range), expected a 64-bit integer");
+        fail(file(), key(name),
+             "got " + describe(*v) + " (out of range), expected a 64-bit integer");
     }
     fail(file(), key(name), "got " + describe(*v) + ", expected an integer");
   }
@@ -154,12 +171,14 @@ E parse_enum(const Section& s, const char* name, const char* const (&names)[N], 
   }
   for (size_t i = 0; i < N; ++i)
     if (*v == names[i]) return E(i);
-  fail(s.file(), s.key(name), std::string("unknown ") + what + " '" + *v + "', expected " + one_of(names));
+  fail(s.file(), s.key(name),
+       std::string("unknown ") + what + " '" + *v + "', expected " + one_of(names));
 }
 
 MixerConfig parse_mixer(const Section& s) {
   MixerConfig m;
-  if (!s.present()) fail(s.file(), s.path(), "missing, expected a mapping with _name_ and the mixer's sizes");
+  if (!s.present())
+    fail(s.file(), s.path(), "missing, expected a mapping with _name_ and the mixer's sizes");
   m.kind = parse_enum<MixerKind>(s, "_name_", kMixerNames, "mixer");
   const char* kind = mixer_name(m.kind);
   if (m.kind == MixerKind::kRnn) {
@@ -186,7 +205,8 @@ std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;
-    throw Error(path + ": cannot open (" + std::strerror(err) + "), expected a readable config.yaml");
+    throw Error(path + ": cannot open (" + std::strerror(err) +
+                "), expected a readable config.yaml");
   }
   std::ostringstream ss;
   ss << in.rdbuf();
@@ -196,6 +216,12 @@ std::string read_text(const std::string& path) {
 
 void check_positive(const std::string& where, const std::string& key, int64_t v) {
   if (v <= 0) fail(where, key, "got " + std::to_string(v) + ", expected a positive integer");
+}
+
+void check_backbone(const std::string& where, const std::string& name) {
+  if (name != "sequence" && name != "sequence_interleave")
+    fail(where, "model.backbone._name_",
+         "unknown backbone '" + name + "', expected one of sequence, sequence_interleave");
 }
 
 bool uses_rope(PosEnc p) { return p == PosEnc::kRope || p == PosEnc::kRopeInterRope; }
@@ -281,9 +307,7 @@ void ModelConfig::resolve(const std::string& where) {
     fail(where, "data.ignore_input_index",
          "got " + std::to_string(ignore_input_index) + ", expected -1 (none) or a token id below " +
              std::to_string(vocab_size));
-  if (backbone != "sequence" && backbone != "sequence_interleave")
-    fail(where, "model.backbone._name_",
-         "unknown backbone '" + backbone + "', expected one of sequence, sequence_interleave");
+  check_backbone(where, backbone);
   check_positive(where, "model.backbone.num_layers", num_layers);
   check_positive(where, "model.backbone.d_model", d_model);
   check_positive(where, "model.backbone.hidden_cell.d_ffn", ffn.d_ffn);
@@ -315,9 +339,10 @@ ModelConfig load_model_config(const std::string& path) {
 
 ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& path) {
   if (!root.IsMap())
-    fail(path, "(top level)",
-         (root.IsDefined() && !root.IsNull() ? "got " + describe(root) : std::string("empty file")) +
-             ", expected a mapping with data, model and task");
+    fail(
+        path, "(top level)",
+        (root.IsDefined() && !root.IsNull() ? "got " + describe(root) : std::string("empty file")) +
+            ", expected a mapping with data, model and task");
 
   ModelConfig c;
   const Section top(&path, root, "");
@@ -327,9 +352,11 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
   const Section embedding = model.section("embedding");
   const Section pe = embedding.section("pe");
   const Section task = top.section("task");
-  if (!model.present()) fail(path, "model", "missing, expected a mapping with backbone and embedding");
+  if (!model.present())
+    fail(path, "model", "missing, expected a mapping with backbone and embedding");
   if (!backbone.present())
-    fail(path, "model.backbone", "missing, expected a mapping with num_layers, d_model, seq_cell, hidden_cell");
+    fail(path, "model.backbone",
+         "missing, expected a mapping with num_layers, d_model, seq_cell, hidden_cell");
 
   // data
   c.seq_len = data.opt_int("seq_len").value_or(c.seq_len);
@@ -347,9 +374,7 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
 
   // model.backbone
   c.backbone = backbone.opt_str("_name_").value_or(c.backbone);
-  if (c.backbone != "sequence" && c.backbone != "sequence_interleave")
-    fail(path, "model.backbone._name_",
-         "unknown backbone '" + c.backbone + "', expected one of sequence, sequence_interleave");
+  check_backbone(path, c.backbone);  // before the keys whose meaning depends on it
   const bool interleave = c.backbone == "sequence_interleave";
   c.num_layers = backbone.req_int("num_layers");
   c.d_model = backbone.req_int("d_model");
@@ -362,7 +387,8 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
 
   const Section hidden = backbone.section("hidden_cell");
   if (!hidden.present())
-    fail(path, "model.backbone.hidden_cell", "missing, expected a mapping with _name_: ffn and d_ffn");
+    fail(path, "model.backbone.hidden_cell",
+         "missing, expected a mapping with _name_: ffn and d_ffn");
   if (auto name = hidden.opt_str("_name_"); name && *name != "ffn")
     fail(path, "model.backbone.hidden_cell._name_",
          "unknown hidden cell '" + *name + "', expected ffn");
@@ -371,8 +397,8 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
   c.ffn.bias = hidden.opt_bool("bias").value_or(false);
 
   // model.embedding.pe: needed unless every mixer is an rnn (which ignores it).
-  bool all_rnn = c.seq_cell.kind == MixerKind::kRnn &&
-                 (!interleave || c.seq_cell1.kind == MixerKind::kRnn);
+  bool all_rnn =
+      c.seq_cell.kind == MixerKind::kRnn && (!interleave || c.seq_cell1.kind == MixerKind::kRnn);
   if (all_rnn && !pe.has("_name_"))
     c.pe = PosEnc::kEmpty;
   else if (!pe.present())

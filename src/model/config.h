@@ -65,13 +65,23 @@ struct ModelConfig {
   void resolve(const std::string& where);
 };
 
-// Reads config.yaml (the authors' resolved schema). Throws rat::Error naming
-// the file and the key that is missing or wrong.
+// Reads config.yaml (the authors' resolved schema) and resolves it. Throws
+// rat::Error, one line `<file>: <dotted.key>: <problem>, expected <what>`.
+// Required: model.backbone.{num_layers, d_model, seq_cell._name_,
+// hidden_cell.d_ffn}; a vocab size in data.vocab_size or
+// model.embedding.vocab_size (equal if both); d_head for rat, attention and
+// local_attention (optional for rnn); chunk_size for rat; window_size for
+// local_attention; interleave_step and seq_cell1 for sequence_interleave;
+// model.embedding.pe._name_ unless every mixer is rnn (then `empty`).
+// Defaults: the member initialisers above. Unknown keys are ignored and a null
+// value (`key: null`) counts as absent, as the authors' resolved configs write.
 ModelConfig load_model_config(const std::string& path);
 // The same from an already parsed tree (experiment configs carry the model
 // keys among others); `path` names the source in messages.
 ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& path);
-// Writes a config.yaml that load_model_config (and the authors' code) reads back.
+// Writes a config.yaml that load_model_config (and PyYAML) reads back: only
+// the schema keys, with `_name_`s, and per mixer only the keys its kind uses.
+// Replaced atomically (path.tmp, fsync, rename).
 void save_model_config(const ModelConfig& cfg, const std::string& path);
 
 }  // namespace rat

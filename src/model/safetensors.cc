@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -28,16 +29,42 @@ using nlohmann::json;
 
 constexpr const char* kSupported = "one of F32, BF16, F16";
 
+// Tensor names come from the file: escape control characters so every
+// message stays on one line.
+std::string quoted(const std::string& name) {
+  std::string out = "'";
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += char(c);
+    }
+  }
+  return out + "'";
+}
+
 [[noreturn]] void fail_tensor(const std::string& file, const std::string& name,
                               const std::string& what) {
-  throw Error(file + ": tensor '" + name + "': " + what);
+  throw Error(file + ": tensor " + quoted(name) + ": " + what);
+}
+
+int64_t numel_of(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
 }
 
 bool parse_dtype(const std::string& s, DType* out) {
-  if (s == "F32") *out = DType::kF32;
-  else if (s == "BF16") *out = DType::kBF16;
-  else if (s == "F16") *out = DType::kF16;
-  else return false;
+  if (s == "F32")
+    *out = DType::kF32;
+  else if (s == "BF16")
+    *out = DType::kBF16;
+  else if (s == "F16")
+    *out = DType::kF16;
+  else
+    return false;
   return true;
 }
 
@@ -56,9 +83,10 @@ void read_exact(int fd, const std::string& path, void* dst, size_t n) {
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
       int err = errno;
-      throw Error(path + ": read failed (" + (r == 0 ? std::string("unexpected end of file")
-                                                    : std::string(std::strerror(err))) +
-                  "), expected a readable safetensors file");
+      throw Error(
+          path + ": read failed (" +
+          (r == 0 ? std::string("unexpected end of file") : std::string(std::strerror(err))) +
+          "), expected a readable safetensors file");
     }
     p += r;
     n -= size_t(r);
@@ -76,28 +104,34 @@ struct Fd {
 TensorInfo parse_entry(const std::string& file, const std::string& name, const json& e,
                        uint64_t data_size) {
   if (!e.is_object())
-    fail_tensor(file, name, "entry is " + brief(e) + ", expected an object {dtype, shape, data_offsets}");
+    fail_tensor(file, name,
+                "entry is " + brief(e) + ", expected an object {dtype, shape, data_offsets}");
   TensorInfo t;
 
   auto dt = e.find("dtype");
-  if (dt == e.end()) fail_tensor(file, name, std::string("missing 'dtype', expected ") + kSupported);
+  if (dt == e.end())
+    fail_tensor(file, name, std::string("missing 'dtype', expected ") + kSupported);
   if (!dt->is_string() || !parse_dtype(dt->get<std::string>(), &t.dtype)) {
     std::string got = dt->is_string() ? dt->get<std::string>() : brief(*dt);
     fail_tensor(file, name, "unsupported dtype '" + got + "', expected " + kSupported);
   }
 
   auto sh = e.find("shape");
-  if (sh == e.end()) fail_tensor(file, name, "missing 'shape', expected a list of non-negative integers");
+  if (sh == e.end())
+    fail_tensor(file, name, "missing 'shape', expected a list of non-negative integers");
   if (!sh->is_array())
-    fail_tensor(file, name, "shape is " + brief(*sh) + ", expected a list of non-negative integers");
+    fail_tensor(file, name,
+                "shape is " + brief(*sh) + ", expected a list of non-negative integers");
   for (const json& d : *sh) {
     if (!d.is_number_integer())
-      fail_tensor(file, name, "shape " + brief(*sh) + " has the non-integer entry " + brief(d) +
-                                  ", expected non-negative integers");
+      fail_tensor(file, name,
+                  "shape " + brief(*sh) + " has the non-integer entry " + brief(d) +
+                      ", expected non-negative integers");
     if (d.is_number_unsigned() ? d.get<uint64_t>() > uint64_t(INT64_MAX) : d.get<int64_t>() < 0)
-      fail_tensor(file, name, "shape " + brief(*sh) + " has the " +
-                                  (d.is_number_unsigned() ? "oversized" : "negative") + " entry " +
-                                  brief(d) + ", expected non-negative integers");
+      fail_tensor(file, name,
+                  "shape " + brief(*sh) + " has the " +
+                      (d.is_number_unsigned() ? "oversized" : "negative") + " entry " + brief(d) +
+                      ", expected non-negative integers");
     t.shape.push_back(d.get<int64_t>());
   }
 
@@ -106,28 +140,30 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
     fail_tensor(file, name, "missing 'data_offsets', expected [begin, end] byte offsets");
   if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
       !(*off)[1].is_number_unsigned())
-    fail_tensor(file, name, "data_offsets is " + brief(*off) +
-                                ", expected [begin, end] with non-negative integers");
+    fail_tensor(
+        file, name,
+        "data_offsets is " + brief(*off) + ", expected [begin, end] with non-negative integers");
   t.begin = (*off)[0].get<uint64_t>();
   t.end = (*off)[1].get<uint64_t>();
   if (t.begin > t.end)
-    fail_tensor(file, name, "data_offsets " + brief(*off) + " have begin > end, expected begin <= end");
+    fail_tensor(file, name,
+                "data_offsets " + brief(*off) + " have begin > end, expected begin <= end");
   if (t.end > data_size)
-    fail_tensor(file, name, "data_offsets " + brief(*off) + " reach past the " +
-                                std::to_string(data_size) +
-                                "-byte data section (the header lies about offsets), expected end <= " +
-                                std::to_string(data_size));
+    fail_tensor(file, name,
+                "data_offsets " + brief(*off) + " reach past the " + std::to_string(data_size) +
+                    "-byte data section (the header lies about offsets), expected end <= " +
+                    std::to_string(data_size));
 
   // numel * size, refusing overflow (it must equal end - begin, which fits).
   uint64_t need = uint64_t(dtype_size(t.dtype));
   bool overflow = false;
   for (int64_t d : t.shape) overflow |= __builtin_mul_overflow(need, uint64_t(d), &need);
   if (overflow || need != t.end - t.begin)
-    fail_tensor(file, name, "data_offsets " + brief(*off) + " hold " + std::to_string(t.end - t.begin) +
-                                " bytes but shape " + shape_str(t.shape) + " of " +
-                                dtype_name(t.dtype) + " needs " +
-                                (overflow ? std::string("more than 2^64") : std::to_string(need)) +
-                                ", expected end - begin = numel * dtype size");
+    fail_tensor(file, name,
+                "data_offsets " + brief(*off) + " hold " + std::to_string(t.end - t.begin) +
+                    " bytes but shape " + shape_str(t.shape) + " of " + dtype_name(t.dtype) +
+                    " needs " + (overflow ? std::string("more than 2^64") : std::to_string(need)) +
+                    ", expected end - begin = numel * dtype size");
   return t;
 }
 
@@ -135,9 +171,12 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
 
 const char* dtype_name(DType d) {
   switch (d) {
-    case DType::kF32: return "F32";
-    case DType::kBF16: return "BF16";
-    case DType::kF16: return "F16";
+    case DType::kF32:
+      return "F32";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kF16:
+      return "F16";
   }
   return "?";
 }
@@ -167,11 +206,7 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-int64_t TensorInfo::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
+int64_t TensorInfo::numel() const { return numel_of(shape); }
 
 SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
   Fd f;
@@ -226,7 +261,7 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
     if (cur.begin < prev.end)
       fail_tensor(path, *order[i].first,
                   "bytes [" + std::to_string(cur.begin) + ", " + std::to_string(cur.end) +
-                      ") overlap tensor '" + *order[i - 1].first + "' at [" +
+                      ") overlap tensor " + quoted(*order[i - 1].first) + " at [" +
                       std::to_string(prev.begin) + ", " + std::to_string(prev.end) +
                       "), expected disjoint data_offsets");
   }
@@ -238,7 +273,7 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
 const TensorInfo& SafetensorsReader::info(const std::string& name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end())
-    throw Error(path_ + ": tensor '" + name + "' is missing, expected it among the file's " +
+    throw Error(path_ + ": tensor " + quoted(name) + " is missing, expected it among the file's " +
                 std::to_string(tensors_.size()) + " tensors");
   return it->second;
 }
@@ -253,8 +288,8 @@ void SafetensorsReader::read_f32(const std::string& name, const std::vector<int6
                                  float* dst) const {
   const TensorInfo& t = info(name);
   if (t.shape != expect_shape)
-    throw Error(path_ + ": tensor '" + name + "' has shape " + shape_str(t.shape) + ", expected " +
-                shape_str(expect_shape));
+    throw Error(path_ + ": tensor " + quoted(name) + " has shape " + shape_str(t.shape) +
+                ", expected " + shape_str(expect_shape));
   const uint8_t* src = data_.data() + t.begin;
   const int64_t n = t.numel();
   switch (t.dtype) {
@@ -287,15 +322,15 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   std::set<std::string> seen;
   for (const TensorToWrite& t : tensors) {
     if (t.name.empty() || t.name == "__metadata__")
-      throw Error(path + ": tensor name '" + t.name + "' is reserved or empty, expected a state_dict name");
+      throw Error(path + ": tensor name '" + t.name +
+                  "' is reserved or empty, expected a state_dict name");
     if (!seen.insert(t.name).second)
       throw Error(path + ": tensor '" + t.name + "' is given twice, expected unique names");
     for (int64_t d : t.shape)
       if (d < 0)
         throw Error(path + ": tensor '" + t.name + "' has shape " + shape_str(t.shape) +
                     ", expected non-negative sizes");
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
+    const int64_t n = numel_of(t.shape);
     if (n > 0 && t.data == nullptr)
       throw Error(path + ": tensor '" + t.name + "' has no data, expected a pointer to " +
                   std::to_string(n) + " floats");
@@ -309,9 +344,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   h["__metadata__"] = {{"format", "pt"}};
   uint64_t offset = 0;
   for (const TensorToWrite* t : sorted) {
-    int64_t n = 1;
-    for (int64_t d : t->shape) n *= d;
-    const uint64_t bytes = uint64_t(n * esize);
+    const uint64_t bytes = uint64_t(numel_of(t->shape) * esize);
     h[t->name] = {{"dtype", dtype_name(dtype)},
                   {"shape", t->shape},
                   {"data_offsets", {offset, offset + bytes}}};
@@ -328,8 +361,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   f.write(header.data(), header.size());
   std::vector<uint16_t> buf;
   for (const TensorToWrite* t : sorted) {
-    int64_t n = 1;
-    for (int64_t d : t->shape) n *= d;
+    const int64_t n = numel_of(t->shape);
     if (dtype == DType::kF32) {
       f.write(t->data, size_t(n) * 4);
       continue;

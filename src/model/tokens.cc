@@ -19,7 +19,8 @@ static_assert(std::endian::native == std::endian::little,
 
 TokenFile::TokenFile(const std::string& path, int num_bytes) : path_(path), num_bytes_(num_bytes) {
   if (num_bytes != 2 && num_bytes != 4)
-    throw Error(path + ": num_bytes " + std::to_string(num_bytes) + " is not supported, expected 2 or 4");
+    throw Error(path + ": num_bytes " + std::to_string(num_bytes) +
+                " is not supported, expected 2 or 4");
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
@@ -46,8 +47,7 @@ TokenFile::TokenFile(const std::string& path, int num_bytes) : path_(path), num_
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   int err = errno;
   ::close(fd);  // the mapping keeps the file alive
-  if (p == MAP_FAILED)
-    throw Error(path + ": cannot map token file (" + std::strerror(err) + ")");
+  if (p == MAP_FAILED) throw Error(path + ": cannot map token file (" + std::strerror(err) + ")");
   base_ = static_cast<const uint8_t*>(p);
   map_size_ = size;
   n_tokens_ = int64_t(size / uint64_t(num_bytes));
@@ -114,12 +114,19 @@ void TokenFile::check_vocab(int64_t vocab) const {
     size_t n;
     ~Restore() { ::madvise(p, n, MADV_NORMAL); }
   } restore{p, map_size_};
-  for (int64_t i = 0; i < n_tokens_; ++i) {
+  // Typed loops: this scans whole training sets (billions of ids).
+  auto first_bad = [&](auto* ids) {
+    for (int64_t i = 0; i < n_tokens_; ++i)
+      if (int64_t(ids[i]) >= vocab) return i;
+    return n_tokens_;
+  };
+  const int64_t i = num_bytes_ == 2 ? first_bad(reinterpret_cast<const uint16_t*>(base_))
+                                    : first_bad(reinterpret_cast<const uint32_t*>(base_));
+  if (i < n_tokens_) {
     const uint32_t id = token(i);
-    if (int64_t(id) >= vocab)
-      throw Error(path_ + ": token " + std::to_string(id) + " at position " + std::to_string(i) +
-                  " is not below vocab_size " + std::to_string(vocab) +
-                  ", expected ids in [0, " + std::to_string(vocab) + ") (wrong tokenizer or num_bytes?)");
+    throw Error(path_ + ": token " + std::to_string(id) + " at position " + std::to_string(i) +
+                " is not below vocab_size " + std::to_string(vocab) + ", expected ids in [0, " +
+                std::to_string(vocab) + ") (wrong tokenizer or num_bytes?)");
   }
 }
 

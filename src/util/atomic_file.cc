@@ -58,7 +58,8 @@ void AtomicFile::commit() {
   std::FILE* f = f_;
   f_ = nullptr;
   if (std::fclose(f) != 0) fail("closing " + tmp_, errno);
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail("renaming " + tmp_ + " to " + path_, errno);
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
+    fail("renaming " + tmp_ + " to " + path_, errno);
   done_ = true;
   // Make the rename itself durable; best effort (some file systems refuse).
   int dfd = ::open(parent_dir(path_).c_str(), O_RDONLY | O_DIRECTORY);

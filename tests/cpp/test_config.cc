@@ -322,8 +322,9 @@ TEST(ConfigErrors, EmptyOrNotAMapping) {
 TEST(ConfigErrors, UnknownMixer) {
   std::string msg =
       hybrid_error([](YAML::Node& r) { backbone(r)["seq_cell1"]["_name_"] = "ratt"; });
-  EXPECT_HAS(msg, ": model.backbone.seq_cell1._name_: unknown mixer 'ratt', expected one of rat, "
-                  "attention, local_attention, rnn");
+  EXPECT_HAS(msg,
+             ": model.backbone.seq_cell1._name_: unknown mixer 'ratt', expected one of rat, "
+             "attention, local_attention, rnn");
 }
 
 TEST(ConfigErrors, MissingMixerName) {
@@ -338,7 +339,8 @@ TEST(ConfigErrors, MissingRequiredSizes) {
   };
   std::vector<Case> cases = {
       {[](YAML::Node& r) { backbone(r).remove("d_model"); }, "model.backbone.d_model: missing"},
-      {[](YAML::Node& r) { backbone(r).remove("num_layers"); }, "model.backbone.num_layers: missing"},
+      {[](YAML::Node& r) { backbone(r).remove("num_layers"); },
+       "model.backbone.num_layers: missing"},
       {[](YAML::Node& r) { backbone(r)["seq_cell"].remove("d_head"); },
        "model.backbone.seq_cell.d_head: missing (needed by local_attention), expected an integer"},
       {[](YAML::Node& r) { backbone(r)["seq_cell1"].remove("d_head"); },
@@ -375,25 +377,30 @@ TEST(ConfigErrors, VocabMissingOrDisagreeing) {
     r["data"].remove("vocab_size");
     r["model"]["embedding"].remove("vocab_size");
   });
-  EXPECT_HAS(msg, "data.vocab_size: missing, expected a positive integer here or in "
-                  "model.embedding.vocab_size");
+  EXPECT_HAS(msg,
+             "data.vocab_size: missing, expected a positive integer here or in "
+             "model.embedding.vocab_size");
   msg = hybrid_error([](YAML::Node& r) { r["model"]["embedding"]["vocab_size"] = 513; });
-  EXPECT_HAS(msg, "model.embedding.vocab_size: 513 disagrees with data.vocab_size 512, expected "
-                  "equal values");
+  EXPECT_HAS(msg,
+             "model.embedding.vocab_size: 513 disagrees with data.vocab_size 512, expected "
+             "equal values");
 }
 
 TEST(ConfigErrors, UnknownNames) {
   std::string msg = hybrid_error([](YAML::Node& r) { backbone(r)["_name_"] = "seq"; });
-  EXPECT_HAS(msg, "model.backbone._name_: unknown backbone 'seq', expected one of sequence, "
-                  "sequence_interleave");
+  EXPECT_HAS(msg,
+             "model.backbone._name_: unknown backbone 'seq', expected one of sequence, "
+             "sequence_interleave");
   msg = hybrid_error([](YAML::Node& r) { backbone(r)["hidden_cell"]["act_fn"] = "gelu2"; });
-  EXPECT_HAS(msg, "model.backbone.hidden_cell.act_fn: unknown activation 'gelu2', expected one of "
-                  "gelu, fastgelu, relu, swiglu");
+  EXPECT_HAS(msg,
+             "model.backbone.hidden_cell.act_fn: unknown activation 'gelu2', expected one of "
+             "gelu, fastgelu, relu, swiglu");
   msg = hybrid_error([](YAML::Node& r) { backbone(r)["hidden_cell"]["_name_"] = "moe"; });
   EXPECT_HAS(msg, "model.backbone.hidden_cell._name_: unknown hidden cell 'moe', expected ffn");
   msg = hybrid_error([](YAML::Node& r) { r["model"]["embedding"]["pe"]["_name_"] = "alibi"; });
-  EXPECT_HAS(msg, "model.embedding.pe._name_: unknown positional encoding 'alibi', expected one "
-                  "of rope, interrope, rope_interrope, empty");
+  EXPECT_HAS(msg,
+             "model.embedding.pe._name_: unknown positional encoding 'alibi', expected one "
+             "of rope, interrope, rope_interrope, empty");
 }
 
 TEST(ConfigErrors, WrongTypesNameTheKey) {
@@ -409,10 +416,13 @@ TEST(ConfigErrors, WrongTypesNameTheKey) {
   EXPECT_HAS(msg, "model.backbone.hidden_cell.bias: got 'maybe', expected true or false");
   msg = hybrid_error([](YAML::Node& r) { r["model"]["embedding"]["pe"]["base"] = "ten"; });
   EXPECT_HAS(msg, "model.embedding.pe.base: got 'ten', expected a number");
-  msg = hybrid_error([](YAML::Node& r) { backbone(r)["seq_cell"]["_name_"] = YAML::Load("{a: 1}"); });
+  msg =
+      hybrid_error([](YAML::Node& r) { backbone(r)["seq_cell"]["_name_"] = YAML::Load("{a: 1}"); });
   EXPECT_HAS(msg, "model.backbone.seq_cell._name_: got a mapping, expected a string");
   msg = hybrid_error([](YAML::Node& r) { backbone(r)["seq_cell"] = "rat"; });
   EXPECT_HAS(msg, "model.backbone.seq_cell: got 'rat', expected a mapping");
+  msg = hybrid_error([](YAML::Node& r) { backbone(r)["d_model"] = "six\nty"; });
+  EXPECT_HAS(msg, "model.backbone.d_model: got 'six\\nty', expected an integer");  // one line
   msg = hybrid_error([](YAML::Node& r) { r["task"] = 3; });
   EXPECT_HAS(msg, "task: got '3', expected a mapping");
 }

@@ -44,7 +44,11 @@ uint32_t bits(float f) { return std::bit_cast<uint32_t>(f); }
 
 TEST(SafetensorsRoundTrip, F32IsExact) {
   TempDir dir;
-  std::vector<float> a = {1.f, -2.5f, 3.14159265f, 1e-40f /*subnormal*/, -0.f,
+  std::vector<float> a = {1.f,
+                          -2.5f,
+                          3.14159265f,
+                          1e-40f /*subnormal*/,
+                          -0.f,
                           std::numeric_limits<float>::infinity(),
                           std::numeric_limits<float>::max()};
   std::vector<float> b(3 * 5);
@@ -76,10 +80,13 @@ TEST(SafetensorsRoundTrip, F32IsExact) {
 TEST(SafetensorsRoundTrip, Bf16RoundsToNearestEven) {
   TempDir dir;
   std::vector<float> x = {1.f,
-                          1.f + 0x1p-8f,         // tie between 1 and 1+2^-7: even is 1
-                          1.f + 3 * 0x1p-8f,     // tie between 1+2^-7 and 1+2^-6: even is 1+2^-6
+                          1.f + 0x1p-8f,      // tie between 1 and 1+2^-7: even is 1
+                          1.f + 3 * 0x1p-8f,  // tie between 1+2^-7 and 1+2^-6: even is 1+2^-6
                           1.f + 0x1p-8f + 0x1p-20f,  // just above the tie: up
-                          -3.3f, 1e-3f, 65504.f, std::numeric_limits<float>::infinity()};
+                          -3.3f,
+                          1e-3f,
+                          65504.f,
+                          std::numeric_limits<float>::infinity()};
   std::vector<float> many(1000);
   for (size_t i = 0; i < many.size(); ++i) many[i] = std::cos(float(i) * 0.37f) * float(i);
   std::string p = dir.file("model.safetensors");
@@ -106,10 +113,12 @@ TEST(SafetensorsRoundTrip, Bf16RoundsToNearestEven) {
 double half_reference(uint16_t h) {
   int sign = h >> 15, exp = (h >> 10) & 31, mant = h & 1023;
   double v;
-  if (exp == 0) v = std::ldexp(mant, -24);
-  else if (exp == 31) v = mant ? std::numeric_limits<double>::quiet_NaN()
-                               : std::numeric_limits<double>::infinity();
-  else v = std::ldexp(1024 + mant, exp - 25);
+  if (exp == 0)
+    v = std::ldexp(mant, -24);
+  else if (exp == 31)
+    v = mant ? std::numeric_limits<double>::quiet_NaN() : std::numeric_limits<double>::infinity();
+  else
+    v = std::ldexp(1024 + mant, exp - 25);
   return sign ? -v : v;
 }
 
@@ -131,10 +140,11 @@ TEST(SafetensorsF16, ReadsKnownBitPatternsFromFile) {
   // Bytes as PyTorch's torch.float16 stores them (little-endian binary16).
   const uint16_t h[] = {0x3c00, 0xc000, 0x7bff, 0x0001, 0x03ff, 0x0400,
                         0x7c00, 0xfc00, 0x7e00, 0x8000, 0x3555, 0x3800};
-  const float want[] = {1.f, -2.f, 65504.f, 0x1p-24f, 1023 * 0x1p-24f, 0x1p-14f,
-                        INFINITY, -INFINITY, NAN, -0.f, 0.333251953125f, 0.5f};
+  const float want[] = {1.f,      -2.f,      65504.f, 0x1p-24f, 1023 * 0x1p-24f, 0x1p-14f,
+                        INFINITY, -INFINITY, NAN,     -0.f,     0.333251953125f, 0.5f};
   std::string data(reinterpret_cast<const char*>(h), sizeof(h));
-  std::string header = R"({"__metadata__":{"format":"pt"},"w":{"dtype":"F16","shape":[3,4],"data_offsets":[0,24]}})";
+  std::string header =
+      R"({"__metadata__":{"format":"pt"},"w":{"dtype":"F16","shape":[3,4],"data_offsets":[0,24]}})";
   TempDir dir;
   std::string p = dir.write("f16.safetensors", st_bytes(header, data));
   SafetensorsReader r(p);
@@ -142,8 +152,10 @@ TEST(SafetensorsF16, ReadsKnownBitPatternsFromFile) {
   float got[12];
   r.read_f32("w", {3, 4}, got);
   for (int i = 0; i < 12; ++i) {
-    if (std::isnan(want[i])) EXPECT_TRUE(std::isnan(got[i])) << i;
-    else EXPECT_EQ(bits(got[i]), bits(want[i])) << i;
+    if (std::isnan(want[i]))
+      EXPECT_TRUE(std::isnan(got[i])) << i;
+    else
+      EXPECT_EQ(bits(got[i]), bits(want[i])) << i;
   }
 }
 
@@ -162,8 +174,12 @@ TEST(SafetensorsF16, ReadsHalfAndBf16BytesWrittenByTorch) {
       "head={'h':{'dtype':'F16','shape':[101],'data_offsets':[0,len(hb)]},"
       "'b':{'dtype':'BF16','shape':[101],'data_offsets':[len(hb),len(hb)+len(bb)]}}\n"
       "hs=json.dumps(head).encode()\n"
-      "open('" + p + "','wb').write(struct.pack('<Q',len(hs))+hs+hb+bb)\n"
-      "open('" + p + ".txt','w').write('\\n'.join(repr(float(v)) for v in "
+      "open('" +
+      p +
+      "','wb').write(struct.pack('<Q',len(hs))+hs+hb+bb)\n"
+      "open('" +
+      p +
+      ".txt','w').write('\\n'.join(repr(float(v)) for v in "
       "list(h.float())+list(b.float())))\n";
   std::string sp = dir.write("make.py", script);
   ASSERT_EQ(std::system(("/usr/bin/python3 " + sp).c_str()), 0);
@@ -177,8 +193,10 @@ TEST(SafetensorsF16, ReadsHalfAndBf16BytesWrittenByTorch) {
     std::getline(want, line);
     float w = std::stof(line);  // repr() spells infinities "inf", which stof reads
     float g = i < 101 ? h[i] : b[i - 101];
-    if (std::isinf(w)) EXPECT_EQ(g, w) << i;
-    else EXPECT_EQ(bits(g), bits(w)) << i << " " << line;
+    if (std::isinf(w))
+      EXPECT_EQ(g, w) << i;
+    else
+      EXPECT_EQ(bits(g), bits(w)) << i << " " << line;
   }
 }
 
@@ -255,13 +273,21 @@ TEST(SafetensorsWriter, RejectsBadInput) {
   TempDir dir;
   std::string p = dir.file("m.safetensors");
   std::vector<float> a(4, 0.f);
-  EXPECT_HAS(error_of([&] { write_safetensors(p, {{"a", {4}, a.data()}, {"a", {4}, a.data()}}); }),
+  EXPECT_HAS(error_of([&] {
+               write_safetensors(p, {{"a", {4}, a.data()}, {"a", {4}, a.data()}});
+             }),
              p + ": tensor 'a' is given twice, expected unique names");
-  EXPECT_HAS(error_of([&] { write_safetensors(p, {{"a", {-4}, a.data()}}); }),
+  EXPECT_HAS(error_of([&] {
+               write_safetensors(p, {{"a", {-4}, a.data()}});
+             }),
              p + ": tensor 'a' has shape [-4], expected non-negative sizes");
-  EXPECT_HAS(error_of([&] { write_safetensors(p, {{"a", {4}, nullptr}}); }),
+  EXPECT_HAS(error_of([&] {
+               write_safetensors(p, {{"a", {4}, nullptr}});
+             }),
              p + ": tensor 'a' has no data");
-  EXPECT_HAS(error_of([&] { write_safetensors(p, {{"a", {4}, a.data()}}, DType::kF16); }),
+  EXPECT_HAS(error_of([&] {
+               write_safetensors(p, {{"a", {4}, a.data()}}, DType::kF16);
+             }),
              p + ": cannot write dtype F16, expected F32 or BF16");
   EXPECT_FALSE(std::filesystem::exists(p));
 }
@@ -307,10 +333,11 @@ TEST(SafetensorsErrors, MissingFields) {
 }
 
 TEST(SafetensorsErrors, UnsupportedDtype) {
-  std::string msg =
-      open_error(R"({"embedding.wte.weight": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}})");
-  EXPECT_HAS(msg, "tensor 'embedding.wte.weight': unsupported dtype 'I64', expected one of F32, "
-                  "BF16, F16");
+  std::string msg = open_error(
+      R"({"embedding.wte.weight": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}})");
+  EXPECT_HAS(msg,
+             "tensor 'embedding.wte.weight': unsupported dtype 'I64', expected one of F32, "
+             "BF16, F16");
   EXPECT_HAS(open_error(R"({"w": {"dtype": 3, "shape": [2], "data_offsets": [0, 8]}})"),
              "tensor 'w': unsupported dtype '3'");
 }
@@ -318,8 +345,9 @@ TEST(SafetensorsErrors, UnsupportedDtype) {
 TEST(SafetensorsErrors, BadShapeEntries) {
   EXPECT_HAS(open_error(R"({"w": {"dtype": "F32", "shape": [2, -1], "data_offsets": [0, 8]}})"),
              "tensor 'w': shape [2,-1] has the negative entry -1, expected non-negative integers");
-  EXPECT_HAS(open_error(R"({"w": {"dtype": "F32", "shape": [2.5], "data_offsets": [0, 8]}})"),
-             "tensor 'w': shape [2.5] has the non-integer entry 2.5, expected non-negative integers");
+  EXPECT_HAS(
+      open_error(R"({"w": {"dtype": "F32", "shape": [2.5], "data_offsets": [0, 8]}})"),
+      "tensor 'w': shape [2.5] has the non-integer entry 2.5, expected non-negative integers");
   EXPECT_HAS(open_error(R"({"w": {"dtype": "F32", "shape": ["2"], "data_offsets": [0, 8]}})"),
              "tensor 'w': shape [\"2\"] has the non-integer entry \"2\"");
   EXPECT_HAS(open_error(R"({"w": {"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}})"),
@@ -332,8 +360,9 @@ TEST(SafetensorsErrors, BadOffsets) {
              "lies about offsets), expected end <= 64");
   EXPECT_HAS(open_error(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})"),
              "tensor 'w': data_offsets [8,0] have begin > end, expected begin <= end");
-  EXPECT_HAS(open_error(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}})"),
-             "tensor 'w': data_offsets is [-8,0], expected [begin, end] with non-negative integers");
+  EXPECT_HAS(
+      open_error(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}})"),
+      "tensor 'w': data_offsets is [-8,0], expected [begin, end] with non-negative integers");
   EXPECT_HAS(open_error(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0]}})"),
              "tensor 'w': data_offsets is [0], expected [begin, end]");
 }
@@ -343,22 +372,24 @@ TEST(SafetensorsErrors, ByteSizeDisagreesWithShape) {
              "tensor 'w': data_offsets [0,24] hold 24 bytes but shape [2, 3] of BF16 needs 12, "
              "expected end - begin = numel * dtype size");
   // numel * size overflowing 64 bits is reported, not wrapped.
-  EXPECT_HAS(open_error(R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})"),
-             "needs more than 2^64");
+  EXPECT_HAS(
+      open_error(
+          R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})"),
+      "needs more than 2^64");
 }
 
 TEST(SafetensorsErrors, OverlappingTensors) {
   std::string msg = open_error(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
                                    "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})");
-  EXPECT_HAS(msg, "tensor 'b': bytes [8, 24) overlap tensor 'a' at [0, 16), expected disjoint "
-                  "data_offsets");
+  EXPECT_HAS(msg,
+             "tensor 'b': bytes [8, 24) overlap tensor 'a' at [0, 16), expected disjoint "
+             "data_offsets");
   // Empty tensors sit anywhere without overlapping.
   TempDir dir;
   std::string p = dir.write(
-      "m.safetensors",
-      st_bytes(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+      "m.safetensors", st_bytes(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
                    "e": {"dtype": "F32", "shape": [0], "data_offsets": [8, 8]}})",
-               std::string(16, '\0')));
+                                std::string(16, '\0')));
   EXPECT_NO_THROW(SafetensorsReader r(p));
 }
 
@@ -370,21 +401,29 @@ TEST(SafetensorsErrors, ReadShapeMismatchAndMissingTensor) {
   write_safetensors(p, {{name, {384, 64}, w.data()}});
   SafetensorsReader r(p);
   std::vector<float> dst(448 * 64);
-  EXPECT_EQ(error_of([&] { r.read_f32(name, {448, 64}, dst.data()); }),
+  EXPECT_EQ(error_of([&] {
+              r.read_f32(name, {448, 64}, dst.data());
+            }),
             p + ": tensor '" + name + "' has shape [384, 64], expected [448, 64]");
-  EXPECT_HAS(error_of([&] { r.read_f32("head.lm_head.weight", {1}, dst.data()); }),
-             p + ": tensor 'head.lm_head.weight' is missing, expected it among the file's 1 tensors");
+  EXPECT_HAS(
+      error_of([&] { r.read_f32("head.lm_head.weight", {1}, dst.data()); }),
+      p + ": tensor 'head.lm_head.weight' is missing, expected it among the file's 1 tensors");
   EXPECT_FALSE(r.has("head.lm_head.weight"));
   EXPECT_TRUE(r.has(name));
 }
 
+TEST(SafetensorsErrors, ControlCharactersInNamesAreEscaped) {
+  std::string msg =
+      open_error(R"({"bad\nname": {"dtype": "I8", "shape": [1], "data_offsets": [0, 1]}})");
+  EXPECT_HAS(msg, "tensor 'bad\\x0aname': unsupported dtype 'I8'");  // error_of checks one line
+}
+
 TEST(SafetensorsErrors, MetadataIsIgnored) {
   TempDir dir;
-  std::string p = dir.write(
-      "m.safetensors",
-      st_bytes(R"({"__metadata__": {"format": "pt", "x": "y"},
+  std::string p =
+      dir.write("m.safetensors", st_bytes(R"({"__metadata__": {"format": "pt", "x": "y"},
                    "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})",
-               std::string("\0\0\x80\x3f", 4)));
+                                          std::string("\0\0\x80\x3f", 4)));
   SafetensorsReader r(p);
   EXPECT_EQ(r.names(), std::vector<std::string>{"w"});
   float v = 0;

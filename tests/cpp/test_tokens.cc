@@ -86,8 +86,9 @@ TEST(TokensFile, MoveKeepsMapping) {
 
 TEST(TokensErrors, MissingEmptyOrNotAFile) {
   std::string msg = error_of([] { TokenFile f("/nonexistent_rat_dir/train.bin", 2); });
-  EXPECT_HAS(msg, "/nonexistent_rat_dir/train.bin: cannot open token file (No such file or "
-                  "directory), expected a file of uint16 token ids");
+  EXPECT_HAS(msg,
+             "/nonexistent_rat_dir/train.bin: cannot open token file (No such file or "
+             "directory), expected a file of uint16 token ids");
   TempDir dir;
   std::string p = dir.write("empty.bin", "");
   EXPECT_HAS(error_of([&] { TokenFile f(p, 4); }),
@@ -125,7 +126,8 @@ TEST(TokensErrors, SampleOutOfRangeOrBadLength) {
   int32_t in[4], lab[4];
   EXPECT_HAS(error_of([&] { f.sample(1, 4, -1, in, lab); }),
              p + ": sample 1 of length 4 is out of range, expected 0 <= r < 1 (5 tokens)");
-  EXPECT_HAS(error_of([&] { f.sample(-1, 2, -1, in, lab); }), "sample -1 of length 2 is out of range");
+  EXPECT_HAS(error_of([&] { f.sample(-1, 2, -1, in, lab); }),
+             "sample -1 of length 2 is out of range");
   EXPECT_HAS(error_of([&] { f.num_samples(0); }), p + ": sample length 0, expected T >= 1");
   TokenFile one(write_tokens<uint16_t>(dir, "one.bin", {7}), 2);
   EXPECT_EQ(one.num_samples(1), 0);
