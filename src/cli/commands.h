@@ -13,6 +13,7 @@ using Runner = std::function<int()>;
 
 void register_eval(CLI::App& app, Runner& run);
 void register_bench(CLI::App& app, Runner& run);
+void register_tokenize(CLI::App& app, Runner& run);
 
 // "AMD EPYC ... , 2 threads": printed with every benchmark figure.
 std::string machine_description();
