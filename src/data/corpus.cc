@@ -130,10 +130,13 @@ void check_vocab_fits(int64_t vocab_size, int num_bytes, const std::string& toke
   if (num_bytes != 2 && num_bytes != 4)
     throw Error("--num-bytes " + std::to_string(num_bytes) + ": expected 2 (uint16) or 4 (uint32)");
   const int64_t limit = num_bytes == 2 ? (int64_t(1) << 16) : (int64_t(1) << 32);
-  if (vocab_size > limit)
-    throw Error("tokenizer " + tokenizer_name + " has " + std::to_string(vocab_size) +
-                " ids, more than --num-bytes " + std::to_string(num_bytes) + " can store (" +
-                std::to_string(limit) + "); use --num-bytes 4");
+  if (vocab_size <= limit) return;
+  const std::string what =
+      tokenizer_name.empty()
+          ? "--vocab-size " + std::to_string(vocab_size)
+          : "tokenizer " + tokenizer_name + " (" + std::to_string(vocab_size) + " ids)";
+  throw Error(what + " does not fit --num-bytes " + std::to_string(num_bytes) + " (ids below " +
+              std::to_string(limit) + "); use --num-bytes 4");
 }
 
 double unigram_perplexity(const std::vector<int64_t>& train_counts,
@@ -201,16 +204,24 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
     throw Error("empty corpus: all " + std::to_string(docs.size()) + " documents are empty");
 
   std::vector<std::string> train_docs;
-  int64_t n_val = 0;
-  for (size_t i = 0; i < docs.size(); ++i) {
-    if (is_val_document(int64_t(i), opt.val_fraction))
-      ++n_val;
-    else
-      train_docs.push_back(docs[i]);
-  }
+  for (size_t i = 0; i < docs.size(); ++i)
+    if (!is_val_document(int64_t(i), opt.val_fraction)) train_docs.push_back(docs[i]);
   if (train_docs.empty())
     throw Error("--val-fraction " + std::to_string(opt.val_fraction) + " leaves none of the " +
                 std::to_string(docs.size()) + " documents for training");
+
+  // The tokenizer's fit, checked before anything is written.
+  if (opt.tokenizer.empty()) {
+    if (opt.vocab_size <= 0)
+      throw Error("--vocab-size " + std::to_string(opt.vocab_size) + ": expected > 0");
+    check_vocab_fits(opt.vocab_size, opt.num_bytes, "");
+  } else {
+    const Tokenizer given = Tokenizer::load(opt.tokenizer);
+    if (given.eos_id() < 0)
+      throw Error("tokenizer " + opt.tokenizer +
+                  " defines no end-of-sequence piece, which separates documents");
+    check_vocab_fits(given.vocab_size(), opt.num_bytes, opt.tokenizer);
+  }
 
   // The output directory, checked before any long work.
   {
@@ -235,27 +246,21 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
   // the data directory names the tokenizer its ids belong to.
   double t0 = now_seconds();
   if (opt.tokenizer.empty()) {
-    check_vocab_fits(opt.vocab_size, opt.num_bytes, "to train");
     log("training a " + std::to_string(opt.vocab_size) + "-piece BPE tokenizer on " +
         std::to_string(train_docs.size()) + " documents");
     train_tokenizer(train_docs, (out / "tokenizer").string(), opt.vocab_size, opt.train);
     r.trained_tokenizer = true;
   } else {
-    Tokenizer::load(opt.tokenizer);  // a clear error if it is not a model
     std::error_code ec;
     if (!fs::equivalent(opt.tokenizer, r.tokenizer_path, ec))
       write_text_atomic(r.tokenizer_path, read_document(opt.tokenizer));
   }
   r.tokenizer_seconds = now_seconds() - t0;
   const Tokenizer tok = Tokenizer::load(r.tokenizer_path);
-  const std::string tok_name = opt.tokenizer.empty() ? r.tokenizer_path : opt.tokenizer;
   r.vocab_size = tok.vocab_size();
   r.eos_id = tok.eos_id();
   r.bos_id = tok.bos_id();
-  if (r.eos_id < 0)
-    throw Error("tokenizer " + tok_name +
-                " defines no end-of-sequence piece, which separates documents");
-  check_vocab_fits(r.vocab_size, opt.num_bytes, tok_name);
+  if (r.eos_id < 0) throw Error(r.tokenizer_path + ": the trained tokenizer has no eos piece");
 
   // Encode in batches of documents (in parallel within a batch), writing in
   // document order so the output does not depend on the thread count.

@@ -393,7 +393,14 @@ TEST_F(TokenizerTest, Errors) {
   o.num_bytes = 3;
   expect_error([&] { rat::tokenize_corpus(o); }, "--num-bytes 3");
 
-  // A vocabulary that does not fit uint16 (checked directly: no 70k model).
+  // A vocabulary that does not fit uint16: refused before anything is
+  // trained or written; for a given model, checked directly (no 70k model).
+  o.num_bytes = 2;
+  o.tokenizer.clear();
+  o.vocab_size = 70000;
+  o.out_dir = (*root_ / "out_never_created").string();
+  expect_error([&] { rat::tokenize_corpus(o); }, "--vocab-size 70000");
+  EXPECT_FALSE(fs::exists(o.out_dir));
   expect_error([] { rat::check_vocab_fits(70000, 2, "big.model"); }, "big.model");
   expect_error([] { rat::check_vocab_fits(70000, 2, "big.model"); }, "--num-bytes 4");
   EXPECT_NO_THROW(rat::check_vocab_fits(65536, 2, "x"));
