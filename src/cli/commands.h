@@ -14,5 +14,9 @@ using Runner = std::function<int()>;
 void register_eval(CLI::App& app, Runner& run);
 void register_bench(CLI::App& app, Runner& run);
 void register_train(CLI::App& app, Runner& run);
+void register_tokenize(CLI::App& app, Runner& run);
+
+// "AMD EPYC ... , 2 threads": printed with every benchmark figure.
+std::string machine_description();
 
 }  // namespace rat::cli

@@ -1,0 +1,73 @@
+// Turning a directory of text documents into the token files of SPEC.md
+// ("Data"): train.bin / val.bin (flat little-endian uint16 or uint32, every
+// document followed by the end-of-document id, which is what
+// data.ignore_input_index must be), the tokenizer, and tokenize.json.
+// The CLI (`rat tokenize`) is a flag layer over tokenize_corpus().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "data/tokenizer.h"
+#include "nlohmann/json.hpp"
+
+namespace rat {
+
+struct TokenizeOptions {
+  std::vector<std::string> inputs;  // files, or directories walked recursively
+  std::string out_dir;
+  std::string tokenizer;   // a sentencepiece .model; empty: train one
+  int vocab_size = 4096;   // when training
+  double val_fraction = 0.05;
+  int num_bytes = 2;       // 2: uint16 ids, 4: uint32
+  std::string glob = "*";  // file-name pattern for files found in directories
+  TokenizerTrainOptions train;
+  // Called with (documents encoded, total documents).
+  std::function<void(int64_t, int64_t)> progress;
+  // One-line notes on what is happening ("training tokenizer ...").
+  std::function<void(const std::string&)> log;
+};
+
+struct TokenizeReport {
+  std::string out_dir, tokenizer_path, train_path, val_path, report_path;
+  bool trained_tokenizer = false;
+  int64_t vocab_size = 0;
+  int32_t eos_id = -1, bos_id = -1;  // eos_id is data.ignore_input_index
+  int num_bytes = 2;
+  double val_fraction = 0;
+  int64_t train_documents = 0, val_documents = 0;
+  int64_t train_tokens = 0, val_tokens = 0;          // eos ids included
+  int64_t train_text_bytes = 0, val_text_bytes = 0;  // document bytes read
+  // exp of the mean negative log-probability of every val token (eos
+  // included) under the unigram distribution of train with add-one
+  // smoothing: p(t) = (count_train(t) + 1) / (train_tokens + vocab_size).
+  double val_unigram_ppl = 0;
+  double tokenizer_seconds = 0, encode_seconds = 0;
+
+  nlohmann::json to_json() const;
+};
+
+// Every document the inputs name: files as given, plus the regular files under
+// each directory whose name matches `glob` (fnmatch), sorted by path, without
+// duplicates. Throws rat::Error naming an input that does not exist.
+std::vector<std::string> list_documents(const std::vector<std::string>& inputs,
+                                        const std::string& glob);
+
+// Whether document `index` (in list_documents order) is held out. Evenly
+// spaced whole documents: index i is val when ceil((i+1)f) > ceil(i f), so
+// ceil(n f) of n documents are, the first one among them.
+bool is_val_document(int64_t index, double val_fraction);
+
+// Throws rat::Error unless ids [0, vocab_size) fit in num_bytes (2 or 4).
+void check_vocab_fits(int64_t vocab_size, int num_bytes, const std::string& tokenizer_name);
+
+// Unigram perplexity of the `val` counts under the add-one-smoothed `train`
+// counts (both indexed by id, same size = the vocabulary).
+double unigram_perplexity(const std::vector<int64_t>& train_counts,
+                          const std::vector<int64_t>& val_counts);
+
+TokenizeReport tokenize_corpus(const TokenizeOptions& opt);
+
+}  // namespace rat
