@@ -16,7 +16,5 @@ void register_bench(CLI::App& app, Runner& run);
 void register_train(CLI::App& app, Runner& run);
 void register_tokenize(CLI::App& app, Runner& run);
 
-// "AMD EPYC ... , 2 threads": printed with every benchmark figure.
-std::string machine_description();
 
 }  // namespace rat::cli
