@@ -27,9 +27,12 @@ void linear_backward(const float* x, int64_t ldx, const float* W, const float* d
     const int nt = omp_get_max_threads();
     thread_local std::vector<float> partial;
     partial.assign(size_t(nt) * out, 0.f);
+    // thread_local names the calling thread's copy: inside the parallel region
+    // each worker would see its own empty vector, so take the pointer here.
+    float* const part = partial.data();
 #pragma omp parallel
     {
-      float* pp = partial.data() + size_t(omp_get_thread_num()) * out;
+      float* pp = part + size_t(omp_get_thread_num()) * out;
 #pragma omp for schedule(static)
       for (int64_t n = 0; n < N; ++n)
         for (int64_t o = 0; o < out; ++o) pp[o] += dy[n * ldy + o];

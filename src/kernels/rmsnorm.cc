@@ -29,9 +29,12 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
   // Per-thread partial dw, grown once and reused (no allocation per step).
   thread_local std::vector<float> partial;
   partial.assign(size_t(nt) * D, 0.f);
+  // thread_local names the calling thread's copy: inside the parallel region
+  // each worker would see its own empty vector, so take the pointer here.
+  float* const part = partial.data();
 #pragma omp parallel
   {
-    float* dwp = partial.data() + size_t(omp_get_thread_num()) * D;
+    float* dwp = part + size_t(omp_get_thread_num()) * D;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float* xr = x + n * D;

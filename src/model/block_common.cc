@@ -29,9 +29,12 @@ void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* 
   const int nt = omp_get_max_threads();
   thread_local std::vector<float> partial;
   partial.assign(size_t(nt) * D, 0.f);
+  // thread_local names the calling thread's copy: inside the parallel region
+  // each worker would see its own empty vector, so take the pointer here.
+  float* const part = partial.data();
 #pragma omp parallel
   {
-    float* pp = partial.data() + size_t(omp_get_thread_num()) * D;
+    float* pp = part + size_t(omp_get_thread_num()) * D;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t d = 0; d < D; ++d) pp[d] += x[n * ld + d];
