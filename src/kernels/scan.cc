@@ -40,8 +40,8 @@ void chunk_scan_forward(const float* g, int64_t ld_g, const float* x, int64_t ld
 // Reverse sweep: a_l = dh_l + g_{l+1} a_{l+1} is dLoss/dh_l through all paths;
 // then dx_l = (1 - g_l) a_l and dg_l = a_l (h_{l-1} - x_l).
 void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t ld_x,
-                         const float* h, const float* dh, int64_t ld_h, float* dx, float* dg,
-                         int64_t B, int64_t T, int64_t L, int64_t D) {
+                         const float* h, const float* dh, int64_t ld_h, float* dx, int64_t ld_dx,
+                         float* dg, int64_t ld_dg, int64_t B, int64_t T, int64_t L, int64_t D) {
   const int64_t C = (T + L - 1) / L;
   const int64_t nblk = (D + kColBlock - 1) / kColBlock;
 #pragma omp parallel for collapse(3) schedule(static)
@@ -57,8 +57,8 @@ void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t l
           const float* xr = x + n * ld_x;
           const float* hprev = t > t_begin ? h + (n - 1) * ld_h : nullptr;
           const float* dhr = dh + n * ld_h;
-          float* dxr = dx + n * ld_x;
-          float* dgr = dg + n * ld_g;
+          float* dxr = dx + n * ld_dx;
+          float* dgr = dg + n * ld_dg;
 #pragma omp simd
           for (int64_t j = j0; j < j1; ++j) {
             float a = dhr[j] + carry[j - j0];

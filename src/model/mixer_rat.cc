@@ -117,10 +117,10 @@ class RatMixer final : public Block {
       std::memcpy(dproj + n * W + 3 * D, dq + n * GP, size_t(GP) * sizeof(float));
       std::memset(dg + n * D, 0, size_t(D) * sizeof(float));
     }
-    chunk_scan_backward(g, W, v, W, vt, dvt, D, dproj + D, dg, B, T, L, D);
+    chunk_scan_backward(g, W, v, W, vt, dvt, D, dproj + D, W, dg, D, B, T, L, D);
     for (int64_t h = 0; h < H; ++h)
       chunk_scan_backward(g + h * P, W, k + (h % G) * P, W, kt + h * P, dkt + h * P, D,
-                          dktile + h * P, dg + h * P, B, T, L, P);
+                          dktile + h * P, D, dg + h * P, D, B, T, L, P);
     // Fold the H/G copies of each key group back onto k; gate through the sigmoid.
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; ++n) {

@@ -66,7 +66,7 @@ class RnnMixer final : public Block {
         dh[n * D + d] = gd * zz;
         dg[n * D + d] = 0.f;
       }
-    chunk_scan_backward(g, W, v, W, h, dh, D, dproj + D, dg, B, T, T, D);
+    chunk_scan_backward(g, W, v, W, h, dh, D, dproj + D, W, dg, D, B, T, T, D);
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t d = 0; d < D; ++d) {
