@@ -16,11 +16,13 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
   const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(N, kLogitBlockFloats / V));
   thread_local std::vector<float> logits;
   logits.resize(size_t(nb * V));
-  float* lg = logits.data();  // thread_local: worker threads must use the caller's buffer
+  // thread_local names the calling thread's copy: the parallel loop below
+  // must use this pointer, not `logits` (each worker's own, empty, vector).
+  float* const lg = logits.data();
   CeResult res;
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
     const int64_t m = std::min(nb, N - n0);
-    gemm({m, V, D, false, true}, hf + n0 * D, W, logits.data(), 0.f, prec);
+    gemm({m, V, D, false, true}, hf + n0 * D, W, lg, 0.f, prec);
     double loss = 0;
     int64_t cnt = 0;
 #pragma omp parallel for schedule(static) reduction(+ : loss, cnt)
@@ -47,8 +49,8 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
     res.loss_sum += loss;
     res.count += cnt;
     if (dhf) {
-      gemm({m, D, V}, logits.data(), W, dhf + n0 * D, 0.f, prec);
-      gemm({V, D, m, true, false}, logits.data(), hf + n0 * D, dW, 1.f, prec);
+      gemm({m, D, V}, lg, W, dhf + n0 * D, 0.f, prec);
+      gemm({V, D, m, true, false}, lg, hf + n0 * D, dW, 1.f, prec);
     }
   }
   return res;

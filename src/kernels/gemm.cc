@@ -28,7 +28,10 @@ void fill_ld(GemmShape& s) {
   if (s.ldc == 0) s.ldc = s.N;
 }
 
-using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, int64_t, int, bool>;
+// beta is part of the key: the sum post-op bakes it into the primitive, so a
+// plan built for beta 1 must not be reused for beta 0.5 at the same shape.
+using Key =
+    std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, int64_t, int, bool, float>;
 
 struct Plan {
   dnnl::matmul prim;
@@ -39,7 +42,8 @@ struct Plan {
 Plan& plan_for(const GemmShape& s, Precision p, bool accumulate, float beta) {
   static std::map<Key, Plan> cache;
   static std::mutex mu;
-  Key key{s.M, s.N, s.K, s.trans_a, s.trans_b, s.lda, s.ldb, s.ldc, int(p), accumulate};
+  Key key{s.M,   s.N,      s.K,  s.trans_a, s.trans_b, s.lda, s.ldb,
+          s.ldc, int(p), accumulate, accumulate ? beta : 0.f};
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
@@ -152,6 +156,10 @@ static inline uint16_t bf16_scalar(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   if ((u & 0x7fffffff) > 0x7f800000) return uint16_t((u >> 16) | 0x40);  // quiet NaN
+  // fp32 subnormals flush to signed zero, as VCVTNEPS2BF16 (the vector path of
+  // to_bf16) does: otherwise a value's bits would depend on its array position,
+  // and round_bf16 would not emulate what gemm's packing produces.
+  if ((u & 0x7f800000) == 0) return uint16_t((u >> 16) & 0x8000);
   u += 0x7fff + ((u >> 16) & 1);
   return uint16_t(u >> 16);
 }

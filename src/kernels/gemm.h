@@ -39,7 +39,9 @@ void gemm_small_bf16(const GemmShape& s, const uint16_t* A, const uint16_t* B,
 void gemm_naive(const GemmShape& s, const float* A, const float* B, float* C,
                 float beta);
 
-// Round-to-nearest-even fp32 -> bf16 (as uint16 bits) and back.
+// Round-to-nearest-even fp32 -> bf16 (as uint16 bits) and back. NaN stays NaN
+// (quieted); fp32 subnormals become signed zero on every path (the AVX512-BF16
+// conversion flushes them), so all three functions agree bit for bit.
 void to_bf16(const float* x, uint16_t* y, int64_t n);
 void from_bf16(const uint16_t* x, float* y, int64_t n);
 // Rounds in place: x = float(bf16(x)). Used to emulate bf16 inputs exactly.

@@ -27,7 +27,9 @@ void linear_backward(const float* x, int64_t ldx, const float* W, const float* d
     const int nt = omp_get_max_threads();
     thread_local std::vector<float> partial;
     partial.assign(size_t(nt) * out, 0.f);
-    float* part = partial.data();  // thread_local: take the caller's buffer before the region
+    // thread_local names the calling thread's copy: inside the parallel region
+    // each worker would see its own empty vector, so take the pointer here.
+    float* const part = partial.data();
 #pragma omp parallel
     {
       float* pp = part + size_t(omp_get_thread_num()) * out;

@@ -29,7 +29,9 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
   // Per-thread partial dw, grown once and reused (no allocation per step).
   thread_local std::vector<float> partial;
   partial.assign(size_t(nt) * D, 0.f);
-  float* part = partial.data();  // thread_local: take the caller's buffer before the region
+  // thread_local names the calling thread's copy: inside the parallel region
+  // each worker would see its own empty vector, so take the pointer here.
+  float* const part = partial.data();
 #pragma omp parallel
   {
     float* dwp = part + size_t(omp_get_thread_num()) * D;

@@ -14,6 +14,8 @@ void chunk_scan_forward(const float* g, int64_t ld_g, const float* x, int64_t ld
 
 // dh: gradient of h (stride ld_h, same as h). dx: written (stride ld_dx).
 // dg: ACCUMULATED (stride ld_dg), so the v and k scans that share g add into one buffer.
+// The gradients have their own strides: g and x are usually views into the
+// in_proj output (stride 3D + ...), while dg is a compact [N, D] buffer.
 void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t ld_x,
                          const float* h, const float* dh, int64_t ld_h, float* dx, int64_t ld_dx,
                          float* dg, int64_t ld_dg, int64_t B, int64_t T, int64_t L, int64_t D);

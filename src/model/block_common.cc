@@ -29,7 +29,9 @@ void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* 
   const int nt = omp_get_max_threads();
   thread_local std::vector<float> partial;
   partial.assign(size_t(nt) * D, 0.f);
-  float* part = partial.data();  // thread_local: take the caller's buffer before the region
+  // thread_local names the calling thread's copy: inside the parallel region
+  // each worker would see its own empty vector, so take the pointer here.
+  float* const part = partial.data();
 #pragma omp parallel
   {
     float* pp = part + size_t(omp_get_thread_num()) * D;
