@@ -5,8 +5,8 @@
 # --quick trains for about a minute instead of a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=400
-if [ "${1:-}" = "--quick" ]; then steps=100; fi
+steps=300
+if [ "${1:-}" = "--quick" ]; then steps=80; fi
 bash scripts/install_deps.sh
 bash scripts/build.sh
 bash scripts/prepare_corpus.sh data/pydoc
