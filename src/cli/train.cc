@@ -37,6 +37,7 @@ void register_train(CLI::App& app, Runner& run) {
   c->add_option("--run-dir", o.t.run_dir, "run directory (default: trainer.save_dir)");
   c->add_flag("--json", o.t.json, "log lines as JSON objects");
   c->add_flag("--quiet", o.t.quiet, "no log lines (metrics.jsonl is still written)");
+  c->add_option("--stop-after", o.t.stop_after, "stop, saving a checkpoint, after this many steps");
   c->add_flag("--print-config", o.print_config, "print the resolved config and exit");
   c->callback([&run] {
     run = [] {

@@ -190,6 +190,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
     std::printf("resumed from %s at step %lld\n", fs::canonical(run / "latest").c_str(),
                 (long long)st.step);
   }
+  const int64_t first_step = st.step;
   const int64_t save_every =
       e.save_checkpoint ? std::max<int64_t>(1, int64_t(e.save_interval * double(total))) : 0;
   const int64_t eval_every = e.eval_interval > 0 ? e.eval_interval
@@ -275,7 +276,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
     std::snprintf(extra, sizeof extra, "loss %.3f", step_loss);
     bar.update(s + 1, extra);
     if (eval_every > 0 && ((s + 1) % eval_every == 0)) run_validation(s + 1);
-    const bool stop = g_stop.load();
+    const bool stop = g_stop.load() || (opt.stop_after > 0 && st.step + 1 - first_step >= opt.stop_after);
     if (save_every > 0 && ((s + 1) % save_every == 0 || last || stop)) {
       TrainState cur = st;
       cur.step = s + 1;

@@ -14,6 +14,7 @@ struct TrainOptions {
   std::string run_dir;     // overrides trainer.save_dir when set
   bool quiet = false;      // no per-log lines on stdout
   bool json = false;       // log lines as JSON on stdout
+  int64_t stop_after = -1; // stop (and save) after this many steps of this run, as SIGINT would
 };
 
 struct TrainSummary {

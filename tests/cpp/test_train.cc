@@ -1,0 +1,171 @@
+// Training loop: resume equality, schedule, overrides and bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+#include "train/experiment.h"
+#include "train/optimizer.h"
+#include "train/trainer.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+using namespace rat;
+
+namespace {
+
+fs::path temp_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("rat_train_test_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+void write_tokens(const fs::path& p, int64_t n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint16_t> t(static_cast<size_t>(n));
+  // A learnable stream: a repeated random pattern with document ends (id 2).
+  std::vector<uint16_t> pat(97);
+  for (auto& x : pat) x = uint16_t(3 + rng() % uint32_t(vocab - 3));
+  for (int64_t i = 0; i < n; ++i) t[size_t(i)] = i % 50 == 49 ? 2 : pat[size_t(i % 97)];
+  std::ofstream f(p, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(t.data()), std::streamsize(t.size() * 2));
+}
+
+fs::path write_config(const fs::path& dir, const std::string& mixer_extra) {
+  write_tokens(dir / "train.bin", 20000, 64, 1);
+  write_tokens(dir / "val.bin", 2000, 64, 2);
+  std::ofstream f(dir / "exp.yaml");
+  f << "data: {seq_len: 24, vocab_size: 64, num_bytes: 2, ignore_input_index: 2, batch_size: 2,\n"
+       "       global_batch_size: 4,\n"
+       "       train: {_name_: lm_ordered, tokenized_file_path: "
+    << (dir / "train.bin").string() << "},\n"
+       "       val: {_name_: lm_ordered, tokenized_file_path: "
+    << (dir / "val.bin").string() << "}, val_samples: 8}\n"
+       "model:\n  backbone: {_name_: sequence, num_layers: 2, d_model: 32, interleave_step: 1,\n"
+       "    seq_cell: {_name_: rat, d_head: 8, ngroups: 2, chunk_size: 5"
+    << mixer_extra
+    << "},\n    hidden_cell: {_name_: ffn, d_ffn: 64, act_fn: gelu, bias: false}}\n"
+       "  embedding: {vocab_size: 64, pe: {_name_: interrope, base: 10000}}\n"
+       "task: {tie_embedding: true, ignore_index: -100}\n"
+       "optim:\n  optimizer: {_name_: adamw, lr: 3.0e-3, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}\n"
+       "  lr_scheduler: {_name_: cosine, warmup_iter: 0.2, eta_min: 1.0e-6}\n"
+       "trainer: {seed: 7, dtype: float32, max_steps: 8, gradient_clipping: 1.0, log_interval: 1,\n"
+       "  eval_interval: 0, save_checkpoint: true, load_checkpoint: false, save_interval: 0.25,\n"
+       "  save_dir: "
+    << (dir / "run").string() << "}\n";
+  return dir / "exp.yaml";
+}
+
+std::vector<double> losses(const fs::path& metrics) {
+  std::vector<double> out;
+  std::ifstream f(metrics);
+  std::string line;
+  while (std::getline(f, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out.push_back(j["loss"].get<double>());
+  }
+  return out;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Train, LossDecreasesAndResumeEqualsStraightRun) {
+  fs::path dir = temp_dir("resume");
+  fs::path cfg = write_config(dir, "");
+  TrainOptions quiet;
+  quiet.quiet = true;
+  quiet.run_dir = (dir / "straight").string();
+  Experiment e = load_experiment(cfg.string(), {});
+  TrainSummary a = train(e, quiet);
+  std::vector<double> la = losses(dir / "straight" / "metrics.jsonl");
+  ASSERT_EQ(la.size(), 8u);
+  EXPECT_LT(la.back(), la.front() - 0.3) << "training should learn the repeated pattern";
+  EXPECT_TRUE(fs::exists(dir / "straight" / "latest" / "model.safetensors"));
+
+  // Same run stopped after 3 steps, then resumed from its checkpoint.
+  TrainOptions part = quiet;
+  part.run_dir = (dir / "resumed").string();
+  part.stop_after = 3;
+  TrainSummary b1 = train(e, part);
+  EXPECT_TRUE(b1.interrupted);
+  EXPECT_EQ(b1.steps_done, 3);
+  Experiment e2 = load_experiment(cfg.string(), {"trainer.load_checkpoint=true"});
+  part.stop_after = -1;
+  TrainSummary b2 = train(e2, part);
+  EXPECT_EQ(b2.steps_done, 8);
+  std::vector<double> lb = losses(dir / "resumed" / "metrics.jsonl");
+  ASSERT_EQ(lb.size(), 8u);
+  // Same machine, same threads: bit-for-bit equal (state, data position and
+  // schedule all restored from the checkpoint).
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;
+  EXPECT_EQ(a.val_loss, b2.val_loss);
+}
+
+TEST(Train, OverridesApplyAndUnknownKeysSuggest) {
+  fs::path dir = temp_dir("overrides");
+  fs::path cfg = write_config(dir, "");
+  Experiment e = load_experiment(cfg.string(), {"optim.optimizer.lr=5e-4",
+                                                "model.backbone.seq_cell.chunk_size=8"});
+  EXPECT_DOUBLE_EQ(e.lr, 5e-4);
+  EXPECT_EQ(e.model.layers[0].chunk_size, 8);
+  std::string msg = error_of([&] { load_experiment(cfg.string(), {"optim.optimizer.lrr=1"}); });
+  EXPECT_NE(msg.find("did you mean 'optim.optimizer.lr'"), std::string::npos) << msg;
+  msg = error_of([&] { load_experiment(cfg.string(), {"trainer.max_step=3"}); });
+  EXPECT_NE(msg.find("'trainer.max_steps'"), std::string::npos) << msg;
+  msg = error_of([&] { load_experiment(cfg.string(), {"novalue"}); });
+  EXPECT_NE(msg.find("expected dotted.key=value"), std::string::npos) << msg;
+}
+
+TEST(Train, BadInputIsNamed) {
+  fs::path dir = temp_dir("bad");
+  fs::path cfg = write_config(dir, "");
+  TrainOptions q;
+  q.quiet = true;
+  q.run_dir = (dir / "r").string();
+  std::string msg = error_of([&] { load_experiment(cfg.string(), {"data.global_batch_size=3"}); });
+  EXPECT_NE(msg.find("data.global_batch_size"), std::string::npos) << msg;
+  msg = error_of([&] {
+    train(load_experiment(cfg.string(), {"data.train.tokenized_file_path=/nonexistent.bin"}), q);
+  });
+  EXPECT_NE(msg.find("/nonexistent.bin"), std::string::npos) << msg;
+  msg = error_of([&] { train(load_experiment(cfg.string(), {"data.seq_len=100000"}), q); });
+  EXPECT_NE(msg.find("fewer than one global batch"), std::string::npos) << msg;
+  msg = error_of([&] { train(load_experiment(cfg.string(), {"data.vocab_size=10",
+                                                            "model.embedding.vocab_size=10"}), q); });
+  EXPECT_NE(msg.find("train.bin"), std::string::npos) << msg;
+  // A run directory below a regular file cannot be created.
+  std::ofstream(dir / "file") << "x";
+  TrainOptions q2 = q;
+  q2.run_dir = (dir / "file" / "run").string();
+  msg = error_of([&] { train(load_experiment(cfg.string(), {}), q2); });
+  EXPECT_NE(msg.find("run directory"), std::string::npos) << msg;
+}
+
+// The authors' schedule, SPEC.md: warm-up (s+1)/W, then cosine to eta_min.
+TEST(Schedule, WarmupThenCosine) {
+  OptimConfig c;
+  c.lr = 1.0;
+  c.eta_min = 0.1;
+  c.warmup_iter = 0.1;
+  const int64_t total = 100, W = 10;
+  for (int64_t s = 0; s < total; ++s) {
+    double want = s < W ? double(s + 1) / double(W)
+                        : 0.1 + 0.9 * (1 + std::cos(M_PI * double(s - W) / double(total - W))) / 2;
+    EXPECT_NEAR(lr_at(c, s, total), want, 1e-12) << s;
+  }
+}
