@@ -109,21 +109,26 @@ void backward_head(const AttnShape& s, int64_t bq, int64_t bk, int64_t b, int64_
     std::memset(dKV, 0, sizeof(float) * size_t(2 * bk * P));
     for (int64_t t0 = j0; t0 <= t_end; t0 += bq) {
       const int64_t nq = std::min(bq, t_end + 1 - t0);
+      // Under a window, keys before first_key(t0) are invisible to the whole query block:
+      // the tile starts at key jb = j0 + ka.
+      const int64_t ka = std::max<int64_t>(0, first_key(t0, s.window) - j0), jb = j0 + ka;
+      const int64_t nke = nk - ka;
       const float* Q = Qh + t0 * P;
       const float* dO = dOh + t0 * P;
-      gemm_small({nq, nk, P, false, true, P, P, bk}, Q, Kj, S, 0.f);  // S = Q K^T
+      const float *K = Kj + ka * P, *V = Vj + ka * P;
+      gemm_small({nq, nke, P, false, true, P, P, bk}, Q, K, S, 0.f);  // S = Q K^T
       for (int64_t r = 0; r < nq; ++r) {
         const int64_t t = t0 + r;
-        const int64_t a = std::max(j0, first_key(t, s.window)) - j0;
-        const int64_t e = std::min(j1, t) + 1 - j0;
-        tile::prob_row(S + r * bk, nk, a, e, scale, lse_h[t]);
+        const int64_t a = std::max(jb, first_key(t, s.window)) - jb;
+        const int64_t e = std::min(j1, t) + 1 - jb;
+        tile::prob_row(S + r * bk, nke, a, e, scale, lse_h[t]);
       }
-      gemm_small({nk, P, nq, true, false, bk, P, P}, S, dO, dVj, 1.f);   // dV += P^T dO
-      gemm_small({nq, nk, P, false, true, P, P, bk}, dO, Vj, dS, 0.f);   // dP = dO V^T
+      gemm_small({nke, P, nq, true, false, bk, P, P}, S, dO, dVj + ka * P, 1.f);  // dV += P^T dO
+      gemm_small({nq, nke, P, false, true, P, P, bk}, dO, V, dS, 0.f);           // dP = dO V^T
       for (int64_t r = 0; r < nq; ++r)
-        vec_softmax_grad(S + r * bk, dS + r * bk, nk, D[t0 + r], scale);
-      gemm_small({nq, P, nk, false, false, bk, P, P}, dS, Kj, dQh + t0 * P, 1.f);  // dQ += dS K
-      gemm_small({nk, P, nq, true, false, bk, P, P}, dS, Q, dKj, 1.f);            // dK += dS^T Q
+        vec_softmax_grad(S + r * bk, dS + r * bk, nke, D[t0 + r], scale);
+      gemm_small({nq, P, nke, false, false, bk, P, P}, dS, K, dQh + t0 * P, 1.f);  // dQ += dS K
+      gemm_small({nke, P, nq, true, false, bk, P, P}, dS, Q, dKj + ka * P, 1.f);   // dK += dS^T Q
     }
     tile::unpack_rows(dKj, nk, P, dk + (row0 + j0) * s.ld_k + h * P, s.ld_k, false);
     tile::unpack_rows(dVj, nk, P, dv + (row0 + j0) * s.ld_v + h * P, s.ld_v, false);

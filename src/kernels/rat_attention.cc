@@ -130,19 +130,23 @@ void backward_head(const RatAttnShape& s, int64_t bq, int64_t bk, int64_t b, int
     const int64_t nk = std::min(bk, nkeys - j0);
     for (int64_t t0 = (j0 + 1) * L; t0 < T; t0 += bq) {  // first reader of key j0: chunk j0+1
       const int64_t nq = std::min(bq, T - t0);
+      // Keys of this block that the query block's last row sees: the causal edge runs L
+      // times slower over keys than over queries, so without this trim the tiles near it
+      // (bk * L query rows per key block) would be half masked work.
+      const int64_t nke = std::min(nk, (t0 + nq - 1) / L - j0);
       const float* Q = Qh + t0 * P;
       const float* dO = dOh + t0 * P;
-      gemm_small({nq, nk, P, false, true, P, P, bk}, Q, Kf + j0 * P, S, 0.f);
+      gemm_small({nq, nke, P, false, true, P, P, bk}, Q, Kf + j0 * P, S, 0.f);
       for (int64_t r = 0; r < nq; ++r) {
-        const int64_t e = std::min(nk, (t0 + r) / L - j0);
-        tile::prob_row(S + r * bk, nk, 0, e, scale, lse_h[t0 + r]);
+        const int64_t e = std::min(nke, (t0 + r) / L - j0);
+        tile::prob_row(S + r * bk, nke, 0, e, scale, lse_h[t0 + r]);
       }
-      gemm_small({nk, P, nq, true, false, bk, P, P}, S, dO, dVf + j0 * P, 1.f);
-      gemm_small({nq, nk, P, false, true, P, P, bk}, dO, Vf + j0 * P, dS, 0.f);
+      gemm_small({nke, P, nq, true, false, bk, P, P}, S, dO, dVf + j0 * P, 1.f);
+      gemm_small({nq, nke, P, false, true, P, P, bk}, dO, Vf + j0 * P, dS, 0.f);
       for (int64_t r = 0; r < nq; ++r)
-        vec_softmax_grad(S + r * bk, dS + r * bk, nk, D[t0 + r], scale);
-      gemm_small({nq, P, nk, false, false, bk, P, P}, dS, Kf + j0 * P, dqh + t0 * P, 1.f);
-      gemm_small({nk, P, nq, true, false, bk, P, P}, dS, Q, dKf + j0 * P, 1.f);
+        vec_softmax_grad(S + r * bk, dS + r * bk, nke, D[t0 + r], scale);
+      gemm_small({nq, P, nke, false, false, bk, P, P}, dS, Kf + j0 * P, dqh + t0 * P, 1.f);
+      gemm_small({nke, P, nq, true, false, bk, P, P}, dS, Q, dKf + j0 * P, 1.f);
     }
   }
   const int64_t off = (row0 + L - 1) * s.ld_kv + h * P;  // chunk-final rows, stride L*ld_kv
