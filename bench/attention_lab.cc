@@ -269,7 +269,7 @@ int main(int argc, char** argv) {
     for (int64_t T : sweep_T) {
       for (auto [bq, bk] : {std::pair<int64_t, int64_t>{64, 128}, {128, 128}, {128, 256}, {256, 256}, {128, 512}})
         print_row("attention", T, -1, bq, bk, time_attention(T, -1, bq, bk, reps), ref);
-      for (auto [bq, bk] : {std::pair<int64_t, int64_t>{64, 128}, {128, 128}, {128, 256}, {256, 256}})
+      for (auto [bq, bk] : {std::pair<int64_t, int64_t>{128, 128}, {256, 128}, {128, 256}, {256, 256}, {512, 256}})
         print_row("rat L16", 4 * T, 16, bq, bk, time_rat(4 * T, 16, 2, bq, bk, reps), ref);
     }
   }
@@ -277,7 +277,7 @@ int main(int argc, char** argv) {
   std::printf("\n== default tiles (bq/bk 0 = kernel defaults) ==\n");
   std::printf("(attention: 3rd column is the window, -1 full; rat: the chunk size L, G 2)\n");
   for (int64_t T : attn_T) print_row("attention", T, -1, 0, 0, time_attention(T, -1, 0, 0, reps), ref);
-  for (int64_t T : attn_T) print_row("attn-hmaj", T, -1, 0, 0, time_attention(T, -1, 0, 0, reps, true), ref);
+  print_row("attn-hmaj", attn_T[0], -1, 0, 0, time_attention(attn_T[0], -1, 0, 0, reps, true), ref);
   for (int64_t T : attn_T) print_row("local", T, 1024, 0, 0, time_attention(T, 1024, 0, 0, reps), ref);
   for (int64_t T : rat_T) print_row("rat", T, 16, 0, 0, time_rat(T, 16, 2, 0, 0, reps), ref);
   return 0;

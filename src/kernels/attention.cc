@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kernels/gemm.h"
@@ -33,8 +34,8 @@ namespace rat {
 
 namespace {
 
-// Tuned with bench/attention_lab.cc on Zen 5 (P = 64): forward best at 128 x 256, forward +
-// backward at 128 x 128 (differences of 5-10% between the candidates).
+// Tuned with bench/attention_lab.cc on Zen 5 (P = 64, one thread, CPU time): 128 x 256 forward
+// and 128 x 128 backward were at or within noise (+-10%) of the best of 64..256 x 128..512.
 constexpr int64_t kFwdBlockQ = 128, kFwdBlockK = 256;
 constexpr int64_t kBwdBlockQ = 128, kBwdBlockK = 128;
 
@@ -145,8 +146,9 @@ void attention_forward(const AttnShape& s, const float* q, const float* k, const
   const int64_t nqb = (s.T + bq - 1) / bq, BH = s.B * s.H, T = s.T, P = s.P;
   // Keys and values packed head-major [B, H, T, P] (2 B T H P floats, allocated per call:
   // copying costs O(T P) per head against O(T^2 P) of products, see pack_rows).
-  std::vector<float> kvp(size_t(2 * BH * T * P));
-  float *kp = kvp.data(), *vp = kvp.data() + BH * T * P;
+  // (No value-initialisation: the packing touches each page once.)
+  std::unique_ptr<float[]> kvp(new float[size_t(2 * BH * T * P)]);
+  float *kp = kvp.get(), *vp = kvp.get() + BH * T * P;
 #pragma omp parallel for schedule(static)
   for (int64_t bh = 0; bh < BH; ++bh) {
     const int64_t b = bh / s.H, h = bh % s.H;

@@ -35,10 +35,11 @@ namespace rat {
 
 namespace {
 
-// Tuned with bench/attention_lab.cc on Zen 5 (P = 64, L = 16): 128 x 128 tiles were best or
-// within noise of best for forward and backward.
-constexpr int64_t kFwdBlockQ = 128, kFwdBlockK = 128;
-constexpr int64_t kBwdBlockQ = 128, kBwdBlockK = 128;
+// Tuned with bench/attention_lab.cc on Zen 5 (P = 64, L = 16, one thread, CPU time): 256 x 256
+// was best at T 4096 (61% of the gemm rate vs 54-58%; few keys per row, so per-call overhead
+// matters) and within the +-10% noise of the best at T 16384.
+constexpr int64_t kFwdBlockQ = 256, kFwdBlockK = 256;
+constexpr int64_t kBwdBlockQ = 256, kBwdBlockK = 256;
 
 // Chunk-final keys and values of every (batch, head), packed [B, H, nkeys, P]: in kt/vt they
 // are L * ld_kv floats apart, a power-of-two stride that maps them all to a few cache sets.
