@@ -5,6 +5,10 @@
 // every product reads them in place. Query t of chunk c sees Kf[0..c-1] and its own state
 // (kt_t, vt_t), all in one softmax.
 //
+// The chunk-final rows are first gathered into packed [B, H, C-1, P] copies (1/L of kt's size)
+// and each head's q and dout rows packed per thread: the model's strides (L * ld_kv floats,
+// a power of two) would map a whole key tile onto a few cache sets.
+//
 // Forward: one task per (batch, head, query block). The softmax starts from the own-state
 // term (m = s_own, l = 1, acc = vt_t) and folds in blocks of chunk-final keys online:
 // S = Q Kf^T [Bq x Bk] by sgemm, mask c' >= chunk(t), acc += P Vf.
@@ -31,39 +35,54 @@ namespace rat {
 
 namespace {
 
-// Tuned with bench/attention_lab.cc on Zen 5 (P = 64).
-constexpr int64_t kFwdBlockQ = 128, kFwdBlockK = 256;
-constexpr int64_t kBwdBlockQ = 128, kBwdBlockK = 128;
+// Tuned with bench/attention_lab.cc on Zen 5 (P = 64, L = 16, one thread, CPU time): 256 x 256
+// was best at T 4096 (61% of the gemm rate vs 54-58%; few keys per row, so per-call overhead
+// matters) and within the +-10% noise of the best at T 16384.
+constexpr int64_t kFwdBlockQ = 256, kFwdBlockK = 256;
+constexpr int64_t kBwdBlockQ = 256, kBwdBlockK = 256;
 
+// Chunk-final keys and values of every (batch, head), packed [B, H, nkeys, P]: in kt/vt they
+// are L * ld_kv floats apart, a power-of-two stride that maps them all to a few cache sets.
+void pack_finals(const RatAttnShape& s, const float* kt, const float* vt, int64_t nkeys,
+                 float* kfp, float* vfp) {
+  const int64_t BH = s.B * s.H, P = s.P, ldf = s.L * s.ld_kv;
+  if (nkeys == 0) return;  // T <= L: chunk 0 only (and row L-1 may not exist)
+#pragma omp parallel for schedule(static)
+  for (int64_t bh = 0; bh < BH; ++bh) {
+    const int64_t off = (bh / s.H * s.T + s.L - 1) * s.ld_kv + bh % s.H * P;
+    tile::pack_rows(kt + off, ldf, nkeys, P, kfp + bh * nkeys * P);
+    tile::pack_rows(vt + off, ldf, nkeys, P, vfp + bh * nkeys * P);
+  }
+}
+
+// Forward of rows t0 .. t0+nq-1 of head h, batch b. Kf, Vf: the head's packed finals.
 void forward_block(const RatAttnShape& s, int64_t bk, int64_t b, int64_t h, int64_t t0,
-                   int64_t nq, const float* q, const float* kt, const float* vt, float* o,
-                   float* lse) {
+                   int64_t nq, const float* q, const float* kt, const float* vt, const float* Kf,
+                   const float* Vf, float* o, float* lse) {
   const int64_t P = s.P, T = s.T, L = s.L;
   const float scale = 1.f / std::sqrt(float(P));
   float* S = tile::thread_scratch(0, size_t(nq * bk));
   float* acc = tile::thread_scratch(1, size_t(nq * P));
   float* m = tile::thread_scratch(2, size_t(2 * nq));
+  float* Q = tile::thread_scratch(3, size_t(nq * P));
   float* l = m + nq;
   const int64_t g = h % s.G, row0 = b * T;
-  const float* Q = q + (row0 + t0) * s.ld_q + g * P;
+  tile::pack_rows(q + (row0 + t0) * s.ld_q + g * P, s.ld_q, nq, P, Q);
   for (int64_t r = 0; r < nq; ++r) {  // own-state term opens the softmax
     const int64_t t = t0 + r;
-    m[r] = scale * vec_dot(Q + r * s.ld_q, kt + (row0 + t) * s.ld_kv + h * P, P);
+    m[r] = scale * vec_dot(Q + r * P, kt + (row0 + t) * s.ld_kv + h * P, P);
     l[r] = 1.f;
     std::memcpy(acc + r * P, vt + (row0 + t) * s.ld_kv + h * P, sizeof(float) * size_t(P));
   }
   const int64_t nkeys = (t0 + nq - 1) / L;  // keys seen by the block's last row
-  const int64_t ldf = L * s.ld_kv;
   for (int64_t j0 = 0; j0 < nkeys; j0 += bk) {
     const int64_t nk = std::min(bk, nkeys - j0);
-    const float* Kf = kt + (row0 + j0 * L + L - 1) * s.ld_kv + h * P;
-    const float* Vf = vt + (row0 + j0 * L + L - 1) * s.ld_kv + h * P;
-    gemm_small({nq, nk, P, false, true, s.ld_q, ldf, bk}, Q, Kf, S, 0.f);
+    gemm_small({nq, nk, P, false, true, P, P, bk}, Q, Kf + j0 * P, S, 0.f);
     for (int64_t r = 0; r < nq; ++r) {
       const int64_t e = std::min(nk, (t0 + r) / L - j0);  // keys c' < chunk(t)
       tile::online_softmax_row(S + r * bk, nk, 0, e, scale, m[r], l[r], acc + r * P, P);
     }
-    gemm_small({nq, P, nk, false, false, bk, ldf, P}, S, Vf, acc, 1.f);
+    gemm_small({nq, P, nk, false, false, bk, P, P}, S, Vf + j0 * P, acc, 1.f);
   }
   for (int64_t r = 0; r < nq; ++r) {
     const int64_t t = t0 + r;
@@ -73,57 +92,67 @@ void forward_block(const RatAttnShape& s, int64_t bk, int64_t b, int64_t h, int6
 }
 
 // Backward of head h, batch b. dkt, dvt rows of the head are overwritten; the head's part of
-// dq is ADDED into dqh (row t at dqh + t*ld_dq, P floats), which the caller zeroes.
+// dq is ADDED into dqh (packed [T, P]), which the caller zeroes. Kf, Vf: packed finals.
 void backward_head(const RatAttnShape& s, int64_t bq, int64_t bk, int64_t b, int64_t h,
                    const float* q, const float* kt, const float* vt, const float* o,
-                   const float* lse, const float* dout, float* dqh, int64_t ld_dq, float* dkt,
-                   float* dvt) {
+                   const float* lse, const float* dout, const float* Kf, const float* Vf,
+                   float* dqh, float* dkt, float* dvt) {
   const int64_t P = s.P, T = s.T, L = s.L;
   const float scale = 1.f / std::sqrt(float(P));
+  const int64_t nkeys = (T - 1) / L;  // chunk-final states with a later reader
   float* S = tile::thread_scratch(0, size_t(bq * bk));
   float* dS = tile::thread_scratch(1, size_t(bq * bk));
   float* D = tile::thread_scratch(2, size_t(T));
+  float* Qh = tile::thread_scratch(3, size_t(T * P));
+  float* dOh = tile::thread_scratch(4, size_t(T * P));
+  float* dKV = tile::thread_scratch(5, size_t(2 * nkeys * P));  // dKf, dVf accumulators
+  float *dKf = dKV, *dVf = dKV + nkeys * P;
   const int64_t g = h % s.G, row0 = b * T;
   const float* lse_h = lse + (b * s.H + h) * T;
+  tile::pack_rows(q + row0 * s.ld_q + g * P, s.ld_q, T, P, Qh);
+  tile::pack_rows(dout + row0 * s.ld_o + h * P, s.ld_o, T, P, dOh);
   // Own-state term: p = exp(s_own - lse), dvt_t = p dO_t, ds = scale p (dO_t.vt_t - D_t),
   // dq_t += ds kt_t, dkt_t = ds q_t. (Chunk 0: p = 1 and o = vt, so ds = 0 and dvt = dO.)
   for (int64_t t = 0; t < T; ++t) {
-    const float* qt = q + (row0 + t) * s.ld_q + g * P;
+    const float* qt = Qh + t * P;
     const float* kr = kt + (row0 + t) * s.ld_kv + h * P;
     const float* vr = vt + (row0 + t) * s.ld_kv + h * P;
-    const float* go = dout + (row0 + t) * s.ld_o + h * P;
+    const float* go = dOh + t * P;
     D[t] = vec_dot(go, o + (row0 + t) * s.ld_o + h * P, P);
     const float p = std::exp(scale * vec_dot(qt, kr, P) - lse_h[t]);
     const float ds = scale * p * (vec_dot(go, vr, P) - D[t]);
     vec_axpby(p, go, 0.f, dvt + (row0 + t) * s.ld_kv + h * P, P);
     vec_axpby(ds, qt, 0.f, dkt + (row0 + t) * s.ld_kv + h * P, P);
-    vec_axpby(ds, kr, 1.f, dqh + t * ld_dq, P);
+    vec_axpby(ds, kr, 1.f, dqh + t * P, P);
   }
-  const int64_t nkeys = (T - 1) / L;  // chunk-final states with a later reader
-  const int64_t ldf = L * s.ld_kv;
+  if (nkeys == 0) return;  // chunk 0 only: no chunk-final keys
+  std::memset(dKV, 0, sizeof(float) * size_t(2 * nkeys * P));
   for (int64_t j0 = 0; j0 < nkeys; j0 += bk) {
     const int64_t nk = std::min(bk, nkeys - j0);
-    const int64_t off = (row0 + j0 * L + L - 1) * s.ld_kv + h * P;
-    const float *Kf = kt + off, *Vf = vt + off;
-    float *dKf = dkt + off, *dVf = dvt + off;
     for (int64_t t0 = (j0 + 1) * L; t0 < T; t0 += bq) {  // first reader of key j0: chunk j0+1
       const int64_t nq = std::min(bq, T - t0);
-      const float* Q = q + (row0 + t0) * s.ld_q + g * P;
-      const float* dO = dout + (row0 + t0) * s.ld_o + h * P;
-      float* dQ = dqh + t0 * ld_dq;
-      gemm_small({nq, nk, P, false, true, s.ld_q, ldf, bk}, Q, Kf, S, 0.f);
+      // Keys of this block that the query block's last row sees: the causal edge runs L
+      // times slower over keys than over queries, so without this trim the tiles near it
+      // (bk * L query rows per key block) would be half masked work.
+      const int64_t nke = std::min(nk, (t0 + nq - 1) / L - j0);
+      const float* Q = Qh + t0 * P;
+      const float* dO = dOh + t0 * P;
+      gemm_small({nq, nke, P, false, true, P, P, bk}, Q, Kf + j0 * P, S, 0.f);
       for (int64_t r = 0; r < nq; ++r) {
-        const int64_t e = std::min(nk, (t0 + r) / L - j0);
-        tile::prob_row(S + r * bk, nk, 0, e, scale, lse_h[t0 + r]);
+        const int64_t e = std::min(nke, (t0 + r) / L - j0);
+        tile::prob_row(S + r * bk, nke, 0, e, scale, lse_h[t0 + r]);
       }
-      gemm_small({nk, P, nq, true, false, bk, s.ld_o, ldf}, S, dO, dVf, 1.f);
-      gemm_small({nq, nk, P, false, true, s.ld_o, ldf, bk}, dO, Vf, dS, 0.f);
+      gemm_small({nke, P, nq, true, false, bk, P, P}, S, dO, dVf + j0 * P, 1.f);
+      gemm_small({nq, nke, P, false, true, P, P, bk}, dO, Vf + j0 * P, dS, 0.f);
       for (int64_t r = 0; r < nq; ++r)
-        vec_softmax_grad(S + r * bk, dS + r * bk, nk, D[t0 + r], scale);
-      gemm_small({nq, P, nk, false, false, bk, ldf, ld_dq}, dS, Kf, dQ, 1.f);
-      gemm_small({nk, P, nq, true, false, bk, s.ld_q, ldf}, dS, Q, dKf, 1.f);
+        vec_softmax_grad(S + r * bk, dS + r * bk, nke, D[t0 + r], scale);
+      gemm_small({nq, P, nke, false, false, bk, P, P}, dS, Kf + j0 * P, dqh + t0 * P, 1.f);
+      gemm_small({nke, P, nq, true, false, bk, P, P}, dS, Q, dKf + j0 * P, 1.f);
     }
   }
+  const int64_t off = (row0 + L - 1) * s.ld_kv + h * P;  // chunk-final rows, stride L*ld_kv
+  tile::unpack_rows(dKf, nkeys, P, dkt + off, L * s.ld_kv, true);
+  tile::unpack_rows(dVf, nkeys, P, dvt + off, L * s.ld_kv, true);
 }
 
 }  // namespace
@@ -132,12 +161,17 @@ void rat_attention_forward(const RatAttnShape& s, const float* q, const float* k
                            const float* vt, float* o, float* lse) {
   const int64_t bq = s.block_q > 0 ? s.block_q : kFwdBlockQ;
   const int64_t bk = s.block_k > 0 ? s.block_k : kFwdBlockK;
-  const int64_t nqb = (s.T + bq - 1) / bq, BH = s.B * s.H;
+  const int64_t nqb = (s.T + bq - 1) / bq, BH = s.B * s.H, P = s.P;
+  const int64_t nkeys = (s.T - 1) / s.L;
+  std::vector<float> fin(size_t(2 * BH * nkeys * P));  // T/L of the kt, vt sizes
+  float *kfp = fin.data(), *vfp = fin.data() + BH * nkeys * P;
+  pack_finals(s, kt, vt, nkeys, kfp, vfp);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t idx = 0; idx < nqb * BH; ++idx) {  // heaviest (last) query blocks first
     const int64_t qb = nqb - 1 - idx / BH, bh = idx % BH;
     const int64_t t0 = qb * bq;
-    forward_block(s, bk, bh / s.H, bh % s.H, t0, std::min(bq, s.T - t0), q, kt, vt, o, lse);
+    forward_block(s, bk, bh / s.H, bh % s.H, t0, std::min(bq, s.T - t0), q, kt, vt,
+                  kfp + bh * nkeys * P, vfp + bh * nkeys * P, o, lse);
   }
 }
 
@@ -147,26 +181,32 @@ void rat_attention_backward(const RatAttnShape& s, const float* q, const float* 
   const int64_t bq = s.block_q > 0 ? s.block_q : kBwdBlockQ;
   const int64_t bk = s.block_k > 0 ? s.block_k : kBwdBlockK;
   const int64_t B = s.B, T = s.T, H = s.H, G = s.G, P = s.P;
-  const int64_t nth = omp_get_max_threads(), BG = B * G;
-  // Owning a (batch, group) keeps dq race-free with no extra memory; use it unless it would
-  // leave threads idle or unevenly loaded.
+  const int64_t nth = omp_get_max_threads(), BG = B * G, BH = B * H;
+  const int64_t nkeys = (T - 1) / s.L;
+  std::vector<float> fin(size_t(2 * BH * nkeys * P));
+  float *kfp = fin.data(), *vfp = fin.data() + BH * nkeys * P;
+  pack_finals(s, kt, vt, nkeys, kfp, vfp);
+  // Owning a (batch, group) keeps dq race-free with O(T P) scratch per thread; use it unless
+  // it would leave threads idle or unevenly loaded.
   if (G == H || BG % nth == 0 || BG >= 4 * nth) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t bg = 0; bg < BG; ++bg) {
       const int64_t b = bg / G, g = bg % G;
-      float* dqg = dq + b * T * s.ld_q + g * P;
-      for (int64_t t = 0; t < T; ++t) std::memset(dqg + t * s.ld_q, 0, sizeof(float) * size_t(P));
+      float* dqg = tile::thread_scratch(6, size_t(T * P));
+      std::memset(dqg, 0, sizeof(float) * size_t(T * P));
       for (int64_t h = g; h < H; h += G)
-        backward_head(s, bq, bk, b, h, q, kt, vt, o, lse, dout, dqg, s.ld_q, dkt, dvt);
+        backward_head(s, bq, bk, b, h, q, kt, vt, o, lse, dout, kfp + (b * H + h) * nkeys * P,
+                      vfp + (b * H + h) * nkeys * P, dqg, dkt, dvt);
+      tile::unpack_rows(dqg, T, P, dq + b * T * s.ld_q + g * P, s.ld_q, false);
     }
     return;
   }
   // Per-head dq [B, H, T, P], then dq(b, t, g) = sum over heads h = g mod G.
-  std::vector<float> dqh(size_t(B * H * T * P), 0.f);
+  std::vector<float> dqh(size_t(BH * T * P), 0.f);
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t bh = 0; bh < B * H; ++bh)
-    backward_head(s, bq, bk, bh / H, bh % H, q, kt, vt, o, lse, dout, dqh.data() + bh * T * P,
-                  P, dkt, dvt);
+  for (int64_t bh = 0; bh < BH; ++bh)
+    backward_head(s, bq, bk, bh / H, bh % H, q, kt, vt, o, lse, dout, kfp + bh * nkeys * P,
+                  vfp + bh * nkeys * P, dqh.data() + bh * T * P, dkt, dvt);
 #pragma omp parallel for schedule(static)
   for (int64_t bt = 0; bt < B * T; ++bt) {
     const int64_t b = bt / T, t = bt % T;

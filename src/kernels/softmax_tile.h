@@ -52,9 +52,29 @@ inline void prob_row(float* row, int64_t nk, int64_t a, int64_t e, float scale, 
 // Per-thread scratch that grows to the largest request and is then reused (OpenMP keeps its
 // threads alive, so nothing is allocated after the first call of a given size).
 inline float* thread_scratch(int slot, size_t n) {
-  thread_local std::vector<float> buf[4];
+  thread_local std::vector<float> buf[8];
   if (buf[slot].size() < n) buf[slot].resize(n);
   return buf[slot].data();
+}
+
+// Copies rows x P floats from a strided matrix (row stride ld) into a packed one (stride P).
+// The kernels pack each head's operands before their products: the model's rows are 12 KB
+// (q, k, v inside the in_proj output) or L * 4 KB (RAT's chunk-final states) apart, strides
+// that map every row of a tile to the same few L1/L2 sets; packed, the tiles stay cached.
+inline void pack_rows(const float* src, int64_t ld, int64_t rows, int64_t P, float* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(dst + r * P, src + r * ld, sizeof(float) * size_t(P));
+}
+
+// dst rows (stride ld) = packed src rows (stride P), or += when accumulate.
+inline void unpack_rows(const float* src, int64_t rows, int64_t P, float* dst, int64_t ld,
+                        bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r) {
+    if (accumulate)
+      vec_axpby(1.f, src + r * P, 1.f, dst + r * ld, P);
+    else
+      std::memcpy(dst + r * ld, src + r * P, sizeof(float) * size_t(P));
+  }
 }
 
 }  // namespace rat::tile
