@@ -8,6 +8,24 @@
 
 namespace rat {
 
+void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* out) {
+  const int nt = omp_get_max_threads();
+  thread_local std::vector<float> partial;
+  partial.assign(size_t(nt) * D, 0.f);
+  // thread_local names the calling thread's copy: inside the parallel region
+  // each worker would see its own empty vector, so take the pointer here.
+  float* const part = partial.data();
+#pragma omp parallel
+  {
+    float* pp = part + size_t(omp_get_thread_num()) * D;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) pp[d] += x[n * ld + d];
+  }
+  for (int t = 0; t < nt; ++t)
+    for (int64_t d = 0; d < D; ++d) out[d] += partial[size_t(t) * D + d];
+}
+
 void linear_forward(const float* x, int64_t ldx, const float* W, const float* b, float* y,
                     int64_t ldy, int64_t N, int64_t in, int64_t out, Precision p, float beta) {
   gemm({N, out, in, false, true, ldx, in, ldy}, x, W, y, beta, p);
@@ -23,23 +41,7 @@ void linear_backward(const float* x, int64_t ldx, const float* W, const float* d
                      int64_t in, int64_t out, Precision p) {
   if (dx) gemm({N, in, out, false, false, ldy, in, lddx}, dy, W, dx, dx_beta, p);
   gemm({out, in, N, true, false, ldy, ldx, in}, dy, x, dW, 1.f, p);
-  if (db) {
-    const int nt = omp_get_max_threads();
-    thread_local std::vector<float> partial;
-    partial.assign(size_t(nt) * out, 0.f);
-    // thread_local names the calling thread's copy: inside the parallel region
-    // each worker would see its own empty vector, so take the pointer here.
-    float* const part = partial.data();
-#pragma omp parallel
-    {
-      float* pp = part + size_t(omp_get_thread_num()) * out;
-#pragma omp for schedule(static)
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t o = 0; o < out; ++o) pp[o] += dy[n * ldy + o];
-    }
-    for (int t = 0; t < nt; ++t)
-      for (int64_t o = 0; o < out; ++o) db[o] += partial[size_t(t) * out + o];
-  }
+  if (db) colsum_accumulate(dy, ldy, N, out, db);
 }
 
 }  // namespace rat

@@ -20,4 +20,7 @@ void linear_backward(const float* x, int64_t ldx, const float* W, const float* d
                      float* dx, int64_t lddx, float dx_beta, float* dW, float* db, int64_t N,
                      int64_t in, int64_t out, Precision p);
 
+// out[d] += sum_n x[n*ld + d] over N rows (bias gradients).
+void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* out);
+
 }  // namespace rat

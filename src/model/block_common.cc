@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/activations.h"
+#include "kernels/linear.h"
 #include "model/layers.h"
 
 namespace rat {
@@ -23,24 +24,6 @@ void sigmoid_inplace(float* x, int64_t ld, const float* bias, int64_t N, int64_t
     else
       for (int64_t d = 0; d < D; ++d) r[d] = sigmoidf(r[d]);
   }
-}
-
-void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* out) {
-  const int nt = omp_get_max_threads();
-  thread_local std::vector<float> partial;
-  partial.assign(size_t(nt) * D, 0.f);
-  // thread_local names the calling thread's copy: inside the parallel region
-  // each worker would see its own empty vector, so take the pointer here.
-  float* const part = partial.data();
-#pragma omp parallel
-  {
-    float* pp = part + size_t(omp_get_thread_num()) * D;
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t d = 0; d < D; ++d) pp[d] += x[n * ld + d];
-  }
-  for (int t = 0; t < nt; ++t)
-    for (int64_t d = 0; d < D; ++d) out[d] += partial[size_t(t) * D + d];
 }
 
 std::unique_ptr<Block> make_mixer(BlockEnv* env, const MixerConfig& m) {

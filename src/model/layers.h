@@ -73,7 +73,6 @@ std::unique_ptr<Block> make_rnn_mixer(BlockEnv* env, const MixerConfig& m);
 
 // x[n, :D] = sigmoid(x[n, :D] + bias) over rows of stride ld (bias may be null).
 void sigmoid_inplace(float* x, int64_t ld, const float* bias, int64_t N, int64_t D);
-// out[d] += sum_n x[n*ld + d] (bias gradients).
-void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* out);
+
 
 }  // namespace rat
