@@ -18,5 +18,5 @@ build/rat train configs/experiment/pydoc/rat-small.yaml --run-dir runs/rat-small
   model.embedding.vocab_size=$vocab
 echo
 echo "unigram perplexity of the validation split (train unigram, add-one):" \
-  "$(python3 -c 'import json;print(round(json.load(open("data/pydoc/tokenize.json"))["unigram_val_ppl"],2))')"
+  "$(python3 -c 'import json;print(round(json.load(open("data/pydoc/tokenize.json"))["val_unigram_ppl"],2))')"
 build/rat eval --model runs/rat-small/latest --data data/pydoc/val.bin --max-samples 256
