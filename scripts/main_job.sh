@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: install, build, prepare the bundled corpus (Python 3.11 docs
 # from Debian's python3.11-doc), train the small RAT model, report validation
-# perplexity against the corpus's unigram perplexity, and evaluate.
+# perplexity against the corpus's unigram perplexity, evaluate, and generate a sample.
 # --quick trains for about a minute instead of a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +20,7 @@ echo
 echo "unigram perplexity of the validation split (train unigram, add-one):" \
   "$(python3 -c 'import json;print(round(json.load(open("data/pydoc/tokenize.json"))["val_unigram_ppl"],2))')"
 build/rat eval --model runs/rat-small/latest --data data/pydoc/val.bin --max-samples 256
+echo
+echo "sample (greedy continuation from runs/rat-small/latest, which carries tokenizer.model):"
+build/rat generate --model runs/rat-small/latest --prompt "The Python interpreter" \
+  --max-new-tokens 48 --greedy --repetition-penalty 1.2

@@ -26,4 +26,19 @@ struct RopeTable {
 void rope_apply(const RopeTable& tab, float* x, int64_t B, int64_t T, int64_t t0, int64_t nheads,
                 int64_t ld, int64_t div, int sign);
 
+// One head of width tab.P rotated by the table entry `pos` (decode steps),
+// src -> dst (may alias), on the calling thread only: the same arithmetic as
+// rope_apply, so a step rotates exactly as the full forward does.
+inline void rope_rotate_head(const RopeTable& tab, int64_t pos, const float* src, float* dst) {
+  const int64_t half = tab.P / 2;
+  const float* c = tab.cos.data() + pos * half;
+  const float* sn = tab.sin.data() + pos * half;
+#pragma omp simd
+  for (int64_t i = 0; i < half; ++i) {
+    float a = src[i], b = src[i + half];
+    dst[i] = a * c[i] - b * sn[i];
+    dst[i + half] = b * c[i] + a * sn[i];
+  }
+}
+
 }  // namespace rat

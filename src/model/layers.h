@@ -12,6 +12,7 @@
 #include "kernels/gemm.h"
 #include "kernels/rope.h"
 #include "model/config.h"
+#include "model/decode_state.h"
 #include "model/params.h"
 
 namespace rat {
@@ -55,6 +56,19 @@ class Block {
   // Bytes of saved activations and of its own decode state (for reports).
   int64_t activation_bytes() const { return saved_.bytes(); }
   void bind(const LayerView& p, const LayerView& g) { p_ = p, g_ = g; }
+
+  // Generation (SPEC.md "Generation state"; driven by src/generate/decoder.h).
+  // Mixers only; the FFN is per token and decodes with forward(x, y, n, 1).
+  // Sizes st for max_batch slots of max_len tokens (all allocation happens here).
+  virtual void init_state(MixerState& st, int64_t max_batch, int64_t max_len) {}
+  // Right after forward(x, y, 1, T) over one sequence: lifts its decode state
+  // out of what forward kept into slot `slot` (prefill without a second pass).
+  virtual void export_state(MixerState& st, int64_t slot, int64_t T) {}
+  // One token for each of n rows: row i is slot[i]'s token at position pos[i]
+  // (0-based; the slot holds the state of tokens 0 .. pos[i]-1).
+  // x, y: [n, D]; y = the block's output. Allocation-free.
+  virtual void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
+                    MixerState& st) {}
 
  protected:
   Block(BlockEnv* env, MixerConfig m) : env_(env), m_(m) {}

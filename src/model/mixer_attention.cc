@@ -1,9 +1,14 @@
 // Attention and local attention mixers (SPEC.md): [v, q, k] = in_proj(RMSNorm(x)),
 // RoPE on q and k at absolute positions, causal softmax (local: keys
 // t - window .. t), y = x + out_proj(o). No output gate.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/attention.h"
+#include "kernels/decode_attention.h"
 #include "kernels/linear.h"
 #include "kernels/rmsnorm.h"
 #include "model/layers.h"
@@ -65,6 +70,71 @@ class AttentionMixer final : public Block {
     linear_backward(u, D, p_.in_proj, dproj, W, du, D, 0.f, g_.in_proj, nullptr, N, D, W,
                     env_->prec);
     rmsnorm_backward(du, x, p_.input_norm, rstd, dx, g_.input_norm, N, D);
+  }
+
+  // ---- Generation (SPEC.md "Generation state", attention / local_attention) ----
+
+  // Rows of cache per (slot, head): every token, or a ring of the last window + 1.
+  int64_t cache_rows(int64_t Tmax) const {
+    return m_.kind == MixerKind::kLocalAttention ? std::min(m_.window_size + 1, Tmax) : Tmax;
+  }
+
+  void init_state(MixerState& st, int64_t S, int64_t Tmax) override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, R = cache_rows(Tmax);
+    st.max_batch = S, st.max_len = Tmax, st.rows = R;
+    st.k.assign(size_t(S * R * D), 0.f);
+    st.v.assign(size_t(S * R * D), 0.f);
+    st.u.assign(size_t(S * D), 0.f);
+    st.rstd.assign(size_t(S), 0.f);
+    st.proj.assign(size_t(S * 3 * D), 0.f);
+    st.out.assign(size_t(S * D), 0.f);
+    st.scratch_stride = R + 1;
+    st.thread_scratch.assign(size_t(omp_get_max_threads() * st.scratch_stride), 0.f);
+    env_->rope_table(P, Tmax);  // built now, not inside a step
+  }
+
+  // forward() kept proj = [v, q, k] with q, k already rotated: copy the last R tokens.
+  void export_state(MixerState& st, int64_t slot, int64_t T) override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, R = st.rows, W = 3 * D;
+    const float* proj = saved_.get(kProj, 0);
+    for (int64_t t = std::max<int64_t>(0, T - R); t < T; ++t)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t at = ((slot * H + h) * R + t % R) * P;
+        std::memcpy(st.k.data() + at, proj + t * W + 2 * D + h * P, size_t(P) * sizeof(float));
+        std::memcpy(st.v.data() + at, proj + t * W + h * P, size_t(P) * sizeof(float));
+      }
+  }
+
+  void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
+            MixerState& st) override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = 3 * D, R = st.rows;
+    float* u = st.u.data();
+    float* proj = st.proj.data();
+    float* out = st.out.data();
+    rmsnorm_forward(x, p_.input_norm, u, st.rstd.data(), n, D);
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec);
+    const RopeTable& rope = env_->rope[P];
+    const float scale = 1.f / std::sqrt(float(P));
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t s = slot[i], t = pos[i];
+        float* scr = st.thread_scratch.data() + omp_get_thread_num() * st.scratch_stride;
+        float* pr = proj + i * W;
+        float* q = pr + D + h * P;
+        float* kc = st.k.data() + (s * H + h) * R * P;
+        float* vc = st.v.data() + (s * H + h) * R * P;
+        rope_rotate_head(rope, t, q, q);
+        rope_rotate_head(rope, t, pr + 2 * D + h * P, kc + (t % R) * P);
+        std::memcpy(vc + (t % R) * P, pr + h * P, size_t(P) * sizeof(float));
+        // Visible keys t - window .. t (all of 0 .. t for attention) are exactly
+        // rows 0 .. min(t + 1, R) - 1 of the ring; softmax does not care in
+        // which order they sit.
+        decode_attend(q, kc, vc, std::min(t + 1, R), nullptr, nullptr, P, scale, scr,
+                      out + i * D + h * P);
+      }
+    std::memcpy(y, x, size_t(n * D) * sizeof(float));
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f);
   }
 };
 

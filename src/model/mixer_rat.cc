@@ -7,6 +7,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include <omp.h>
+
+#include <cmath>
+
+#include "kernels/activations.h"
+#include "kernels/decode_attention.h"
 #include "kernels/linear.h"
 #include "kernels/rat_attention.h"
 #include "kernels/rmsnorm.h"
@@ -138,6 +144,96 @@ class RatMixer final : public Block {
     linear_backward(u, D, p_.in_proj, dproj, W, du, D, 0.f, g_.in_proj, nullptr, N, D, W,
                     env_->prec);
     rmsnorm_backward(du, x, p_.input_norm, rstd, dx, g_.input_norm, N, D);
+  }
+
+  // ---- Generation (SPEC.md "Generation state", rat) ----
+
+  void init_state(MixerState& st, int64_t S, int64_t Tmax) override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, G = m_.ngroups, L = m_.chunk_size;
+    const int64_t C = (Tmax + L - 1) / L, W = 3 * D + 2 * G * P;
+    st.max_batch = S, st.max_len = Tmax, st.rows = C;
+    st.k.assign(size_t(S * C * D), 0.f);
+    st.v.assign(size_t(S * C * D), 0.f);
+    st.run_k.assign(size_t(S * D), 0.f);
+    st.run_v.assign(size_t(S * D), 0.f);
+    st.u.assign(size_t(S * D), 0.f);
+    st.rstd.assign(size_t(S), 0.f);
+    st.proj.assign(size_t(S * W), 0.f);
+    st.out.assign(size_t(S * D), 0.f);
+    st.scratch_stride = C + 1 + 2 * P;
+    st.thread_scratch.assign(size_t(omp_get_max_threads() * st.scratch_stride), 0.f);
+    env_->rope_table(P, C);  // built now, not inside a step
+  }
+
+  // forward() kept kt (unrotated), ktr (rotated by chunk) and vt for all T tokens.
+  void export_state(MixerState& st, int64_t slot, int64_t T) override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, L = m_.chunk_size;
+    const int64_t C = st.rows;
+    const float* kt = saved_.get(Kt, 0);
+    const float* ktr = saved_.get(kKtRot, 0);
+    const float* vt = saved_.get(kVt, 0);
+    for (int64_t c = 0; c < T / L; ++c) {  // finished chunks: their final token
+      const int64_t t = c * L + L - 1;
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t at = ((slot * H + h) * C + c) * P;
+        std::memcpy(st.k.data() + at, ktr + t * D + h * P, size_t(P) * sizeof(float));
+        std::memcpy(st.v.data() + at, vt + t * D + h * P, size_t(P) * sizeof(float));
+      }
+    }
+    // The running state of an unfinished last chunk (a finished one is reset
+    // by the next step, which starts a chunk).
+    if (T % L) {
+      std::memcpy(st.run_k.data() + slot * D, kt + (T - 1) * D, size_t(D) * sizeof(float));
+      std::memcpy(st.run_v.data() + slot * D, vt + (T - 1) * D, size_t(D) * sizeof(float));
+    }
+  }
+
+  void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
+            MixerState& st) override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, G = m_.ngroups;
+    const int64_t L = m_.chunk_size, GP = G * P, W = 3 * D + 2 * GP, C = st.rows;
+    float* u = st.u.data();
+    float* proj = st.proj.data();
+    float* out = st.out.data();
+    rmsnorm_forward(x, p_.input_norm, u, st.rstd.data(), n, D);
+    // One GEMM over the batch: each weight is read once per step.
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec);
+    const RopeTable& rope = env_->rope[P];
+    const float scale = 1.f / std::sqrt(float(P));
+    const float* gate_bias = p_.gate_bias;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t s = slot[i], t = pos[i], c = t / L, l = t % L;
+        float* scr = st.thread_scratch.data() + omp_get_thread_num() * st.scratch_stride;
+        float* kr = scr + C + 1;
+        float* qr = kr + P;
+        const float* pr = proj + i * W;
+        const float* v = pr + D + h * P;
+        const float* k = pr + 3 * D + GP + (h % G) * P;
+        float* rk = st.run_k.data() + s * D + h * P;
+        float* rv = st.run_v.data() + s * D + h * P;
+        // vt, kt: the chunk-reset gated scan, one token (state 0 at l == 0).
+        for (int64_t j = 0; j < P; ++j) {
+          const float g = sigmoidf(pr[2 * D + h * P + j] + gate_bias[h * P + j]);
+          const float pk = l == 0 ? 0.f : rk[j], pv = l == 0 ? 0.f : rv[j];
+          rk[j] = g * pk + (1.0f - g) * k[j];
+          rv[j] = g * pv + (1.0f - g) * v[j];
+        }
+        rope_rotate_head(rope, c, rk, kr);
+        rope_rotate_head(rope, c, pr + 3 * D + (h % G) * P, qr);
+        float* kc = st.k.data() + (s * H + h) * C * P;
+        float* vc = st.v.data() + (s * H + h) * C * P;
+        float* o = out + i * D + h * P;
+        decode_attend(qr, kc, vc, c, kr, rv, P, scale, scr, o);
+        for (int64_t j = 0; j < P; ++j) o[j] *= sigmoidf(pr[h * P + j]);  // z * o
+        if (l == L - 1) {  // the chunk is finished: its final state joins the cache
+          std::memcpy(kc + c * P, kr, size_t(P) * sizeof(float));
+          std::memcpy(vc + c * P, rv, size_t(P) * sizeof(float));
+        }
+      }
+    std::memcpy(y, x, size_t(n * D) * sizeof(float));
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f);
   }
 };
 

@@ -3,6 +3,8 @@
 // y = x + out_proj(sigmoid(z) * h). It is the chunk scan with one chunk.
 #include <cstring>
 
+#include "kernels/activations.h"
+
 #include "kernels/linear.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/scan.h"
@@ -78,6 +80,47 @@ class RnnMixer final : public Block {
     linear_backward(u, D, p_.in_proj, dproj, W, du, D, 0.f, g_.in_proj, nullptr, N, D, W,
                     env_->prec);
     rmsnorm_backward(du, x, p_.input_norm, rstd, dx, g_.input_norm, N, D);
+  }
+
+  // ---- Generation (SPEC.md "Generation state", rnn: h) ----
+
+  void init_state(MixerState& st, int64_t S, int64_t Tmax) override {
+    const int64_t D = env_->cfg->d_model;
+    st.max_batch = S, st.max_len = Tmax, st.rows = 0;
+    st.run_v.assign(size_t(S * D), 0.f);
+    st.u.assign(size_t(S * D), 0.f);
+    st.rstd.assign(size_t(S), 0.f);
+    st.proj.assign(size_t(S * 3 * D), 0.f);
+    st.out.assign(size_t(S * D), 0.f);
+  }
+
+  void export_state(MixerState& st, int64_t slot, int64_t T) override {
+    const int64_t D = env_->cfg->d_model;
+    std::memcpy(st.run_v.data() + slot * D, saved_.get(kH, 0) + (T - 1) * D,
+                size_t(D) * sizeof(float));
+  }
+
+  void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
+            MixerState& st) override {
+    const int64_t D = env_->cfg->d_model, W = 3 * D;
+    float* proj = st.proj.data();
+    float* out = st.out.data();
+    rmsnorm_forward(x, p_.input_norm, st.u.data(), st.rstd.data(), n, D);
+    linear_forward(st.u.data(), D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec);
+    const float* gate_bias = p_.gate_bias;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const float* pr = proj + i * W;
+      float* h = st.run_v.data() + slot[i] * D;
+      const bool first = pos[i] == 0;  // h_{-1} = 0
+      for (int64_t d = 0; d < D; ++d) {
+        const float g = sigmoidf(pr[2 * D + d] + gate_bias[d]);
+        h[d] = g * (first ? 0.f : h[d]) + (1.0f - g) * pr[D + d];
+        out[i * D + d] = sigmoidf(pr[d]) * h[d];
+      }
+    }
+    std::memcpy(y, x, size_t(n * D) * sizeof(float));
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f);
   }
 };
 

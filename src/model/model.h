@@ -42,6 +42,11 @@ class Model {
   // Full logits [B, T, V] (tests and small evaluations).
   void logits(const int32_t* ids, int64_t B, int64_t T, float* out);
 
+  // Generation (src/generate/decoder.h) drives the blocks one at a time.
+  Block& mixer(size_t i) { return *mixers_[i]; }
+  Block& ffn(size_t i) { return *ffns_[i]; }
+  ModelView weights() { return layout_.view(params_.data()); }
+
   // Bytes held for activations and scratch at the largest shape seen so far.
   int64_t activation_bytes() const;
 

@@ -1,0 +1,293 @@
+// `rat generate`: text (or ids) from a model directory, streamed as it is
+// produced; several prompts of different lengths decode together.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "data/tokenizer.h"
+#include "generate/generate.h"
+#include "model/model.h"
+#include "nlohmann/json.hpp"
+#include "util/error.h"
+
+namespace rat::cli {
+
+namespace {
+
+struct GenOpts {
+  std::string model, prompt, prompt_file, prompt_ids, batch_file, stop, dtype = "f32";
+  int64_t max_new_tokens = 64;
+  bool greedy = false, json = false, ignore_eos = false;
+  SamplingOptions s;
+  uint64_t seed = 0;
+};
+
+// Space-separated ids; ';' separates prompts ("1 2 3; 4 5" is a batch of two).
+std::vector<std::vector<int32_t>> parse_ids(const std::string& text) {
+  std::vector<std::vector<int32_t>> out(1);
+  std::string tok;
+  auto flush_tok = [&] {
+    if (tok.empty()) return;
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(tok, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != tok.size() || v < 0 || v > INT32_MAX)
+      throw Error("--prompt-ids: '" + tok + "' is not a token id, expected non-negative integers "
+                  "separated by spaces (';' between prompts)");
+    out.back().push_back(int32_t(v));
+    tok.clear();
+  };
+  for (char c : text) {
+    if (c == ';') {
+      flush_tok();
+      out.emplace_back();
+    } else if (c == ' ' || c == '\t' || c == ',' || c == '\n') {
+      flush_tok();
+    } else {
+      tok += c;
+    }
+  }
+  flush_tok();
+  for (const auto& p : out)
+    if (p.empty()) throw Error("--prompt-ids: a prompt has no ids");
+  return out;
+}
+
+std::string read_text_file(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(std::string(flag) + ": cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Holds back the text that could still be the start of the stop string, so
+// the stop string itself is never printed. feed() returns what is safe to show.
+class StopFilter {
+ public:
+  explicit StopFilter(std::string stop) : stop_(std::move(stop)) {}
+  std::string feed(const std::string& text) {
+    if (stop_.empty()) return text;
+    pending_ += text;
+    size_t at = pending_.find(stop_);
+    if (at != std::string::npos) {
+      hit_ = true;
+      std::string out = pending_.substr(0, at);
+      pending_.clear();
+      return out;
+    }
+    // Keep the longest suffix of pending_ that is a prefix of stop_.
+    size_t keep = std::min(pending_.size(), stop_.size() - 1);
+    while (keep > 0 && pending_.compare(pending_.size() - keep, keep, stop_, 0, keep) != 0) --keep;
+    std::string out = pending_.substr(0, pending_.size() - keep);
+    pending_.erase(0, pending_.size() - keep);
+    return out;
+  }
+  std::string finish() { return hit_ ? "" : std::exchange(pending_, ""); }
+  bool hit() const { return hit_; }
+
+ private:
+  std::string stop_, pending_;
+  bool hit_ = false;
+};
+
+int run_generate(const GenOpts& o) {
+  const int given = !o.prompt.empty() + !o.prompt_file.empty() + !o.prompt_ids.empty() +
+                    !o.batch_file.empty();
+  if (given != 1)
+    throw Error("give exactly one of --prompt, --prompt-file, --prompt-ids, --batch-file");
+  auto model = load_model_dir(o.model);
+  if (o.dtype == "bf16")
+    model->set_precision(Precision::kBF16);
+  else if (o.dtype != "f32")
+    throw Error("--dtype: '" + o.dtype + "', expected f32 or bf16");
+  const int64_t V = model->config().vocab_size;
+
+  const std::string tok_path = (std::filesystem::path(o.model) / "tokenizer.model").string();
+  std::optional<Tokenizer> tok;
+  if (std::filesystem::exists(tok_path)) tok.emplace(Tokenizer::load(tok_path));
+  auto need_tok = [&](const char* why) {
+    if (!tok)
+      throw Error(std::string(why) + " needs the model's tokenizer, but " + tok_path +
+                  " does not exist: use --prompt-ids, or copy the tokenizer.model the model was "
+                  "trained with into " + o.model);
+  };
+
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::string> prompt_text;
+  const bool ids_mode = !o.prompt_ids.empty();
+  if (ids_mode) {
+    prompts = parse_ids(o.prompt_ids);
+  } else {
+    if (!o.prompt.empty()) {
+      need_tok("--prompt");
+      prompt_text.push_back(o.prompt);
+    } else if (!o.prompt_file.empty()) {
+      need_tok("--prompt-file");
+      prompt_text.push_back(read_text_file(o.prompt_file, "--prompt-file"));
+    } else {
+      need_tok("--batch-file");
+      std::istringstream in(read_text_file(o.batch_file, "--batch-file"));
+      for (std::string line; std::getline(in, line);)
+        if (!line.empty()) prompt_text.push_back(line);
+      if (prompt_text.empty()) throw Error("--batch-file: " + o.batch_file + " has no prompt line");
+    }
+    for (const auto& t : prompt_text) {
+      prompts.push_back(tok->encode(t));
+      if (prompts.back().empty()) throw Error("the prompt encodes to no tokens");
+    }
+  }
+  for (const auto& p : prompts)
+    for (int32_t id : p)
+      if (id >= V)
+        throw Error("prompt token id " + std::to_string(id) + " is not below the model's vocab_size " +
+                    std::to_string(V) + " (" + o.model + "/config.yaml)");
+  if (!o.stop.empty()) need_tok("--stop");
+
+  GenerateOptions g;
+  g.max_new_tokens = o.max_new_tokens;
+  g.sampling = o.s;
+  g.sampling.greedy = o.greedy;
+  g.seed = o.seed;
+  if (!o.ignore_eos) g.eos_id = tok ? tok->eos_id() : int32_t(model->config().ignore_input_index);
+
+  const int64_t B = int64_t(prompts.size());
+  const bool stream = B == 1 && !o.json && tok;
+  std::vector<std::unique_ptr<StreamDecoder>> dec;
+  std::vector<StopFilter> stops;
+  std::vector<std::string> texts(static_cast<size_t>(B));
+  for (int64_t i = 0; i < B; ++i) {
+    stops.emplace_back(o.stop);
+    if (!tok) continue;
+    dec.push_back(std::make_unique<StreamDecoder>(*tok));
+    // The prompt goes through the stream decoder first (its text is not
+    // printed again) so the first new word keeps its leading space.
+    for (int32_t id : prompts[size_t(i)])
+      if (id < tok->vocab_size()) dec.back()->push(id);
+  }
+  if (stream) {
+    std::fputs(ids_mode ? "" : prompt_text[0].c_str(), stdout);
+    std::fflush(stdout);
+  }
+  auto emit = [&](int64_t i, const std::string& text) {
+    texts[size_t(i)] += text;
+    if (stream) {
+      std::fputs(text.c_str(), stdout);
+      std::fflush(stdout);
+    }
+  };
+  auto on_token = [&](int64_t i, int32_t id) {
+    if (!tok) return true;
+    if (id == g.eos_id) return true;  // the loop ends it; eos has no text
+    if (id >= tok->vocab_size()) return true;  // the model's vocab may be padded
+    emit(i, stops[size_t(i)].feed(dec[size_t(i)]->push(id)));
+    return !stops[size_t(i)].hit();
+  };
+  GenerateResult r = generate(*model, prompts, g, on_token);
+  if (tok)
+    for (int64_t i = 0; i < B; ++i) {
+      if (!stops[size_t(i)].hit()) emit(i, stops[size_t(i)].feed(dec[size_t(i)]->flush()));
+      emit(i, stops[size_t(i)].finish());
+    }
+
+  const double decode_tps = r.decode_s > 0 ? double(r.decode_tokens) / r.decode_s : 0;
+  const double prefill_tps = r.prefill_s > 0 ? double(r.prefill_tokens) / r.prefill_s : 0;
+  if (o.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (int64_t i = 0; i < B; ++i) {
+      nlohmann::json j = {{"prompt_ids", prompts[size_t(i)]},
+                          {"ids", r.ids[size_t(i)]},
+                          {"finish", r.finish[size_t(i)]}};
+      if (!prompt_text.empty()) j["prompt"] = prompt_text[size_t(i)];
+      if (tok) j["text"] = texts[size_t(i)];
+      out.push_back(j);
+    }
+    nlohmann::json j = {{"outputs", out},
+                        {"prefill_tokens", r.prefill_tokens},
+                        {"prefill_s", r.prefill_s},
+                        {"decode_tokens", r.decode_tokens},
+                        {"decode_steps", r.decode_steps},
+                        {"decode_s", r.decode_s},
+                        {"decode_tokens_per_s", decode_tps},
+                        {"cache_bytes_per_sequence", r.cache_bytes_per_sequence},
+                        {"model", o.model}};
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  if (stream) std::printf("\n");
+  for (int64_t i = 0; i < B; ++i) {
+    if (B > 1) {
+      std::printf("--- %lld (%s)\n", (long long)i, r.finish[size_t(i)].c_str());
+      if (tok)
+        std::printf("%s%s\n", ids_mode ? "" : prompt_text[size_t(i)].c_str(),
+                    texts[size_t(i)].c_str());
+    }
+    if (ids_mode) {
+      std::string line = "ids:";
+      for (int32_t id : r.ids[size_t(i)]) line += " " + std::to_string(id);
+      std::printf("%s\n", line.c_str());
+    }
+  }
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "prefill: %lld tokens in %.1f ms (%.0f tokens/s); decode: %lld tokens in %.2f s "
+               "(%.1f tokens/s, %lld steps, batch %lld); cache %.1f KiB per sequence\n",
+               (long long)r.prefill_tokens, r.prefill_s * 1e3, prefill_tps,
+               (long long)r.decode_tokens, r.decode_s, decode_tps, (long long)r.decode_steps,
+               (long long)B, double(r.cache_bytes_per_sequence) / 1024.0);
+  return 0;
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app, Runner& run) {
+  static GenOpts o;
+  auto* c = app.add_subcommand(
+      "generate",
+      "Continue a prompt with a model directory (config.yaml + model.safetensors, and\n"
+      "tokenizer.model for text). The prompt is read in one forward pass, then tokens are\n"
+      "produced one by one from the layers' caches (RAT keeps one state per chunk) and printed\n"
+      "as they come. Several prompts (--batch-file, or ';' in --prompt-ids) decode together.\n"
+      "Examples:\n"
+      "  rat generate --model runs/rat-small/latest --prompt \"The Python interpreter\"\n"
+      "  rat generate --model DIR --prompt-ids \"5 17 9\" --greedy --max-new-tokens 8\n"
+      "  rat generate --model DIR --batch-file prompts.txt --temperature 0.8 --top-p 0.95");
+  c->add_option("--model", o.model, "model directory")->required();
+  c->add_option("--prompt", o.prompt, "prompt text (needs tokenizer.model in the model directory)");
+  c->add_option("--prompt-file", o.prompt_file, "read the prompt text from a file");
+  c->add_option("--prompt-ids", o.prompt_ids,
+                "prompt as token ids, e.g. \"1 2 3\" (';' separates prompts); the last output "
+                "line is `ids: ` and the generated ids");
+  c->add_option("--batch-file", o.batch_file, "one text prompt per line, generated together");
+  c->add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate per prompt")
+      ->capture_default_str();
+  c->add_flag("--greedy", o.greedy, "always take the most likely token (ignores the sampling flags)");
+  c->add_option("--temperature", o.s.temperature, "softmax temperature; <= 0 means greedy")
+      ->capture_default_str();
+  c->add_option("--top-k", o.s.top_k, "sample among the k most likely tokens (0: all)")
+      ->capture_default_str();
+  c->add_option("--top-p", o.s.top_p, "nucleus: the smallest set with this much probability (1: all)")
+      ->capture_default_str();
+  c->add_option("--min-p", o.s.min_p, "drop tokens less likely than min-p x the most likely (0: off)")
+      ->capture_default_str();
+  c->add_option("--repetition-penalty", o.s.repetition_penalty,
+                "CTRL penalty on ids already in the sequence: positive logits / R, negative x R "
+                "(1: off)")
+      ->capture_default_str();
+  c->add_option("--seed", o.seed, "random seed of the sampler")->capture_default_str();
+  c->add_option("--stop", o.stop, "end a sequence when this text appears (not printed)");
+  c->add_flag("--ignore-eos", o.ignore_eos, "keep going after the end-of-document id");
+  c->add_option("--dtype", o.dtype, "f32 | bf16 matmul inputs")->capture_default_str();
+  c->add_flag("--json", o.json, "one JSON object (outputs and timings) instead of text");
+  c->callback([&run] { run = [] { return run_generate(o); }; });
+}
+
+}  // namespace rat::cli

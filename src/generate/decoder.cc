@@ -1,0 +1,98 @@
+#include "generate/decoder.h"
+
+#include <algorithm>
+#include <string>
+
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
+#include "kernels/rmsnorm.h"
+#include "util/error.h"
+
+namespace rat {
+
+Decoder::Decoder(Model& model, int64_t max_batch, int64_t max_len)
+    : model_(model), max_batch_(max_batch), max_len_(max_len) {
+  if (max_batch <= 0 || max_len <= 0)
+    throw Error("decoder: batch " + std::to_string(max_batch) + " and length " +
+                std::to_string(max_len) + " must be positive");
+  const ModelConfig& cfg = model.config();
+  const int64_t D = cfg.d_model, rows = std::max(max_len, max_batch);
+  states_.resize(cfg.layers.size());
+  for (size_t i = 0; i < states_.size(); ++i)
+    model.mixer(i).init_state(states_[i], max_batch, max_len);
+  len_.assign(size_t(max_batch), 0);
+  x_.assign(size_t(rows * D), 0.f);
+  xm_.assign(size_t(rows * D), 0.f);
+  hf_.assign(size_t(max_batch * D), 0.f);
+  rstd_.assign(size_t(max_batch), 0.f);
+  pos_.assign(size_t(max_batch), 0);
+}
+
+int64_t Decoder::cache_bytes() const {
+  int64_t b = 0;
+  for (const MixerState& s : states_) b += s.cache_bytes();
+  return b;
+}
+
+void Decoder::check_ids(const int32_t* ids, int64_t n) const {
+  const int64_t V = model_.config().vocab_size;
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= V)
+      throw Error("token id " + std::to_string(ids[i]) + " is outside the model's vocabulary [0, " +
+                  std::to_string(V) + ")");
+}
+
+void Decoder::prefill(int64_t slot, const int32_t* ids, int64_t n, float* logits) {
+  const ModelConfig& cfg = model_.config();
+  const int64_t D = cfg.d_model;
+  if (slot < 0 || slot >= max_batch_) throw Error("decoder: slot " + std::to_string(slot) + " out of range");
+  if (n <= 0) throw Error("decoder: the prompt is empty (at least one token is needed)");
+  if (n > max_len_)
+    throw Error("decoder: prompt of " + std::to_string(n) + " tokens exceeds the maximum length " +
+                std::to_string(max_len_));
+  check_ids(ids, n);
+  ModelView w = model_.weights();
+  float* x = x_.data();
+  float* xm = xm_.data();
+  embedding_forward(ids, w.wte, x, n, D);
+  for (size_t i = 0; i < states_.size(); ++i) {
+    Block& mixer = model_.mixer(i);
+    mixer.forward(x, xm, 1, n, false);
+    mixer.export_state(states_[i], slot, n);
+    model_.ffn(i).forward(xm, x, 1, n, false);
+  }
+  // Only the last token's prediction is needed.
+  rmsnorm_forward(x + (n - 1) * D, w.final_ln, hf_.data(), rstd_.data(), 1, D);
+  lm_head_logits(hf_.data(), w.lm_head, logits, 1, D, cfg.vocab_size, model_.precision());
+  len_[size_t(slot)] = n;
+}
+
+void Decoder::step(const int64_t* slots, const int32_t* ids, int64_t n, float* logits) {
+  const ModelConfig& cfg = model_.config();
+  const int64_t D = cfg.d_model;
+  if (n <= 0) return;
+  if (n > max_batch_) throw Error("decoder: step of " + std::to_string(n) + " rows exceeds the batch");
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t s = slots[i];
+    if (s < 0 || s >= max_batch_) throw Error("decoder: slot " + std::to_string(s) + " out of range");
+    if (len_[size_t(s)] <= 0) throw Error("decoder: slot " + std::to_string(s) + " was not prefilled");
+    if (len_[size_t(s)] >= max_len_)
+      throw Error("decoder: slot " + std::to_string(s) + " is full (" + std::to_string(max_len_) +
+                  " tokens)");
+    pos_[size_t(i)] = len_[size_t(s)];
+  }
+  check_ids(ids, n);
+  ModelView w = model_.weights();
+  float* x = x_.data();
+  float* xm = xm_.data();
+  embedding_forward(ids, w.wte, x, n, D);
+  for (size_t i = 0; i < states_.size(); ++i) {
+    model_.mixer(i).step(x, xm, slots, pos_.data(), n, states_[i]);
+    model_.ffn(i).forward(xm, x, n, 1, false);  // the FFN is per token
+  }
+  rmsnorm_forward(x, w.final_ln, hf_.data(), rstd_.data(), n, D);
+  lm_head_logits(hf_.data(), w.lm_head, logits, n, D, cfg.vocab_size, model_.precision());
+  for (int64_t i = 0; i < n; ++i) ++len_[size_t(slots[i])];
+}
+
+}  // namespace rat

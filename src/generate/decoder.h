@@ -1,0 +1,54 @@
+// Incremental decoding of a Model (SPEC.md "Generation state"): a fixed number
+// of slots, each holding one sequence's per-layer state, allocated once for
+// (max_batch, max_len). prefill() fills a slot from a whole prompt with the
+// ordinary (chunked, parallel) forward kernels and lifts each mixer's state out
+// of them; step() then advances any set of slots by one token each, every slot
+// at its own position, so prompts of different lengths decode together.
+// Prefill + steps give the logits of one full forward over the same tokens.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/decode_state.h"
+#include "model/layers.h"
+#include "model/model.h"
+
+namespace rat {
+
+class Decoder {
+ public:
+  // max_len: the longest sequence (prompt + generated) a slot may hold.
+  Decoder(Model& model, int64_t max_batch, int64_t max_len);
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+
+  // Restarts slot `slot` with a prompt of n >= 1 tokens (ids checked against
+  // the vocabulary); logits [V] receives the prediction after its last token.
+  void prefill(int64_t slot, const int32_t* ids, int64_t n, float* logits);
+  // Appends ids[i] to slot slots[i] for i < n (distinct slots, each holding at
+  // least one token and fewer than max_len); logits [n, V] written.
+  // Allocation-free after the first call with this n (oneDNN caches its plan).
+  void step(const int64_t* slots, const int32_t* ids, int64_t n, float* logits);
+
+  int64_t length(int64_t slot) const { return len_[size_t(slot)]; }
+  int64_t max_batch() const { return max_batch_; }
+  int64_t max_len() const { return max_len_; }
+  // Bytes of per-layer state (all slots) and for one slot.
+  int64_t cache_bytes() const;
+  int64_t cache_bytes_per_sequence() const { return cache_bytes() / max_batch_; }
+  Model& model() { return model_; }
+
+ private:
+  void check_ids(const int32_t* ids, int64_t n) const;
+
+  Model& model_;
+  int64_t max_batch_, max_len_;
+  std::vector<MixerState> states_;  // one per layer
+  std::vector<int64_t> len_;        // tokens held per slot
+  // Residual stream and head scratch, sized for max(max_len, max_batch) rows.
+  std::vector<float> x_, xm_, hf_, rstd_;
+  std::vector<int64_t> pos_;
+};
+
+}  // namespace rat

@@ -1,0 +1,77 @@
+#include "generate/generate.h"
+
+#include <algorithm>
+
+#include "generate/decoder.h"
+#include "util/error.h"
+#include "util/timer.h"
+
+namespace rat {
+
+GenerateResult generate(Model& model, const std::vector<std::vector<int32_t>>& prompts,
+                        const GenerateOptions& opt, const TokenCallback& on_token) {
+  const int64_t B = int64_t(prompts.size()), V = model.config().vocab_size;
+  if (B == 0) throw Error("generate: no prompt");
+  if (opt.max_new_tokens < 0) throw Error("--max-new-tokens must be >= 0");
+  int64_t longest = 0;
+  for (const auto& p : prompts) {
+    if (p.empty()) throw Error("generate: a prompt is empty (at least one token is needed)");
+    longest = std::max(longest, int64_t(p.size()));
+  }
+  GenerateResult res;
+  res.ids.resize(size_t(B));
+  res.finish.assign(size_t(B), "length");
+  if (opt.max_new_tokens == 0) return res;
+  // The last new token is never fed back, so max_new - 1 steps at most.
+  Decoder dec(model, B, longest + opt.max_new_tokens);
+  res.cache_bytes_per_sequence = dec.cache_bytes_per_sequence();
+  std::vector<Sampler> samplers;
+  for (int64_t i = 0; i < B; ++i)
+    samplers.emplace_back(opt.sampling, V, opt.seed * 0x9E3779B97F4A7C15ull + uint64_t(i) + 1);
+  std::vector<std::vector<int32_t>> history(prompts);  // prompt + generated, for the penalty
+  for (auto& h : history) h.reserve(h.size() + size_t(opt.max_new_tokens));
+  std::vector<float> logits(size_t(B * V));
+  std::vector<int64_t> active;
+  std::vector<int32_t> next;
+  std::vector<int64_t> still;
+
+  // Returns whether sequence i goes on after choosing from its logits row.
+  auto choose = [&](int64_t i, float* row) {
+    const int32_t id = samplers[size_t(i)].sample(row, history[size_t(i)]);
+    history[size_t(i)].push_back(id);
+    res.ids[size_t(i)].push_back(id);
+    bool go = on_token ? on_token(i, id) : true;
+    if (!go) res.finish[size_t(i)] = "stop";
+    if (go && id == opt.eos_id) res.finish[size_t(i)] = "eos", go = false;
+    if (go && int64_t(res.ids[size_t(i)].size()) >= opt.max_new_tokens) go = false;
+    return go;
+  };
+
+  double t0 = now_seconds();
+  for (int64_t i = 0; i < B; ++i) {
+    dec.prefill(i, prompts[size_t(i)].data(), int64_t(prompts[size_t(i)].size()),
+                logits.data() + i * V);
+    res.prefill_tokens += int64_t(prompts[size_t(i)].size());
+  }
+  res.prefill_s = now_seconds() - t0;
+  for (int64_t i = 0; i < B; ++i)
+    if (choose(i, logits.data() + i * V)) active.push_back(i);
+
+  t0 = now_seconds();
+  while (!active.empty()) {
+    next.clear();
+    for (int64_t i : active) next.push_back(res.ids[size_t(i)].back());
+    const int64_t n = int64_t(active.size());
+    dec.step(active.data(), next.data(), n, logits.data());
+    res.decode_tokens += n;
+    ++res.decode_steps;
+    still.clear();
+    for (int64_t r = 0; r < n; ++r)
+      if (choose(active[size_t(r)], logits.data() + r * V)) still.push_back(active[size_t(r)]);
+    active.swap(still);
+  }
+  res.decode_s = now_seconds() - t0;
+  return res;
+}
+
+}  // namespace rat

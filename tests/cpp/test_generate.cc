@@ -1,0 +1,260 @@
+// Decoding (src/generate/decoder.h): prefill(prompt) + one-token steps must give
+// the logits of one full forward over the same tokens (SPEC.md "Generation
+// state"), for every mixer and the hybrid, at every prompt length around the
+// chunk boundaries, and for a batch of prompts of different lengths decoding
+// together.
+//
+// Tolerance: the full forward and the decoder run the same maths in float32
+// but in different orders (tiled online softmax vs one softmax per query; GEMM
+// blocking over T rows vs over the batch rows; FMA contraction). With O(1)
+// activations (weights scaled to std 1/sqrt(fan_in)) over 2-3 layers the
+// differences are a few float32 ulps of the largest logit, ~1e-6 relative; we
+// accept max|a - b| <= 2e-5 * max|full logits| (the bound the golden cases use
+// against the float64 oracle). A state bug (a chunk's final state taken one
+// token late, a ring slot off by one, a wrong rotation index) changes logits
+// by O(1e-2..1) relative, far above this.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "generate/decoder.h"
+#include "model/model.h"
+#include "util/error.h"
+
+namespace rat {
+namespace {
+
+constexpr double kRelTol = 2e-5;
+
+MixerConfig mixer(MixerKind kind, int64_t P, int64_t G = 1, int64_t L = 4, int64_t W = 0) {
+  MixerConfig m;
+  m.kind = kind;
+  m.d_head = P;
+  m.ngroups = G;
+  m.chunk_size = L;
+  m.window_size = W;
+  return m;
+}
+
+ModelConfig make_config(const MixerConfig& cell, int64_t layers = 2, int64_t D = 32,
+                        const MixerConfig* cell1 = nullptr) {
+  ModelConfig c;
+  c.seq_len = 64;
+  c.vocab_size = 61;
+  c.num_layers = layers;
+  c.d_model = D;
+  c.seq_cell = cell;
+  if (cell1) {
+    c.backbone = "sequence_interleave";
+    c.interleave_step = 2;
+    c.seq_cell1 = *cell1;
+  }
+  c.ffn.d_ffn = 2 * D;
+  c.ffn.act = Activation::kGelu;
+  c.pe = PosEnc::kRopeInterRope;  // accepted for every mixer kind
+  c.resolve("test");
+  return c;
+}
+
+// SPEC init, then weights rescaled so every layer moves the logits by O(1)
+// (as tests/python/make_case.py does): linear std 1/sqrt(fan_in), embedding
+// 0.25, norms 1 + 0.2 n, gate biases + 0.5 n.
+std::unique_ptr<Model> make_model(const ModelConfig& cfg, uint32_t seed) {
+  auto m = std::make_unique<Model>(cfg);
+  m->init(seed);
+  std::mt19937 rng(seed + 7);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (const ParamSpec& s : m->layout().specs()) {
+    float* p = m->params() + s.offset;
+    const std::string& n = s.name;
+    auto ends = [&](const std::string& suf) {
+      return n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
+    };
+    for (int64_t i = 0; i < s.numel; ++i) {
+      if (n == "embedding.wte.weight")
+        p[i] *= 0.25f / 0.02f;
+      else if (s.shape.size() == 2)
+        p[i] *= (1.f / std::sqrt(float(s.shape[1]))) / 0.02f;
+      else if (ends("norm.weight") || ends("ln.weight"))
+        p[i] *= 1.f + 0.2f * nd(rng);
+      else if (ends("gate_bias"))
+        p[i] += 0.5f * nd(rng);
+    }
+  }
+  return m;
+}
+
+std::vector<int32_t> random_ids(int64_t n, int64_t V, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> u(0, int32_t(V - 1));
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& i : ids) i = u(rng);
+  return ids;
+}
+
+// Max |got - want| relative to max |want| over one row of V logits.
+double rel_err(const float* got, const float* want, int64_t V) {
+  double e = 0, m = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    e = std::max(e, std::fabs(double(got[v]) - double(want[v])));
+    m = std::max(m, std::fabs(double(want[v])));
+  }
+  return e / m;
+}
+
+// For every prompt length p in [1, T): prefill p tokens, then step through the
+// rest; each position's logits against the full forward's.
+void check_prefill_steps(const ModelConfig& cfg, int64_t T, const std::string& what) {
+  auto model = make_model(cfg, 11);
+  const int64_t V = cfg.vocab_size;
+  const auto ids = random_ids(T, V, 5);
+  std::vector<float> full(static_cast<size_t>(T * V)), got(static_cast<size_t>(V));
+  model->logits(ids.data(), 1, T, full.data());
+  Decoder dec(*model, 1, T);
+  const int64_t slot = 0;
+  double worst = 0;
+  for (int64_t p = 1; p < T; ++p) {
+    dec.prefill(slot, ids.data(), p, got.data());
+    double e = rel_err(got.data(), full.data() + (p - 1) * V, V);
+    ASSERT_LE(e, kRelTol) << what << ": prefill of " << p << " tokens";
+    worst = std::max(worst, e);
+    for (int64_t t = p; t < T; ++t) {
+      dec.step(&slot, &ids[size_t(t)], 1, got.data());
+      e = rel_err(got.data(), full.data() + t * V, V);
+      ASSERT_LE(e, kRelTol) << what << ": prompt " << p << ", step at position " << t;
+      worst = std::max(worst, e);
+    }
+    EXPECT_EQ(dec.length(slot), T);
+  }
+  ::testing::Test::RecordProperty(what + "_worst_rel_err", std::to_string(worst));
+}
+
+TEST(Generate, RatG1PrefillStepsEqualForward) {
+  // L = 4, T = 21: prompts end at every offset of a chunk, boundaries +-1 included.
+  check_prefill_steps(make_config(mixer(MixerKind::kRat, 8, 1, 4)), 21, "rat G1 L4");
+}
+
+TEST(Generate, RatG2RaggedPrefillStepsEqualForward) {
+  // L = 5, T = 23: the last chunk is partial; G = 2 groups over H = 4 heads.
+  check_prefill_steps(make_config(mixer(MixerKind::kRat, 8, 2, 5)), 23, "rat G2 L5");
+}
+
+TEST(Generate, RatL1AndLongChunk) {
+  check_prefill_steps(make_config(mixer(MixerKind::kRat, 8, 2, 1)), 13, "rat L1");
+  // L > T: one unfinished chunk, like the rnn.
+  check_prefill_steps(make_config(mixer(MixerKind::kRat, 8, 1, 32)), 13, "rat L32");
+}
+
+TEST(Generate, AttentionPrefillStepsEqualForward) {
+  check_prefill_steps(make_config(mixer(MixerKind::kAttention, 8)), 19, "attention");
+}
+
+TEST(Generate, LocalAttentionRingEqualsForward) {
+  // Window smaller than T (the ring wraps many times), 0 (only itself) and
+  // larger than T (never wraps: the ring is capped at max_len rows).
+  check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 3)), 19, "local w3");
+  check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 0)), 9, "local w0");
+  check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 40)), 19,
+                      "local w40");
+}
+
+TEST(Generate, RnnPrefillStepsEqualForward) {
+  check_prefill_steps(make_config(mixer(MixerKind::kRnn, 8)), 17, "rnn");
+}
+
+TEST(Generate, HybridPrefillStepsEqualForward) {
+  // The paper's hybrid: rat on layers 0, 2; local attention on layer 1.
+  MixerConfig rat = mixer(MixerKind::kRat, 8, 2, 4);
+  check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 3, 32, &rat),
+                      22, "hybrid");
+}
+
+// Prompts of different lengths in one batch; each sequence stepped together
+// with the others must match its own full forward. Slots are stepped in a
+// permuted order, and one slot drops out half-way (rows need not be slots 0..n-1).
+void check_batch(const ModelConfig& cfg, const std::string& what) {
+  auto model = make_model(cfg, 3);
+  const int64_t V = cfg.vocab_size, S = 4, T = 20;
+  const std::vector<int64_t> prompt = {1, 4, 5, 9};
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<std::vector<float>> full;
+  for (int64_t s = 0; s < S; ++s) {
+    ids.push_back(random_ids(T, V, uint32_t(100 + s)));
+    full.emplace_back(size_t(T * V));
+    model->logits(ids.back().data(), 1, T, full.back().data());
+  }
+  Decoder dec(*model, S, T);
+  std::vector<float> got(size_t(S * V));
+  for (int64_t s = 0; s < S; ++s) {
+    dec.prefill(s, ids[size_t(s)].data(), prompt[size_t(s)], got.data());
+    ASSERT_LE(rel_err(got.data(), full[size_t(s)].data() + (prompt[size_t(s)] - 1) * V, V),
+              kRelTol)
+        << what << ": prefill of slot " << s;
+  }
+  for (int64_t k = 0; k < T - prompt[0] - 1; ++k) {
+    std::vector<int64_t> slots;
+    std::vector<int32_t> next;
+    for (int64_t s : {2, 0, 3, 1}) {
+      if (dec.length(s) >= T) continue;
+      if (s == 3 && k >= 6) continue;  // slot 3 finished early
+      slots.push_back(s);
+      next.push_back(ids[size_t(s)][size_t(dec.length(s))]);
+    }
+    if (slots.empty()) break;
+    std::vector<int64_t> pos;
+    for (int64_t s : slots) pos.push_back(dec.length(s));
+    dec.step(slots.data(), next.data(), int64_t(slots.size()), got.data());
+    for (size_t i = 0; i < slots.size(); ++i)
+      ASSERT_LE(rel_err(got.data() + i * V, full[size_t(slots[i])].data() + pos[i] * V, V),
+                kRelTol)
+          << what << ": slot " << slots[i] << " at position " << pos[i];
+  }
+}
+
+TEST(Generate, BatchOfDifferentLengthsEqualsForward) {
+  MixerConfig rat = mixer(MixerKind::kRat, 8, 2, 4);
+  check_batch(make_config(rat), "rat");
+  check_batch(make_config(mixer(MixerKind::kAttention, 8)), "attention");
+  check_batch(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 3)), "local");
+  check_batch(make_config(mixer(MixerKind::kRnn, 8)), "rnn");
+  check_batch(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 6), 3, 32, &rat), "hybrid");
+}
+
+TEST(Generate, CacheSizesFollowSpec) {
+  // SPEC.md: rat keeps one (kt, vt) pair per finished chunk (+ the running
+  // pair): L times less than attention's K, V per token.
+  const int64_t D = 32, T = 64, L = 8;
+  auto rat = make_model(make_config(mixer(MixerKind::kRat, 8, 1, L), 1, D), 1);
+  auto att = make_model(make_config(mixer(MixerKind::kAttention, 8), 1, D), 1);
+  auto loc = make_model(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 1, D), 1);
+  auto rnn = make_model(make_config(mixer(MixerKind::kRnn, 8), 1, D), 1);
+  const int64_t f = sizeof(float);
+  EXPECT_EQ(Decoder(*rat, 2, T).cache_bytes_per_sequence(), (2 * (T / L) * D + 2 * D) * f);
+  EXPECT_EQ(Decoder(*att, 2, T).cache_bytes_per_sequence(), 2 * T * D * f);
+  EXPECT_EQ(Decoder(*loc, 2, T).cache_bytes_per_sequence(), 2 * 6 * D * f);
+  EXPECT_EQ(Decoder(*rnn, 2, T).cache_bytes_per_sequence(), D * f);
+}
+
+TEST(Generate, BadInputIsNamed) {
+  auto model = make_model(make_config(mixer(MixerKind::kRat, 8)), 1);
+  Decoder dec(*model, 1, 4);
+  std::vector<float> logits(size_t(model->config().vocab_size));
+  const int32_t bad[] = {3, 61};
+  try {
+    dec.prefill(0, bad, 2, logits.data());
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token id 61"), std::string::npos) << e.what();
+  }
+  const int32_t ok[] = {1, 2, 3, 4, 5};
+  EXPECT_THROW(dec.prefill(0, ok, 5, logits.data()), Error);  // longer than max_len
+  dec.prefill(0, ok, 4, logits.data());
+  const int64_t slot = 0;
+  EXPECT_THROW(dec.step(&slot, ok, 1, logits.data()), Error);  // full
+}
+
+}  // namespace
+}  // namespace rat
