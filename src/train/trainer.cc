@@ -102,9 +102,10 @@ std::string save_checkpoint(const fs::path& run, Model& model, Optimizer& opt,
     fs::remove_all(tmp, ec);
     throw Error(run.string() + ": saving checkpoint failed (" + e.code().message() +
                 "); the previous checkpoint is unchanged");
-  } catch (const Error&) {
+  } catch (const Error& e) {
     fs::remove_all(tmp, ec);
-    throw;
+    throw Error(run.string() + ": saving checkpoint " + name + " failed: " + e.what() +
+                "; the previous checkpoint is unchanged");
   }
   // Keep the two newest checkpoints.
   std::vector<fs::path> old;
