@@ -62,10 +62,12 @@ void register_train(CLI::App& app, Runner& run) {
           std::printf("interrupted after step %lld; checkpoint saved. Resume with the same "
                       "command plus trainer.load_checkpoint=true\n",
                       (long long)s.steps_done);
-        std::printf("done: %lld steps, train loss %.4f, val loss %.4f, val ppl %.2f, %.0f tok/s, "
-                    "MFU %.1f%%\nmodel: %s\n",
-                    (long long)s.steps_done, s.last_loss, s.val_loss, s.val_ppl, s.tokens_per_s,
-                    100.0 * s.mfu, s.latest_dir.c_str());
+        char val[96] = "";  // no validation ran (no val data, or interrupted)
+        if (s.val_ppl > 0)
+          std::snprintf(val, sizeof val, ", val loss %.4f, val ppl %.2f", s.val_loss, s.val_ppl);
+        std::printf("done: %lld steps, train loss %.4f%s, %.0f tok/s, MFU %.1f%%\nmodel: %s\n",
+                    (long long)s.steps_done, s.last_loss, val, s.tokens_per_s, 100.0 * s.mfu,
+                    s.latest_dir.c_str());
       }
       return 0;
     };

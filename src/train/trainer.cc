@@ -102,9 +102,10 @@ std::string save_checkpoint(const fs::path& run, Model& model, Optimizer& opt,
     fs::remove_all(tmp, ec);
     throw Error(run.string() + ": saving checkpoint failed (" + e.code().message() +
                 "); the previous checkpoint is unchanged");
-  } catch (const Error&) {
+  } catch (const Error& e) {
     fs::remove_all(tmp, ec);
-    throw;
+    throw Error(run.string() + ": saving checkpoint " + name + " failed: " + e.what() +
+                "; the previous checkpoint is unchanged");
   }
   // Keep the two newest checkpoints.
   std::vector<fs::path> old;
@@ -239,12 +240,19 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
       step_loss += cnt ? r.loss_sum / double(cnt) / double(accum) : 0.0;
       tokens_since_log += B * T;
     }
-    if (!std::isfinite(step_loss))
-      throw Error("non-finite training loss at step " + std::to_string(s) +
-                  "; the last good checkpoint is " +
+    const double norm = global_norm(model->grads(), n);
+    // Stop before the update: nothing non-finite reaches the weights or a
+    // checkpoint, so `latest` stays the last good one. Steps count from 1 as
+    // in metrics.jsonl.
+    if (!std::isfinite(step_loss) || !std::isfinite(norm)) {
+      char what[128];
+      std::snprintf(what, sizeof what, "non-finite training %s at step %lld (loss %g, grad_norm %g)",
+                    std::isfinite(step_loss) ? "gradient" : "loss", (long long)(s + 1), step_loss,
+                    norm);
+      throw Error(std::string(what) + "; stopped before updating; the last good checkpoint is " +
                   (fs::exists(run / "latest") ? fs::canonical(run / "latest").string()
                                               : std::string("(none saved yet)")));
-    const double norm = global_norm(model->grads(), n);
+    }
     if (e.gradient_clipping > 0) clip_by_norm(model->grads(), n, norm, e.gradient_clipping);
     const double lr = lr_at(oc, s, total);
     optim.step(model->params(), model->grads(), lr);

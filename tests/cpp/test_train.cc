@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
+#include "model/model.h"
 #include "train/experiment.h"
 #include "train/optimizer.h"
 #include "train/trainer.h"
@@ -168,4 +169,36 @@ TEST(Schedule, WarmupThenCosine) {
                         : 0.1 + 0.9 * (1 + std::cos(M_PI * double(s - W) / double(total - W))) / 2;
     EXPECT_NEAR(lr_at(c, s, total), want, 1e-12) << s;
   }
+}
+
+// A real divergence (lr 1e30): the trainer stops naming the step, before the
+// update, and `latest` is the last checkpoint written before it, complete and
+// with finite weights.
+TEST(TrainFaults, NonFiniteLossStopsNamingTheStepAndKeepsLatest) {
+  fs::path dir = temp_dir("nan");
+  fs::path cfg = write_config(dir, "");
+  TrainOptions q;
+  q.quiet = true;
+  q.run_dir = (dir / "run").string();
+  // save_interval 0.01 of 8 steps: a checkpoint after every step.
+  Experiment e = load_experiment(cfg.string(), {"optim.optimizer.lr=1e30", "trainer.save_interval=0.01"});
+  std::string msg = error_of([&] { train(e, q); });
+  ASSERT_NE(msg.find("non-finite training"), std::string::npos) << msg;
+  const size_t at = msg.find("at step ");
+  ASSERT_NE(at, std::string::npos) << msg;
+  const int step = std::stoi(msg.substr(at + 8));
+  ASSERT_GE(step, 2) << "lr 1e30 should pass step 1 (finite loss) and diverge after: " << msg;
+  char good[32], bad[32];
+  std::snprintf(good, sizeof good, "step-%08d", step - 1);
+  std::snprintf(bad, sizeof bad, "step-%08d", step);
+  EXPECT_NE(msg.find(good), std::string::npos) << "message should name the last good checkpoint: " << msg;
+  EXPECT_EQ(fs::read_symlink(dir / "run" / "latest"), fs::path("checkpoints") / good);
+  EXPECT_FALSE(fs::exists(dir / "run" / "checkpoints" / bad));
+  for (const auto& d : fs::directory_iterator(dir / "run" / "checkpoints"))
+    EXPECT_NE(d.path().extension(), ".tmp") << d.path();
+  // The kept checkpoint is a whole model directory with finite weights.
+  std::unique_ptr<Model> m = load_model_dir((dir / "run" / "latest").string());
+  const float* p = m->params();
+  for (int64_t i = 0; i < m->layout().total(); ++i) ASSERT_TRUE(std::isfinite(p[i])) << i;
+  EXPECT_EQ(losses(dir / "run" / "metrics.jsonl").size(), size_t(step - 1));
 }

@@ -16,7 +16,10 @@ train.tokenized_file_path}); explicit flags win.
 Data and sampler (the "ordered" sampler, single rank):
   * samples are SPEC.md "Data" samples of the token file: sample r = inputs tok[rT .. rT+T-1],
     labels tok[rT+1 .. rT+T], label -100 where the input == data.ignore_input_index;
-    n = (len(tok) - 1) // T samples (trailing partial sample dropped).
+    (len(tok) - 1) // T samples in the file (trailing partial sample dropped).
+  * as the authors' ordered loader (and the C++ lm_ordered sampler, src/train/sampler.cc) cuts them,
+    only n = floor(samples / global_batch) * global_batch samples are used, global_batch =
+    micro_batch * accum (single rank), so every epoch is whole optimiser steps.
   * optimiser step s (from 0), micro-batch m (0 .. accum-1), row j (0 .. micro_batch-1) uses sample
         r = ((s * accum + m) * micro_batch + j) mod n
     i.e. the samples in file order, micro-batch after micro-batch, wrapping to sample 0 when exhausted.
@@ -131,9 +134,10 @@ def main(argv=None):
 
     tok = read_tokens(a.tokens, cfg.num_bytes)
     inputs, labels = R.make_samples(torch.from_numpy(tok), T, cfg.ignore_input_index)
-    n = inputs.shape[0]
+    gb = a.micro_batch * a.accum
+    n = inputs.shape[0] // gb * gb   # the loader's cut: whole global batches only
     if n == 0:
-        raise SystemExit("token file shorter than one sample")
+        raise SystemExit("token file shorter than one global batch of %d samples x T %d" % (gb, T))
 
     params = list(model.parameters())
     opt = torch.optim.AdamW(params, lr=a.lr, betas=tuple(a.betas), eps=a.eps, weight_decay=a.weight_decay,
