@@ -81,6 +81,25 @@ inline void vec_exp(const float* x, float* y, int64_t n) {
 #endif
 }
 
+// y[i] = sigmoid(x[i] + b[i]) (b may be null). x and y may alias. Through exp16 (<= 2 ulp), so
+// within a few ulp of 1 / (1 + expf(-x)); every gate of the engine goes through this one
+// function, so the chunked forward and any token-by-token path agree bit for bit.
+inline void vec_sigmoid(const float* x, const float* b, float* y, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  const __m512 one = _mm512_set1_ps(1.f);
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? kAll16 : tail_mask(n - i);
+    __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    if (b) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, b + i));
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), v));
+    _mm512_mask_storeu_ps(y + i, m, _mm512_div_ps(one, _mm512_add_ps(one, e)));
+  }
+#else
+  for (; i < n; ++i) y[i] = 1.f / (1.f + std::exp(-(x[i] + (b ? b[i] : 0.f))));
+#endif
+}
+
 // max_i x[i]; -inf for n == 0.
 inline float vec_max(const float* x, int64_t n) {
   float m = -std::numeric_limits<float>::infinity();

@@ -5,6 +5,7 @@
 
 #include "kernels/activations.h"
 #include "kernels/linear.h"
+#include "kernels/vec_math.h"
 #include "model/layers.h"
 
 namespace rat {
@@ -17,13 +18,7 @@ const RopeTable& BlockEnv::rope_table(int64_t P, int64_t max_pos) {
 
 void sigmoid_inplace(float* x, int64_t ld, const float* bias, int64_t N, int64_t D) {
 #pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    float* r = x + n * ld;
-    if (bias)
-      for (int64_t d = 0; d < D; ++d) r[d] = sigmoidf(r[d] + bias[d]);
-    else
-      for (int64_t d = 0; d < D; ++d) r[d] = sigmoidf(r[d]);
-  }
+  for (int64_t n = 0; n < N; ++n) vec_sigmoid(x + n * ld, bias, x + n * ld, D);
 }
 
 std::unique_ptr<Block> make_mixer(BlockEnv* env, const MixerConfig& m) {

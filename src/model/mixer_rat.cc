@@ -16,7 +16,7 @@
 #include "kernels/linear.h"
 #include "kernels/rat_attention.h"
 #include "kernels/rmsnorm.h"
-#include "kernels/scan.h"
+#include "kernels/rat_scan.h"
 #include "model/layers.h"
 
 namespace rat {
@@ -24,7 +24,7 @@ namespace rat {
 namespace {
 
 enum Saved { kU, kRstd, kProj, kVt, Kt, kKtRot, kQRot, kO, kLse, kGated };
-enum Scratch { sDProj, sDGated, sDQ, sDKt, sDVt, sDKTile, sDG };
+enum Scratch { sDProj, sDGated, sDQ, sDKt, sDVt };
 
 class RatMixer final : public Block {
  public:
@@ -47,23 +47,9 @@ class RatMixer final : public Block {
 
     rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
     linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec);
-    float* z = proj;           // sigmoid(z) in place
-    float* v = proj + D;
-    float* g = proj + 2 * D;   // sigmoid(g + gate_bias) in place
-    float* q = proj + 3 * D;
-    float* k = proj + 3 * D + GP;
-    sigmoid_inplace(z, W, nullptr, N, D);
-    sigmoid_inplace(g, W, p_.gate_bias, N, D);
-    chunk_scan_forward(g, W, v, W, vt, D, B, T, L, D);
-    // k is tiled to D by repeating the G*P vector, so head h scans group h % G.
-    for (int64_t h = 0; h < H; ++h)
-      chunk_scan_forward(g + h * P, W, k + (h % G) * P, W, kt + h * P, D, B, T, L, P);
-    const RopeTable& rope = env_->rope_table(P, C);
-    std::memcpy(ktr, kt, size_t(N * D) * sizeof(float));
-    rope_apply(rope, ktr, B, T, 0, H, D, L, +1);
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) std::memcpy(qr + n * GP, q + n * W, size_t(GP) * sizeof(float));
-    rope_apply(rope, qr, B, T, 0, G, GP, L, +1);
+    const float* z = proj;  // sigmoid(z) in place, by rat_scan_forward
+    const RatScanShape ss{B, T, L, D, P, G, W};
+    rat_scan_forward(ss, p_.gate_bias, env_->rope_table(P, C), proj, vt, kt, ktr, qr);
     RatAttnShape s{B, T, H, P, L, G, GP, D, D};
     rat_attention_forward(s, qr, ktr, vt, o, lse);
 #pragma omp parallel for schedule(static)
@@ -94,12 +80,7 @@ class RatMixer final : public Block {
     float* dq = sc.get(sDQ, N * GP);
     float* dkt = sc.get(sDKt, N * D);
     float* dvt = sc.get(sDVt, N * D);
-    float* dktile = sc.get(sDKTile, N * D);
-    float* dg = sc.get(sDG, N * D);
     const float* z = proj;
-    const float* v = proj + D;
-    const float* g = proj + 2 * D;
-    const float* k = proj + 3 * D + GP;
 
     // y = x + out_proj(z * o): dx keeps the residual gradient.
     linear_backward(gated, D, p_.out_proj, dx, D, dgo, D, 0.f, g_.out_proj, nullptr, N, D, D,
@@ -114,31 +95,8 @@ class RatMixer final : public Block {
       }
     RatAttnShape s{B, T, H, P, L, G, GP, D, D};
     rat_attention_backward(s, qr, ktr, vt, o, lse, dgo, dq, dkt, dvt);
-    // Rotation is orthogonal: its backward is the inverse rotation.
-    const RopeTable& rope = env_->rope_table(P, C);
-    rope_apply(rope, dq, B, T, 0, G, GP, L, -1);
-    rope_apply(rope, dkt, B, T, 0, H, D, L, -1);
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      std::memcpy(dproj + n * W + 3 * D, dq + n * GP, size_t(GP) * sizeof(float));
-      std::memset(dg + n * D, 0, size_t(D) * sizeof(float));
-    }
-    chunk_scan_backward(g, W, v, W, vt, dvt, D, dproj + D, W, dg, D, B, T, L, D);
-    for (int64_t h = 0; h < H; ++h)
-      chunk_scan_backward(g + h * P, W, k + (h % G) * P, W, kt + h * P, dkt + h * P, D,
-                          dktile + h * P, D, dg + h * P, D, B, T, L, P);
-    // Fold the H/G copies of each key group back onto k; gate through the sigmoid.
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      float* dk = dproj + n * W + 3 * D + GP;
-      std::memcpy(dk, dktile + n * D, size_t(GP) * sizeof(float));
-      for (int64_t r = 1; r < H / G; ++r)
-        for (int64_t j = 0; j < GP; ++j) dk[j] += dktile[n * D + r * GP + j];
-      for (int64_t d = 0; d < D; ++d) {
-        float gg = g[n * W + d];
-        dproj[n * W + 2 * D + d] = dg[n * D + d] * gg * (1.f - gg);
-      }
-    }
+    const RatScanShape ss{B, T, L, D, P, G, W};
+    rat_scan_backward(ss, env_->rope_table(P, C), proj, vt, kt, dvt, dkt, dq, dproj);
     colsum_accumulate(dproj + 2 * D, W, N, D, g_.gate_bias);
     float* du = dgo;  // reuse: dgo is no longer needed
     linear_backward(u, D, p_.in_proj, dproj, W, du, D, 0.f, g_.in_proj, nullptr, N, D, W,
