@@ -1,9 +1,12 @@
 // `rat train CONFIG [key=value ...]`: train a model from an experiment config.
+#include <omp.h>
+
 #include <csignal>
 #include <cstdio>
 
 #include "cli/commands.h"
 #include "nlohmann/json.hpp"
+#include "train/distributed.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
@@ -15,6 +18,9 @@ struct TrainOpts {
   std::vector<std::string> overrides;
   TrainOptions t;
   bool print_config = false;
+  int threads = 0;           // 0: OpenMP's default, or cores / local ranks under MPI
+  double comm_timeout = 900;
+  bool no_overlap = false;
 };
 
 void on_sigint(int) { request_stop(); }
@@ -31,7 +37,13 @@ void register_train(CLI::App& app, Runner& run) {
       "The run directory (trainer.save_dir or --run-dir) receives the resolved config.yaml,\n"
       "metrics.jsonl and checkpoints/; run-dir/latest is a model directory that\n"
       "`rat eval` and `rat generate` accept. Ctrl-C finishes the step, saves and exits;\n"
-      "trainer.load_checkpoint=true resumes from run-dir/latest.");
+      "trainer.load_checkpoint=true resumes from run-dir/latest.\n"
+      "Data parallel over processes and machines: launch under Open MPI, e.g.\n"
+      "  mpirun -np 2 --bind-to none rat train CONFIG      (one machine, 2 ranks)\n"
+      "  mpirun -np 8 --hostfile hosts -x OMP_NUM_THREADS rat train CONFIG\n"
+      "data.batch_size is per rank; data.global_batch_size is over all ranks (micro-batches\n"
+      "are accumulated to reach it). Only rank 0 writes the run directory. Under mpirun,\n"
+      "`kill -USR1 <mpirun pid>` finishes the step, saves and exits (mpirun forwards it).");
   c->add_option("config", o.config, "experiment YAML")->required()->check(CLI::ExistingFile);
   c->add_option("overrides", o.overrides, "dotted.key=value overrides");
   c->add_option("--run-dir", o.t.run_dir, "run directory (default: trainer.save_dir)");
@@ -39,6 +51,22 @@ void register_train(CLI::App& app, Runner& run) {
   c->add_flag("--quiet", o.t.quiet, "no log lines (metrics.jsonl is still written)");
   c->add_option("--stop-after", o.t.stop_after, "stop, saving a checkpoint, after this many steps");
   c->add_flag("--print-config", o.print_config, "print the resolved config and exit");
+  c->add_option("--threads", o.threads,
+                "OpenMP threads per rank (default: all cores; under MPI cores / ranks on "
+                "this machine)")
+      ->check(CLI::Range(1, 4096));
+  c->add_option("--comm-timeout", o.comm_timeout,
+                "under MPI: seconds a rank waits for the others before it ends the job "
+                "(a rank died, hangs or the network is down)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  c->add_flag("--no-overlap", o.no_overlap,
+              "under MPI: all-reduce the gradients after backward instead of overlapping "
+              "them with it (for measuring the overlap)");
+  c->add_option("--bucket-mb", o.t.bucket_mb,
+                "under MPI: gradient bucket size of the overlapped all-reduce")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   c->callback([&run] {
     run = [] {
       Experiment e = load_experiment(o.config, o.overrides);
@@ -48,9 +76,33 @@ void register_train(CLI::App& app, Runner& run) {
         std::printf("%s\n", out.c_str());
         return 0;
       }
+      if (launched_under_mpi()) mpi_init(nullptr, nullptr);
+      const World w = world();
+      if (o.threads > 0)
+        omp_set_num_threads(o.threads);
+      else if (mpi_active())
+        omp_set_num_threads(default_threads_per_rank());
+      set_comm_timeout(o.comm_timeout);
+      o.t.overlap = !o.no_overlap;
+      if (w.rank != 0) o.t.quiet = true;
       if (!o.t.quiet && !o.t.json) std::printf("resolved config:\n%s\n---\n", out.c_str());
+      if (!o.t.quiet && !o.t.json && w.size > 1)
+        std::printf("data parallel: %d ranks (%d on this machine), %d threads each\n", w.size,
+                    w.local_size, omp_get_max_threads());
       std::signal(SIGINT, on_sigint);
-      TrainSummary s = train(e, o.t);
+      std::signal(SIGUSR1, on_sigint);
+      TrainSummary s;
+      try {
+        s = train(e, o.t);
+      } catch (const std::exception& err) {
+        if (w.size == 1) throw;
+        // One rank's failure must end the others, which would wait in the next
+        // collective: print here (every rank may hold a different message) and abort the job.
+        std::fprintf(stderr, "error: rank %d of %d: %s\n", w.rank, w.size, err.what());
+        mpi_abort(1);
+      }
+      mpi_finalize();
+      if (w.rank != 0) return 0;
       if (o.t.json) {
         nlohmann::json j = {{"steps", s.steps_done},     {"loss", s.last_loss},
                             {"val_loss", s.val_loss},    {"val_ppl", s.val_ppl},

@@ -22,7 +22,12 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
     ffns_.push_back(make_ffn(&env_));
     mixers_.back()->bind(pv.layers[i], gv.layers[i]);
     ffns_.back()->bind(pv.layers[i], gv.layers[i]);
+    layer_begin_.push_back(
+        layout_.find("backbone.layers." + std::to_string(i) + ".seq_layer.input_norm.weight")
+            ->offset);
   }
+  // The registry lays out wte, block 0 .. L-1, final norm, (untied) head.
+  layer_begin_.push_back(layout_.find("backbone.ln.weight")->offset);
 }
 
 int64_t Model::num_params() const {
@@ -60,7 +65,8 @@ void Model::forward_hidden(const int32_t* ids, int64_t B, int64_t T) {
 }
 
 CeResult Model::forward_backward(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T,
-                                 bool backward, float loss_scale) {
+                                 bool backward, float loss_scale,
+                                 const GradsReadyFn& grads_ready) {
   const int64_t D = cfg_.d_model, N = B * T, V = cfg_.vocab_size, nl = int64_t(mixers_.size());
   forward_hidden(ids, B, T);
   ModelView pv = layout_.view(params_.data()), gv = layout_.view(grads_.data());
@@ -80,11 +86,15 @@ CeResult Model::forward_backward(const int32_t* ids, const int32_t* labels, int6
   std::memset(dx, 0, size_t(N * D) * sizeof(float));
   float* xl = acts_.get(kStream0 + 2 * int(nl), 0);
   rmsnorm_backward(dhf, xl, pv.final_ln, acts_.get(kFinalRstd, 0), dx, gv.final_ln, N, D);
+  // A tied head's gradient lives in wte, which the embedding finishes last.
+  if (grads_ready) grads_ready(layer_begin_[size_t(nl)], layout_.total());
   for (int64_t i = nl - 1; i >= 0; --i) {
     ffns_[size_t(i)]->backward(acts_.get(kStream0 + 2 * int(i) + 1, 0), dx, B, T);
     mixers_[size_t(i)]->backward(acts_.get(kStream0 + 2 * int(i), 0), dx, B, T);
+    if (grads_ready) grads_ready(layer_begin_[size_t(i)], layer_begin_[size_t(i) + 1]);
   }
   embedding_backward(ids, dx, gv.wte, N, D);
+  if (grads_ready) grads_ready(0, layer_begin_[0]);
   return res;
 }
 

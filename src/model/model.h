@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,13 @@
 #include "model/params.h"
 
 namespace rat {
+
+// Told during backward that the stretch [begin, end) of the flat gradient
+// buffer is final for this micro-batch: called from the top of the network
+// down (final norm and untied head, then each block, last to first, then the
+// embedding with begin == 0); the stretches adjoin and cover the buffer.
+// Data parallelism starts each stretch's all-reduce here, under backward.
+using GradsReadyFn = std::function<void(int64_t begin, int64_t end)>;
 
 class Model {
  public:
@@ -38,7 +46,8 @@ class Model {
   // With backward, gradients of (loss_sum * loss_scale) are ACCUMULATED into
   // grads(). loss_scale <= 0 means 1/count (this micro-batch's mean).
   CeResult forward_backward(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T,
-                            bool backward, float loss_scale = 0.f);
+                            bool backward, float loss_scale = 0.f,
+                            const GradsReadyFn& grads_ready = nullptr);
   // Full logits [B, T, V] (tests and small evaluations).
   void logits(const int32_t* ids, int64_t B, int64_t T, float* out);
 
@@ -56,6 +65,7 @@ class Model {
   ModelConfig cfg_;
   ParamLayout layout_;
   std::vector<float> params_, grads_;
+  std::vector<int64_t> layer_begin_;  // where block i's tensors start; [L] = final norm
   BlockEnv env_;
   std::vector<std::unique_ptr<Block>> mixers_, ffns_;
   Buffers acts_;  // residual stream [2L+1][N, D], final norm output, rstd, dx

@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "nlohmann/json.hpp"
+#include "train/distributed.h"
 #include "train/evaluate.h"
 #include "train/optimizer.h"
 #include "train/sampler.h"
@@ -147,12 +148,15 @@ void request_stop() { g_stop = true; }
 
 TrainSummary train(const Experiment& e, const TrainOptions& opt) {
   const fs::path run = opt.run_dir.empty() ? fs::path(e.save_dir) : fs::path(opt.run_dir);
+  // Under MPI every rank trains; only rank 0 (`lead`) writes the run directory.
+  const World w = world();
+  const bool lead = w.rank == 0;
   std::error_code ec;
-  fs::create_directories(run, ec);
-  if (ec || !fs::is_directory(run))
+  if (lead) fs::create_directories(run, ec);
+  if (lead && (ec || !fs::is_directory(run)))
     throw Error(run.string() + ": cannot create the run directory" +
                 (ec ? " (" + ec.message() + ")" : ""));
-  {
+  if (lead) {
     YAML::Emitter out;
     out << e.resolved;
     write_text_atomic(run / "config.yaml", std::string(out.c_str()) + "\n");
@@ -169,7 +173,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
   const Precision prec = e.dtype == "bfloat16" ? Precision::kBF16 : Precision::kF32;
   model->set_precision(prec);
 
-  Sampler sampler(e.train, cfg, e.batch_size, e.global_batch_size, 0, 1, e.seed);
+  Sampler sampler(e.train, cfg, e.batch_size, e.global_batch_size, w.rank, w.size, e.seed);
   std::unique_ptr<TokenFile> val;
   if (!e.val.tokenized_file_path.empty()) {
     val = std::make_unique<TokenFile>(e.val.tokenized_file_path, int(cfg.num_bytes));
@@ -186,34 +190,59 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
                  e.warmup_iter, e.eta_min};
   Optimizer optim(oc, n);
   TrainState st;
-  if (e.load_checkpoint && fs::exists(run / "latest")) {
+  st.world = w.size;
+  if (lead && e.load_checkpoint && fs::exists(run / "latest")) {
     load_checkpoint(fs::canonical(run / "latest"), *model, optim, st);
     std::printf("resumed from %s at step %lld\n", fs::canonical(run / "latest").c_str(),
                 (long long)st.step);
   }
+  set_comm_failure_hint("the last checkpoint is " + (run / "latest").string() +
+                        "; resume with the same number of ranks and trainer.load_checkpoint=true");
+  if (w.size > 1) {
+    // Every rank starts from rank 0's state, whether fresh or resumed (the
+    // checkpoint need only be readable on rank 0's machine).
+    int64_t counts[2] = {st.step, optim.steps()};
+    broadcast(counts, 2);
+    st.step = counts[0], optim.set_steps(counts[1]);
+    broadcast(model->params(), n);
+    broadcast(optim.exp_avg().data(), n);
+    broadcast(optim.exp_avg_sq().data(), n);
+  }
+  GradReducer reducer(model->grads(), n, std::max<int64_t>(1, int64_t(opt.bucket_mb * 262144.0)));
+  const GradsReadyFn on_grads = [&](int64_t b, int64_t en) { reducer.ready(b, en); };
   const int64_t first_step = st.step;
   const int64_t save_every =
       e.save_checkpoint ? std::max<int64_t>(1, int64_t(e.save_interval * double(total))) : 0;
   const int64_t eval_every = e.eval_interval > 0 ? e.eval_interval
                              : e.eval_when_log  ? e.log_interval
                                                 : 0;
-  const double gemm_rate = measure_gemm_rate(1024, prec, 3) * 1e9;
+  // Every rank's GEMM ceiling, assumed equal: the job's is w.size times one.
+  const double gemm_rate = measure_gemm_rate(1024, prec, 3) * 1e9 * double(w.size);
   const double fpt = flops_per_token(*model, T);
 
-  std::ofstream metrics(run / "metrics.jsonl", std::ios::app);
+  std::ofstream metrics;
+  if (lead) metrics.open(run / "metrics.jsonl", std::ios::app);
   std::vector<int32_t> ids(size_t(B * T)), labels(size_t(B * T));
   TrainSummary sum;
   Progress bar("train", total, "steps");
   bar.update(st.step);
-  double t_log = now_seconds(), data_time = 0;
+  double t_log = now_seconds(), data_time = 0, comm_time = 0;
+  int64_t steps_since_log = 0;
   int64_t tokens_since_log = 0;
 
   auto run_validation = [&](int64_t step) {
     if (!val) return;
     const int64_t nval = val->num_samples(T);
     const int64_t cnt = e.val_samples >= 0 ? std::min(nval, e.val_samples) : nval;
-    EvalResult r = evaluate(*model, *val, T, B, 0, cnt);
+    // Each rank scores its share of the samples; NLL and counts are summed.
+    const int64_t first = cnt * w.rank / w.size, mine = cnt * (w.rank + 1) / w.size - first;
+    EvalResult r = evaluate(*model, *val, T, B, first, mine);
+    double tot[3] = {r.loss * double(r.tokens), double(r.tokens), double(r.samples)};
+    allreduce_sum(tot, 3);
+    r.tokens = int64_t(tot[1]), r.samples = int64_t(tot[2]);
+    r.loss = r.tokens ? tot[0] / tot[1] : 0.0, r.ppl = std::exp(r.loss);
     sum.val_loss = r.loss, sum.val_ppl = r.ppl;
+    if (!lead) return;
     nlohmann::json j = {{"step", step}, {"val_loss", r.loss}, {"val_ppl", r.ppl},
                         {"val_tokens", r.tokens}};
     metrics << j.dump() << "\n" << std::flush;
@@ -227,6 +256,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
 
   for (; st.step < total; ++st.step) {
     const int64_t s = st.step;
+    maybe_abort_for_test(s);
     model->zero_grads();
     double step_loss = 0;
     for (int64_t m = 0; m < accum; ++m) {
@@ -235,10 +265,27 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
       data_time += now_seconds() - t0;
       int64_t cnt = 0;
       for (int32_t y : labels) cnt += y != cfg.ignore_index;
-      const float scale = cnt ? 1.0f / (float(cnt) * float(accum)) : 0.f;
-      CeResult r = model->forward_backward(ids.data(), labels.data(), B, T, true, scale);
-      step_loss += cnt ? r.loss_sum / double(cnt) / double(accum) : 0.0;
-      tokens_since_log += B * T;
+      // Each micro-batch's mean over all accum x ranks micro-batches of the
+      // step: the all-reduce's sum is then the average (as DDP's).
+      const int64_t micro_total = accum * w.size;
+      const float scale = cnt ? 1.0f / (float(cnt) * float(micro_total)) : 0.f;
+      // Only the micro-step that ends the optimiser step reduces (DDP no_sync).
+      const bool sync = m + 1 == accum && w.size > 1 && opt.overlap;
+      CeResult r = model->forward_backward(ids.data(), labels.data(), B, T, true, scale,
+                                           sync ? on_grads : GradsReadyFn());
+      step_loss += cnt ? r.loss_sum / double(cnt) / double(micro_total) : 0.0;
+      tokens_since_log += B * T * w.size;
+    }
+    bool stop_requested = g_stop.load();
+    if (w.size > 1) {
+      const double t0 = now_seconds();
+      opt.overlap ? reducer.wait() : reducer.reduce_all();
+      // The logged loss is the step's over all ranks; a stop asked of any rank
+      // (SIGUSR1, which mpirun forwards to all) stops them all at the same step.
+      double v[2] = {step_loss, stop_requested ? 1.0 : 0.0};
+      allreduce_sum(v, 2);
+      step_loss = v[0], stop_requested = v[1] > 0;
+      comm_time += now_seconds() - t0;
     }
     const double norm = global_norm(model->grads(), n);
     // Stop before the update: nothing non-finite reaches the weights or a
@@ -257,6 +304,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
     const double lr = lr_at(oc, s, total);
     optim.step(model->params(), model->grads(), lr);
     sum.last_loss = step_loss;
+    ++steps_since_log;
 
     const bool last = st.step + 1 == total;
     if ((s + 1) % e.log_interval == 0 || last || s == 0) {
@@ -266,9 +314,14 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
       nlohmann::json j = {{"step", s + 1},         {"loss", step_loss},  {"lr", lr},
                           {"grad_norm", norm},     {"tokens_per_s", tps}, {"mfu", mfu},
                           {"data_fraction", data_time / el}};
-      metrics << j.dump() << "\n" << std::flush;
+      if (w.size > 1) {
+        // Communication not hidden behind backward: per step, and its share of the time.
+        j["comm_wait_s"] = comm_time / double(steps_since_log);
+        j["comm_fraction"] = comm_time / el;
+      }
+      if (lead) metrics << j.dump() << "\n" << std::flush;
       sum.tokens_per_s = tps, sum.mfu = mfu;
-      if (!opt.quiet) {
+      if (!opt.quiet && lead) {
         bar.finish();
         if (opt.json)
           std::printf("%s\n", j.dump().c_str());
@@ -278,17 +331,18 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
                       100.0 * mfu);
         std::fflush(stdout);
       }
-      t_log = now_seconds(), tokens_since_log = 0, data_time = 0;
+      t_log = now_seconds(), tokens_since_log = 0, data_time = 0, comm_time = 0;
+      steps_since_log = 0;
     }
     char extra[64];
     std::snprintf(extra, sizeof extra, "loss %.3f", step_loss);
     bar.update(s + 1, extra);
     if (eval_every > 0 && ((s + 1) % eval_every == 0)) run_validation(s + 1);
-    const bool stop = g_stop.load() || (opt.stop_after > 0 && st.step + 1 - first_step >= opt.stop_after);
+    const bool stop = stop_requested || (opt.stop_after > 0 && st.step + 1 - first_step >= opt.stop_after);
     if (save_every > 0 && ((s + 1) % save_every == 0 || last || stop)) {
       TrainState cur = st;
       cur.step = s + 1;
-      sum.latest_dir = save_checkpoint(run, *model, optim, cur, tokenizer);
+      if (lead) sum.latest_dir = save_checkpoint(run, *model, optim, cur, tokenizer);
     }
     if (stop) {
       sum.interrupted = true;

@@ -15,6 +15,11 @@ struct TrainOptions {
   bool quiet = false;      // no per-log lines on stdout
   bool json = false;       // log lines as JSON on stdout
   int64_t stop_after = -1; // stop (and save) after this many steps of this run, as SIGINT would
+  // Data parallelism (src/train/distributed.h; inert on one rank): overlap the
+  // gradient all-reduce with backward in buckets of at least bucket_mb, or
+  // reduce the whole buffer after backward.
+  bool overlap = true;
+  double bucket_mb = 4;
 };
 
 struct TrainSummary {

@@ -1,0 +1,243 @@
+#include "train/distributed.h"
+
+#include <mpi.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "util/error.h"
+#include "util/timer.h"
+
+namespace rat {
+
+namespace {
+
+bool g_active = false;
+World g_world;
+double g_timeout = 900;
+std::string g_hint;
+
+// MPI counts are int: long buffers go in pieces of 2^30 elements.
+constexpr int64_t kPiece = int64_t(1) << 30;
+
+// Written by the SIGTERM handler: mpirun ends the surviving ranks with SIGTERM
+// when one rank dies, and each should say so (with where to resume from).
+char g_term_msg[1024] = "";
+
+void on_sigterm(int sig) {
+  if (g_term_msg[0]) {
+    ssize_t w = write(2, g_term_msg, strlen(g_term_msg));
+    (void)w;
+  }
+  _exit(128 + sig);
+}
+
+void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  throw Error(std::string(what) + " failed (" + std::string(msg, size_t(len)) +
+              "): another rank died or the connection was lost" +
+              (g_hint.empty() ? "" : "; " + g_hint));
+}
+
+// Drives the requests to completion from this (the main) thread, giving up
+// after the deadline: MPI's own blocking waits have none, and a rank that hangs
+// (rather than dies) would otherwise hold every other rank forever.
+void wait_all(std::vector<MPI_Request>& reqs, const char* what) {
+  if (reqs.empty()) return;
+  const double t0 = now_seconds();
+  for (;;) {
+    int done = 0;
+    check(MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE), what);
+    if (done) break;
+    if (now_seconds() - t0 > g_timeout) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.0f", g_timeout);
+      throw Error(std::string("no answer from the other ranks for ") + buf + " s in " + what +
+                  " (a rank died or hangs, or the network is down; raise --comm-timeout for "
+                  "very slow steps)" + (g_hint.empty() ? "" : "; " + g_hint));
+    }
+    // Under oversubscription (more ranks than cores) the rank we wait for may
+    // need this core.
+    sched_yield();
+  }
+  reqs.clear();
+}
+
+template <class T>
+void allreduce_impl(T* x, int64_t n, MPI_Datatype type, const char* what) {
+  if (!g_active || g_world.size == 1) return;
+  std::vector<MPI_Request> reqs;
+  for (int64_t i = 0; i < n; i += kPiece) {
+    reqs.emplace_back();
+    check(MPI_Iallreduce(MPI_IN_PLACE, x + i, int(std::min(kPiece, n - i)), type, MPI_SUM,
+                         MPI_COMM_WORLD, &reqs.back()),
+          what);
+  }
+  wait_all(reqs, what);
+}
+
+template <class T>
+void broadcast_impl(T* x, int64_t n, MPI_Datatype type) {
+  if (!g_active || g_world.size == 1) return;
+  std::vector<MPI_Request> reqs;
+  for (int64_t i = 0; i < n; i += kPiece) {
+    reqs.emplace_back();
+    check(MPI_Ibcast(x + i, int(std::min(kPiece, n - i)), type, 0, MPI_COMM_WORLD, &reqs.back()),
+          "the broadcast from rank 0");
+  }
+  wait_all(reqs, "the broadcast from rank 0");
+}
+
+}  // namespace
+
+bool launched_under_mpi() {
+  // Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; PMIx/PMI launchers (srun) the others.
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+void mpi_init(int* argc, char*** argv) {
+  int provided = 0;
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+    throw Error("MPI_Init_thread failed");
+  g_active = true;
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_world.size);
+  MPI_Comm local;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local);
+  MPI_Comm_size(local, &g_world.local_size);
+  MPI_Comm_free(&local);
+  set_comm_failure_hint("");
+  std::signal(SIGTERM, on_sigterm);
+  if (provided < MPI_THREAD_FUNNELED)
+    throw Error("this MPI library does not support MPI_THREAD_FUNNELED (OpenMP threads beside "
+                "MPI); use Open MPI from Debian's openmpi-bin/libopenmpi-dev");
+}
+
+void mpi_finalize() {
+  if (!g_active) return;
+  MPI_Finalize();
+  g_active = false;
+}
+
+void mpi_abort(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (g_active) MPI_Abort(MPI_COMM_WORLD, code);
+  std::exit(code);
+}
+
+bool mpi_active() { return g_active; }
+World world() { return g_world; }
+void set_comm_timeout(double seconds) { g_timeout = seconds; }
+void set_comm_failure_hint(const std::string& hint) {
+  g_hint = hint;
+  std::snprintf(g_term_msg, sizeof g_term_msg,
+                "rank %d: terminated by the launcher (another rank failed or the job was "
+                "cancelled); %s\n",
+                g_world.rank, hint.c_str());
+}
+
+void allreduce_sum(double* x, int64_t n) { allreduce_impl(x, n, MPI_DOUBLE, "an all-reduce"); }
+void allreduce_sum(float* x, int64_t n) { allreduce_impl(x, n, MPI_FLOAT, "an all-reduce"); }
+void broadcast(float* x, int64_t n) { broadcast_impl(x, n, MPI_FLOAT); }
+void broadcast(int64_t* x, int64_t n) { broadcast_impl(x, n, MPI_INT64_T); }
+
+void maybe_abort_for_test(int64_t step) {
+  static const char* spec = std::getenv("RAT_TEST_ABORT_RANK_AT");
+  if (!spec) return;
+  int rank = -1;
+  long long at = -1;
+  char mode[8] = "";
+  const int got = std::sscanf(spec, "%d:%lld:%7s", &rank, &at, mode);
+  if (got < 2 || rank != g_world.rank || at != step) return;
+  const bool hang = std::string(mode) == "hang";
+  std::fprintf(stderr, "rank %d: RAT_TEST_ABORT_RANK_AT=%s: %s at step %lld (test)\n", rank,
+               spec, hang ? "hanging" : "aborting", at);
+  std::fflush(stderr);
+  if (!hang) std::abort();
+  for (;;) pause();  // alive but silent, as a stuck machine or a cut cable looks
+}
+
+int default_threads_per_rank() {
+  // All online CPUs, not this process's affinity mask: mpirun binds each of
+  // up to two ranks to one core by default, which would read as 1.
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, g_world.local_size));
+}
+
+struct GradReducer::Requests {
+  std::vector<MPI_Request> r;
+};
+
+GradReducer::GradReducer(float* grads, int64_t n, int64_t bucket_floats)
+    : g_(grads), n_(n), bucket_(std::max<int64_t>(1, bucket_floats)),
+      reqs_(std::make_unique<Requests>()) {}
+
+GradReducer::~GradReducer() = default;
+
+void GradReducer::launch(int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; i += kPiece) {
+    reqs_->r.emplace_back();
+    check(MPI_Iallreduce(MPI_IN_PLACE, g_ + i, int(std::min(kPiece, end - i)), MPI_FLOAT, MPI_SUM,
+                         MPI_COMM_WORLD, &reqs_->r.back()),
+          "the gradient all-reduce");
+    ++started_;
+  }
+}
+
+void GradReducer::ready(int64_t begin, int64_t end) {
+  if (!g_active || g_world.size == 1) return;
+  // Stretches come top-down and adjoin: grow the pending bucket downwards.
+  if (pending_begin_ < 0) {
+    pending_begin_ = begin, pending_end_ = end;
+  } else {
+    if (end != pending_begin_)
+      throw Error("internal: gradient stretches announced out of order");
+    pending_begin_ = begin;
+  }
+  if (pending_end_ - pending_begin_ >= bucket_ || begin == 0) {
+    launch(pending_begin_, pending_end_);
+    pending_begin_ = pending_end_ = -1;
+  }
+  if (!reqs_->r.empty()) {
+    int done = 0;
+    check(MPI_Testall(int(reqs_->r.size()), reqs_->r.data(), &done, MPI_STATUSES_IGNORE),
+          "the gradient all-reduce");
+    if (done) reqs_->r.clear();
+  }
+}
+
+double GradReducer::wait() {
+  const double t0 = now_seconds();
+  if (pending_begin_ >= 0) {  // a backward that never reached the embedding
+    launch(pending_begin_, pending_end_);
+    pending_begin_ = pending_end_ = -1;
+  }
+  wait_all(reqs_->r, "the gradient all-reduce");
+  return now_seconds() - t0;
+}
+
+double GradReducer::reduce_all() {
+  const double t0 = now_seconds();
+  if (g_active && g_world.size > 1) {
+    launch(0, n_);
+    wait_all(reqs_->r, "the gradient all-reduce");
+  }
+  return now_seconds() - t0;
+}
+
+}  // namespace rat

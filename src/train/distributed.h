@@ -1,0 +1,93 @@
+// Data parallelism across processes with MPI (Open MPI), as the authors' DDP
+// runs: every rank holds the whole model, reads its own shard of samples, and
+// the gradients are averaged by all-reduce before the identical optimiser step.
+//
+// Without an MPI launcher nothing here touches MPI: world() is {rank 0 of 1},
+// every collective is a no-op, so a plain `rat train` and the in-process tests
+// need no mpirun. Every wait on the network has a deadline (comm_timeout), so a
+// rank that dies or a lost connection ends the job with a message on the
+// surviving ranks instead of hanging them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rat {
+
+struct World {
+  int rank = 0, size = 1;
+  int local_size = 1;  // ranks on this machine (threads per rank = cores / local_size)
+};
+
+// Whether a launcher (mpirun, srun with PMIx) started this process as an MPI rank.
+bool launched_under_mpi();
+// MPI_Init_thread(MPI_THREAD_FUNNELED): only the main thread calls MPI; the
+// OpenMP workers never do. Errors on the world communicator are returned to us
+// (and thrown as rat::Error naming the operation) rather than aborting inside MPI.
+void mpi_init(int* argc, char*** argv);
+void mpi_finalize();
+// Ends every rank of the job (after this rank printed why).
+[[noreturn]] void mpi_abort(int code);
+bool mpi_active();
+World world();
+
+// Seconds a rank waits in one collective before it gives up and throws
+// (default 900: longer than rank 0 takes to write a 1.3B checkpoint).
+void set_comm_timeout(double seconds);
+// Appended to communication errors (the trainer sets "resume from ...").
+void set_comm_failure_hint(const std::string& hint);
+
+// In-place sums over all ranks (no-ops for one rank); wait under the deadline.
+void allreduce_sum(double* x, int64_t n);
+void allreduce_sum(float* x, int64_t n);
+// Copies rank 0's values to every rank.
+void broadcast(float* x, int64_t n);
+void broadcast(int64_t* x, int64_t n);
+
+// Test-only fault injection: with RAT_TEST_ABORT_RANK_AT="RANK:STEP" in the
+// environment, rank RANK calls abort() as optimiser step STEP begins, as a
+// crashed machine would (tests/mpi/rank_failure.sh). Unset: does nothing.
+void maybe_abort_for_test(int64_t step);
+
+// Default OpenMP threads per rank: this machine's cores shared by its ranks.
+int default_threads_per_rank();
+
+// The gradient all-reduce, overlapped with backward. Model::forward_backward
+// announces stretches [begin, end) of the flat gradient buffer as they become
+// final, from the top of the network down (head, last block, ..., embedding,
+// which ends with begin == 0). Consecutive stretches are gathered into buckets
+// of at least bucket_floats and each bucket is started with MPI_Iallreduce at
+// once, so the reduction of the upper layers runs while the lower layers are
+// still computing their backward. wait() finishes them before clipping.
+// Gradients arrive pre-scaled by 1/ranks (through the loss scale), so the sum
+// is the average.
+class GradReducer {
+ public:
+  GradReducer(float* grads, int64_t n, int64_t bucket_floats);
+  ~GradReducer();
+  GradReducer(const GradReducer&) = delete;
+  GradReducer& operator=(const GradReducer&) = delete;
+
+  // The hook for Model::forward_backward on the micro-step that ends an
+  // optimiser step. Also lets MPI progress the buckets already in flight
+  // (MPI_Testall from the main thread between blocks: Open MPI moves data
+  // only inside MPI calls).
+  void ready(int64_t begin, int64_t end);
+  // Waits for every bucket; returns the seconds spent waiting (communication
+  // not hidden behind backward).
+  double wait();
+  // The whole buffer in one blocking all-reduce (no overlap); returns seconds.
+  double reduce_all();
+  int64_t buckets_started() const { return started_; }
+
+ private:
+  void launch(int64_t begin, int64_t end);
+  float* g_;
+  int64_t n_, bucket_, pending_begin_ = -1, pending_end_ = -1, started_ = 0;
+  struct Requests;  // the MPI_Requests in flight (kept out of this header: callers need no mpi.h)
+  std::unique_ptr<Requests> reqs_;
+};
+
+}  // namespace rat

@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Data-parallel training under Open MPI, end to end through `rat train`.
+
+    mpi_tests.py equivalence|resume|rank_failure RAT MPIRUN
+
+equivalence   N ranks x micro-batch b x accumulation a give the per-step losses
+              of 1 rank x b x N*a over the same global batches (N = 2 and 3,
+              overlapped and blocking all-reduce), within a stated tolerance;
+              a negative control shows the comparison catches other batches.
+resume        2 ranks stopped and resumed equal a straight 2-rank run bit for
+              bit; resuming with 3 ranks or 1 rank is refused, naming both counts.
+rank_failure  rank 1 aborts (RAT_TEST_ABORT_RANK_AT=1:3) or hangs
+              (RAT_TEST_ABORT_RANK_AT=1:3:hang, with --comm-timeout 5): the job
+              ends within a bounded time with a message, `latest` points to a
+              complete checkpoint, and resuming from it finishes the run with
+              the straight run's losses.
+
+Every run uses one thread per rank, so that each micro-batch's forward and
+backward is computed identically in every layout and only the order in which
+micro-batch gradients and losses are summed differs.
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+T = 24        # seq_len
+B = 2         # micro-batch per rank
+VOCAB = 64
+SAMPLES = 120  # divisible by every global batch used here (8, 6, 12)
+STEPS = 6
+
+# Relative tolerance on per-step losses, gradient norms and the final
+# validation loss between layouts. The micro-batch gradients are bitwise
+# identical in every layout; only their summation order differs (rank-local
+# accumulation, then the all-reduce, versus one sequential accumulation), which
+# in float32 changes a gradient by a few ulp (~1e-7 relative). AdamW's update
+# m/sqrt(v) carries that through at about the same relative size, so the
+# losses drift apart only at the 1e-8..1e-7 level over 6 steps: measured at
+# most 1.5e-8 (2 and 3 ranks). 1e-6 leaves ~60x headroom for other MPI
+# reduction trees, while any real error (a wrong sample, a missing 1/N, a
+# bucket not reduced) moves the loss by >1e-3 relative, as the negative
+# control below shows (0.19).
+RTOL = 1e-6
+
+
+def write_tokens(path, samples):
+    flat = [t for s in samples for t in s] + [2]
+    with open(path, "wb") as f:
+        f.write(struct.pack("<%dH" % len(flat), *flat))
+
+
+def make_samples(n, seed):
+    # A learnable pattern; each sample ends with the document separator
+    # (ignore_input_index 2), so its last label is -100 whatever follows and
+    # whole samples can be reordered without changing any sample.
+    pat = [3 + (seed * 7919 + i * 104729) % (VOCAB - 3) for i in range(97)]
+    return [[pat[(s * 11 + t) % 97] for t in range(T - 1)] + [2] for s in range(n)]
+
+
+def rank_layout(samples, n_ranks, accum):
+    """The samples in the order one rank reads them in N-rank steps.
+
+    The authors' lm_ordered loader (and ours, src/train/sampler.cc) gives rank
+    r the contiguous range [r*P, (r+1)*P), P = samples/N, read b at a time. So
+    step s of N ranks covers, rank by rank, samples r*P + s*a*b + [0, a*b).
+    One rank with accumulation N*a reads [s*N*a*b, (s+1)*N*a*b) in order; this
+    reorders the file so that it sees exactly the N-rank global batches."""
+    per = len(samples) // n_ranks
+    out = []
+    for s in range(per // (accum * B)):
+        for r in range(n_ranks):
+            base = r * per + s * accum * B
+            out.extend(samples[base:base + accum * B])
+    return out
+
+
+def write_config(d, train_bin, global_batch, run_dir, save_interval=0.5):
+    cfg = os.path.join(d, "exp-%d-%s.yaml" % (global_batch, os.path.basename(train_bin)))
+    with open(cfg, "w") as f:
+        f.write(f"""data: {{seq_len: {T}, vocab_size: {VOCAB}, num_bytes: 2, ignore_input_index: 2,
+       batch_size: {B}, global_batch_size: {global_batch},
+       train: {{_name_: lm_ordered, tokenized_file_path: {train_bin}}},
+       val: {{_name_: lm_ordered, tokenized_file_path: {d}/val.bin}}, val_samples: 9}}
+model:
+  backbone: {{_name_: sequence, num_layers: 2, d_model: 32, interleave_step: 1,
+    seq_cell: {{_name_: rat, d_head: 8, ngroups: 2, chunk_size: 5}},
+    hidden_cell: {{_name_: ffn, d_ffn: 64, act_fn: gelu, bias: false}}}}
+  embedding: {{vocab_size: {VOCAB}, pe: {{_name_: interrope, base: 10000}}}}
+task: {{tie_embedding: true, ignore_index: -100}}
+optim:
+  optimizer: {{_name_: adamw, lr: 3.0e-3, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}}
+  lr_scheduler: {{_name_: cosine, warmup_iter: 0.2, eta_min: 1.0e-6}}
+trainer: {{seed: 7, dtype: float32, max_steps: {STEPS}, gradient_clipping: 1.0, log_interval: 1,
+  eval_interval: 0, save_checkpoint: true, load_checkpoint: false, save_interval: {save_interval},
+  save_dir: {run_dir}}}
+""")
+    return cfg
+
+
+class Runner:
+    def __init__(self, rat, mpirun):
+        self.rat, self.mpirun = rat, mpirun
+
+    def run(self, n_ranks, cfg, run_dir, *extra, env=None, timeout=120, check=True):
+        cmd = [self.rat, "train", cfg, "--run-dir", run_dir, "--quiet", "--threads", "1",
+               *extra]
+        if n_ranks > 0:  # 0: a plain process, no launcher
+            cmd = [self.mpirun, "--oversubscribe", "--allow-run-as-root", "-np", str(n_ranks),
+                   *cmd]
+        t0 = time.time()
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                           env=dict(os.environ, **(env or {})))
+        p.elapsed = time.time() - t0
+        if check and p.returncode != 0:
+            sys.exit("FAIL: %s exited %d\n%s\n%s" % (" ".join(cmd), p.returncode, p.stdout,
+                                                      p.stderr))
+        return p
+
+
+def metrics(run_dir):
+    """step -> record (the last record of a step wins, as after a resume)."""
+    steps, val = {}, None
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            j = json.loads(line)
+            if "loss" in j:
+                steps[j["step"]] = j
+            if "val_loss" in j:
+                val = j["val_loss"]
+    return steps, val
+
+
+def max_rel(a_dir, b_dir, keys=("loss", "grad_norm")):
+    a, va = metrics(a_dir)
+    b, vb = metrics(b_dir)
+    if sorted(a) != list(range(1, STEPS + 1)) or sorted(b) != sorted(a):
+        sys.exit("FAIL: steps logged differ: %s vs %s" % (sorted(a), sorted(b)))
+    worst = 0.0
+    for s in a:
+        for k in keys:
+            worst = max(worst, abs(a[s][k] - b[s][k]) / abs(a[s][k]))
+    worst = max(worst, abs(va - vb) / abs(va))
+    return worst
+
+
+def check(cond, msg):
+    if not cond:
+        sys.exit("FAIL: " + msg)
+    print("ok:", msg)
+
+
+def test_equivalence(r, d):
+    samples = make_samples(SAMPLES, 1)
+    write_tokens(os.path.join(d, "train.bin"), samples)
+    cases = [  # (ranks, accumulation per rank, extra flags)
+        (2, 2, ["--bucket-mb", "0.01"]),  # a bucket per block: several in flight
+        (2, 2, ["--no-overlap"]),
+        (3, 1, ["--bucket-mb", "0.01"]),
+    ]
+    for n, a, extra in cases:
+        g = B * n * a
+        name = "n%d-a%d%s" % (n, a, extra[0])
+        ref_bin = os.path.join(d, "train-ref-%d-%d.bin" % (n, a))
+        write_tokens(ref_bin, rank_layout(samples, n, a))
+        ref = os.path.join(d, "ref-" + name)
+        r.run(0, write_config(d, ref_bin, g, ref), ref)  # 1 rank, accumulation n*a
+        par = os.path.join(d, "par-" + name)
+        r.run(n, write_config(d, os.path.join(d, "train.bin"), g, par), par, *extra)
+        diff = max_rel(ref, par)
+        print("%s: max relative difference %.3g over %d steps" % (name, diff, STEPS))
+        check(diff <= RTOL, "%d ranks x accumulation %d %s equal 1 rank x accumulation %d "
+              "within %g (got %.3g)" % (n, a, " ".join(extra), n * a, RTOL, diff))
+        if n == 2 and "--no-overlap" not in extra:
+            # Negative control: the same single-rank run on the unreordered
+            # file sees other global batches and must fail the comparison.
+            other = os.path.join(d, "ref-unordered")
+            r.run(0, write_config(d, os.path.join(d, "train.bin"), g, other), other)
+            bad = max_rel(other, par)
+            check(bad > 100 * RTOL, "other batches differ by %.3g > 100 x tolerance" % bad)
+        m, _ = metrics(par)
+        check(all("comm_wait_s" in m[s] and m[s]["comm_wait_s"] >= 0 for s in m),
+              "comm_wait_s logged every step")
+
+
+def test_resume(r, d):
+    write_tokens(os.path.join(d, "train.bin"), make_samples(SAMPLES, 2))
+    tb = os.path.join(d, "train.bin")
+    straight = os.path.join(d, "straight")
+    r.run(2, write_config(d, tb, 12, straight), straight)
+    part = os.path.join(d, "part")
+    cfg = write_config(d, tb, 12, part)
+    r.run(2, cfg, part, "--stop-after", "3")
+    check(os.path.exists(os.path.join(part, "latest", "model.safetensors")),
+          "stopped run saved a checkpoint")
+    for n in (3, 0):
+        p = r.run(n, cfg, part, "trainer.load_checkpoint=true", check=False)
+        check(p.returncode != 0 and "written by 2 ranks but this run has %d" % max(n, 1)
+              in p.stderr, "resume with %d rank(s) refused with a clear message" % max(n, 1))
+    r.run(2, cfg, part, "trainer.load_checkpoint=true")
+    a, va = metrics(straight)
+    b, vb = metrics(part)
+    check(sorted(b) == list(range(1, STEPS + 1)), "resumed run logged every step once")
+    # Same ranks, same threads, state restored exactly: bit for bit.
+    check(all(a[s]["loss"] == b[s]["loss"] for s in a) and va == vb,
+          "resumed 2-rank run equals the straight run bit for bit")
+
+
+def check_latest_complete(run_dir):
+    latest = os.path.join(run_dir, "latest")
+    check(os.path.islink(latest), "latest exists")
+    target = os.path.realpath(latest)
+    check(not target.endswith(".tmp"), "latest points to a finished checkpoint " + target)
+    for f in ("config.yaml", "model.safetensors", "optimizer.safetensors", "trainer_state.json"):
+        check(os.path.exists(os.path.join(target, f)), "checkpoint has " + f)
+    with open(os.path.join(target, "trainer_state.json")) as f:
+        return json.load(f)["step"]
+
+
+def test_rank_failure(r, d):
+    write_tokens(os.path.join(d, "train.bin"), make_samples(SAMPLES, 3))
+    tb = os.path.join(d, "train.bin")
+    straight = os.path.join(d, "straight")
+    r.run(2, write_config(d, tb, 8, straight), straight)
+    bound = 60  # seconds: mpirun notices a dead rank at once; a hang ends at --comm-timeout
+    for mode, extra in (("", []), (":hang", ["--comm-timeout", "5"])):
+        run = os.path.join(d, "failing" + mode.replace(":", "-"))
+        # save_interval 0.1 of 6 steps: a checkpoint after every step.
+        cfg = write_config(d, tb, 8, run, save_interval=0.1)
+        try:
+            p = r.run(2, cfg, run, *extra, env={"RAT_TEST_ABORT_RANK_AT": "1:3" + mode},
+                      timeout=bound, check=False)
+        except subprocess.TimeoutExpired:
+            sys.exit("FAIL: the job did not end within %d s after rank 1 %s" %
+                     (bound, "hung" if mode else "aborted"))
+        print(p.stderr)
+        check(p.returncode != 0, "job with a failed rank exits non-zero (%d) in %.1f s" %
+              (p.returncode, p.elapsed))
+        if mode:
+            check("rank 0 of 2: no answer from the other ranks for 5 s" in p.stderr,
+                  "surviving rank names the hang and the timeout")
+        else:
+            check("terminated by the launcher" in p.stderr and "resume" in p.stderr,
+                  "surviving rank says why it ended and how to resume")
+        step = check_latest_complete(run)
+        check(step in (2, 3), "last checkpoint is from step %d (rank 1 failed in step 4)" % step)
+        r.run(2, cfg, run, "trainer.load_checkpoint=true")
+        a, _ = metrics(straight)
+        b, _ = metrics(run)
+        check(all(a[s]["loss"] == b[s]["loss"] for s in range(step + 1, STEPS + 1)),
+              "resumed after the failure: steps %d..%d equal the straight run" % (step + 1, STEPS))
+
+
+def main():
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    which, rat, mpirun = sys.argv[1:]
+    d = tempfile.mkdtemp(prefix="rat_mpi_%s_" % which)
+    try:
+        write_tokens(os.path.join(d, "val.bin"), make_samples(40, 9))
+        {"equivalence": test_equivalence, "resume": test_resume,
+         "rank_failure": test_rank_failure}[which](Runner(rat, mpirun), d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
