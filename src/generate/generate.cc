@@ -25,7 +25,7 @@ GenerateResult generate(Model& model, const std::vector<std::vector<int32_t>>& p
   // The last new token is never fed back, so max_new - 1 steps at most.
   Decoder dec(model, B, longest + opt.max_new_tokens);
   res.cache_bytes_per_sequence = dec.cache_bytes_per_sequence();
-  std::vector<Sampler> samplers;
+  std::vector<TokenSampler> samplers;
   for (int64_t i = 0; i < B; ++i)
     samplers.emplace_back(opt.sampling, V, opt.seed * 0x9E3779B97F4A7C15ull + uint64_t(i) + 1);
   std::vector<std::vector<int32_t>> history(prompts);  // prompt + generated, for the penalty

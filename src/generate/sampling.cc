@@ -28,7 +28,7 @@ int32_t argmax(const float* logits, int64_t V) {
   return int32_t(best);
 }
 
-Sampler::Sampler(const SamplingOptions& opt, int64_t vocab, uint64_t seed)
+TokenSampler::TokenSampler(const SamplingOptions& opt, int64_t vocab, uint64_t seed)
     : opt_(opt), V_(vocab), rng_(seed) {
   if (!opt.greedy && opt.temperature > 0.f) {
     if (opt.top_k < 0) throw Error("--top-k must be >= 0 (0 turns it off)");
@@ -41,7 +41,7 @@ Sampler::Sampler(const SamplingOptions& opt, int64_t vocab, uint64_t seed)
   seen_.reserve(1024);
 }
 
-const std::vector<std::pair<int32_t, float>>& Sampler::candidates(const float* logits) {
+const std::vector<std::pair<int32_t, float>>& TokenSampler::candidates(const float* logits) {
   cand_.clear();
   if (opt_.greedy || opt_.temperature <= 0.f) {
     cand_.emplace_back(argmax(logits, V_), 1.f);
@@ -70,7 +70,7 @@ const std::vector<std::pair<int32_t, float>>& Sampler::candidates(const float* l
   return cand_;
 }
 
-int32_t Sampler::sample(float* logits, std::span<const int32_t> history) {
+int32_t TokenSampler::sample(float* logits, std::span<const int32_t> history) {
   if (opt_.repetition_penalty != 1.f) {
     seen_.assign(history.begin(), history.end());
     std::sort(seen_.begin(), seen_.end());

@@ -21,7 +21,7 @@ struct SamplingOptions {
 
 // CTRL (Keskar et al. 2019) as in common practice: for every distinct id in
 // `history`, a positive logit is divided by `penalty`, a negative one
-// multiplied by it. `history` must hold distinct ids (Sampler::sample
+// multiplied by it. `history` must hold distinct ids (TokenSampler::sample
 // deduplicates), so each id is penalised once however often it occurred.
 void apply_repetition_penalty(float* logits, int64_t V, std::span<const int32_t> history,
                               float penalty);
@@ -29,9 +29,9 @@ void apply_repetition_penalty(float* logits, int64_t V, std::span<const int32_t>
 // The largest logit's id (the lowest id among equal maxima).
 int32_t argmax(const float* logits, int64_t V);
 
-class Sampler {
+class TokenSampler {
  public:
-  Sampler(const SamplingOptions& opt, int64_t vocab, uint64_t seed);
+  TokenSampler(const SamplingOptions& opt, int64_t vocab, uint64_t seed);
   // The next id. logits [V] are modified (penalty, temperature); history is
   // every id of the sequence so far (prompt and generated).
   int32_t sample(float* logits, std::span<const int32_t> history);

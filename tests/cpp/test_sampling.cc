@@ -25,7 +25,7 @@ std::vector<float> known_logits() {
 }
 
 std::set<int32_t> support(SamplingOptions o, std::vector<float> logits) {
-  Sampler s(o, int64_t(logits.size()), 1);
+  TokenSampler s(o, int64_t(logits.size()), 1);
   std::set<int32_t> ids;
   for (const auto& [id, p] : s.candidates(logits.data())) ids.insert(id);
   return ids;
@@ -36,11 +36,11 @@ TEST(Sampling, GreedyIsArgmax) {
   EXPECT_EQ(argmax(l.data(), 5), 2);  // the lower id among equal maxima
   SamplingOptions o;
   o.greedy = true;
-  Sampler s(o, 5, 7);
+  TokenSampler s(o, 5, 7);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(s.sample(l.data(), {}), 2);
   o.greedy = false;
   o.temperature = 0.f;  // temperature 0 means greedy too
-  Sampler t(o, 5, 7);
+  TokenSampler t(o, 5, 7);
   EXPECT_EQ(t.sample(l.data(), {}), 2);
 }
 
@@ -60,7 +60,7 @@ TEST(Sampling, FiltersRestrictSupport) {
   o.min_p = 0.3f;
   EXPECT_EQ(support(o, known_logits()), (std::set<int32_t>{3, 0, 4}));
   // Renormalised over the survivors.
-  Sampler s(o, 5, 1);
+  TokenSampler s(o, 5, 1);
   const auto& c = s.candidates(known_logits().data());
   double sum = 0;
   for (const auto& [id, p] : c) sum += p;
@@ -69,7 +69,7 @@ TEST(Sampling, FiltersRestrictSupport) {
   // Temperature sharpens before the filters: at T = 0.5, p ~ q^2.
   o.min_p = 0.f;
   o.temperature = 0.5f;
-  Sampler t(o, 5, 1);
+  TokenSampler t(o, 5, 1);
   // sum q^2 = 0.16 + 0.09 + 0.0225 + 0.01 + 0.0025 = 0.285.
   EXPECT_NEAR(t.candidates(known_logits().data())[0].second, 0.16 / 0.285, 1e-5);
 }
@@ -77,7 +77,7 @@ TEST(Sampling, FiltersRestrictSupport) {
 TEST(Sampling, DrawsFollowTheDistribution) {
   SamplingOptions o;
   o.top_k = 3;  // 0.4, 0.3, 0.15 renormalised over 0.85
-  Sampler s(o, 5, 123);
+  TokenSampler s(o, 5, 123);
   std::map<int32_t, int> n;
   const int draws = 20000;
   for (int i = 0; i < draws; ++i) {
@@ -95,7 +95,7 @@ TEST(Sampling, SeedReproduces) {
   SamplingOptions o;
   o.temperature = 1.3f;
   auto run = [&](uint64_t seed) {
-    Sampler s(o, 5, seed);
+    TokenSampler s(o, 5, seed);
     std::vector<int32_t> out;
     for (int i = 0; i < 64; ++i) {
       auto l = known_logits();
@@ -120,7 +120,7 @@ TEST(Sampling, RepetitionPenaltyIsCtrl) {
   SamplingOptions o;
   o.greedy = true;
   o.repetition_penalty = 2.f;
-  Sampler s(o, 5, 1);
+  TokenSampler s(o, 5, 1);
   std::vector<float> m = {2.f, -2.f, 1.f, -0.5f, 3.f};
   std::vector<int32_t> hist = {4, 4, 4};
   EXPECT_EQ(s.sample(m.data(), hist), 0);
@@ -130,10 +130,10 @@ TEST(Sampling, RepetitionPenaltyIsCtrl) {
 TEST(Sampling, BadOptionsNamed) {
   SamplingOptions o;
   o.top_p = 0.f;
-  EXPECT_THROW(Sampler(o, 5, 1), Error);
+  EXPECT_THROW(TokenSampler(o, 5, 1), Error);
   o.top_p = 1.f;
   o.repetition_penalty = 0.f;
-  EXPECT_THROW(Sampler(o, 5, 1), Error);
+  EXPECT_THROW(TokenSampler(o, 5, 1), Error);
 }
 
 }  // namespace
