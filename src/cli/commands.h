@@ -13,6 +13,8 @@ using Runner = std::function<int()>;
 
 void register_eval(CLI::App& app, Runner& run);
 void register_bench(CLI::App& app, Runner& run);
+// `rat bench model`, added under the `bench` subcommand that register_bench made.
+void register_bench_model(CLI::App& bench, Runner& run);
 void register_train(CLI::App& app, Runner& run);
 void register_tokenize(CLI::App& app, Runner& run);
 void register_generate(CLI::App& app, Runner& run);

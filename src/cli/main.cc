@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   rat::cli::register_train(app, run);
   rat::cli::register_eval(app, run);
   rat::cli::register_bench(app, run);
+  rat::cli::register_bench_model(*app.get_subcommand("bench"), run);
   rat::cli::register_tokenize(app, run);
   rat::cli::register_generate(app, run);
   try {

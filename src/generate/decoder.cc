@@ -34,6 +34,36 @@ int64_t Decoder::cache_bytes() const {
   return b;
 }
 
+int64_t Decoder::total_bytes() const {
+  auto b = [](const std::vector<float>& v) { return int64_t(v.capacity() * sizeof(float)); };
+  int64_t t = b(x_) + b(xm_) + b(hf_) + b(rstd_) + int64_t(pos_.capacity() * sizeof(int64_t));
+  for (const MixerState& s : states_)
+    t += b(s.k) + b(s.v) + b(s.run_k) + b(s.run_v) + b(s.u) + b(s.rstd) + b(s.proj) + b(s.out) +
+         b(s.thread_scratch);
+  return t;
+}
+
+void Decoder::fill_synthetic(int64_t len, uint64_t seed) {
+  if (len <= 0 || len >= max_len_)
+    throw Error("decoder: synthetic length " + std::to_string(len) + " must be in [1, " +
+                std::to_string(max_len_) + ")");
+  for (size_t i = 0; i < states_.size(); ++i) {
+    MixerState& s = states_[i];
+    for (std::vector<float>* v : {&s.k, &s.v, &s.run_k, &s.run_v}) {
+      // A cheap counter hash: values in [-1, 1), different per layer and buffer.
+      uint64_t h = seed * 0x9E3779B97F4A7C15ull + i * 0xD1B54A32D192ED03ull + uint64_t(v->size());
+#pragma omp parallel for schedule(static)
+      for (int64_t j = 0; j < int64_t(v->size()); ++j) {
+        uint64_t z = h + uint64_t(j) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        (*v)[size_t(j)] = float(int64_t(z >> 40) - (int64_t(1) << 23)) / float(1 << 23);
+      }
+    }
+  }
+  std::fill(len_.begin(), len_.end(), len);
+}
+
 void Decoder::check_ids(const int32_t* ids, int64_t n) const {
   const int64_t V = model_.config().vocab_size;
   for (int64_t i = 0; i < n; ++i)

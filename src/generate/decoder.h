@@ -38,6 +38,15 @@ class Decoder {
   int64_t cache_bytes() const;
   int64_t cache_bytes_per_sequence() const { return cache_bytes() / max_batch_; }
   Model& model() { return model_; }
+  // Every byte the decoder holds (caches, step scratch, residual rows): what a
+  // memory budget must cover besides the weights.
+  int64_t total_bytes() const;
+
+  // Benchmarks only: marks every slot as holding `len` tokens whose cached
+  // states are random numbers, so a step at position `len` can be timed
+  // without first prefilling max_batch x len tokens (a step's cost does not
+  // depend on the values it reads).
+  void fill_synthetic(int64_t len, uint64_t seed);
 
  private:
   void check_ids(const int32_t* ids, int64_t n) const;

@@ -1,0 +1,252 @@
+// `rat bench model`: whole-model generation speed, the paper's "maximum
+// generation throughput" experiment scaled to this machine. A decode step at
+// position T-1 with full caches is timed for a batch (mode decode), or for the
+// largest batch whose weights, caches and step buffers fit a memory budget
+// (mode throughput). Every figure is printed beside its ceiling measured in
+// the same run: read bandwidth for the bytes a step must stream (weights +
+// caches) and the GEMM rate for its FLOPs.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "generate/decoder.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/params.h"
+#include "nlohmann/json.hpp"
+#include "util/error.h"
+#include "util/machine.h"
+#include "util/timer.h"
+
+namespace rat::cli {
+
+namespace {
+
+struct ModelBenchOpts {
+  std::vector<std::string> configs;
+  int64_t layers = 0;  // 0: as the config says
+  std::string mode = "decode", dtype = "f32";
+  int64_t seq = 4096, batch = 64, max_batch = 1 << 16;
+  double memory_gib = 16;
+  int repeats = 5, warmup = 1;
+  bool json = false;
+};
+
+// Cache bytes one sequence's step reads at position `pos` (0-based), per
+// SPEC.md "Generation state": what the mixer must stream, not what it holds.
+double cache_read_bytes(const ModelConfig& cfg, int64_t pos) {
+  const double D = double(cfg.d_model), f = sizeof(float);
+  double b = 0;
+  for (const MixerConfig& m : cfg.layers) {
+    switch (m.kind) {
+      case MixerKind::kAttention: b += 2 * double(pos + 1) * D * f; break;
+      case MixerKind::kLocalAttention:
+        b += 2 * double(std::min(pos, m.window_size) + 1) * D * f;
+        break;
+      case MixerKind::kRat: b += 2 * (double(pos / m.chunk_size) + 1) * D * f; break;
+      case MixerKind::kRnn: b += D * f; break;
+    }
+  }
+  return b;
+}
+
+// FLOPs of one token's step: 2 per weight of every matrix (head included,
+// the embedding lookup is not a product) plus 4*P per scored key per head.
+double step_flops_per_token(const Model& model, int64_t pos) {
+  const ModelConfig& cfg = model.config();
+  double f = 0;
+  for (const ParamSpec& s : model.layout().specs())
+    if (s.shape.size() == 2 && s.name != "embedding.wte.weight") f += 2.0 * double(s.numel);
+  if (cfg.tie_embedding) f += 2.0 * double(cfg.vocab_size * cfg.d_model);
+  for (const MixerConfig& m : cfg.layers) {
+    double keys = 0;
+    switch (m.kind) {
+      case MixerKind::kAttention: keys = double(pos + 1); break;
+      case MixerKind::kLocalAttention: keys = double(std::min(pos, m.window_size) + 1); break;
+      case MixerKind::kRat: keys = double(pos / m.chunk_size + 1); break;
+      case MixerKind::kRnn: keys = 0; break;
+    }
+    f += 4.0 * double(cfg.d_model) * keys;
+  }
+  return f;
+}
+
+std::string describe(const ModelConfig& cfg) {
+  std::string s;
+  for (size_t i = 0; i < cfg.layers.size(); ++i) {
+    const MixerConfig& m = cfg.layers[i];
+    if (i) s += ",";
+    s += mixer_name(m.kind);
+    if (m.kind == MixerKind::kRat) s += "(L" + std::to_string(m.chunk_size) + ")";
+    if (m.kind == MixerKind::kLocalAttention) s += "(W" + std::to_string(m.window_size) + ")";
+  }
+  return s;
+}
+
+struct Row {
+  std::string config, layers;
+  int64_t batch = 0;
+  double ms = 0, tokens_per_s = 0, cache_mib_per_seq = 0, weights_mib = 0, rss_mib = 0;
+  double read_bytes = 0, flops = 0, bound_ms = 0;
+};
+
+Row run_one(const std::string& path, const ModelBenchOpts& o, double bw_gbps, double gemm_gflops) {
+  ModelConfig cfg = load_model_config(path);
+  if (o.layers > 0) {
+    cfg.num_layers = o.layers;
+    cfg.resolve(path);
+  }
+  cfg.seq_len = std::max(cfg.seq_len, o.seq);
+  Model model(cfg);
+  model.init(1);
+  model.set_precision(o.dtype == "bf16" ? Precision::kBF16 : Precision::kF32);
+  const int64_t pos = o.seq - 1;                 // position of the timed step
+  const int64_t max_len = o.seq + o.warmup + o.repeats;  // room for every timed step
+  const double weights = double(model.layout().total()) * sizeof(float);
+
+  int64_t batch = o.batch;
+  if (o.mode == "throughput") {
+    // Bytes per sequence and fixed bytes of the decoder, by differencing two
+    // small decoders; plus the step's logits row and FFN/mixer activations,
+    // which grow with the batch inside the blocks.
+    const int64_t b1 = Decoder(model, 1, max_len).total_bytes();
+    const int64_t b2 = Decoder(model, 2, max_len).total_bytes();
+    const double per_seq =
+        double(b2 - b1) + sizeof(float) * double(cfg.vocab_size + 8 * cfg.d_model +
+                                                  3 * cfg.ffn.d_ffn);
+    const double fixed = double(b1) - double(b2 - b1) + weights;  // params (grads aside)
+    const double budget = o.memory_gib * double(1ull << 30);
+    if (budget <= fixed + per_seq)
+      throw Error("--memory-gib " + std::to_string(o.memory_gib) + ": " + path +
+                  " needs more than that for its weights and one sequence (" +
+                  std::to_string((fixed + per_seq) / double(1ull << 30)) + " GiB)");
+    batch = std::min<int64_t>(o.max_batch, int64_t((budget - fixed) / per_seq));
+  }
+  Decoder dec(model, batch, max_len);
+  dec.fill_synthetic(pos, 7);
+  std::vector<int64_t> slots(static_cast<size_t>(batch));
+  std::vector<int32_t> ids(static_cast<size_t>(batch));
+  for (int64_t i = 0; i < batch; ++i)
+    slots[size_t(i)] = i, ids[size_t(i)] = int32_t(i % cfg.vocab_size);
+  std::vector<float> logits(size_t(batch * cfg.vocab_size));
+  for (int r = 0; r < o.warmup; ++r) dec.step(slots.data(), ids.data(), batch, logits.data());
+  std::vector<double> times;
+  for (int r = 0; r < o.repeats; ++r) {
+    const double t0 = now_seconds();
+    dec.step(slots.data(), ids.data(), batch, logits.data());
+    times.push_back(now_seconds() - t0);
+  }
+  Row row;
+  row.config = path;
+  row.layers = describe(cfg);
+  row.batch = batch;
+  row.ms = median(times) * 1e3;
+  row.tokens_per_s = double(batch) / (row.ms * 1e-3);
+  row.cache_mib_per_seq = double(dec.cache_bytes_per_sequence()) / double(1 << 20);
+  row.weights_mib = weights / double(1 << 20);
+  row.rss_mib = max_rss_mib();
+  // The step at position `pos` (plus warm-up positions: the last timed step
+  // reads slightly more; the median step is close to pos + warmup + repeats/2).
+  const int64_t mid = pos + o.warmup + o.repeats / 2;
+  row.read_bytes = weights + double(batch) * cache_read_bytes(cfg, mid);
+  row.flops = double(batch) * step_flops_per_token(model, mid);
+  row.bound_ms = 1e3 * std::max(row.read_bytes / (bw_gbps * 1e9), row.flops / (gemm_gflops * 1e9));
+  return row;
+}
+
+int run_model_bench(const ModelBenchOpts& o) {
+  if (o.configs.empty()) throw Error("--config: give at least one model config (config.yaml)");
+  if (o.mode != "decode" && o.mode != "throughput")
+    throw Error("--mode: '" + o.mode + "', expected decode or throughput");
+  if (o.dtype != "f32" && o.dtype != "bf16")
+    throw Error("--dtype: '" + o.dtype + "', expected f32 or bf16");
+  if (o.seq < 2 || o.batch <= 0 || o.repeats <= 0)
+    throw Error("--seq must be >= 2, --batch and --repeats positive");
+  const double bw = measure_read_bandwidth();
+  const double gemm = measure_gemm_rate(1024, o.dtype == "bf16" ? Precision::kBF16 : Precision::kF32, 3);
+  if (!o.json) {
+    std::printf("machine: %s\n", machine_description().c_str());
+    std::printf("ceilings (same run): read %.1f GB/s, GEMM %s 1024^3 %.1f GFLOP/s\n", bw,
+                o.dtype.c_str(), gemm);
+    std::printf("mode %s, step at position %lld, cache f32, matmul %s%s\n", o.mode.c_str(),
+                (long long)(o.seq - 1), o.dtype.c_str(),
+                o.mode == "throughput"
+                    ? (", budget " + std::to_string(o.memory_gib) + " GiB").c_str()
+                    : "");
+  }
+  std::vector<Row> rows;
+  for (const std::string& c : o.configs) {
+    Row r = run_one(c, o, bw, gemm);
+    rows.push_back(r);
+    const double vs = rows.front().tokens_per_s > 0 ? r.tokens_per_s / rows.front().tokens_per_s : 0;
+    if (o.json) {
+      nlohmann::json j = {{"config", r.config},
+                          {"layers", r.layers},
+                          {"mode", o.mode},
+                          {"seq", o.seq},
+                          {"batch", r.batch},
+                          {"dtype", o.dtype},
+                          {"memory_gib", o.mode == "throughput" ? o.memory_gib : 0.0},
+                          {"ms_per_step", r.ms},
+                          {"tokens_per_s", r.tokens_per_s},
+                          {"cache_mib_per_seq", r.cache_mib_per_seq},
+                          {"weights_mib", r.weights_mib},
+                          {"bytes_read_per_step", r.read_bytes},
+                          {"flops_per_step", r.flops},
+                          {"bound_ms", r.bound_ms},
+                          {"fraction_of_bound", r.bound_ms / r.ms},
+                          {"read_gbps", bw},
+                          {"gemm_gflops", gemm},
+                          {"max_rss_mib", r.rss_mib},
+                          {"vs_first", vs},
+                          {"machine", machine_description()}};
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("%s\n  layers %s\n", r.config.c_str(), r.layers.c_str());
+      std::printf("  batch %lld: %.2f ms/step, %.1f tokens/s (%.2fx the first config)\n",
+                  (long long)r.batch, r.ms, r.tokens_per_s, vs);
+      std::printf("  cache %.2f MiB/sequence, weights %.0f MiB, peak RSS %.0f MiB\n",
+                  r.cache_mib_per_seq, r.weights_mib, r.rss_mib);
+      std::printf("  step reads %.1f MB, %.3g FLOPs: bound %.2f ms -> %.0f%% of the bound\n",
+                  r.read_bytes / 1e6, r.flops, r.bound_ms, 100.0 * r.bound_ms / r.ms);
+    }
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_bench_model(CLI::App& bench, Runner& run) {
+  static ModelBenchOpts o;
+  auto* m = bench.add_subcommand(
+      "model",
+      "Time whole-model decode steps at position T-1 with full caches (random weights and\n"
+      "cache contents: the cost does not depend on them). --mode decode uses --batch;\n"
+      "--mode throughput uses the largest batch that fits --memory-gib (the paper's maximum\n"
+      "generation throughput). Several --config run in one process and are compared.\n"
+      "Example (RAT hybrid vs attention, 4 layers of the xl width, 16 GiB):\n"
+      "  rat bench model --mode throughput --memory-gib 16 --seq 4096 --layers 4 \\\n"
+      "    --config configs/experiment/fineweb_edu/attention-xl.yaml \\\n"
+      "    --config configs/experiment/fineweb_edu/rat_localattention_interleave-xl.yaml");
+  m->add_option("--config", o.configs, "model config (config.yaml or experiment yaml); repeatable")
+      ->required();
+  m->add_option("--layers", o.layers, "override num_layers (0: keep)")->capture_default_str();
+  m->add_option("--mode", o.mode, "decode | throughput")->capture_default_str();
+  m->add_option("--seq", o.seq, "T: the step runs at position T-1 with T-1 cached tokens")
+      ->capture_default_str();
+  m->add_option("--batch", o.batch, "sequences per step (decode mode)")->capture_default_str();
+  m->add_option("--memory-gib", o.memory_gib, "budget for weights + caches (throughput mode)")
+      ->capture_default_str();
+  m->add_option("--max-batch", o.max_batch, "cap on the throughput batch")->capture_default_str();
+  m->add_option("--dtype", o.dtype, "f32 | bf16 matmul inputs")->capture_default_str();
+  m->add_option("--repeats", o.repeats, "timed steps (median reported)")->capture_default_str();
+  m->add_option("--warmup", o.warmup, "untimed steps first")->capture_default_str();
+  m->add_flag("--json", o.json, "one JSON object per config");
+  m->callback([&run] { run = [] { return run_model_bench(o); }; });
+}
+
+}  // namespace rat::cli
