@@ -15,6 +15,8 @@ void register_eval(CLI::App& app, Runner& run);
 void register_bench(CLI::App& app, Runner& run);
 void register_train(CLI::App& app, Runner& run);
 void register_tokenize(CLI::App& app, Runner& run);
+void register_sft_data(CLI::App& app, Runner& run);
+void register_plot(CLI::App& app, Runner& run);
 
 
 }  // namespace rat::cli
