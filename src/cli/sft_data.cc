@@ -17,7 +17,8 @@ void register_sft_data(CLI::App& app, Runner& run) {
       "Build supervised fine-tuning data (SPEC.md \"Data\") from a JSONL file, one\n"
       "{\"prompt\": \"...\", \"answer\": \"...\"} object per line. Each example becomes\n"
       "TEMPLATE(prompt) + answer + eos; only the answer and its eos are trained on (labels\n"
-      "are -100 elsewhere). Writes PREFIX.inputs.bin, PREFIX.labels.bin and PREFIX.json.\n"
+      "are -100 elsewhere). Writes PREFIX.inputs.bin, PREFIX.labels.bin, PREFIX.json and a\n"
+      "copy of the tokenizer beside them (training puts it into every checkpoint).\n"
       "Example:\n"
       "  rat sft-data --jsonl qa.jsonl --tokenizer data/pydoc/tokenizer.model --out data/sft/qa\n"
       "  rat train configs/experiment/pydoc/rat-small.yaml trainer.pretrained_path=runs/rat-small/latest \\\n"
@@ -49,13 +50,13 @@ void register_sft_data(CLI::App& app, Runner& run) {
         return 0;
       }
       std::printf("%lld examples, %lld tokens, %lld answer labels (%.1f%%), num_bytes %d, eos %d\n"
-                  "wrote %s\n      %s\n      %s\n"
+                  "wrote %s\n      %s\n      %s\n      %s\n"
                   "train with: data.train._name_=sft_ordered data.train.tokenized_input_path=%s "
                   "data.train.tokenized_label_path=%s data.num_bytes=%d\n",
                   (long long)r.examples, (long long)r.tokens, (long long)r.answer_labels,
                   100.0 * double(r.answer_labels) / double(r.tokens), r.num_bytes, r.eos_id,
                   r.inputs_path.c_str(), r.labels_path.c_str(), r.report_path.c_str(),
-                  r.inputs_path.c_str(), r.labels_path.c_str(), r.num_bytes);
+                  r.tokenizer_path.c_str(), r.inputs_path.c_str(), r.labels_path.c_str(), r.num_bytes);
       return 0;
     };
   });

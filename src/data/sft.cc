@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "data/tokenizer.h"
@@ -115,7 +116,20 @@ SftReport build_sft_data(const SftOptions& opt) {
   r.inputs_path = opt.out_prefix + ".inputs.bin";
   r.labels_path = opt.out_prefix + ".labels.bin";
   r.report_path = opt.out_prefix + ".json";
-  r.tokenizer_path = opt.tokenizer;
+  // `rat train` copies DIR/tokenizer.model of the data into every checkpoint,
+  // so the fine-tuned model directory carries its tokenizer.
+  r.tokenizer_path = (parent.empty() ? fs::path("tokenizer.model") : parent / "tokenizer.model").string();
+  auto slurp = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  if (fs::exists(r.tokenizer_path)) {
+    if (!fs::equivalent(r.tokenizer_path, opt.tokenizer) && slurp(r.tokenizer_path) != slurp(opt.tokenizer))
+      throw Error("--out " + opt.out_prefix + ": " + r.tokenizer_path + " is a different tokenizer than " +
+                  opt.tokenizer + "; write the SFT files to another directory");
+  } else {
+    write_file_atomic(r.tokenizer_path, slurp(opt.tokenizer));
+  }
   write_ids(r.inputs_path, ids, r.num_bytes);
   write_ids(r.labels_path, shifted, r.num_bytes);
   write_file_atomic(r.report_path, r.to_json().dump(2) + "\n");

@@ -21,7 +21,8 @@ namespace rat {
 struct SftOptions {
   std::string jsonl;      // input: one {"prompt", "answer"} object per line
   std::string tokenizer;  // sentencepiece .model; must define eos
-  std::string out_prefix; // writes PREFIX.inputs.bin, PREFIX.labels.bin, PREFIX.json
+  std::string out_prefix; // writes PREFIX.inputs.bin, PREFIX.labels.bin, PREFIX.json, and
+                          // DIR/tokenizer.model (a copy) unless it is there already
   // "{prompt}" is replaced by the example's prompt (exactly one occurrence).
   std::string prompt_template = "### Question:\n{prompt}\n### Answer:\n";
   int num_bytes = 0;      // 2 | 4; 0: 2 when every id and the -100 pattern fit in uint16
@@ -47,7 +48,8 @@ int sft_num_bytes(int64_t vocab_size);
 // Throws rat::Error naming "FILE:LINE" for a line that is not a JSON object
 // with string "prompt" and non-empty string "answer" (blank lines are
 // skipped), and naming the template when it lacks "{prompt}". Nothing is
-// written unless every line is good; files are written atomically.
+// written unless every line is good; files are written atomically. Throws when
+// DIR already holds a different tokenizer.model.
 SftReport build_sft_data(const SftOptions& opt);
 
 }  // namespace rat

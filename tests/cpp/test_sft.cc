@@ -58,7 +58,10 @@ class SftTest : public ::testing::Test {
     std::mt19937 rng(3);
     auto sentence = [&](int n) {
       std::string s;
-      for (int i = 0; i < n; ++i) s += (i ? " " : "") + std::string(words[rng() % 16]);
+      for (int i = 0; i < n; ++i) {
+        if (i) s += ' ';
+        s += words[rng() % 16];
+      }
       return s;
     };
     std::string text;
@@ -127,6 +130,9 @@ TEST_F(SftTest, FilesMarkExactlyTheAnswers) {
   EXPECT_EQ(r.answer_labels, counted);
   EXPECT_GT(counted, 0);
   EXPECT_LT(counted, int64_t(lab.size()) / 2) << "prompts should dominate the test data";
+  // The tokenizer travels with the data (and so into every checkpoint).
+  EXPECT_EQ(r.tokenizer_path, dir_->file("out/tokenizer.model"));
+  EXPECT_EQ(rat::testing::slurp(r.tokenizer_path), rat::testing::slurp(*tokenizer_));
   auto j = nlohmann::json::parse(rat::testing::slurp(r.report_path));
   EXPECT_EQ(j["answer_labels"].get<int64_t>(), counted);
 }
@@ -155,6 +161,13 @@ TEST_F(SftTest, BadLinesAreNamedByLineNumberAndNothingIsWritten) {
   o.prompt_template = "no placeholder";
   m = msg_for(good);
   EXPECT_NE(m.find("{prompt}"), std::string::npos) << m;
+  o.prompt_template = "Q: {prompt}\nA: ";
+  fs::create_directories(dir_->file("other"));
+  dir_->write("other/tokenizer.model", "not this tokenizer");
+  o.out_prefix = dir_->file("other/qa");
+  m = msg_for(good);
+  EXPECT_NE(m.find("is a different tokenizer"), std::string::npos) << m;
+  EXPECT_FALSE(fs::exists(dir_->file("other/qa.inputs.bin")));
   EXPECT_FALSE(fs::exists(dir_->file("bad/qa.inputs.bin")));
   EXPECT_FALSE(fs::exists(dir_->file("bad/qa.labels.bin")));
 }
