@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Builds rat_tests with AddressSanitizer + UBSan in build-asan/ and runs the
-# file-format parser tests (config.yaml, safetensors, token files) under them.
+# file-format parser tests (config.yaml, safetensors, token files, SFT JSONL) under them.
 # Self-contained: configures the tree if needed, builds only rat_tests.
 #
 #   scripts/sanitize_tests.sh [extra gtest arguments]
 #
 # Environment: RAT_ASAN_BUILD_DIR (default <repo>/build-asan), RAT_JOBS
-# (default 2), RAT_SANITIZE_FILTER (default Config*:Safetensors*:Tokens*).
+# (default 2), RAT_SANITIZE_FILTER (default Config*:Safetensors*:Tokens*:SftTest.*).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RAT_ASAN_BUILD_DIR:-$root/build-asan}"
 jobs="${RAT_JOBS:-2}"
-filter="${RAT_SANITIZE_FILTER:-Config*:Safetensors*:Tokens*}"
+filter="${RAT_SANITIZE_FILTER:-Config*:Safetensors*:Tokens*:SftTest.*}"
 
 # Debug (-O0 -g): fastest to compile, exact stack traces; the parser tests run
 # in well under a second either way.

@@ -18,6 +18,8 @@ void register_bench_model(CLI::App& bench, Runner& run);
 void register_train(CLI::App& app, Runner& run);
 void register_tokenize(CLI::App& app, Runner& run);
 void register_generate(CLI::App& app, Runner& run);
+void register_sft_data(CLI::App& app, Runner& run);
+void register_plot(CLI::App& app, Runner& run);
 
 
 }  // namespace rat::cli

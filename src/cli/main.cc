@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   rat::cli::register_bench_model(*app.get_subcommand("bench"), run);
   rat::cli::register_tokenize(app, run);
   rat::cli::register_generate(app, run);
+  rat::cli::register_sft_data(app, run);
+  rat::cli::register_plot(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -520,6 +520,11 @@ class TestTrainRef(unittest.TestCase):
             out = os.path.join(d, "c")
             make_case.main(["--config", os.path.join(HERE, "cases", "rat_t_lt_l.yaml"), "--out", out])
             hp = dict(lr=3e-2, b1=0.9, b2=0.95, eps=1e-8, wd=0.1, clip=0.5, mb=2, acc=2, steps=3, warm=0.34, eta=1e-4)
+            # 9 whole samples: the loader keeps 8 (two global batches of 4), so step 2 wraps to sample 0
+            cfg0 = R.load_config(os.path.join(out, "model", "config.yaml"))
+            tokens = os.path.join(d, "tokens.bin")
+            g = torch.Generator().manual_seed(5)
+            torch.randint(0, cfg0.vocab_size, (9 * cfg0.seq_len + 1,), generator=g).numpy().astype("<u2").tofile(tokens)
             exp = os.path.join(d, "exp.yaml")
             with open(exp, "w") as f:
                 json.dump({"optim": {"optimizer": {"_name_": "adamw", "lr": hp["lr"], "weight_decay": hp["wd"],
@@ -527,7 +532,7 @@ class TestTrainRef(unittest.TestCase):
                                      "lr_scheduler": {"_name_": "cosine", "warmup_iter": hp["warm"], "eta_min": hp["eta"]}},
                            "trainer": {"max_steps": hp["steps"], "gradient_clipping": hp["clip"]},
                            "data": {"batch_size": hp["mb"], "global_batch_size": hp["mb"] * hp["acc"],
-                                    "train": {"tokenized_file_path": os.path.join(out, "tokens.bin")}}}, f)
+                                    "train": {"tokenized_file_path": tokens}}}, f)
             TR.main(["--model", os.path.join(out, "model"), "--exp-config", exp, "--out", os.path.join(d, "log.json"),
                      "--save-model", os.path.join(d, "final")])
             with open(os.path.join(d, "log.json")) as f:
@@ -538,9 +543,11 @@ class TestTrainRef(unittest.TestCase):
             cfg = R.load_config(os.path.join(out, "model", "config.yaml"))
             m = R.LM(cfg, DT)
             m.load_weights(st.load_file(os.path.join(out, "model", "model.safetensors")))
-            tok = np.fromfile(os.path.join(out, "tokens.bin"), dtype="<u2").astype(np.int64)
+            tok = np.fromfile(tokens, dtype="<u2").astype(np.int64)
             inp, lab = R.make_samples(torch.from_numpy(tok), cfg.seq_len, cfg.ignore_input_index)
-            n = inp.shape[0]
+            self.assertEqual(inp.shape[0], 9)
+            n = 8   # whole global batches only (SPEC "Data" loader / C++ lm_ordered)
+            self.assertEqual(log["num_samples"], n)
             state = {k: (torch.zeros_like(p), torch.zeros_like(p)) for k, p in m.named_parameters()}
             W = int(hp["warm"] * hp["steps"])
             for s in range(hp["steps"]):
