@@ -25,7 +25,7 @@ namespace rat::cli {
 namespace {
 
 struct BenchOpts {
-  std::string layer = "rat", mode = "train", dtype = "f32";
+  std::string layer = "rat", mode = "train", dtype = "f32", cache_dtype = "f32";
   int64_t chunk = 16, window = 1024, d_model = 1024, d_head = 64, seq = 4096, batch = 1;
   int64_t ngroups = 1;
   int repeats = 5, warmup = 1;
@@ -67,7 +67,10 @@ double score_pairs(const MixerConfig& m, int64_t T) {
 int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
                      const MixerConfig& m, Precision prec) {
   const int64_t B = o.batch, T = o.seq, D = o.d_model, pos = T - 1;
+  if (o.cache_dtype != "f32" && o.cache_dtype != "bf16")
+    throw Error("--cache-dtype: '" + o.cache_dtype + "', expected f32 or bf16");
   MixerState st;
+  st.bf16 = o.cache_dtype == "bf16";
   block.init_state(st, B, T);
   // A full cache of random values (what a prefill of T-1 tokens would leave:
   // the values do not change the work).
@@ -75,6 +78,8 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
   std::normal_distribution<float> nd(0.f, 1.f);
   for (auto* v : {&st.k, &st.v, &st.run_k, &st.run_v})
     for (float& f : *v) f = nd(rng);
+  for (auto* v : {&st.k16, &st.v16})
+    for (uint16_t& h : *v) h = uint16_t(0x3f80 + (rng() & 0x7f));  // bf16 values in [1, 2)
   std::vector<float> x(size_t(B * D)), y(size_t(B * D));
   for (float& f : x) f = nd(rng);
   std::vector<int64_t> slots(static_cast<size_t>(B)), positions(static_cast<size_t>(B), pos);
@@ -91,14 +96,15 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
   // Bytes a step must read: the layer's weights (f32 storage) and, per
   // sequence, the cache rows its query sees (K and V) plus running states.
   const double weights = double(in_proj_width(cfg, m) * D + D * D + 2 * D) * 4.0;
-  double rows = 0;  // cache rows of D floats read per sequence
+  double rows = 0, run_rows = 0;  // cache rows (K and V) and float32 state rows of D
   switch (m.kind) {
     case MixerKind::kAttention: rows = 2.0 * double(pos + 1); break;
     case MixerKind::kLocalAttention: rows = 2.0 * double(std::min(pos + 1, m.window_size + 1)); break;
-    case MixerKind::kRat: rows = 2.0 * double(pos / m.chunk_size) + 2.0; break;
-    case MixerKind::kRnn: rows = 1.0; break;
+    case MixerKind::kRat: rows = 2.0 * double(pos / m.chunk_size), run_rows = 2.0; break;
+    case MixerKind::kRnn: run_rows = 1.0; break;
   }
-  const double cache = rows * double(D) * 4.0 * double(B);
+  const double kv_bytes = st.bf16 ? 2.0 : 4.0;
+  const double cache = (rows * kv_bytes + run_rows * 4.0) * double(D) * double(B);
   const double bytes = weights + cache;
   const double bw = measure_read_bandwidth();
   const double floor_ms = bytes / (bw * 1e9) * 1e3;
@@ -111,7 +117,7 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
                         {"chunk", m.kind == MixerKind::kRat ? o.chunk : 0},
                         {"window", m.kind == MixerKind::kLocalAttention ? o.window : 0},
                         {"ngroups", o.ngroups},     {"dtype", o.dtype},
-                        {"cache_dtype", "f32"},     {"ms", ms},
+                        {"cache_dtype", o.cache_dtype}, {"ms", ms},
                         {"tokens_per_s", tps},      {"weight_bytes", weights},
                         {"cache_bytes_read", cache},
                         {"cache_bytes_per_sequence", st.cache_bytes() / B},
@@ -123,9 +129,10 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
   } else {
     std::printf("machine: %s\n", machine_description().c_str());
     std::printf("layer %s (L=%lld W=%lld G=%lld) decode at position %lld, B=%lld D=%lld P=%lld "
-                "%s, f32 cache\n",
+                "%s, %s cache\n",
                 o.layer.c_str(), (long long)o.chunk, (long long)o.window, (long long)o.ngroups,
-                (long long)pos, (long long)B, (long long)D, (long long)o.d_head, o.dtype.c_str());
+                (long long)pos, (long long)B, (long long)D, (long long)o.d_head, o.dtype.c_str(),
+                o.cache_dtype.c_str());
     std::printf("  %.3f ms per step (median of %d), %.0f tokens/s\n", ms, o.repeats, tps);
     std::printf("  read per step: weights %.2f MB + cache %.2f MB (%.1f KiB per sequence held)\n",
                 weights / 1e6, cache / 1e6, double(st.cache_bytes() / B) / 1024.0);
@@ -254,6 +261,8 @@ void register_bench(CLI::App& app, Runner& run) {
   layer->add_option("--mode", o.mode,
                     "train (forward+backward) | prefill (forward) | decode (one step of --batch "
                     "sequences at position --seq - 1 with a full cache)")
+      ->capture_default_str();
+  layer->add_option("--cache-dtype", o.cache_dtype, "decode: f32 | bf16 storage of K/V and chunk states")
       ->capture_default_str();
   layer->add_option("--repeats", o.repeats, "timed repeats (median reported)")
       ->capture_default_str();

@@ -10,7 +10,7 @@
 
 namespace rat {
 
-Decoder::Decoder(Model& model, int64_t max_batch, int64_t max_len)
+Decoder::Decoder(Model& model, int64_t max_batch, int64_t max_len, bool bf16_cache)
     : model_(model), max_batch_(max_batch), max_len_(max_len) {
   if (max_batch <= 0 || max_len <= 0)
     throw Error("decoder: batch " + std::to_string(max_batch) + " and length " +
@@ -18,8 +18,10 @@ Decoder::Decoder(Model& model, int64_t max_batch, int64_t max_len)
   const ModelConfig& cfg = model.config();
   const int64_t D = cfg.d_model, rows = std::max(max_len, max_batch);
   states_.resize(cfg.layers.size());
-  for (size_t i = 0; i < states_.size(); ++i)
+  for (size_t i = 0; i < states_.size(); ++i) {
+    states_[i].bf16 = bf16_cache;
     model.mixer(i).init_state(states_[i], max_batch, max_len);
+  }
   len_.assign(size_t(max_batch), 0);
   x_.assign(size_t(rows * D), 0.f);
   xm_.assign(size_t(rows * D), 0.f);

@@ -19,7 +19,9 @@ namespace rat {
 class Decoder {
  public:
   // max_len: the longest sequence (prompt + generated) a slot may hold.
-  Decoder(Model& model, int64_t max_batch, int64_t max_len);
+  // bf16_cache: keep attention K/V and RAT chunk states as bf16 (half the
+  // bytes per step; logits then differ from the full forward by bf16 rounding).
+  Decoder(Model& model, int64_t max_batch, int64_t max_len, bool bf16_cache = false);
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
