@@ -270,6 +270,8 @@ void register_bench(CLI::App& app, Runner& run) {
   layer->add_flag("--json", o.json, "one JSON object per line");
   layer->callback([&run] { run = [] { return run_layer(o); }; });
 
+  register_bench_model(bench, run);
+
   auto* g = bench->add_subcommand("gemm", "Print this machine's GEMM rate (oneDNN, all threads)");
   g->add_option("--n", o.gemm_n, "square size")->capture_default_str();
   g->add_option("--dtype", o.dtype, "f32 | bf16")->capture_default_str();

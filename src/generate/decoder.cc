@@ -28,6 +28,14 @@ Decoder::Decoder(Model& model, int64_t max_batch, int64_t max_len, bool bf16_cac
   hf_.assign(size_t(max_batch * D), 0.f);
   rstd_.assign(size_t(max_batch), 0.f);
   pos_.assign(size_t(max_batch), 0);
+  busy_.assign(size_t(max_batch), 0);
+}
+
+void Decoder::assume_length(int64_t slot, int64_t len) {
+  if (slot < 0 || slot >= max_batch_ || len < 0 || len > max_len_)
+    throw Error("decoder: assume_length(" + std::to_string(slot) + ", " + std::to_string(len) +
+                ") out of range");
+  len_[size_t(slot)] = len;
 }
 
 int64_t Decoder::cache_bytes() const {
@@ -83,6 +91,14 @@ void Decoder::step(const int64_t* slots, const int32_t* ids, int64_t n, float* l
                   " tokens)");
     pos_[size_t(i)] = len_[size_t(s)];
   }
+  // Two rows of one slot would race on its state.
+  int64_t dup = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (busy_[size_t(slots[i])]) dup = slots[i];
+    busy_[size_t(slots[i])] = 1;
+  }
+  for (int64_t i = 0; i < n; ++i) busy_[size_t(slots[i])] = 0;
+  if (dup >= 0) throw Error("decoder: slot " + std::to_string(dup) + " appears twice in one step");
   check_ids(ids, n);
   ModelView w = model_.weights();
   float* x = x_.data();

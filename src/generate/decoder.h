@@ -41,6 +41,11 @@ class Decoder {
   int64_t cache_bytes_per_sequence() const { return cache_bytes() / max_batch_; }
   Model& model() { return model_; }
 
+  // Benchmarks only: marks a slot as holding `len` tokens without a prefill
+  // (its state is whatever the caches hold, e.g. random values from states()).
+  void assume_length(int64_t slot, int64_t len);
+  std::vector<MixerState>& states() { return states_; }
+
  private:
   void check_ids(const int32_t* ids, int64_t n) const;
 
@@ -51,6 +56,7 @@ class Decoder {
   // Residual stream and head scratch, sized for max(max_len, max_batch) rows.
   std::vector<float> x_, xm_, hf_, rstd_;
   std::vector<int64_t> pos_;
+  std::vector<char> busy_;  // slots already in the current step (distinctness check)
 };
 
 }  // namespace rat

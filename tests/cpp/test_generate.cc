@@ -306,6 +306,14 @@ TEST(Generate, BadInputIsNamed) {
   dec.prefill(0, ok, 4, logits.data());
   const int64_t slot = 0;
   EXPECT_THROW(dec.step(&slot, ok, 1, logits.data()), Error);  // full
+  Decoder two(*model, 2, 8);
+  two.prefill(0, ok, 2, logits.data());
+  const int64_t same[] = {0, 0}, unfilled[] = {0, 1};
+  std::vector<float> two_rows(2 * logits.size());
+  EXPECT_THROW(two.step(same, ok, 2, two_rows.data()), Error);
+  EXPECT_THROW(two.step(unfilled, ok, 2, two_rows.data()), Error);
+  two.step(&slot, ok, 1, logits.data());  // still usable after the refusals
+  EXPECT_EQ(two.length(0), 3);
 }
 
 }  // namespace
