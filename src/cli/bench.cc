@@ -25,7 +25,7 @@ namespace rat::cli {
 namespace {
 
 struct BenchOpts {
-  std::string layer = "rat", mode = "train", dtype = "f32";
+  std::string layer = "rat", mode = "train", dtype = "f32", cache_dtype = "f32";
   int64_t chunk = 16, window = 1024, d_model = 1024, d_head = 64, seq = 4096, batch = 1;
   int64_t ngroups = 1;
   int repeats = 5, warmup = 1;
@@ -61,12 +61,94 @@ double score_pairs(const MixerConfig& m, int64_t T) {
   return pairs;
 }
 
+// SPEC.md "efficiency protocol", decode: one step of B sequences at position
+// T-1 with a full cache. A step reads every weight once (one GEMM over the
+// batch) and each sequence's cache once, so its floor is bytes / bandwidth.
+int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
+                     const MixerConfig& m, Precision prec) {
+  const int64_t B = o.batch, T = o.seq, D = o.d_model, pos = T - 1;
+  if (o.cache_dtype != "f32" && o.cache_dtype != "bf16")
+    throw Error("--cache-dtype: '" + o.cache_dtype + "', expected f32 or bf16");
+  MixerState st;
+  st.bf16 = o.cache_dtype == "bf16";
+  block.init_state(st, B, T);
+  // A full cache of random values (what a prefill of T-1 tokens would leave:
+  // the values do not change the work).
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (auto* v : {&st.k, &st.v, &st.run_k, &st.run_v})
+    for (float& f : *v) f = nd(rng);
+  for (auto* v : {&st.k16, &st.v16})
+    for (uint16_t& h : *v) h = uint16_t(0x3f80 + (rng() & 0x7f));  // bf16 values in [1, 2)
+  std::vector<float> x(size_t(B * D)), y(size_t(B * D));
+  for (float& f : x) f = nd(rng);
+  std::vector<int64_t> slots(static_cast<size_t>(B)), positions(static_cast<size_t>(B), pos);
+  for (int64_t b = 0; b < B; ++b) slots[size_t(b)] = b;
+  auto step = [&] { block.step(x.data(), y.data(), slots.data(), positions.data(), B, st); };
+  for (int r = 0; r < std::max(o.warmup, 1); ++r) step();
+  std::vector<double> times;
+  for (int r = 0; r < o.repeats; ++r) {
+    double t0 = now_seconds();
+    step();
+    times.push_back(now_seconds() - t0);
+  }
+  const double ms = median(times) * 1e3;
+  // Bytes a step must read: the layer's weights (f32 storage) and, per
+  // sequence, the cache rows its query sees (K and V) plus running states.
+  const double weights = double(in_proj_width(cfg, m) * D + D * D + 2 * D) * 4.0;
+  double rows = 0, run_rows = 0;  // cache rows (K and V) and float32 state rows of D
+  switch (m.kind) {
+    case MixerKind::kAttention: rows = 2.0 * double(pos + 1); break;
+    case MixerKind::kLocalAttention: rows = 2.0 * double(std::min(pos + 1, m.window_size + 1)); break;
+    case MixerKind::kRat: rows = 2.0 * double(pos / m.chunk_size), run_rows = 2.0; break;
+    case MixerKind::kRnn: run_rows = 1.0; break;
+  }
+  const double kv_bytes = st.bf16 ? 2.0 : 4.0;
+  const double cache = (rows * kv_bytes + run_rows * 4.0) * double(D) * double(B);
+  const double bytes = weights + cache;
+  const double bw = measure_read_bandwidth();
+  const double floor_ms = bytes / (bw * 1e9) * 1e3;
+  const double tps = double(B) / (ms * 1e-3);
+  const double rss = max_rss_mib();
+  if (o.json) {
+    nlohmann::json j = {{"layer", o.layer},         {"mode", "decode"},
+                        {"position", pos},          {"batch", B},
+                        {"d_model", D},             {"d_head", o.d_head},
+                        {"chunk", m.kind == MixerKind::kRat ? o.chunk : 0},
+                        {"window", m.kind == MixerKind::kLocalAttention ? o.window : 0},
+                        {"ngroups", o.ngroups},     {"dtype", o.dtype},
+                        {"cache_dtype", o.cache_dtype}, {"ms", ms},
+                        {"tokens_per_s", tps},      {"weight_bytes", weights},
+                        {"cache_bytes_read", cache},
+                        {"cache_bytes_per_sequence", st.cache_bytes() / B},
+                        {"read_gbps", bw},          {"achieved_gbps", bytes / (ms * 1e-3) / 1e9},
+                        {"bound_ms", floor_ms},     {"bandwidth_fraction", floor_ms / ms},
+                        {"max_rss_mib", rss},       {"repeats", o.repeats},
+                        {"machine", machine_description()}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("machine: %s\n", machine_description().c_str());
+    std::printf("layer %s (L=%lld W=%lld G=%lld) decode at position %lld, B=%lld D=%lld P=%lld "
+                "%s, %s cache\n",
+                o.layer.c_str(), (long long)o.chunk, (long long)o.window, (long long)o.ngroups,
+                (long long)pos, (long long)B, (long long)D, (long long)o.d_head, o.dtype.c_str(),
+                o.cache_dtype.c_str());
+    std::printf("  %.3f ms per step (median of %d), %.0f tokens/s\n", ms, o.repeats, tps);
+    std::printf("  read per step: weights %.2f MB + cache %.2f MB (%.1f KiB per sequence held)\n",
+                weights / 1e6, cache / 1e6, double(st.cache_bytes() / B) / 1024.0);
+    std::printf("  read bandwidth (same run): %.1f GB/s -> bound %.3f ms; step at %.0f%% of it\n",
+                bw, floor_ms, 100.0 * floor_ms / ms);
+    std::printf("  peak resident memory %.0f MiB\n", rss);
+  }
+  return 0;
+}
+
 int run_layer(const BenchOpts& o) {
   if (o.d_model <= 0 || o.d_head <= 0 || o.d_model % o.d_head)
     throw Error("--d-model must be a positive multiple of --d-head");
   if (o.seq <= 0 || o.batch <= 0) throw Error("--seq and --batch must be positive");
-  if (o.mode != "train" && o.mode != "prefill")
-    throw Error("--mode: '" + o.mode + "', expected train or prefill");
+  if (o.mode != "train" && o.mode != "prefill" && o.mode != "decode")
+    throw Error("--mode: '" + o.mode + "', expected train, prefill or decode");
   Precision prec = parse_dtype(o.dtype);
   ModelConfig cfg;
   cfg.vocab_size = 16;
@@ -91,6 +173,8 @@ int run_layer(const BenchOpts& o) {
   env.prec = prec;
   auto block = make_mixer(&env, cfg.layers[0]);
   block->bind(layout.view(params.data()).layers[0], layout.view(grads.data()).layers[0]);
+
+  if (o.mode == "decode") return run_layer_decode(o, cfg, *block, m, prec);
 
   const int64_t N = o.batch * o.seq, D = o.d_model;
   std::vector<float> x(size_t(N * D)), y(size_t(N * D)), dy(size_t(N * D)), dx(size_t(N * D));
@@ -174,13 +258,18 @@ void register_bench(CLI::App& app, Runner& run) {
   layer->add_option("--batch", o.batch, "batch size B")->capture_default_str();
   layer->add_option("--dtype", o.dtype, "f32 | bf16 (GEMM inputs; fp32 accumulation)")
       ->capture_default_str();
-  layer->add_option("--mode", o.mode, "train (forward+backward) | prefill (forward)")
+  layer->add_option("--mode", o.mode,
+                    "train (forward+backward) | prefill (forward) | decode (one step of --batch "
+                    "sequences at position --seq - 1 with a full cache)")
+      ->capture_default_str();
+  layer->add_option("--cache-dtype", o.cache_dtype, "decode: f32 | bf16 storage of K/V and chunk states")
       ->capture_default_str();
   layer->add_option("--repeats", o.repeats, "timed repeats (median reported)")
       ->capture_default_str();
   layer->add_option("--warmup", o.warmup, "untimed repeats first")->capture_default_str();
   layer->add_flag("--json", o.json, "one JSON object per line");
   layer->callback([&run] { run = [] { return run_layer(o); }; });
+
 
   auto* g = bench->add_subcommand("gemm", "Print this machine's GEMM rate (oneDNN, all threads)");
   g->add_option("--n", o.gemm_n, "square size")->capture_default_str();

@@ -26,9 +26,11 @@ namespace rat::cli {
 namespace {
 
 struct ModelBenchOpts {
-  std::vector<std::string> configs;
-  int64_t layers = 0;  // 0: as the config says
-  std::string mode = "decode", dtype = "f32";
+  std::vector<std::string> configs;  // model config files
+  std::vector<std::string> mixers;   // or presets built from the shape flags below
+  int64_t layers = 0;                // 0: as the config says (presets: 4)
+  int64_t d_model = 2048, d_head = 128, chunk = 16, window = 1024, ngroups = 2, vocab = 32000;
+  std::string mode = "decode", dtype = "f32", cache_dtype = "f32";
   int64_t seq = 4096, batch = 64, max_batch = 1 << 16;
   double memory_gib = 16;
   int repeats = 5, warmup = 1;
@@ -37,8 +39,8 @@ struct ModelBenchOpts {
 
 // Cache bytes one sequence's step reads at position `pos` (0-based), per
 // SPEC.md "Generation state": what the mixer must stream, not what it holds.
-double cache_read_bytes(const ModelConfig& cfg, int64_t pos) {
-  const double D = double(cfg.d_model), f = sizeof(float);
+double cache_read_bytes(const ModelConfig& cfg, int64_t pos, bool bf16_cache) {
+  const double D = double(cfg.d_model), f = bf16_cache ? 2.0 : 4.0;
   double b = 0;
   for (const MixerConfig& m : cfg.layers) {
     switch (m.kind) {
@@ -46,8 +48,10 @@ double cache_read_bytes(const ModelConfig& cfg, int64_t pos) {
       case MixerKind::kLocalAttention:
         b += 2 * double(std::min(pos, m.window_size) + 1) * D * f;
         break;
-      case MixerKind::kRat: b += 2 * (double(pos / m.chunk_size) + 1) * D * f; break;
-      case MixerKind::kRnn: b += D * f; break;
+      case MixerKind::kRat:  // finished chunks (cache dtype) + the f32 running state
+        b += 2 * double(pos / m.chunk_size) * D * f + 2 * D * sizeof(float);
+        break;
+      case MixerKind::kRnn: b += D * sizeof(float); break;
     }
   }
   return b;
@@ -93,12 +97,54 @@ struct Row {
   double read_bytes = 0, flops = 0, bound_ms = 0;
 };
 
-Row run_one(const std::string& path, const ModelBenchOpts& o, double bw_gbps, double gemm_gflops) {
-  ModelConfig cfg = load_model_config(path);
-  if (o.layers > 0) {
+// The paper's shapes as presets (xl width by default): `hybrid` is its
+// RAT + local attention interleave (rat on even layers).
+ModelConfig preset_config(const std::string& mixer, const ModelBenchOpts& o) {
+  ModelConfig c;
+  c.vocab_size = o.vocab;
+  c.num_bytes = o.vocab > 65536 ? 4 : 2;
+  c.num_layers = o.layers > 0 ? o.layers : 4;
+  c.d_model = o.d_model;
+  c.ffn.d_ffn = 4 * o.d_model;
+  c.pe = PosEnc::kRopeInterRope;
+  auto cell = [&](MixerKind k) {
+    MixerConfig m;
+    m.kind = k;
+    m.d_head = o.d_head;
+    m.ngroups = o.ngroups;
+    m.chunk_size = o.chunk;
+    m.window_size = o.window;
+    return m;
+  };
+  if (mixer == "hybrid") {
+    c.backbone = "sequence_interleave";
+    c.interleave_step = 2;
+    c.seq_cell1 = cell(MixerKind::kRat);
+    c.seq_cell = cell(MixerKind::kLocalAttention);
+  } else if (mixer == "rat") {
+    c.seq_cell = cell(MixerKind::kRat);
+  } else if (mixer == "attention") {
+    c.seq_cell = cell(MixerKind::kAttention);
+  } else if (mixer == "local_attention") {
+    c.seq_cell = cell(MixerKind::kLocalAttention);
+  } else if (mixer == "rnn") {
+    c.seq_cell = cell(MixerKind::kRnn);
+  } else {
+    throw Error("--mixer: '" + mixer + "', expected rat, attention, local_attention, rnn or hybrid");
+  }
+  c.resolve("--mixer " + mixer);
+  return c;
+}
+
+Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, double bw_gbps,
+            double gemm_gflops) {
+  const std::string path = name;
+  ModelConfig cfg = preset ? preset_config(name, o) : load_model_config(path);
+  if (!preset && o.layers > 0) {
     cfg.num_layers = o.layers;
     cfg.resolve(path);
   }
+  const bool bf16_cache = o.cache_dtype == "bf16";
   cfg.seq_len = std::max(cfg.seq_len, o.seq);
   Model model(cfg);
   model.init(1);
@@ -112,8 +158,8 @@ Row run_one(const std::string& path, const ModelBenchOpts& o, double bw_gbps, do
     // Bytes per sequence and fixed bytes of the decoder, by differencing two
     // small decoders; plus the step's logits row and FFN/mixer activations,
     // which grow with the batch inside the blocks.
-    const int64_t b1 = Decoder(model, 1, max_len).total_bytes();
-    const int64_t b2 = Decoder(model, 2, max_len).total_bytes();
+    const int64_t b1 = Decoder(model, 1, max_len, bf16_cache).total_bytes();
+    const int64_t b2 = Decoder(model, 2, max_len, bf16_cache).total_bytes();
     const double per_seq =
         double(b2 - b1) + sizeof(float) * double(cfg.vocab_size + 8 * cfg.d_model +
                                                   3 * cfg.ffn.d_ffn);
@@ -125,7 +171,7 @@ Row run_one(const std::string& path, const ModelBenchOpts& o, double bw_gbps, do
                   std::to_string((fixed + per_seq) / double(1ull << 30)) + " GiB)");
     batch = std::min<int64_t>(o.max_batch, int64_t((budget - fixed) / per_seq));
   }
-  Decoder dec(model, batch, max_len);
+  Decoder dec(model, batch, max_len, bf16_cache);
   dec.fill_synthetic(pos, 7);
   std::vector<int64_t> slots(static_cast<size_t>(batch));
   std::vector<int32_t> ids(static_cast<size_t>(batch));
@@ -151,14 +197,17 @@ Row run_one(const std::string& path, const ModelBenchOpts& o, double bw_gbps, do
   // The step at position `pos` (plus warm-up positions: the last timed step
   // reads slightly more; the median step is close to pos + warmup + repeats/2).
   const int64_t mid = pos + o.warmup + o.repeats / 2;
-  row.read_bytes = weights + double(batch) * cache_read_bytes(cfg, mid);
+  row.read_bytes = weights + double(batch) * cache_read_bytes(cfg, mid, bf16_cache);
   row.flops = double(batch) * step_flops_per_token(model, mid);
   row.bound_ms = 1e3 * std::max(row.read_bytes / (bw_gbps * 1e9), row.flops / (gemm_gflops * 1e9));
   return row;
 }
 
 int run_model_bench(const ModelBenchOpts& o) {
-  if (o.configs.empty()) throw Error("--config: give at least one model config (config.yaml)");
+  if (o.configs.empty() && o.mixers.empty())
+    throw Error("give --mixer PRESET or --config FILE (at least one; several are compared)");
+  if (o.cache_dtype != "f32" && o.cache_dtype != "bf16")
+    throw Error("--cache-dtype: '" + o.cache_dtype + "', expected f32 or bf16");
   if (o.mode != "decode" && o.mode != "throughput")
     throw Error("--mode: '" + o.mode + "', expected decode or throughput");
   if (o.dtype != "f32" && o.dtype != "bf16")
@@ -171,28 +220,33 @@ int run_model_bench(const ModelBenchOpts& o) {
     std::printf("machine: %s\n", machine_description().c_str());
     std::printf("ceilings (same run): read %.1f GB/s, GEMM %s 1024^3 %.1f GFLOP/s\n", bw,
                 o.dtype.c_str(), gemm);
-    std::printf("mode %s, step at position %lld, cache f32, matmul %s%s\n", o.mode.c_str(),
-                (long long)(o.seq - 1), o.dtype.c_str(),
+    std::printf("mode %s, step at position %lld, cache %s, matmul %s%s\n", o.mode.c_str(),
+                (long long)(o.seq - 1), o.cache_dtype.c_str(), o.dtype.c_str(),
                 o.mode == "throughput"
                     ? (", budget " + std::to_string(o.memory_gib) + " GiB").c_str()
                     : "");
   }
   std::vector<Row> rows;
-  for (const std::string& c : o.configs) {
-    Row r = run_one(c, o, bw, gemm);
+  std::vector<std::pair<std::string, bool>> todo;
+  for (const std::string& m : o.mixers) todo.emplace_back(m, true);
+  for (const std::string& c : o.configs) todo.emplace_back(c, false);
+  for (const auto& [name, preset] : todo) {
+    Row r = run_one(name, preset, o, bw, gemm);
     rows.push_back(r);
     const double vs = rows.front().tokens_per_s > 0 ? r.tokens_per_s / rows.front().tokens_per_s : 0;
     if (o.json) {
-      nlohmann::json j = {{"config", r.config},
+      nlohmann::json j = {{"mixer", r.config},
                           {"layers", r.layers},
                           {"mode", o.mode},
                           {"seq", o.seq},
                           {"batch", r.batch},
                           {"dtype", o.dtype},
+                          {"cache_dtype", o.cache_dtype},
                           {"memory_gib", o.mode == "throughput" ? o.memory_gib : 0.0},
-                          {"ms_per_step", r.ms},
+                          {"step_ms", r.ms},
                           {"tokens_per_s", r.tokens_per_s},
                           {"cache_mib_per_seq", r.cache_mib_per_seq},
+                          {"cache_bytes_per_sequence", int64_t(r.cache_mib_per_seq * (1 << 20))},
                           {"weights_mib", r.weights_mib},
                           {"bytes_read_per_step", r.read_bytes},
                           {"flops_per_step", r.flops},
@@ -227,14 +281,25 @@ void register_bench_model(CLI::App& bench, Runner& run) {
       "Time whole-model decode steps at position T-1 with full caches (random weights and\n"
       "cache contents: the cost does not depend on them). --mode decode uses --batch;\n"
       "--mode throughput uses the largest batch that fits --memory-gib (the paper's maximum\n"
-      "generation throughput). Several --config run in one process and are compared.\n"
-      "Example (RAT hybrid vs attention, 4 layers of the xl width, 16 GiB):\n"
+      "generation throughput). Models come from --mixer presets (the xl width by default) or\n"
+      "--config files; several run in one process and are compared with the first.\n"
+      "Examples (attention vs the RAT hybrid, 4 layers of the xl width, 16 GiB):\n"
+      "  rat bench model --mode throughput --memory-gib 16 --seq 4096 --mixer attention --mixer hybrid\n"
       "  rat bench model --mode throughput --memory-gib 16 --seq 4096 --layers 4 \\\n"
       "    --config configs/experiment/fineweb_edu/attention-xl.yaml \\\n"
       "    --config configs/experiment/fineweb_edu/rat_localattention_interleave-xl.yaml");
-  m->add_option("--config", o.configs, "model config (config.yaml or experiment yaml); repeatable")
-      ->required();
-  m->add_option("--layers", o.layers, "override num_layers (0: keep)")->capture_default_str();
+  m->add_option("--mixer", o.mixers,
+                "preset: rat | attention | local_attention | rnn | hybrid; repeatable");
+  m->add_option("--config", o.configs, "model config (config.yaml or experiment yaml); repeatable");
+  m->add_option("--d-model", o.d_model, "preset width D (FFN 4D)")->capture_default_str();
+  m->add_option("--d-head", o.d_head, "preset head width P")->capture_default_str();
+  m->add_option("--vocab", o.vocab, "preset vocabulary")->capture_default_str();
+  m->add_option("--chunk", o.chunk, "preset RAT chunk size L")->capture_default_str();
+  m->add_option("--ngroups", o.ngroups, "preset RAT groups G")->capture_default_str();
+  m->add_option("--window", o.window, "preset local attention window")->capture_default_str();
+  m->add_option("--cache-dtype", o.cache_dtype, "f32 | bf16 cache storage")->capture_default_str();
+  m->add_option("--layers", o.layers, "num_layers (0: the config's; presets 4)")
+      ->capture_default_str();
   m->add_option("--mode", o.mode, "decode | throughput")->capture_default_str();
   m->add_option("--seq", o.seq, "T: the step runs at position T-1 with T-1 cached tokens")
       ->capture_default_str();

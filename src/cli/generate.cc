@@ -20,6 +20,7 @@ namespace {
 
 struct GenOpts {
   std::string model, prompt, prompt_file, prompt_ids, batch_file, stop, dtype = "f32";
+  std::string cache_dtype = "f32";
   int64_t max_new_tokens = 64;
   bool greedy = false, json = false, ignore_eos = false;
   SamplingOptions s;
@@ -157,6 +158,9 @@ int run_generate(const GenOpts& o) {
   g.sampling = o.s;
   g.sampling.greedy = o.greedy;
   g.seed = o.seed;
+  if (o.cache_dtype != "f32" && o.cache_dtype != "bf16")
+    throw Error("--cache-dtype: '" + o.cache_dtype + "', expected f32 or bf16");
+  g.bf16_cache = o.cache_dtype == "bf16";
   if (!o.ignore_eos) g.eos_id = tok ? tok->eos_id() : int32_t(model->config().ignore_input_index);
 
   const int64_t B = int64_t(prompts.size());
@@ -286,6 +290,10 @@ void register_generate(CLI::App& app, Runner& run) {
   c->add_option("--stop", o.stop, "end a sequence when this text appears (not printed)");
   c->add_flag("--ignore-eos", o.ignore_eos, "keep going after the end-of-document id");
   c->add_option("--dtype", o.dtype, "f32 | bf16 matmul inputs")->capture_default_str();
+  c->add_option("--cache-dtype", o.cache_dtype,
+                "f32 | bf16 storage of the layers' caches (bf16: half the memory, logits differ "
+                "from a full forward by bf16 rounding)")
+      ->capture_default_str();
   c->add_flag("--json", o.json, "one JSON object (outputs and timings) instead of text");
   c->callback([&run] { run = [] { return run_generate(o); }; });
 }

@@ -5,12 +5,13 @@
 
 #include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
+#include "kernels/gemm.h"
 #include "kernels/rmsnorm.h"
 #include "util/error.h"
 
 namespace rat {
 
-Decoder::Decoder(Model& model, int64_t max_batch, int64_t max_len)
+Decoder::Decoder(Model& model, int64_t max_batch, int64_t max_len, bool bf16_cache)
     : model_(model), max_batch_(max_batch), max_len_(max_len) {
   if (max_batch <= 0 || max_len <= 0)
     throw Error("decoder: batch " + std::to_string(max_batch) + " and length " +
@@ -18,14 +19,24 @@ Decoder::Decoder(Model& model, int64_t max_batch, int64_t max_len)
   const ModelConfig& cfg = model.config();
   const int64_t D = cfg.d_model, rows = std::max(max_len, max_batch);
   states_.resize(cfg.layers.size());
-  for (size_t i = 0; i < states_.size(); ++i)
+  for (size_t i = 0; i < states_.size(); ++i) {
+    states_[i].bf16 = bf16_cache;
     model.mixer(i).init_state(states_[i], max_batch, max_len);
+  }
   len_.assign(size_t(max_batch), 0);
   x_.assign(size_t(rows * D), 0.f);
   xm_.assign(size_t(rows * D), 0.f);
   hf_.assign(size_t(max_batch * D), 0.f);
   rstd_.assign(size_t(max_batch), 0.f);
   pos_.assign(size_t(max_batch), 0);
+  busy_.assign(size_t(max_batch), 0);
+}
+
+void Decoder::assume_length(int64_t slot, int64_t len) {
+  if (slot < 0 || slot >= max_batch_ || len < 0 || len > max_len_)
+    throw Error("decoder: assume_length(" + std::to_string(slot) + ", " + std::to_string(len) +
+                ") out of range");
+  len_[size_t(slot)] = len;
 }
 
 int64_t Decoder::cache_bytes() const {
@@ -39,7 +50,7 @@ int64_t Decoder::total_bytes() const {
   int64_t t = b(x_) + b(xm_) + b(hf_) + b(rstd_) + int64_t(pos_.capacity() * sizeof(int64_t));
   for (const MixerState& s : states_)
     t += b(s.k) + b(s.v) + b(s.run_k) + b(s.run_v) + b(s.u) + b(s.rstd) + b(s.proj) + b(s.out) +
-         b(s.thread_scratch);
+         b(s.thread_scratch) + int64_t((s.k16.capacity() + s.v16.capacity()) * sizeof(uint16_t));
   return t;
 }
 
@@ -60,6 +71,14 @@ void Decoder::fill_synthetic(int64_t len, uint64_t seed) {
         (*v)[size_t(j)] = float(int64_t(z >> 40) - (int64_t(1) << 23)) / float(1 << 23);
       }
     }
+    // bf16 caches: the same kind of values, rounded (row by row to bound the scratch).
+    std::vector<float> row(1024);
+    for (std::vector<uint16_t>* v : {&s.k16, &s.v16})
+      for (size_t j = 0; j < v->size(); j += row.size()) {
+        const size_t m = std::min(row.size(), v->size() - j);
+        for (size_t r = 0; r < m; ++r) row[r] = float(int64_t((j + r) * 2654435761u % 2048) - 1024) / 1024.f;
+        to_bf16(row.data(), v->data() + j, int64_t(m));
+      }
   }
   std::fill(len_.begin(), len_.end(), len);
 }
@@ -111,6 +130,14 @@ void Decoder::step(const int64_t* slots, const int32_t* ids, int64_t n, float* l
                   " tokens)");
     pos_[size_t(i)] = len_[size_t(s)];
   }
+  // Two rows of one slot would race on its state.
+  int64_t dup = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (busy_[size_t(slots[i])]) dup = slots[i];
+    busy_[size_t(slots[i])] = 1;
+  }
+  for (int64_t i = 0; i < n; ++i) busy_[size_t(slots[i])] = 0;
+  if (dup >= 0) throw Error("decoder: slot " + std::to_string(dup) + " appears twice in one step");
   check_ids(ids, n);
   ModelView w = model_.weights();
   float* x = x_.data();

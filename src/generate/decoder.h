@@ -19,7 +19,9 @@ namespace rat {
 class Decoder {
  public:
   // max_len: the longest sequence (prompt + generated) a slot may hold.
-  Decoder(Model& model, int64_t max_batch, int64_t max_len);
+  // bf16_cache: keep attention K/V and RAT chunk states as bf16 (half the
+  // bytes per step; logits then differ from the full forward by bf16 rounding).
+  Decoder(Model& model, int64_t max_batch, int64_t max_len, bool bf16_cache = false);
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
@@ -48,6 +50,11 @@ class Decoder {
   // depend on the values it reads).
   void fill_synthetic(int64_t len, uint64_t seed);
 
+  // Benchmarks only: marks a slot as holding `len` tokens without a prefill
+  // (its state is whatever the caches hold, e.g. random values from states()).
+  void assume_length(int64_t slot, int64_t len);
+  std::vector<MixerState>& states() { return states_; }
+
  private:
   void check_ids(const int32_t* ids, int64_t n) const;
 
@@ -58,6 +65,7 @@ class Decoder {
   // Residual stream and head scratch, sized for max(max_len, max_batch) rows.
   std::vector<float> x_, xm_, hf_, rstd_;
   std::vector<int64_t> pos_;
+  std::vector<char> busy_;  // slots already in the current step (distinctness check)
 };
 
 }  // namespace rat

@@ -23,7 +23,7 @@ GenerateResult generate(Model& model, const std::vector<std::vector<int32_t>>& p
   res.finish.assign(size_t(B), "length");
   if (opt.max_new_tokens == 0) return res;
   // The last new token is never fed back, so max_new - 1 steps at most.
-  Decoder dec(model, B, longest + opt.max_new_tokens);
+  Decoder dec(model, B, longest + opt.max_new_tokens, opt.bf16_cache);
   res.cache_bytes_per_sequence = dec.cache_bytes_per_sequence();
   std::vector<TokenSampler> samplers;
   for (int64_t i = 0; i < B; ++i)

@@ -18,6 +18,7 @@ struct GenerateOptions {
   SamplingOptions sampling;
   uint64_t seed = 0;    // sequence i draws from a generator seeded by (seed, i)
   int32_t eos_id = -1;  // generation of a sequence ends after this id; -1: never
+  bool bf16_cache = false;  // see Decoder
 };
 
 struct GenerateResult {

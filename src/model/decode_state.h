@@ -11,25 +11,53 @@
 //                    token j lives in row j mod R.
 //   rnn:             run_v [S, D]: h.
 // [.., H, R, P] keeps each (slot, head)'s keys contiguous: the step streams them.
+// With bf16 set before init_state, the k, v rows are kept as bf16 (k16, v16;
+// round to nearest even) to halve the bytes a step reads; the running states
+// stay float32. The default is float32: decoding then equals the full forward.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
+
+#include "kernels/gemm.h"
 
 namespace rat {
 
 struct MixerState {
   int64_t max_batch = 0, max_len = 0;
   int64_t rows = 0;  // R (or C for rat): cache rows per (slot, head)
+  bool bf16 = false;  // k, v rows stored as bf16 in k16, v16 (set before init_state)
   std::vector<float> k, v, run_k, run_v;
+  std::vector<uint16_t> k16, v16;
   // Step scratch, sized for max_batch rows at construction.
   std::vector<float> u, rstd, proj, out;
   std::vector<float> thread_scratch;  // [threads, rows + 2P]: scores, rotated q/k
   int64_t scratch_stride = 0;
 
+  // Sizes k, v (or k16, v16) to n floats each.
+  void alloc_kv(int64_t n) {
+    if (bf16) {
+      k16.assign(size_t(n), 0), v16.assign(size_t(n), 0);
+    } else {
+      k.assign(size_t(n), 0.f), v.assign(size_t(n), 0.f);
+    }
+  }
+  // Writes one cache row of P values at element offset `at`.
+  void put_kv(int64_t at, const float* kr, const float* vr, int64_t P) {
+    if (bf16) {
+      to_bf16(kr, k16.data() + at, P);
+      to_bf16(vr, v16.data() + at, P);
+    } else {
+      std::copy(kr, kr + P, k.data() + at);
+      std::copy(vr, vr + P, v.data() + at);
+    }
+  }
+
   // Bytes of the cache proper (not the step scratch): what one sequence keeps.
   int64_t cache_bytes() const {
-    return int64_t((k.size() + v.size() + run_k.size() + run_v.size()) * sizeof(float));
+    return int64_t((k.size() + v.size() + run_k.size() + run_v.size()) * sizeof(float) +
+                   (k16.size() + v16.size()) * sizeof(uint16_t));
   }
 };
 

@@ -82,8 +82,7 @@ class AttentionMixer final : public Block {
   void init_state(MixerState& st, int64_t S, int64_t Tmax) override {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, R = cache_rows(Tmax);
     st.max_batch = S, st.max_len = Tmax, st.rows = R;
-    st.k.assign(size_t(S * R * D), 0.f);
-    st.v.assign(size_t(S * R * D), 0.f);
+    st.alloc_kv(S * R * D);
     st.u.assign(size_t(S * D), 0.f);
     st.rstd.assign(size_t(S), 0.f);
     st.proj.assign(size_t(S * 3 * D), 0.f);
@@ -99,9 +98,8 @@ class AttentionMixer final : public Block {
     const float* proj = saved_.get(kProj, 0);
     for (int64_t t = std::max<int64_t>(0, T - R); t < T; ++t)
       for (int64_t h = 0; h < H; ++h) {
-        const int64_t at = ((slot * H + h) * R + t % R) * P;
-        std::memcpy(st.k.data() + at, proj + t * W + 2 * D + h * P, size_t(P) * sizeof(float));
-        std::memcpy(st.v.data() + at, proj + t * W + h * P, size_t(P) * sizeof(float));
+        st.put_kv(((slot * H + h) * R + t % R) * P, proj + t * W + 2 * D + h * P,
+                  proj + t * W + h * P, P);
       }
   }
 
@@ -122,16 +120,22 @@ class AttentionMixer final : public Block {
         float* scr = st.thread_scratch.data() + omp_get_thread_num() * st.scratch_stride;
         float* pr = proj + i * W;
         float* q = pr + D + h * P;
-        float* kc = st.k.data() + (s * H + h) * R * P;
-        float* vc = st.v.data() + (s * H + h) * R * P;
+        const int64_t base = (s * H + h) * R * P;
+        float* k = pr + 2 * D + h * P;
         rope_rotate_head(rope, t, q, q);
-        rope_rotate_head(rope, t, pr + 2 * D + h * P, kc + (t % R) * P);
-        std::memcpy(vc + (t % R) * P, pr + h * P, size_t(P) * sizeof(float));
+        rope_rotate_head(rope, t, k, k);
+        st.put_kv(base + (t % R) * P, k, pr + h * P, P);
         // Visible keys t - window .. t (all of 0 .. t for attention) are exactly
         // rows 0 .. min(t + 1, R) - 1 of the ring; softmax does not care in
         // which order they sit.
-        decode_attend(q, kc, vc, std::min(t + 1, R), nullptr, nullptr, P, scale, scr,
-                      out + i * D + h * P);
+        const int64_t n_keys = std::min(t + 1, R);
+        float* o = out + i * D + h * P;
+        if (st.bf16)
+          decode_attend(q, st.k16.data() + base, st.v16.data() + base, n_keys, nullptr, nullptr,
+                        P, scale, scr, o);
+        else
+          decode_attend(q, st.k.data() + base, st.v.data() + base, n_keys, nullptr, nullptr, P,
+                        scale, scr, o);
       }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
     linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f);

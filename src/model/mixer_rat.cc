@@ -110,8 +110,7 @@ class RatMixer final : public Block {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, G = m_.ngroups, L = m_.chunk_size;
     const int64_t C = (Tmax + L - 1) / L, W = 3 * D + 2 * G * P;
     st.max_batch = S, st.max_len = Tmax, st.rows = C;
-    st.k.assign(size_t(S * C * D), 0.f);
-    st.v.assign(size_t(S * C * D), 0.f);
+    st.alloc_kv(S * C * D);
     st.run_k.assign(size_t(S * D), 0.f);
     st.run_v.assign(size_t(S * D), 0.f);
     st.u.assign(size_t(S * D), 0.f);
@@ -133,9 +132,7 @@ class RatMixer final : public Block {
     for (int64_t c = 0; c < T / L; ++c) {  // finished chunks: their final token
       const int64_t t = c * L + L - 1;
       for (int64_t h = 0; h < H; ++h) {
-        const int64_t at = ((slot * H + h) * C + c) * P;
-        std::memcpy(st.k.data() + at, ktr + t * D + h * P, size_t(P) * sizeof(float));
-        std::memcpy(st.v.data() + at, vt + t * D + h * P, size_t(P) * sizeof(float));
+        st.put_kv(((slot * H + h) * C + c) * P, ktr + t * D + h * P, vt + t * D + h * P, P);
       }
     }
     // The running state of an unfinished last chunk (a finished one is reset
@@ -180,15 +177,15 @@ class RatMixer final : public Block {
         }
         rope_rotate_head(rope, c, rk, kr);
         rope_rotate_head(rope, c, pr + 3 * D + (h % G) * P, qr);
-        float* kc = st.k.data() + (s * H + h) * C * P;
-        float* vc = st.v.data() + (s * H + h) * C * P;
+        const int64_t base = (s * H + h) * C * P;
         float* o = out + i * D + h * P;
-        decode_attend(qr, kc, vc, c, kr, rv, P, scale, scr, o);
+        if (st.bf16)
+          decode_attend(qr, st.k16.data() + base, st.v16.data() + base, c, kr, rv, P, scale, scr, o);
+        else
+          decode_attend(qr, st.k.data() + base, st.v.data() + base, c, kr, rv, P, scale, scr, o);
         for (int64_t j = 0; j < P; ++j) o[j] *= sigmoidf(pr[h * P + j]);  // z * o
-        if (l == L - 1) {  // the chunk is finished: its final state joins the cache
-          std::memcpy(kc + c * P, kr, size_t(P) * sizeof(float));
-          std::memcpy(vc + c * P, rv, size_t(P) * sizeof(float));
-        }
+        // A finished chunk's final state joins the cache.
+        if (l == L - 1) st.put_kv(base + c * P, kr, rv, P);
       }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
     linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f);
