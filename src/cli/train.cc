@@ -89,6 +89,11 @@ void register_train(CLI::App& app, Runner& run) {
       if (!o.t.quiet && !o.t.json && w.size > 1)
         std::printf("data parallel: %d ranks (%d on this machine), %d threads each\n", w.size,
                     w.local_size, omp_get_max_threads());
+      if (mpi_active() && w.rank == 0 && bound_cpus() > 0 && bound_cpus() < omp_get_max_threads())
+        std::fprintf(stderr,
+                     "warning: rank 0 runs %d threads but is bound to %d CPU(s); launch with "
+                     "`mpirun --bind-to none` or `--map-by slot:PE=%d`\n",
+                     omp_get_max_threads(), bound_cpus(), omp_get_max_threads());
       std::signal(SIGINT, on_sigint);
       std::signal(SIGUSR1, on_sigint);
       TrainSummary s;

@@ -147,8 +147,8 @@ void set_comm_failure_hint(const std::string& hint) {
   g_hint = hint;
   std::snprintf(g_term_msg, sizeof g_term_msg,
                 "rank %d: terminated by the launcher (another rank failed or the job was "
-                "cancelled); %s\n",
-                g_world.rank, hint.c_str());
+                "cancelled)%s%s\n",
+                g_world.rank, hint.empty() ? "" : "; ", hint.c_str());
 }
 
 void allreduce_sum(double* x, int64_t n) { allreduce_impl(x, n, MPI_DOUBLE, "an all-reduce"); }
@@ -177,6 +177,12 @@ int default_threads_per_rank() {
   // up to two ranks to one core by default, which would read as 1.
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, cores / std::max(1, g_world.local_size));
+}
+
+int bound_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  return CPU_COUNT(&set);
 }
 
 struct GradReducer::Requests {

@@ -53,6 +53,9 @@ void maybe_abort_for_test(int64_t step);
 
 // Default OpenMP threads per rank: this machine's cores shared by its ranks.
 int default_threads_per_rank();
+// CPUs this process may run on (mpirun binds ranks to cores unless told
+// --bind-to none), to warn when threads outnumber them.
+int bound_cpus();
 
 // The gradient all-reduce, overlapped with backward. Model::forward_backward
 // announces stretches [begin, end) of the flat gradient buffer as they become

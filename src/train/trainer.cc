@@ -223,7 +223,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
   if (lead) metrics.open(run / "metrics.jsonl", std::ios::app);
   std::vector<int32_t> ids(size_t(B * T)), labels(size_t(B * T));
   TrainSummary sum;
-  Progress bar("train", total, "steps");
+  Progress bar("train", total, "steps", lead);
   bar.update(st.step);
   double t_log = now_seconds(), data_time = 0, comm_time = 0;
   int64_t steps_since_log = 0;
