@@ -39,10 +39,11 @@ void register_train(CLI::App& app, Runner& run) {
       "`rat eval` and `rat generate` accept. Ctrl-C finishes the step, saves and exits;\n"
       "trainer.load_checkpoint=true resumes from run-dir/latest.\n"
       "Data parallel over processes and machines: launch under Open MPI, e.g.\n"
-      "  mpirun -np 2 --bind-to none rat train CONFIG      (one machine, 2 ranks)\n"
-      "  mpirun -np 8 --hostfile hosts -x OMP_NUM_THREADS rat train CONFIG\n"
+      "  mpirun -np 2 rat train CONFIG        (one machine, 2 ranks x cores/2 threads)\n"
+      "  mpirun -np 8 --hostfile hosts --bind-to none rat train CONFIG --threads 16\n"
       "data.batch_size is per rank; data.global_batch_size is over all ranks (micro-batches\n"
-      "are accumulated to reach it). Only rank 0 writes the run directory. Under mpirun,\n"
+      "are accumulated to reach it). Only rank 0 writes the run directory (README \"Many\n"
+      "machines\"). Under mpirun, "
       "`kill -USR1 <mpirun pid>` finishes the step, saves and exits (mpirun forwards it).");
   c->add_option("config", o.config, "experiment YAML")->required()->check(CLI::ExistingFile);
   c->add_option("overrides", o.overrides, "dotted.key=value overrides");
