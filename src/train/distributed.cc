@@ -4,13 +4,11 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include <csignal>
-#include <cstring>
-
 #include <algorithm>
-#include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "util/error.h"
