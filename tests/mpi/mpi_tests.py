@@ -7,7 +7,9 @@ equivalence   N ranks x micro-batch b x accumulation a give the per-step losses
               of 1 rank x b x N*a over the same global batches (N = 2 and 3,
               overlapped and blocking all-reduce), within a stated tolerance;
               a negative control shows the comparison catches other batches.
-resume        2 ranks stopped and resumed equal a straight 2-rank run bit for
+resume        ranks' parameters are checked equal at each checkpoint (a drift made
+              with RAT_TEST_ABORT_RANK_AT=1:1:perturb is found and repaired);
+              2 ranks stopped and resumed equal a straight 2-rank run bit for
               bit; resuming with 3 ranks or 1 rank is refused, naming both counts;
               SIGUSR1 to one rank stops both after the same step with a checkpoint.
 rank_failure  rank 1 aborts (RAT_TEST_ABORT_RANK_AT=1:3) or hangs
@@ -193,7 +195,15 @@ def test_resume(r, d):
     write_tokens(os.path.join(d, "train.bin"), make_samples(SAMPLES, 2))
     tb = os.path.join(d, "train.bin")
     straight = os.path.join(d, "straight")
-    r.run(2, write_config(d, tb, 12, straight), straight)
+    p = r.run(2, write_config(d, tb, 12, straight), straight)
+    check("differ from rank 0" not in p.stderr, "ranks' parameters stay identical")
+    drift = os.path.join(d, "drift")
+    p = r.run(2, write_config(d, tb, 12, drift), drift,
+              env={"RAT_TEST_ABORT_RANK_AT": "1:1:perturb"})
+    # Checkpoints after steps 3 and 6: the drift made in step 2 is found at the
+    # first and repaired, so the second finds none.
+    check(p.stderr.count("differ from rank 0") == 1 and "after step 3" in p.stderr,
+          "a rank's drifted parameters are found once and re-synchronised:\n" + p.stderr)
     part = os.path.join(d, "part")
     cfg = write_config(d, tb, 12, part)
     r.run(2, cfg, part, "--stop-after", "3")
