@@ -223,17 +223,28 @@ def test_resume(r, d):
           "resumed 2-rank run equals the straight run bit for bit")
 
 
-def children(pid):
-    out = []
+def rank_processes(launcher_pid, exe):
+    """Descendants of the launcher running `exe` (Open MPI 4 forks the ranks
+    itself; Open MPI 5 forks them from a daemon under mpirun)."""
+    parent, cmd = {}, {}
     for p in os.listdir("/proc"):
         if p.isdigit():
             try:
                 with open("/proc/%s/stat" % p) as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(p))
+                    parent[int(p)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open("/proc/%s/cmdline" % p, "rb") as f:
+                    cmd[int(p)] = f.read().split(b"\0")[0].decode(errors="replace")
             except (OSError, IndexError, ValueError):
                 pass
-    return out
+    found, todo = [], [launcher_pid]
+    while todo:
+        q = todo.pop()
+        for child, par in parent.items():
+            if par == q:
+                todo.append(child)
+                if os.path.realpath(cmd.get(child, "")) == os.path.realpath(exe):
+                    found.append(child)
+    return found
 
 
 def test_stop_signal_to_one_rank(r, d, tb):
@@ -253,7 +264,7 @@ def test_stop_signal_to_one_rank(r, d, tb):
             p.kill()
             sys.exit("FAIL: the signalled run did not start logging: %s" % (p.communicate(),))
         time.sleep(0.1)
-    ranks = children(p.pid)
+    ranks = rank_processes(p.pid, r.rat)
     check(len(ranks) == 2, "found the 2 rank processes under mpirun")
     os.kill(ranks[-1], signal.SIGUSR1)
     try:
