@@ -39,10 +39,11 @@ void register_train(CLI::App& app, Runner& run) {
       "`rat eval` and `rat generate` accept. Ctrl-C finishes the step, saves and exits;\n"
       "trainer.load_checkpoint=true resumes from run-dir/latest.\n"
       "Data parallel over processes and machines: launch under Open MPI, e.g.\n"
-      "  mpirun -np 2 --bind-to none rat train CONFIG      (one machine, 2 ranks)\n"
-      "  mpirun -np 8 --hostfile hosts -x OMP_NUM_THREADS rat train CONFIG\n"
+      "  mpirun -np 2 rat train CONFIG        (one machine, 2 ranks x cores/2 threads)\n"
+      "  mpirun -np 8 --hostfile hosts --bind-to none rat train CONFIG --threads 16\n"
       "data.batch_size is per rank; data.global_batch_size is over all ranks (micro-batches\n"
-      "are accumulated to reach it). Only rank 0 writes the run directory. Under mpirun,\n"
+      "are accumulated to reach it). Only rank 0 writes the run directory (README \"Many\n"
+      "machines\"). Under mpirun, "
       "`kill -USR1 <mpirun pid>` finishes the step, saves and exits (mpirun forwards it).");
   c->add_option("config", o.config, "experiment YAML")->required()->check(CLI::ExistingFile);
   c->add_option("overrides", o.overrides, "dotted.key=value overrides");
@@ -89,6 +90,11 @@ void register_train(CLI::App& app, Runner& run) {
       if (!o.t.quiet && !o.t.json && w.size > 1)
         std::printf("data parallel: %d ranks (%d on this machine), %d threads each\n", w.size,
                     w.local_size, omp_get_max_threads());
+      if (mpi_active() && w.rank == 0 && bound_cpus() > 0 && bound_cpus() < omp_get_max_threads())
+        std::fprintf(stderr,
+                     "warning: rank 0 runs %d threads but is bound to %d CPU(s); launch with "
+                     "`mpirun --bind-to none` or `--map-by slot:PE=%d`\n",
+                     omp_get_max_threads(), bound_cpus(), omp_get_max_threads());
       std::signal(SIGINT, on_sigint);
       std::signal(SIGUSR1, on_sigint);
       TrainSummary s;

@@ -4,13 +4,11 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include <csignal>
-#include <cstring>
-
 #include <algorithm>
-#include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "util/error.h"
@@ -147,8 +145,8 @@ void set_comm_failure_hint(const std::string& hint) {
   g_hint = hint;
   std::snprintf(g_term_msg, sizeof g_term_msg,
                 "rank %d: terminated by the launcher (another rank failed or the job was "
-                "cancelled); %s\n",
-                g_world.rank, hint.c_str());
+                "cancelled)%s%s\n",
+                g_world.rank, hint.empty() ? "" : "; ", hint.c_str());
 }
 
 void allreduce_sum(double* x, int64_t n) { allreduce_impl(x, n, MPI_DOUBLE, "an all-reduce"); }
@@ -156,7 +154,7 @@ void allreduce_sum(float* x, int64_t n) { allreduce_impl(x, n, MPI_FLOAT, "an al
 void broadcast(float* x, int64_t n) { broadcast_impl(x, n, MPI_FLOAT); }
 void broadcast(int64_t* x, int64_t n) { broadcast_impl(x, n, MPI_INT64_T); }
 
-void maybe_abort_for_test(int64_t step) {
+void maybe_abort_for_test(int64_t step, float* params) {
   static const char* spec = std::getenv("RAT_TEST_ABORT_RANK_AT");
   if (!spec) return;
   int rank = -1;
@@ -164,6 +162,10 @@ void maybe_abort_for_test(int64_t step) {
   char mode[8] = "";
   const int got = std::sscanf(spec, "%d:%lld:%7s", &rank, &at, mode);
   if (got < 2 || rank != g_world.rank || at != step) return;
+  if (std::string(mode) == "perturb") {
+    params[0] += 1e-3f;
+    return;
+  }
   const bool hang = std::string(mode) == "hang";
   std::fprintf(stderr, "rank %d: RAT_TEST_ABORT_RANK_AT=%s: %s at step %lld (test)\n", rank,
                spec, hang ? "hanging" : "aborting", at);
@@ -172,11 +174,38 @@ void maybe_abort_for_test(int64_t step) {
   for (;;) pause();  // alive but silent, as a stuck machine or a cut cable looks
 }
 
+bool same_as_rank0(const float* x, int64_t n) {
+  if (!g_active || g_world.size == 1) return true;
+  // Order-independent sum of mixed (index, bits) pairs: parallel, and any
+  // single changed bit changes it.
+  uint64_t h = 0;
+#pragma omp parallel for reduction(+ : h) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, 4);
+    uint64_t z = (uint64_t(i) << 32 | bits) + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    h += z ^ (z >> 31);
+  }
+  int64_t h0 = int64_t(h);
+  broadcast(&h0, 1);
+  double differ = uint64_t(h0) != h ? 1.0 : 0.0;
+  allreduce_sum(&differ, 1);
+  return differ == 0;
+}
+
 int default_threads_per_rank() {
   // All online CPUs, not this process's affinity mask: mpirun binds each of
   // up to two ranks to one core by default, which would read as 1.
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, cores / std::max(1, g_world.local_size));
+}
+
+int bound_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  return CPU_COUNT(&set);
 }
 
 struct GradReducer::Requests {

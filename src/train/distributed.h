@@ -46,13 +46,25 @@ void allreduce_sum(float* x, int64_t n);
 void broadcast(float* x, int64_t n);
 void broadcast(int64_t* x, int64_t n);
 
-// Test-only fault injection: with RAT_TEST_ABORT_RANK_AT="RANK:STEP" in the
-// environment, rank RANK calls abort() as optimiser step STEP begins, as a
-// crashed machine would (tests/mpi/rank_failure.sh). Unset: does nothing.
-void maybe_abort_for_test(int64_t step);
+// Whether every rank's copy of x[0, n) is bitwise rank 0's (a 64-bit hash
+// compared across ranks; true on one rank). Every rank applies the same update
+// to the same averaged gradient, so copies stay equal unless the ranks compute
+// differently (binaries built for different CPUs, say); the trainer checks at
+// each checkpoint and re-synchronises from rank 0.
+bool same_as_rank0(const float* x, int64_t n);
+
+// Test-only fault injection (tests/mpi/mpi_tests.py): with
+// RAT_TEST_ABORT_RANK_AT="RANK:STEP" in the environment, rank RANK calls
+// abort() as optimiser step STEP begins, as a crashed machine would;
+// "RANK:STEP:hang" hangs there instead; "RANK:STEP:perturb" changes one of
+// its parameters (a rank drifting from the others). Unset: does nothing.
+void maybe_abort_for_test(int64_t step, float* params);
 
 // Default OpenMP threads per rank: this machine's cores shared by its ranks.
 int default_threads_per_rank();
+// CPUs this process may run on (mpirun binds ranks to cores unless told
+// --bind-to none), to warn when threads outnumber them.
+int bound_cpus();
 
 // The gradient all-reduce, overlapped with backward. Model::forward_backward
 // announces stretches [begin, end) of the flat gradient buffer as they become

@@ -224,7 +224,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
   if (lead) metrics.open(run / "metrics.jsonl", std::ios::app);
   std::vector<int32_t> ids(size_t(B * T)), labels(size_t(B * T));
   TrainSummary sum;
-  Progress bar("train", total, "steps");
+  Progress bar("train", total, "steps", lead);
   bar.update(st.step);
   double t_log = now_seconds(), data_time = 0, comm_time = 0;
   int64_t steps_since_log = 0;
@@ -256,7 +256,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
 
   for (; st.step < total; ++st.step) {
     const int64_t s = st.step;
-    maybe_abort_for_test(s);
+    maybe_abort_for_test(s, model->params());
     model->zero_grads();
     double step_loss = 0;
     for (int64_t m = 0; m < accum; ++m) {
@@ -340,6 +340,16 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
     if (eval_every > 0 && ((s + 1) % eval_every == 0)) run_validation(s + 1);
     const bool stop = stop_requested || (opt.stop_after > 0 && st.step + 1 - first_step >= opt.stop_after);
     if (save_every > 0 && ((s + 1) % save_every == 0 || last || stop)) {
+      if (!same_as_rank0(model->params(), n)) {
+        if (lead)
+          std::fprintf(stderr, "warning: after step %lld the ranks' parameters differ from rank "
+                               "0's (ranks computing differently, e.g. binaries built for "
+                               "different CPUs?); re-synchronised from rank 0\n",
+                       (long long)(s + 1));
+        broadcast(model->params(), n);
+        broadcast(optim.exp_avg().data(), n);
+        broadcast(optim.exp_avg_sq().data(), n);
+      }
       TrainState cur = st;
       cur.step = s + 1;
       if (lead) sum.latest_dir = save_checkpoint(run, *model, optim, cur, tokenizer);

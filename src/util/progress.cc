@@ -9,10 +9,10 @@
 
 namespace rat {
 
-Progress::Progress(std::string label, int64_t total, std::string unit)
+Progress::Progress(std::string label, int64_t total, std::string unit, bool show)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total), start_(now_seconds()) {
   const char* force = std::getenv("RAT_PROGRESS");
-  enabled_ = force ? std::string(force) != "0" : isatty(2);
+  enabled_ = show && (force ? std::string(force) != "0" : isatty(2));
 }
 
 Progress::~Progress() { finish(); }

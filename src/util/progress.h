@@ -9,7 +9,8 @@ namespace rat {
 
 class Progress {
  public:
-  Progress(std::string label, int64_t total, std::string unit);
+  // show = false: never draws (e.g. every MPI rank but rank 0).
+  Progress(std::string label, int64_t total, std::string unit, bool show = true);
   ~Progress();
   // Sets the count done; `extra` is shown after the rate (e.g. "loss 3.21").
   void update(int64_t done, const std::string& extra = "");

@@ -7,8 +7,11 @@ equivalence   N ranks x micro-batch b x accumulation a give the per-step losses
               of 1 rank x b x N*a over the same global batches (N = 2 and 3,
               overlapped and blocking all-reduce), within a stated tolerance;
               a negative control shows the comparison catches other batches.
-resume        2 ranks stopped and resumed equal a straight 2-rank run bit for
-              bit; resuming with 3 ranks or 1 rank is refused, naming both counts.
+resume        ranks' parameters are checked equal at each checkpoint (a drift made
+              with RAT_TEST_ABORT_RANK_AT=1:1:perturb is found and repaired);
+              2 ranks stopped and resumed equal a straight 2-rank run bit for
+              bit; resuming with 3 ranks or 1 rank is refused, naming both counts;
+              SIGUSR1 to one rank stops both after the same step with a checkpoint.
 rank_failure  rank 1 aborts (RAT_TEST_ABORT_RANK_AT=1:3) or hangs
               (RAT_TEST_ABORT_RANK_AT=1:3:hang, with --comm-timeout 5): the job
               ends within a bounded time with a message, `latest` points to a
@@ -22,6 +25,7 @@ micro-batch gradients and losses are summed differs.
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -191,7 +195,15 @@ def test_resume(r, d):
     write_tokens(os.path.join(d, "train.bin"), make_samples(SAMPLES, 2))
     tb = os.path.join(d, "train.bin")
     straight = os.path.join(d, "straight")
-    r.run(2, write_config(d, tb, 12, straight), straight)
+    p = r.run(2, write_config(d, tb, 12, straight), straight)
+    check("differ from rank 0" not in p.stderr, "ranks' parameters stay identical")
+    drift = os.path.join(d, "drift")
+    p = r.run(2, write_config(d, tb, 12, drift), drift,
+              env={"RAT_TEST_ABORT_RANK_AT": "1:1:perturb"})
+    # Checkpoints after steps 3 and 6: the drift made in step 2 is found at the
+    # first and repaired, so the second finds none.
+    check(p.stderr.count("differ from rank 0") == 1 and "after step 3" in p.stderr,
+          "a rank's drifted parameters are found once and re-synchronised:\n" + p.stderr)
     part = os.path.join(d, "part")
     cfg = write_config(d, tb, 12, part)
     r.run(2, cfg, part, "--stop-after", "3")
@@ -202,12 +214,69 @@ def test_resume(r, d):
         check(p.returncode != 0 and "written by 2 ranks but this run has %d" % max(n, 1)
               in p.stderr, "resume with %d rank(s) refused with a clear message" % max(n, 1))
     r.run(2, cfg, part, "trainer.load_checkpoint=true")
+    test_stop_signal_to_one_rank(r, d, tb)
     a, va = metrics(straight)
     b, vb = metrics(part)
     check(sorted(b) == list(range(1, STEPS + 1)), "resumed run logged every step once")
     # Same ranks, same threads, state restored exactly: bit for bit.
     check(all(a[s]["loss"] == b[s]["loss"] for s in a) and va == vb,
           "resumed 2-rank run equals the straight run bit for bit")
+
+
+def rank_processes(launcher_pid, exe):
+    """Descendants of the launcher running `exe` (Open MPI 4 forks the ranks
+    itself; Open MPI 5 forks them from a daemon under mpirun)."""
+    parent, cmd = {}, {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open("/proc/%s/stat" % p) as f:
+                    parent[int(p)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open("/proc/%s/cmdline" % p, "rb") as f:
+                    cmd[int(p)] = f.read().split(b"\0")[0].decode(errors="replace")
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = [], [launcher_pid]
+    while todo:
+        q = todo.pop()
+        for child, par in parent.items():
+            if par == q:
+                todo.append(child)
+                if os.path.realpath(cmd.get(child, "")) == os.path.realpath(exe):
+                    found.append(child)
+    return found
+
+
+def test_stop_signal_to_one_rank(r, d, tb):
+    """SIGUSR1 to one rank only (mpirun would forward it to all): the ranks
+    agree through the per-step all-reduce to stop after the same step, save
+    and exit cleanly, instead of one leaving while the other waits."""
+    run = os.path.join(d, "signalled")
+    cfg = write_config(d, tb, 12, run)
+    cmd = [r.mpirun, "--oversubscribe", "--allow-run-as-root", "-np", "2", r.rat, "train", cfg,
+           "--run-dir", run, "--quiet", "--threads", "1", "--comm-timeout", "20",
+           "trainer.max_steps=1000000"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics_file = os.path.join(run, "metrics.jsonl")
+    t0 = time.time()
+    while not (os.path.exists(metrics_file) and open(metrics_file).read().count("\n") >= 2):
+        if time.time() - t0 > 60 or p.poll() is not None:
+            p.kill()
+            sys.exit("FAIL: the signalled run did not start logging: %s" % (p.communicate(),))
+        time.sleep(0.1)
+    ranks = rank_processes(p.pid, r.rat)
+    check(len(ranks) == 2, "found the 2 rank processes under mpirun")
+    os.kill(ranks[-1], signal.SIGUSR1)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        sys.exit("FAIL: ranks did not stop together after SIGUSR1 to one of them")
+    check(p.returncode == 0, "SIGUSR1 to one rank: the job stops cleanly (%d)\n%s" %
+          (p.returncode, err))
+    with open(os.path.join(run, "latest", "trainer_state.json")) as f:
+        st = json.load(f)
+    check(st["world"] == 2 and st["step"] >= 2, "and saves a checkpoint (step %d)" % st["step"])
 
 
 def check_latest_complete(run_dir):
