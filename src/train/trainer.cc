@@ -219,6 +219,18 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
   // Every rank's GEMM ceiling, assumed equal: the job's is w.size times one.
   const double gemm_rate = measure_gemm_rate(1024, prec, 3) * 1e9 * double(w.size);
   const double fpt = flops_per_token(*model, T);
+  if (lead && !opt.quiet && !opt.json) {
+    // What the run is, before the first step: size, work per step, and the
+    // ceiling MFU is measured against (taken now, so a loaded machine shows here).
+    std::printf("model: %.2fM parameters, %lld layers, d_model %lld; %lld steps of %lld x %lld "
+                "tokens (micro-batch %lld x %lld accumulation x %d ranks), %s\n",
+                double(model->num_params()) / 1e6, (long long)cfg.num_layers,
+                (long long)cfg.d_model, (long long)total, (long long)e.global_batch_size,
+                (long long)T, (long long)B, (long long)accum, w.size, e.dtype.c_str());
+    std::printf("MFU reference: %.1f GFLOP/s GEMM (%s, measured now), %.3g FLOPs per token\n",
+                gemm_rate / 1e9, prec == Precision::kBF16 ? "bf16" : "f32", fpt);
+    std::fflush(stdout);
+  }
 
   std::ofstream metrics;
   if (lead) metrics.open(run / "metrics.jsonl", std::ios::app);
