@@ -17,7 +17,7 @@
 // dkt and dvt), then FlashAttention-2 order over key blocks, with dKf, dVf accumulated into
 // the chunk-final rows. dq sums over the heads of a group: threads either own a whole
 // (batch, group) and loop over its heads, or (when that would starve threads) own a
-// (batch, head) and write a private per-head dq that a second pass sums by group.
+// (batch, head) and add into a private per-thread dq that a second pass sums by group.
 #include "kernels/rat_attention.h"
 
 #include <omp.h>
@@ -53,6 +53,15 @@ void pack_finals(const RatAttnShape& s, const float* kt, const float* vt, int64_
     tile::pack_rows(kt + off, ldf, nkeys, P, kfp + bh * nkeys * P);
     tile::pack_rows(vt + off, ldf, nkeys, P, vfp + bh * nkeys * P);
   }
+}
+
+// Grow-only buffers of the calling thread (the kernels are called from outside parallel
+// regions): the packed finals and the backward's per-thread dq copies are tens of MB at long T,
+// and a fresh allocation per call would page-fault and zero all of it every step.
+float* persistent(int slot, size_t n) {
+  thread_local std::vector<float> buf[2];
+  if (buf[slot].size() < n) buf[slot].resize(n);
+  return buf[slot].data();
 }
 
 // Forward of rows t0 .. t0+nq-1 of head h, batch b. Kf, Vf: the head's packed finals.
@@ -163,8 +172,8 @@ void rat_attention_forward(const RatAttnShape& s, const float* q, const float* k
   const int64_t bk = s.block_k > 0 ? s.block_k : kFwdBlockK;
   const int64_t nqb = (s.T + bq - 1) / bq, BH = s.B * s.H, P = s.P;
   const int64_t nkeys = (s.T - 1) / s.L;
-  std::vector<float> fin(size_t(2 * BH * nkeys * P));  // T/L of the kt, vt sizes
-  float *kfp = fin.data(), *vfp = fin.data() + BH * nkeys * P;
+  float* kfp = persistent(0, size_t(2 * BH * nkeys * P));  // T/L of the kt, vt sizes
+  float* vfp = kfp + BH * nkeys * P;
   pack_finals(s, kt, vt, nkeys, kfp, vfp);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t idx = 0; idx < nqb * BH; ++idx) {  // heaviest (last) query blocks first
@@ -183,8 +192,8 @@ void rat_attention_backward(const RatAttnShape& s, const float* q, const float* 
   const int64_t B = s.B, T = s.T, H = s.H, G = s.G, P = s.P;
   const int64_t nth = omp_get_max_threads(), BG = B * G, BH = B * H;
   const int64_t nkeys = (T - 1) / s.L;
-  std::vector<float> fin(size_t(2 * BH * nkeys * P));
-  float *kfp = fin.data(), *vfp = fin.data() + BH * nkeys * P;
+  float* kfp = persistent(0, size_t(2 * BH * nkeys * P));
+  float* vfp = kfp + BH * nkeys * P;
   pack_finals(s, kt, vt, nkeys, kfp, vfp);
   // Owning a (batch, group) keeps dq race-free with O(T P) scratch per thread; use it unless
   // it would leave threads idle or unevenly loaded.
@@ -201,20 +210,31 @@ void rat_attention_backward(const RatAttnShape& s, const float* q, const float* 
     }
     return;
   }
-  // Per-head dq [B, H, T, P], then dq(b, t, g) = sum over heads h = g mod G.
-  std::vector<float> dqh(size_t(BH * T * P), 0.f);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t bh = 0; bh < BH; ++bh)
-    backward_head(s, bq, bk, bh / H, bh % H, q, kt, vt, o, lse, dout, kfp + bh * nkeys * P,
-                  vfp + bh * nkeys * P, dqh.data() + bh * T * P, dkt, dvt);
-#pragma omp parallel for schedule(static)
-  for (int64_t bt = 0; bt < B * T; ++bt) {
-    const int64_t b = bt / T, t = bt % T;
-    for (int64_t g = 0; g < G; ++g) {
-      float* dst = dq + bt * s.ld_q + g * P;
-      std::memcpy(dst, dqh.data() + ((b * H + g) * T + t) * P, sizeof(float) * size_t(P));
-      for (int64_t h = g + G; h < H; h += G)
-        vec_axpby(1.f, dqh.data() + ((b * H + h) * T + t) * P, 1.f, dst, P);
+  // Each thread adds its heads' dq into a private [B, G, T, P] copy (nth * B*T*G*P floats,
+  // not B*T*H*P as one copy per head would be); the copies are then summed in thread order.
+  // Static schedules keep the head -> thread map, hence the sums, the same on every call.
+  const int64_t BGTP = BG * T * P;
+  float* acc = persistent(1, size_t(nth * BGTP));
+#pragma omp parallel
+  {
+    float* mine = acc + omp_get_thread_num() * BGTP;
+    std::memset(mine, 0, sizeof(float) * size_t(BGTP));
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      const int64_t b = bh / H, g = bh % H % G;
+      backward_head(s, bq, bk, b, bh % H, q, kt, vt, o, lse, dout, kfp + bh * nkeys * P,
+                    vfp + bh * nkeys * P, mine + (b * G + g) * T * P, dkt, dvt);
+    }
+    const int64_t nt = omp_get_num_threads();
+#pragma omp for schedule(static)
+    for (int64_t bt = 0; bt < B * T; ++bt) {
+      const int64_t b = bt / T, t = bt % T;
+      for (int64_t g = 0; g < G; ++g) {
+        float* dst = dq + bt * s.ld_q + g * P;
+        const float* src = acc + ((b * G + g) * T + t) * P;
+        std::memcpy(dst, src, sizeof(float) * size_t(P));
+        for (int64_t r = 1; r < nt; ++r) vec_axpby(1.f, src + r * BGTP, 1.f, dst, P);
+      }
     }
   }
 }

@@ -5,7 +5,6 @@
 //   o = inter-chunk attention over earlier chunks' final states + own state
 //   y = x + out_proj(z * o)
 #include <algorithm>
-#include <cstring>
 
 #include <omp.h>
 
@@ -15,8 +14,8 @@
 #include "kernels/decode_attention.h"
 #include "kernels/linear.h"
 #include "kernels/rat_attention.h"
-#include "kernels/rmsnorm.h"
 #include "kernels/rat_scan.h"
+#include "kernels/rmsnorm.h"
 #include "model/layers.h"
 
 namespace rat {
@@ -52,10 +51,14 @@ class RatMixer final : public Block {
     rat_scan_forward(ss, p_.gate_bias, env_->rope_table(P, C), proj, vt, kt, ktr, qr);
     RatAttnShape s{B, T, H, P, L, G, GP, D, D};
     rat_attention_forward(s, qr, ktr, vt, o, lse);
+    // Gate, and the residual copy that out_proj accumulates onto, in one parallel pass.
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t d = 0; d < D; ++d) gated[n * D + d] = z[n * W + d] * o[n * D + d];
-    std::memcpy(y, x, size_t(N * D) * sizeof(float));
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) {
+        gated[n * D + d] = z[n * W + d] * o[n * D + d];
+        y[n * D + d] = x[n * D + d];
+      }
     linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f);
     (void)train;
   }

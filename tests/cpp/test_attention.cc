@@ -374,7 +374,7 @@ TEST_P(RatAttentionTest, ForwardMatchesNaive) {
 
 TEST_P(RatAttentionTest, BackwardMatchesNaiveForAnyThreadCount) {
   // 1 thread, 2 and 3 threads take both dq strategies (owner of a (batch, group), or
-  // per-head dq reduced afterwards) depending on B*G; all must agree with the reference.
+  // per-thread dq copies reduced afterwards) depending on B*G; all must agree with the reference.
   const RatCase c = GetParam();
   const int64_t rows = c.B * c.T, D = c.H * c.P;
   RatProblem ref_p(c);
