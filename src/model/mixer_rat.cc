@@ -14,6 +14,7 @@
 #include "kernels/activations.h"
 #include "kernels/decode_attention.h"
 #include "kernels/linear.h"
+#include "kernels/vec_math.h"
 #include "kernels/rat_attention.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rat_scan.h"
@@ -117,7 +118,7 @@ class RatMixer final : public Block {
     st.rstd.assign(size_t(S), 0.f);
     st.proj.assign(size_t(S * W), 0.f);
     st.out.assign(size_t(S * D), 0.f);
-    st.scratch_stride = C + 1 + 2 * P;
+    st.scratch_stride = C + 1 + 3 * P;
     st.thread_scratch.assign(size_t(omp_get_max_threads() * st.scratch_stride), 0.f);
     env_->rope_table(P, C);  // built now, not inside a step
   }
@@ -163,17 +164,21 @@ class RatMixer final : public Block {
         float* scr = st.thread_scratch.data() + omp_get_thread_num() * st.scratch_stride;
         float* kr = scr + C + 1;
         float* qr = kr + P;
+        float* gs = qr + P;  // this head's gates, then its output gates z
         const float* pr = proj + i * W;
         const float* v = pr + D + h * P;
         const float* k = pr + 3 * D + GP + (h % G) * P;
         float* rk = st.run_k.data() + s * D + h * P;
         float* rv = st.run_v.data() + s * D + h * P;
         // vt, kt: the chunk-reset gated scan, one token (state 0 at l == 0).
+        // vec_sigmoid per lane, as rat_scan_forward: the same bits as the forward.
+        vec_sigmoid(pr + 2 * D + h * P, gate_bias + h * P, gs, P);
+#pragma omp simd
         for (int64_t j = 0; j < P; ++j) {
-          const float g = sigmoidf(pr[2 * D + h * P + j] + gate_bias[h * P + j]);
+          const float g = gs[j];
           const float pk = l == 0 ? 0.f : rk[j], pv = l == 0 ? 0.f : rv[j];
-          rk[j] = g * pk + (1.0f - g) * k[j];
-          rv[j] = g * pv + (1.0f - g) * v[j];
+          rk[j] = g * pk + (1.f - g) * k[j];
+          rv[j] = g * pv + (1.f - g) * v[j];
         }
         rope_rotate_head(rope, c, rk, kr);
         rope_rotate_head(rope, c, pr + 3 * D + (h % G) * P, qr);
@@ -183,7 +188,9 @@ class RatMixer final : public Block {
           decode_attend(qr, st.k16.data() + base, st.v16.data() + base, c, kr, rv, P, scale, scr, o);
         else
           decode_attend(qr, st.k.data() + base, st.v.data() + base, c, kr, rv, P, scale, scr, o);
-        for (int64_t j = 0; j < P; ++j) o[j] *= sigmoidf(pr[h * P + j]);  // z * o
+        vec_sigmoid(pr + h * P, nullptr, gs, P);
+#pragma omp simd
+        for (int64_t j = 0; j < P; ++j) o[j] *= gs[j];  // z * o
         // A finished chunk's final state joins the cache.
         if (l == L - 1) st.put_kv(base + c * P, kr, rv, P);
       }
