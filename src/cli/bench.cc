@@ -171,6 +171,10 @@ int run_layer(const BenchOpts& o) {
   BlockEnv env;
   env.cfg = &cfg;
   env.prec = prec;
+  // Inference modes: frozen weights rounded to bf16 once, not per step. Train
+  // mode pays the per-call rounding a real training step pays.
+  Bf16WeightCache w16cache;
+  if (o.mode != "train") env.w16cache = &w16cache;
   auto block = make_mixer(&env, cfg.layers[0]);
   block->bind(layout.view(params.data()).layers[0], layout.view(grads.data()).layers[0]);
 

@@ -148,6 +148,7 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
   cfg.seq_len = std::max(cfg.seq_len, o.seq);
   Model model(cfg);
   model.init(1);
+  model.set_frozen_weight_cache(true);
   model.set_precision(o.dtype == "bf16" ? Precision::kBF16 : Precision::kF32);
   const int64_t pos = o.seq - 1;                 // position of the timed step
   const int64_t max_len = o.seq + o.warmup + o.repeats;  // room for every timed step

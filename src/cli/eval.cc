@@ -38,6 +38,7 @@ void register_eval(CLI::App& app, Runner& run) {
   c->callback([&run] {
     run = [] {
       auto model = load_model_dir(o.model);
+      model->set_frozen_weight_cache(true);  // weights are fixed from here on
       if (o.dtype == "bf16")
         model->set_precision(Precision::kBF16);
       else if (o.dtype != "f32")

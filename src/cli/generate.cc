@@ -106,6 +106,7 @@ int run_generate(const GenOpts& o) {
   if (given != 1)
     throw Error("give exactly one of --prompt, --prompt-file, --prompt-ids, --batch-file");
   auto model = load_model_dir(o.model);
+  model->set_frozen_weight_cache(true);  // weights are fixed from here on
   if (o.dtype == "bf16")
     model->set_precision(Precision::kBF16);
   else if (o.dtype != "f32")

@@ -112,7 +112,8 @@ void Decoder::prefill(int64_t slot, const int32_t* ids, int64_t n, float* logits
   }
   // Only the last token's prediction is needed.
   rmsnorm_forward(x + (n - 1) * D, w.final_ln, hf_.data(), rstd_.data(), 1, D);
-  lm_head_logits(hf_.data(), w.lm_head, logits, 1, D, cfg.vocab_size, model_.precision());
+  lm_head_logits(hf_.data(), w.lm_head, logits, 1, D, cfg.vocab_size, model_.precision(),
+                 model_.w16(w.lm_head, cfg.vocab_size * D));
   len_[size_t(slot)] = n;
 }
 
@@ -148,7 +149,8 @@ void Decoder::step(const int64_t* slots, const int32_t* ids, int64_t n, float* l
     model_.ffn(i).forward(xm, x, n, 1, false);  // the FFN is per token
   }
   rmsnorm_forward(x, w.final_ln, hf_.data(), rstd_.data(), n, D);
-  lm_head_logits(hf_.data(), w.lm_head, logits, n, D, cfg.vocab_size, model_.precision());
+  lm_head_logits(hf_.data(), w.lm_head, logits, n, D, cfg.vocab_size, model_.precision(),
+                 model_.w16(w.lm_head, cfg.vocab_size * D));
   for (int64_t i = 0; i < n; ++i) ++len_[size_t(slots[i])];
 }
 

@@ -57,8 +57,11 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
 }
 
 void lm_head_logits(const float* hf, const float* W, float* logits, int64_t N, int64_t D,
-                    int64_t V, Precision prec) {
-  gemm({N, V, D, false, true}, hf, W, logits, 0.f, prec);
+                    int64_t V, Precision prec, const uint16_t* W16) {
+  if (prec == Precision::kBF16 && W16)
+    gemm_bf16_weights({N, V, D, false, true}, hf, W16, logits, 0.f);
+  else
+    gemm({N, V, D, false, true}, hf, W, logits, 0.f, prec);
 }
 
 }  // namespace rat

@@ -97,17 +97,34 @@ void gemm(const GemmShape& shape, const float* A, const float* B, float* C, floa
     return;
   }
   // bf16: pack both operands (keeping their orientation) and multiply.
-  thread_local std::vector<uint16_t> a16, b16;
-  int64_t a_rows = s.trans_a ? s.K : s.M, a_cols = s.trans_a ? s.M : s.K;
+  thread_local std::vector<uint16_t> b16;
   int64_t b_rows = s.trans_b ? s.N : s.K, b_cols = s.trans_b ? s.K : s.N;
-  pack_bf16(A, a_rows, a_cols, s.lda, a16);
   pack_bf16(B, b_rows, b_cols, s.ldb, b16);
   GemmShape ps = s;
-  ps.lda = a_cols;
   ps.ldb = b_cols;
-  Plan& plan = plan_for(ps, p, acc, beta);
+  gemm_bf16_weights(ps, A, b16.data(), C, beta);
+}
+
+void gemm_bf16_weights(const GemmShape& shape, const float* A, const uint16_t* B16, float* C,
+                       float beta) {
+  GemmShape s = shape;
+  fill_ld(s);
+  if (s.M == 0 || s.N == 0) return;
+  if (s.K == 0) {
+    for (int64_t i = 0; i < s.M; ++i)
+      for (int64_t j = 0; j < s.N; ++j) C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
+    return;
+  }
+  const bool acc = beta != 0.f;
+  static dnnl::stream strm(cpu_engine());
+  thread_local std::vector<uint16_t> a16;
+  const int64_t a_rows = s.trans_a ? s.K : s.M, a_cols = s.trans_a ? s.M : s.K;
+  pack_bf16(A, a_rows, a_cols, s.lda, a16);
+  GemmShape ps = s;
+  ps.lda = a_cols;
+  Plan& plan = plan_for(ps, Precision::kBF16, acc, beta);
   dnnl::memory ma(plan.a, cpu_engine(), a16.data());
-  dnnl::memory mb(plan.b, cpu_engine(), b16.data());
+  dnnl::memory mb(plan.b, cpu_engine(), const_cast<uint16_t*>(B16));
   dnnl::memory mc(plan.c, cpu_engine(), C);
   plan.prim.execute(strm, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
   strm.wait();

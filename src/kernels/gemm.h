@@ -26,6 +26,12 @@ struct GemmShape {
 void gemm(const GemmShape& s, const float* A, const float* B, float* C,
           float beta, Precision p = Precision::kF32);
 
+// gemm(s, A, B, C, beta, kBF16) with B already rounded to bf16 (uint16 bits,
+// stored as B would be: ldb applies), e.g. from Bf16WeightCache; only A is
+// rounded per call. Bit for bit the same result when ldb is B's packed width.
+void gemm_bf16_weights(const GemmShape& s, const float* A, const uint16_t* B16, float* C,
+                       float beta);
+
 // Same maths, single-threaded, for use inside an OpenMP parallel region.
 // fp32 only (oneDNN's sgemm, which has no plan to build for each new shape).
 void gemm_small(const GemmShape& s, const float* A, const float* B, float* C,

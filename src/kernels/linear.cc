@@ -27,10 +27,15 @@ void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* 
 }
 
 void linear_forward(const float* x, int64_t ldx, const float* W, const float* b, float* y,
-                    int64_t ldy, int64_t N, int64_t in, int64_t out, Precision p, float beta) {
-  gemm({N, out, in, false, true, ldx, in, ldy}, x, W, y, beta, p);
+                    int64_t ldy, int64_t N, int64_t in, int64_t out, Precision p, float beta,
+                    const uint16_t* W16) {
+  if (p == Precision::kBF16 && W16)
+    gemm_bf16_weights({N, out, in, false, true, ldx, in, ldy}, x, W16, y, beta);
+  else
+    gemm({N, out, in, false, true, ldx, in, ldy}, x, W, y, beta, p);
   if (b) {
-#pragma omp parallel for schedule(static)
+    // A decode step's few rows: no parallel region (its barrier costs more).
+#pragma omp parallel for schedule(static) if (N * out > 65536)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t o = 0; o < out; ++o) y[n * ldy + o] += b[o];
   }

@@ -11,6 +11,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/rope.h"
+#include "kernels/weight_cache.h"
 #include "model/config.h"
 #include "model/decode_state.h"
 #include "model/params.h"
@@ -41,6 +42,13 @@ class Buffers {
 struct BlockEnv {
   const ModelConfig* cfg = nullptr;
   Precision prec = Precision::kF32;
+  // Frozen-weight bf16 copies (inference only; null in training, where the
+  // weights change every step and each GEMM rounds them itself).
+  Bf16WeightCache* w16cache = nullptr;
+  // W's bf16 copy when products run in bf16 with a cache, else null.
+  const uint16_t* w16(const float* W, int64_t n) const {
+    return prec == Precision::kBF16 && w16cache ? w16cache->get(W, n) : nullptr;
+  }
   std::map<int64_t, RopeTable> rope;  // by head width
   Buffers scratch;
   const RopeTable& rope_table(int64_t P, int64_t max_pos);

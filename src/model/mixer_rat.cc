@@ -16,6 +16,7 @@
 #include "kernels/rat_attention.h"
 #include "kernels/rat_scan.h"
 #include "kernels/rmsnorm.h"
+#include "kernels/vec_math.h"
 #include "model/layers.h"
 
 namespace rat {
@@ -45,7 +46,7 @@ class RatMixer final : public Block {
     float* gated = saved_.get(kGated, N * D);
 
     rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec);
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
     const float* z = proj;  // sigmoid(z) in place, by rat_scan_forward
     const RatScanShape ss{B, T, L, D, P, G, W};
     rat_scan_forward(ss, p_.gate_bias, env_->rope_table(P, C), proj, vt, kt, ktr, qr);
@@ -59,7 +60,8 @@ class RatMixer final : public Block {
         gated[n * D + d] = z[n * W + d] * o[n * D + d];
         y[n * D + d] = x[n * D + d];
       }
-    linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f);
+    linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
     (void)train;
   }
 
@@ -120,7 +122,7 @@ class RatMixer final : public Block {
     st.rstd.assign(size_t(S), 0.f);
     st.proj.assign(size_t(S * W), 0.f);
     st.out.assign(size_t(S * D), 0.f);
-    st.scratch_stride = C + 1 + 2 * P;
+    st.scratch_stride = C + 1 + 3 * P;
     st.thread_scratch.assign(size_t(omp_get_max_threads() * st.scratch_stride), 0.f);
     env_->rope_table(P, C);  // built now, not inside a step
   }
@@ -155,7 +157,7 @@ class RatMixer final : public Block {
     float* out = st.out.data();
     rmsnorm_forward(x, p_.input_norm, u, st.rstd.data(), n, D);
     // One GEMM over the batch: each weight is read once per step.
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec);
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
     const RopeTable& rope = env_->rope[P];
     const float scale = 1.f / std::sqrt(float(P));
     const float* gate_bias = p_.gate_bias;
@@ -166,17 +168,21 @@ class RatMixer final : public Block {
         float* scr = st.thread_scratch.data() + omp_get_thread_num() * st.scratch_stride;
         float* kr = scr + C + 1;
         float* qr = kr + P;
+        float* gs = qr + P;  // this head's gates, then its output gates z
         const float* pr = proj + i * W;
         const float* v = pr + D + h * P;
         const float* k = pr + 3 * D + GP + (h % G) * P;
         float* rk = st.run_k.data() + s * D + h * P;
         float* rv = st.run_v.data() + s * D + h * P;
         // vt, kt: the chunk-reset gated scan, one token (state 0 at l == 0).
+        // vec_sigmoid per lane, as rat_scan_forward: the same bits as the forward.
+        vec_sigmoid(pr + 2 * D + h * P, gate_bias + h * P, gs, P);
+#pragma omp simd
         for (int64_t j = 0; j < P; ++j) {
-          const float g = sigmoidf(pr[2 * D + h * P + j] + gate_bias[h * P + j]);
+          const float g = gs[j];
           const float pk = l == 0 ? 0.f : rk[j], pv = l == 0 ? 0.f : rv[j];
-          rk[j] = g * pk + (1.0f - g) * k[j];
-          rv[j] = g * pv + (1.0f - g) * v[j];
+          rk[j] = g * pk + (1.f - g) * k[j];
+          rv[j] = g * pv + (1.f - g) * v[j];
         }
         rope_rotate_head(rope, c, rk, kr);
         rope_rotate_head(rope, c, pr + 3 * D + (h % G) * P, qr);
@@ -186,12 +192,14 @@ class RatMixer final : public Block {
           decode_attend(qr, st.k16.data() + base, st.v16.data() + base, c, kr, rv, P, scale, scr, o);
         else
           decode_attend(qr, st.k.data() + base, st.v.data() + base, c, kr, rv, P, scale, scr, o);
-        for (int64_t j = 0; j < P; ++j) o[j] *= sigmoidf(pr[h * P + j]);  // z * o
+        vec_sigmoid(pr + h * P, nullptr, gs, P);
+#pragma omp simd
+        for (int64_t j = 0; j < P; ++j) o[j] *= gs[j];  // z * o
         // A finished chunk's final state joins the cache.
         if (l == L - 1) st.put_kv(base + c * P, kr, rv, P);
       }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
-    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f);
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f, env_->w16(p_.out_proj, D * D));
   }
 };
 

@@ -6,6 +6,7 @@
 #include "kernels/activations.h"
 
 #include "kernels/linear.h"
+#include "kernels/vec_math.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/scan.h"
 #include "model/layers.h"
@@ -29,7 +30,7 @@ class RnnMixer final : public Block {
     float* h = saved_.get(kH, N * D);
     float* gated = saved_.get(kGated, N * D);
     rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec);
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
     float* z = proj;
     float* v = proj + D;
     float* g = proj + 2 * D;
@@ -40,7 +41,7 @@ class RnnMixer final : public Block {
     for (int64_t n = 0; n < N; ++n)
       for (int64_t d = 0; d < D; ++d) gated[n * D + d] = z[n * W + d] * h[n * D + d];
     std::memcpy(y, x, size_t(N * D) * sizeof(float));
-    linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f);
+    linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f, env_->w16(p_.out_proj, D * D));
     (void)train;
   }
 
@@ -106,21 +107,26 @@ class RnnMixer final : public Block {
     float* proj = st.proj.data();
     float* out = st.out.data();
     rmsnorm_forward(x, p_.input_norm, st.u.data(), st.rstd.data(), n, D);
-    linear_forward(st.u.data(), D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec);
+    linear_forward(st.u.data(), D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
     const float* gate_bias = p_.gate_bias;
-#pragma omp parallel for schedule(static)
+    // Gates by vec_sigmoid in place, as the forward's sigmoid_inplace: the
+    // same bits. A few rows of a decode step are not worth a parallel region.
+#pragma omp parallel for schedule(static) if (n * D >= 16384)
     for (int64_t i = 0; i < n; ++i) {
-      const float* pr = proj + i * W;
+      float* pr = proj + i * W;
+      vec_sigmoid(pr, nullptr, pr, D);
+      vec_sigmoid(pr + 2 * D, gate_bias, pr + 2 * D, D);
       float* h = st.run_v.data() + slot[i] * D;
       const bool first = pos[i] == 0;  // h_{-1} = 0
+#pragma omp simd
       for (int64_t d = 0; d < D; ++d) {
-        const float g = sigmoidf(pr[2 * D + d] + gate_bias[d]);
+        const float g = pr[2 * D + d];
         h[d] = g * (first ? 0.f : h[d]) + (1.0f - g) * pr[D + d];
-        out[i * D + d] = sigmoidf(pr[d]) * h[d];
+        out[i * D + d] = pr[d] * h[d];
       }
     }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
-    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f);
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f, env_->w16(p_.out_proj, D * D));
   }
 };
 

@@ -102,7 +102,7 @@ void Model::logits(const int32_t* ids, int64_t B, int64_t T, float* out) {
   forward_hidden(ids, B, T);
   ModelView pv = layout_.view(params_.data());
   lm_head_logits(acts_.get(kFinal, 0), pv.lm_head, out, B * T, cfg_.d_model, cfg_.vocab_size,
-                 env_.prec);
+                 env_.prec, env_.w16(pv.lm_head, cfg_.vocab_size * cfg_.d_model));
 }
 
 }  // namespace rat

@@ -38,6 +38,14 @@ class Model {
 
   void set_precision(Precision p) { env_.prec = p; }
   Precision precision() const { return env_.prec; }
+  // Inference with frozen weights (generation, evaluation): bf16 products use
+  // copies of the weights rounded once (Bf16WeightCache, half the f32 size)
+  // instead of rounding them on every call. Whoever then changes params()
+  // must call weights_changed(). Off by default (training).
+  void set_frozen_weight_cache(bool on) { env_.w16cache = on ? &w16cache_ : nullptr; }
+  void weights_changed() { w16cache_.invalidate(); }
+  // The bf16 copy of a tensor of params() (null unless cached and bf16).
+  const uint16_t* w16(const float* W, int64_t n) const { return env_.w16(W, n); }
 
   void init(uint64_t seed) { layout_.init(params_.data(), seed); }
   void zero_grads();
@@ -67,6 +75,7 @@ class Model {
   std::vector<float> params_, grads_;
   std::vector<int64_t> layer_begin_;  // where block i's tensors start; [L] = final norm
   BlockEnv env_;
+  Bf16WeightCache w16cache_;
   std::vector<std::unique_ptr<Block>> mixers_, ffns_;
   Buffers acts_;  // residual stream [2L+1][N, D], final norm output, rstd, dx
 };
