@@ -113,7 +113,8 @@ class AttentionMixer final : public Block {
     linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
     const RopeTable& rope = env_->rope[P];
     const float scale = 1.f / std::sqrt(float(P));
-#pragma omp parallel for collapse(2) schedule(static)
+    // Guided schedule and the tiny-step rule: see RatMixer::step.
+#pragma omp parallel for collapse(2) schedule(guided) if (n * H * (R + 2) * P >= 65536)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t s = slot[i], t = pos[i];

@@ -157,7 +157,12 @@ class RatMixer final : public Block {
     const RopeTable& rope = env_->rope[P];
     const float scale = 1.f / std::sqrt(float(P));
     const float* gate_bias = p_.gate_bias;
-#pragma omp parallel for collapse(2) schedule(static)
+    // Guided: big contiguous shares first, then small ones, so a thread held
+    // up (a busy machine) leaves the tail to the others instead of stalling
+    // the step at the barrier (static and dynamic,4 measured 3-5% slower on
+    // a quiet machine). A tiny step (small cache, batch 1) runs on this
+    // thread alone: no parallel region to wait on.
+#pragma omp parallel for collapse(2) schedule(guided) if (n * H * (C + 4) * P >= 65536)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t s = slot[i], t = pos[i], c = t / L, l = t % L;
