@@ -115,7 +115,8 @@ void gemm_bf16_weights(const GemmShape& shape, const float* A, const uint16_t* B
   if (s.M == 0 || s.N == 0) return;
   if (s.K == 0) {
     for (int64_t i = 0; i < s.M; ++i)
-      for (int64_t j = 0; j < s.N; ++j) C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
+      for (int64_t j = 0; j < s.N; ++j)
+        C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
     return;
   }
   const bool acc = beta != 0.f;

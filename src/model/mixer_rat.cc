@@ -47,7 +47,8 @@ class RatMixer final : public Block {
     float* gated = saved_.get(kGated, N * D);
 
     rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
     const float* z = proj;  // sigmoid(z) in place, by rat_scan_forward
     const RatScanShape ss{B, T, L, D, P, G, W};
     rat_scan_forward(ss, p_.gate_bias, env_->rope_table(P, C), proj, vt, kt, ktr, qr);
@@ -57,7 +58,8 @@ class RatMixer final : public Block {
     for (int64_t n = 0; n < N; ++n)
       for (int64_t d = 0; d < D; ++d) gated[n * D + d] = z[n * W + d] * o[n * D + d];
     std::memcpy(y, x, size_t(N * D) * sizeof(float));
-    linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f, env_->w16(p_.out_proj, D * D));
+    linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
     (void)train;
   }
 
@@ -153,7 +155,8 @@ class RatMixer final : public Block {
     float* out = st.out.data();
     rmsnorm_forward(x, p_.input_norm, u, st.rstd.data(), n, D);
     // One GEMM over the batch: each weight is read once per step.
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
     const RopeTable& rope = env_->rope[P];
     const float scale = 1.f / std::sqrt(float(P));
     const float* gate_bias = p_.gate_bias;
@@ -200,7 +203,8 @@ class RatMixer final : public Block {
         if (l == L - 1) st.put_kv(base + c * P, kr, rv, P);
       }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
-    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f, env_->w16(p_.out_proj, D * D));
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
   }
 };
 
