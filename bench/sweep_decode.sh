@@ -4,12 +4,30 @@
 # a step at position T-1 against T, each mixer, batch B) and
 # bench/out/decode_model.csv + .png (a 4-layer model: tokens/s against batch).
 #   bench/sweep_decode.sh [cache f32|bf16] [max_T] [B]
-# The headline figures of the issue are single commands (quiet machine please):
-#   build/rat bench layer --mode decode --layer rat --chunk 16 --ngroups 2 --d-model 2048 \
-#       --d-head 128 --seq 4097 --batch 64 --cache-dtype bf16        # and --layer attention
-#   build/rat bench model --mode throughput --mixer hybrid --layers 4 --memory-gib 16  # and attention
+#   bench/sweep_decode.sh headline      # just the issue's three figures (below), quiet machine please
+# The headline figures (issue "Generation"; --dtype bf16: products in bf16 with the weights
+# rounded once, Bf16WeightCache; the step's bound then counts 2 bytes per weight):
+#   (a) build/rat bench layer --mode decode --layer rat --chunk 16 --ngroups 2 --d-model 2048 \
+#         --d-head 128 --seq 4097 --batch 64 --cache-dtype bf16 --dtype bf16   # and --layer attention
+#   (b) build/rat bench model --mode throughput --memory-gib 16 --seq 4096 --mixer attention \
+#         --mixer hybrid --cache-dtype bf16 --dtype bf16
+#   (c) build/rat bench model --mode decode --config configs/experiment/pydoc/rat-small.yaml \
+#         --batch 1 --seq 512 --dtype bf16 --repeats 50 --warmup 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = headline ]; then
+  for dt in f32 bf16; do
+    for layer in rat attention; do
+      build/rat bench layer --mode decode --layer "$layer" --chunk 16 --ngroups 2 --d-model 2048 \
+        --d-head 128 --seq 4097 --batch 64 --cache-dtype bf16 --dtype "$dt" --repeats 9
+    done
+    build/rat bench model --mode throughput --memory-gib 16 --seq 4096 --mixer attention \
+      --mixer hybrid --cache-dtype bf16 --dtype "$dt" --repeats 3
+    build/rat bench model --mode decode --config configs/experiment/pydoc/rat-small.yaml \
+      --batch 1 --seq 512 --dtype "$dt" --repeats 50 --warmup 5
+  done
+  exit 0
+fi
 cache=${1:-bf16}
 max_t=${2:-16384}
 batch=${3:-16}

@@ -93,9 +93,13 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
     times.push_back(now_seconds() - t0);
   }
   const double ms = median(times) * 1e3;
-  // Bytes a step must read: the layer's weights (f32 storage) and, per
-  // sequence, the cache rows its query sees (K and V) plus running states.
-  const double weights = double(in_proj_width(cfg, m) * D + D * D + 2 * D) * 4.0;
+  // Bytes a step must read: the layer's weights (f32, or their bf16 copies
+  // with --dtype bf16: decode reads those, see Bf16WeightCache; the norm and
+  // gate-bias vectors stay f32) and, per sequence, the cache rows its query
+  // sees (K and V) plus running states.
+  const double weights = double(in_proj_width(cfg, m) * D + D * D) *
+                             (prec == Precision::kBF16 ? 2.0 : 4.0) +
+                         double(2 * D) * 4.0;
   double rows = 0, run_rows = 0;  // cache rows (K and V) and float32 state rows of D
   switch (m.kind) {
     case MixerKind::kAttention: rows = 2.0 * double(pos + 1); break;

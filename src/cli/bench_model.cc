@@ -153,6 +153,11 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
   const int64_t pos = o.seq - 1;                 // position of the timed step
   const int64_t max_len = o.seq + o.warmup + o.repeats;  // room for every timed step
   const double weights = double(model.layout().total()) * sizeof(float);
+  // With bf16 products a step reads the frozen bf16 copies of the matrices
+  // (Bf16WeightCache), held beside the f32 parameters: the budget counts both.
+  const bool bf16_w = o.dtype == "bf16";
+  const double weights_read = bf16_w ? weights / 2 : weights;
+  const double weights_held = bf16_w ? weights * 1.5 : weights;
 
   int64_t batch = o.batch;
   if (o.mode == "throughput") {
@@ -164,7 +169,7 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
     const double per_seq =
         double(b2 - b1) + sizeof(float) * double(cfg.vocab_size + 8 * cfg.d_model +
                                                   3 * cfg.ffn.d_ffn);
-    const double fixed = double(b1) - double(b2 - b1) + weights;  // params (grads aside)
+    const double fixed = double(b1) - double(b2 - b1) + weights_held;  // params (grads aside)
     const double budget = o.memory_gib * double(1ull << 30);
     if (budget <= fixed + per_seq)
       throw Error("--memory-gib " + std::to_string(o.memory_gib) + ": " + path +
@@ -193,12 +198,12 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
   row.ms = median(times) * 1e3;
   row.tokens_per_s = double(batch) / (row.ms * 1e-3);
   row.cache_mib_per_seq = double(dec.cache_bytes_per_sequence()) / double(1 << 20);
-  row.weights_mib = weights / double(1 << 20);
+  row.weights_mib = weights_held / double(1 << 20);
   row.rss_mib = max_rss_mib();
   // The step at position `pos` (plus warm-up positions: the last timed step
   // reads slightly more; the median step is close to pos + warmup + repeats/2).
   const int64_t mid = pos + o.warmup + o.repeats / 2;
-  row.read_bytes = weights + double(batch) * cache_read_bytes(cfg, mid, bf16_cache);
+  row.read_bytes = weights_read + double(batch) * cache_read_bytes(cfg, mid, bf16_cache);
   row.flops = double(batch) * step_flops_per_token(model, mid);
   row.bound_ms = 1e3 * std::max(row.read_bytes / (bw_gbps * 1e9), row.flops / (gemm_gflops * 1e9));
   return row;

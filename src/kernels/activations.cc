@@ -31,8 +31,9 @@ inline float silu(float x) { return x * sigmoidf(x); }
 }  // namespace
 
 void activation_forward(Activation act, const float* h, float* a, int64_t N, int64_t F) {
+  // Decode steps (a few rows): no parallel region; see rmsnorm_forward.
   if (act == Activation::kSwiglu) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * F >= 16384)
     for (int64_t n = 0; n < N; ++n) {
       const float* hr = h + n * 2 * F;
       float* ar = a + n * F;
@@ -41,7 +42,7 @@ void activation_forward(Activation act, const float* h, float* a, int64_t N, int
     return;
   }
   int64_t total = N * F;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (total >= 16384)
   for (int64_t i = 0; i < total; ++i) {
     float x = h[i];
     switch (act) {

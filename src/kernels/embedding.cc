@@ -8,7 +8,7 @@
 namespace rat {
 
 void embedding_forward(const int32_t* ids, const float* wte, float* x, int64_t N, int64_t D) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * D >= 16384)  // not for a decode step's rows
   for (int64_t n = 0; n < N; ++n)
     std::memcpy(x + n * D, wte + int64_t(ids[n]) * D, size_t(D) * sizeof(float));
 }

@@ -70,7 +70,10 @@ Plan& plan_for(const GemmShape& s, Precision p, bool accumulate, float beta) {
 // Copies a stored rows x cols matrix (leading dim ld) into packed bf16.
 void pack_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld, std::vector<uint16_t>& out) {
   out.resize(size_t(rows * cols));
-#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+  // Rounding runs at memory speed: a decode step's activations (64 x 2048)
+  // take ~20 us on one thread, less than a parallel region's barrier costs
+  // when the other core is busy. Only training-sized operands are split.
+#pragma omp parallel for schedule(static) if (rows * cols >= (int64_t(1) << 20))
   for (int64_t r = 0; r < rows; ++r) to_bf16(x + r * ld, out.data() + r * cols, cols);
 }
 
@@ -112,7 +115,8 @@ void gemm_bf16_weights(const GemmShape& shape, const float* A, const uint16_t* B
   if (s.M == 0 || s.N == 0) return;
   if (s.K == 0) {
     for (int64_t i = 0; i < s.M; ++i)
-      for (int64_t j = 0; j < s.N; ++j) C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
+      for (int64_t j = 0; j < s.N; ++j)
+        C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
     return;
   }
   const bool acc = beta != 0.f;

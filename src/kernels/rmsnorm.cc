@@ -8,7 +8,9 @@
 namespace rat {
 
 void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t N, int64_t D) {
-#pragma omp parallel for schedule(static)
+  // The few rows of a decode step: no parallel region (its barrier, with a
+  // busy second core, costs more than the work).
+#pragma omp parallel for schedule(static) if (N * D >= 16384)
   for (int64_t n = 0; n < N; ++n) {
     const float* xr = x + n * D;
     float* yr = y + n * D;

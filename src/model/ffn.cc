@@ -26,10 +26,12 @@ class Ffn final : public Block {
     float* h = saved_.get(kH, N * F1);
     float* a = saved_.get(kA, N * F);
     rmsnorm_forward(x, p_.ffn_ln, u, rstd, N, D);
-    linear_forward(u, D, p_.fc1_w, p_.fc1_b, h, F1, N, D, F1, env_->prec, 0.f, env_->w16(p_.fc1_w, D * F1));
+    linear_forward(u, D, p_.fc1_w, p_.fc1_b, h, F1, N, D, F1, env_->prec, 0.f,
+                   env_->w16(p_.fc1_w, D * F1));
     activation_forward(cfg.ffn.act, h, a, N, F);
     std::memcpy(y, x, size_t(N * D) * sizeof(float));
-    linear_forward(a, F, p_.fc2_w, p_.fc2_b, y, D, N, F, D, env_->prec, 1.f, env_->w16(p_.fc2_w, F * D));
+    linear_forward(a, F, p_.fc2_w, p_.fc2_b, y, D, N, F, D, env_->prec, 1.f,
+                   env_->w16(p_.fc2_w, F * D));
     (void)train;
   }
 

@@ -42,12 +42,14 @@ class AttentionMixer final : public Block {
     float* o = saved_.get(kO, N * D);
     float* lse = saved_.get(kLse, B * H * T);
     rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
     const RopeTable& rope = env_->rope_table(P, T);
     rope_apply(rope, proj + D, B, T, 0, 2 * H, W, 1, +1);  // q and k are adjacent
     attention_forward(shape(B, T), proj + D, proj + 2 * D, proj, o, lse);
     std::memcpy(y, x, size_t(N * D) * sizeof(float));
-    linear_forward(o, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f, env_->w16(p_.out_proj, D * D));
+    linear_forward(o, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
     (void)train;
   }
 
@@ -110,10 +112,12 @@ class AttentionMixer final : public Block {
     float* proj = st.proj.data();
     float* out = st.out.data();
     rmsnorm_forward(x, p_.input_norm, u, st.rstd.data(), n, D);
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
     const RopeTable& rope = env_->rope[P];
     const float scale = 1.f / std::sqrt(float(P));
-#pragma omp parallel for collapse(2) schedule(static)
+    // Guided schedule and the tiny-step rule: see RatMixer::step.
+#pragma omp parallel for collapse(2) schedule(guided) if (n * H * (R + 2) * P >= 65536)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t s = slot[i], t = pos[i];
@@ -138,7 +142,8 @@ class AttentionMixer final : public Block {
                         scale, scr, o);
       }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
-    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f, env_->w16(p_.out_proj, D * D));
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
   }
 };
 

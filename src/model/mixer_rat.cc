@@ -46,7 +46,8 @@ class RatMixer final : public Block {
     float* gated = saved_.get(kGated, N * D);
 
     rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
     const float* z = proj;  // sigmoid(z) in place, by rat_scan_forward
     const RatScanShape ss{B, T, L, D, P, G, W};
     rat_scan_forward(ss, p_.gate_bias, env_->rope_table(P, C), proj, vt, kt, ktr, qr);
@@ -157,11 +158,17 @@ class RatMixer final : public Block {
     float* out = st.out.data();
     rmsnorm_forward(x, p_.input_norm, u, st.rstd.data(), n, D);
     // One GEMM over the batch: each weight is read once per step.
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
     const RopeTable& rope = env_->rope[P];
     const float scale = 1.f / std::sqrt(float(P));
     const float* gate_bias = p_.gate_bias;
-#pragma omp parallel for collapse(2) schedule(static)
+    // Guided: big contiguous shares first, then small ones, so a thread held
+    // up (a busy machine) leaves the tail to the others instead of stalling
+    // the step at the barrier (static and dynamic,4 measured 3-5% slower on
+    // a quiet machine). A tiny step (small cache, batch 1) runs on this
+    // thread alone: no parallel region to wait on.
+#pragma omp parallel for collapse(2) schedule(guided) if (n * H * (C + 4) * P >= 65536)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t s = slot[i], t = pos[i], c = t / L, l = t % L;
@@ -199,7 +206,8 @@ class RatMixer final : public Block {
         if (l == L - 1) st.put_kv(base + c * P, kr, rv, P);
       }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
-    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f, env_->w16(p_.out_proj, D * D));
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
   }
 };
 

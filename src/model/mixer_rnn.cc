@@ -30,7 +30,8 @@ class RnnMixer final : public Block {
     float* h = saved_.get(kH, N * D);
     float* gated = saved_.get(kGated, N * D);
     rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
     float* z = proj;
     float* v = proj + D;
     float* g = proj + 2 * D;
@@ -41,7 +42,8 @@ class RnnMixer final : public Block {
     for (int64_t n = 0; n < N; ++n)
       for (int64_t d = 0; d < D; ++d) gated[n * D + d] = z[n * W + d] * h[n * D + d];
     std::memcpy(y, x, size_t(N * D) * sizeof(float));
-    linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f, env_->w16(p_.out_proj, D * D));
+    linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
     (void)train;
   }
 
@@ -107,7 +109,8 @@ class RnnMixer final : public Block {
     float* proj = st.proj.data();
     float* out = st.out.data();
     rmsnorm_forward(x, p_.input_norm, st.u.data(), st.rstd.data(), n, D);
-    linear_forward(st.u.data(), D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f, env_->w16(p_.in_proj, D * W));
+    linear_forward(st.u.data(), D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
     const float* gate_bias = p_.gate_bias;
     // Gates by vec_sigmoid in place, as the forward's sigmoid_inplace: the
     // same bits. A few rows of a decode step are not worth a parallel region.
@@ -126,7 +129,8 @@ class RnnMixer final : public Block {
       }
     }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
-    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f, env_->w16(p_.out_proj, D * D));
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
   }
 };
 
