@@ -32,13 +32,6 @@ Decoder::Decoder(Model& model, int64_t max_batch, int64_t max_len, bool bf16_cac
   busy_.assign(size_t(max_batch), 0);
 }
 
-void Decoder::assume_length(int64_t slot, int64_t len) {
-  if (slot < 0 || slot >= max_batch_ || len < 0 || len > max_len_)
-    throw Error("decoder: assume_length(" + std::to_string(slot) + ", " + std::to_string(len) +
-                ") out of range");
-  len_[size_t(slot)] = len;
-}
-
 int64_t Decoder::cache_bytes() const {
   int64_t b = 0;
   for (const MixerState& s : states_) b += s.cache_bytes();

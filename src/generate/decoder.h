@@ -50,11 +50,6 @@ class Decoder {
   // depend on the values it reads).
   void fill_synthetic(int64_t len, uint64_t seed);
 
-  // Benchmarks only: marks a slot as holding `len` tokens without a prefill
-  // (its state is whatever the caches hold, e.g. random values from states()).
-  void assume_length(int64_t slot, int64_t len);
-  std::vector<MixerState>& states() { return states_; }
-
  private:
   void check_ids(const int32_t* ids, int64_t n) const;
 
