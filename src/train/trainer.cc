@@ -246,6 +246,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
     if (!val) return;
     const int64_t nval = val->num_samples(T);
     const int64_t cnt = e.val_samples >= 0 ? std::min(nval, e.val_samples) : nval;
+    if (cnt == 0) return;  // data.val_samples: 0 turns validation off (same on every rank)
     // Each rank scores its share of the samples; NLL and counts are summed.
     const int64_t first = cnt * w.rank / w.size, mine = cnt * (w.rank + 1) / w.size - first;
     EvalResult r = evaluate(*model, *val, T, B, first, mine);

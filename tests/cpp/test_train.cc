@@ -202,3 +202,26 @@ TEST(TrainFaults, NonFiniteLossStopsNamingTheStepAndKeepsLatest) {
   for (int64_t i = 0; i < m->layout().total(); ++i) ASSERT_TRUE(std::isfinite(p[i])) << i;
   EXPECT_EQ(losses(dir / "run" / "metrics.jsonl").size(), size_t(step - 1));
 }
+
+// data.val_samples: 0 turns validation off: no val record, no val figures in
+// the summary (a perplexity of 1 over zero tokens would be a wrong answer).
+TEST(Train, ZeroValidationSamplesSkipsValidation) {
+  fs::path dir = temp_dir("noval");
+  fs::path cfg = write_config(dir, "");
+  TrainOptions quiet;
+  quiet.quiet = true;
+  quiet.run_dir = (dir / "run").string();
+  Experiment e = load_experiment(
+      cfg.string(), {"data.val_samples=0", "trainer.max_steps=2", "trainer.save_checkpoint=false"});
+  TrainSummary s = train(e, quiet);
+  EXPECT_EQ(s.steps_done, 2);
+  EXPECT_EQ(s.val_ppl, 0.0);
+  std::ifstream f(dir / "run" / "metrics.jsonl");
+  std::string line;
+  int records = 0;
+  while (std::getline(f, line)) {
+    ++records;
+    EXPECT_FALSE(nlohmann::json::parse(line).contains("val_loss")) << line;
+  }
+  EXPECT_EQ(records, 2);
+}
