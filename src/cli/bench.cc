@@ -47,19 +47,6 @@ MixerKind parse_layer(const std::string& s) {
   throw Error("--layer: '" + s + "', expected rat, attention, local_attention or rnn");
 }
 
-// Query-key pairs a layer's softmax scores, per head and batch row.
-double score_pairs(const MixerConfig& m, int64_t T) {
-  double pairs = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    switch (m.kind) {
-      case MixerKind::kAttention: pairs += double(t + 1); break;
-      case MixerKind::kLocalAttention: pairs += double(std::min(t, m.window_size) + 1); break;
-      case MixerKind::kRat: pairs += double(t / m.chunk_size + 1); break;
-      case MixerKind::kRnn: break;
-    }
-  }
-  return pairs;
-}
 
 // SPEC.md "efficiency protocol", decode: one step of B sequences at position
 // T-1 with a full cache. A step reads every weight once (one GEMM over the
@@ -85,14 +72,7 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
   std::vector<int64_t> slots(static_cast<size_t>(B)), positions(static_cast<size_t>(B), pos);
   for (int64_t b = 0; b < B; ++b) slots[size_t(b)] = b;
   auto step = [&] { block.step(x.data(), y.data(), slots.data(), positions.data(), B, st); };
-  for (int r = 0; r < std::max(o.warmup, 1); ++r) step();
-  std::vector<double> times;
-  for (int r = 0; r < o.repeats; ++r) {
-    double t0 = now_seconds();
-    step();
-    times.push_back(now_seconds() - t0);
-  }
-  const double ms = median(times) * 1e3;
+  const double ms = median_seconds(step, std::max(o.warmup, 1), o.repeats) * 1e3;
   // Bytes a step must read: the layer's weights (f32, or their bf16 copies
   // with --dtype bf16: decode reads those, see Bf16WeightCache; the norm and
   // gate-bias vectors stay f32) and, per sequence, the cache rows its query
@@ -198,19 +178,12 @@ int run_layer(const BenchOpts& o) {
       block->backward(x.data(), dx.data(), o.batch, o.seq);
     }
   };
-  for (int r = 0; r < o.warmup; ++r) step();
-  std::vector<double> times;
-  for (int r = 0; r < o.repeats; ++r) {
-    double t0 = now_seconds();
-    step();
-    times.push_back(now_seconds() - t0);
-  }
-  const double ms = median(times) * 1e3;
+  const double ms = median_seconds(step, o.warmup, o.repeats) * 1e3;
   // FLOPs: projections 2*N*D*(W_in + D) forward; softmax products 4*P per
   // scored pair per head (q.k and p*v) forward. Backward counts 2x forward
   // (input and weight gradients; the attention recompute is not counted).
   const double proj = 2.0 * double(N) * double(D) * double(in_proj_width(cfg, m) + D);
-  const double core = 4.0 * double(o.d_head) * score_pairs(m, o.seq) * double(o.batch) *
+  const double core = 4.0 * double(o.d_head) * keys_scored_total(m, o.seq) * double(o.batch) *
                       double(D / o.d_head);
   const double flops = (proj + core) * (train ? 3.0 : 1.0);
   const double gflops = flops / (ms * 1e-3) / 1e9;

@@ -61,20 +61,8 @@ double cache_read_bytes(const ModelConfig& cfg, int64_t pos, bool bf16_cache) {
 // the embedding lookup is not a product) plus 4*P per scored key per head.
 double step_flops_per_token(const Model& model, int64_t pos) {
   const ModelConfig& cfg = model.config();
-  double f = 0;
-  for (const ParamSpec& s : model.layout().specs())
-    if (s.shape.size() == 2 && s.name != "embedding.wte.weight") f += 2.0 * double(s.numel);
-  if (cfg.tie_embedding) f += 2.0 * double(cfg.vocab_size * cfg.d_model);
-  for (const MixerConfig& m : cfg.layers) {
-    double keys = 0;
-    switch (m.kind) {
-      case MixerKind::kAttention: keys = double(pos + 1); break;
-      case MixerKind::kLocalAttention: keys = double(std::min(pos, m.window_size) + 1); break;
-      case MixerKind::kRat: keys = double(pos / m.chunk_size + 1); break;
-      case MixerKind::kRnn: keys = 0; break;
-    }
-    f += 4.0 * double(cfg.d_model) * keys;
-  }
+  double f = 2.0 * model.matmul_weights();
+  for (const MixerConfig& m : cfg.layers) f += 4.0 * double(cfg.d_model) * double(keys_scored(m, pos));
   return f;
 }
 
@@ -184,18 +172,13 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
   for (int64_t i = 0; i < batch; ++i)
     slots[size_t(i)] = i, ids[size_t(i)] = int32_t(i % cfg.vocab_size);
   std::vector<float> logits(size_t(batch * cfg.vocab_size));
-  for (int r = 0; r < o.warmup; ++r) dec.step(slots.data(), ids.data(), batch, logits.data());
-  std::vector<double> times;
-  for (int r = 0; r < o.repeats; ++r) {
-    const double t0 = now_seconds();
-    dec.step(slots.data(), ids.data(), batch, logits.data());
-    times.push_back(now_seconds() - t0);
-  }
+  const double secs = median_seconds(
+      [&] { dec.step(slots.data(), ids.data(), batch, logits.data()); }, o.warmup, o.repeats);
   Row row;
   row.config = path;
   row.layers = describe(cfg);
   row.batch = batch;
-  row.ms = median(times) * 1e3;
+  row.ms = secs * 1e3;
   row.tokens_per_s = double(batch) / (row.ms * 1e-3);
   row.cache_mib_per_seq = double(dec.cache_bytes_per_sequence()) / double(1 << 20);
   row.weights_mib = weights_held / double(1 << 20);

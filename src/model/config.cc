@@ -5,6 +5,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -461,6 +462,22 @@ void save_model_config(const ModelConfig& cfg, const std::string& path) {
   out << YAML::EndMap;
   if (!out.good()) throw Error(path + ": cannot emit YAML (" + out.GetLastError() + ")");
   write_file_atomic(path, std::string(out.c_str()) + "\n");
+}
+
+int64_t keys_scored(const MixerConfig& m, int64_t t) {
+  switch (m.kind) {
+    case MixerKind::kAttention: return t + 1;
+    case MixerKind::kLocalAttention: return std::min(t, m.window_size) + 1;
+    case MixerKind::kRat: return t / m.chunk_size + 1;
+    case MixerKind::kRnn: return 0;
+  }
+  return 0;
+}
+
+double keys_scored_total(const MixerConfig& m, int64_t T) {
+  double n = 0;
+  for (int64_t t = 0; t < T; ++t) n += double(keys_scored(m, t));
+  return n;
 }
 
 }  // namespace rat

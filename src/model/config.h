@@ -65,6 +65,12 @@ struct ModelConfig {
   void resolve(const std::string& where);
 };
 
+// Keys the softmax of query t scores (SPEC.md "Mixers"): attention t + 1, local
+// attention min(t, window) + 1, rat the t div L earlier chunk states plus its own
+// state, rnn none. keys_scored_total sums it over t < T (the FLOP counts use it).
+int64_t keys_scored(const MixerConfig& m, int64_t t);
+double keys_scored_total(const MixerConfig& m, int64_t T);
+
 // Reads config.yaml (the authors' resolved schema) and resolves it. Throws
 // rat::Error, one line `<file>: <dotted.key>: <problem>, expected <what>`.
 // Required: model.backbone.{num_layers, d_model, seq_cell._name_,

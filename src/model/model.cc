@@ -36,6 +36,14 @@ int64_t Model::num_params() const {
   return n;
 }
 
+double Model::matmul_weights() const {
+  double n = 0;
+  for (const ParamSpec& s : layout_.specs())
+    if (s.shape.size() == 2 && s.name != "embedding.wte.weight") n += double(s.numel);
+  if (cfg_.tie_embedding) n += double(cfg_.vocab_size * cfg_.d_model);
+  return n;
+}
+
 void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.f); }
 
 int64_t Model::activation_bytes() const {

@@ -35,6 +35,10 @@ class Model {
   float* params() { return params_.data(); }
   float* grads() { return grads_.data(); }
   int64_t num_params() const;  // distinct parameters (tied head counted once)
+  // Weights that enter a matrix product for every token: every 2-D tensor but
+  // the embedding table (a lookup), plus the head, which is the table again
+  // when tied. FLOP counts are 2 (forward) or 6 (forward + backward) per one.
+  double matmul_weights() const;
 
   void set_precision(Precision p) { env_.prec = p; }
   Precision precision() const { return env_.prec; }

@@ -32,18 +32,10 @@ std::atomic<bool> g_stop{false};
 // product (projections, FFN, head) plus the softmax products at this T.
 double flops_per_token(const Model& m, int64_t T) {
   const ModelConfig& c = m.config();
-  double f = 0;
-  for (const ParamSpec& s : m.layout().specs())
-    if (s.shape.size() == 2 && s.name != "embedding.wte.weight") f += 6.0 * double(s.numel);
-  if (c.tie_embedding) f += 6.0 * double(c.vocab_size * c.d_model);
+  double f = 6.0 * m.matmul_weights();
   for (const MixerConfig& mc : c.layers) {
-    double pairs = 0;  // average keys scored per query
-    for (int64_t t = 0; t < T; ++t) {
-      if (mc.kind == MixerKind::kAttention) pairs += double(t + 1);
-      if (mc.kind == MixerKind::kLocalAttention) pairs += double(std::min(t, mc.window_size) + 1);
-      if (mc.kind == MixerKind::kRat) pairs += double(t / mc.chunk_size + 1);
-    }
-    f += 3.0 * 4.0 * double(c.d_model) * pairs / double(T);
+    // Average keys scored per query.
+    f += 3.0 * 4.0 * double(c.d_model) * keys_scored_total(mc, T) / double(T);
   }
   return f;
 }

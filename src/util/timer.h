@@ -19,4 +19,17 @@ inline double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// Median wall seconds of `repeats` calls of f, after `warmup` untimed calls.
+template <class F>
+double median_seconds(F&& f, int warmup, int repeats) {
+  for (int r = 0; r < warmup; ++r) f();
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    const double t0 = now_seconds();
+    f();
+    times.push_back(now_seconds() - t0);
+  }
+  return median(times);
+}
+
 }  // namespace rat
