@@ -42,8 +42,10 @@ int64_t Decoder::total_bytes() const {
   auto b = [](const std::vector<float>& v) { return int64_t(v.capacity() * sizeof(float)); };
   int64_t t = b(x_) + b(xm_) + b(hf_) + b(rstd_) + int64_t(pos_.capacity() * sizeof(int64_t));
   for (const MixerState& s : states_)
-    t += b(s.k) + b(s.v) + b(s.run_k) + b(s.run_v) + b(s.u) + b(s.rstd) + b(s.proj) + b(s.out) +
-         b(s.thread_scratch) + int64_t((s.k16.capacity() + s.v16.capacity()) * sizeof(uint16_t));
+    t += b(s.k) + b(s.v) + b(s.run_k) + b(s.run_v) + b(s.u) + b(s.rstd) + b(s.proj) +
+         b(s.proj_t) + b(s.out) + b(s.out_t) + b(s.thread_scratch) +
+         int64_t((s.k16.capacity() + s.v16.capacity() + s.u16.capacity() + s.out16.capacity()) *
+                 sizeof(uint16_t));
   return t;
 }
 
@@ -145,6 +147,10 @@ void Decoder::step(const int64_t* slots, const int32_t* ids, int64_t n, float* l
   lm_head_logits(hf_.data(), w.lm_head, logits, n, D, cfg.vocab_size, model_.precision(),
                  model_.w16(w.lm_head, cfg.vocab_size * D));
   for (int64_t i = 0; i < n; ++i) ++len_[size_t(slots[i])];
+}
+
+void Decoder::set_overlap(int64_t min_work, int64_t heads) {
+  for (MixerState& s : states_) s.overlap_min_work = min_work, s.overlap_heads = heads;
 }
 
 }  // namespace rat

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <cstdint>
 #include <tuple>
 #include <vector>
 
@@ -35,7 +36,7 @@ using Key =
 
 struct Plan {
   dnnl::matmul prim;
-  dnnl::memory::desc a, b, c;
+  dnnl::memory::desc a, b, c, scratch;
 };
 
 // Plans are built once per shape; a training step reuses a few dozen of them.
@@ -56,6 +57,11 @@ Plan& plan_for(const GemmShape& s, Precision p, bool accumulate, float beta) {
   plan.b = dnnl::memory::desc({s.K, s.N}, in_t, b_str);
   plan.c = dnnl::memory::desc({s.M, s.N}, dt::f32, dnnl::memory::dims{s.ldc, 1});
   dnnl::primitive_attr attr;
+  // Our scratchpad, not the library's: by default oneDNN shares one among all
+  // primitives and ties each primitive to the thread that created it, and
+  // gemm_small_bf16 runs cached plans on whichever thread of a parallel
+  // region calls it (two threads then corrupted each other's products).
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   if (accumulate) {
     dnnl::post_ops po;
     po.append_sum(beta);
@@ -64,7 +70,24 @@ Plan& plan_for(const GemmShape& s, Precision p, bool accumulate, float beta) {
   auto d = dnnl::matmul::desc(plan.a, plan.b, plan.c);
   auto pd = dnnl::matmul::primitive_desc(d, attr, cpu_engine());
   plan.prim = dnnl::matmul(pd);
+  plan.scratch = pd.scratchpad_desc();
   return cache.emplace(key, std::move(plan)).first->second;
+}
+
+// Runs a plan on the calling thread's own scratchpad (grown on demand, kept).
+void execute(Plan& plan, dnnl::stream& strm, void* A, void* B, float* C) {
+  thread_local std::vector<uint8_t> scratch;
+  const size_t need = plan.scratch.get_size();
+  if (scratch.size() < need) scratch.resize(need);
+  dnnl::memory ma(plan.a, cpu_engine(), A);
+  dnnl::memory mb(plan.b, cpu_engine(), B);
+  dnnl::memory mc(plan.c, cpu_engine(), C);
+  dnnl::memory ms(plan.scratch, cpu_engine(), scratch.data());
+  plan.prim.execute(strm, {{DNNL_ARG_SRC, ma},
+                           {DNNL_ARG_WEIGHTS, mb},
+                           {DNNL_ARG_DST, mc},
+                           {DNNL_ARG_SCRATCHPAD, ms}});
+  strm.wait();
 }
 
 // Copies a stored rows x cols matrix (leading dim ld) into packed bf16.
@@ -91,12 +114,7 @@ void gemm(const GemmShape& shape, const float* A, const float* B, float* C, floa
   bool acc = beta != 0.f;
   static dnnl::stream strm(cpu_engine());
   if (p == Precision::kF32) {
-    Plan& plan = plan_for(s, p, acc, beta);
-    dnnl::memory ma(plan.a, cpu_engine(), const_cast<float*>(A));
-    dnnl::memory mb(plan.b, cpu_engine(), const_cast<float*>(B));
-    dnnl::memory mc(plan.c, cpu_engine(), C);
-    plan.prim.execute(strm, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
-    strm.wait();
+    execute(plan_for(s, p, acc, beta), strm, const_cast<float*>(A), const_cast<float*>(B), C);
     return;
   }
   // bf16: pack both operands (keeping their orientation) and multiply.
@@ -126,12 +144,8 @@ void gemm_bf16_weights(const GemmShape& shape, const float* A, const uint16_t* B
   pack_bf16(A, a_rows, a_cols, s.lda, a16);
   GemmShape ps = s;
   ps.lda = a_cols;
-  Plan& plan = plan_for(ps, Precision::kBF16, acc, beta);
-  dnnl::memory ma(plan.a, cpu_engine(), a16.data());
-  dnnl::memory mb(plan.b, cpu_engine(), const_cast<uint16_t*>(B16));
-  dnnl::memory mc(plan.c, cpu_engine(), C);
-  plan.prim.execute(strm, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
-  strm.wait();
+  execute(plan_for(ps, Precision::kBF16, acc, beta), strm, a16.data(),
+          const_cast<uint16_t*>(B16), C);
 }
 
 void gemm_small(const GemmShape& shape, const float* A, const float* B, float* C, float beta) {
@@ -148,13 +162,9 @@ void gemm_small_bf16(const GemmShape& shape, const uint16_t* A, const uint16_t* 
   fill_ld(s);
   if (s.M == 0 || s.N == 0) return;
   bool acc = beta != 0.f;
-  Plan& plan = plan_for(s, Precision::kBF16, acc, beta);
   thread_local dnnl::stream strm(cpu_engine());
-  dnnl::memory ma(plan.a, cpu_engine(), const_cast<uint16_t*>(A));
-  dnnl::memory mb(plan.b, cpu_engine(), const_cast<uint16_t*>(B));
-  dnnl::memory mc(plan.c, cpu_engine(), C);
-  plan.prim.execute(strm, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}});
-  strm.wait();
+  execute(plan_for(s, Precision::kBF16, acc, beta), strm, const_cast<uint16_t*>(A),
+          const_cast<uint16_t*>(B), C);
 }
 
 void gemm_naive(const GemmShape& shape, const float* A, const float* B, float* C, float beta) {

@@ -1,7 +1,7 @@
 // Per-layer generation state (SPEC.md "Generation state"), allocated once for
 // (max_batch slots, max_len tokens) so a decode step allocates nothing.
 //
-//   rat:             k, v [S, H, C, P]: final kt (after interrope by its chunk
+//   rat:             k, v [H, S, C, P]: final kt (after interrope by its chunk
 //                    index) and vt of every finished chunk, C = ceil(max_len / L);
 //                    run_k, run_v [S, D]: the current chunk's running kt (not
 //                    rotated: the recurrence continues on it) and vt.
@@ -10,17 +10,24 @@
 //   local_attention: the same as a ring of R = min(window + 1, max_len) rows;
 //                    token j lives in row j mod R.
 //   rnn:             run_v [S, D]: h.
-// [.., H, R, P] keeps each (slot, head)'s keys contiguous: the step streams them.
+// [.., R, P] keeps each (slot, head)'s keys contiguous: the step streams them.
+// RAT puts heads outermost so that one head of consecutive slots is one run
+// of memory too: its step sweeps a head block across the batch at a time
+// while other heads' projections are still being computed.
 // With bf16 set before init_state, the k, v rows are kept as bf16 (k16, v16;
 // round to nearest even) to halve the bytes a step reads; the running states
 // stay float32. The default is float32: decoding then equals the full forward.
 #pragma once
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/overlap_tasks.h"
 
 namespace rat {
 
@@ -31,9 +38,19 @@ struct MixerState {
   std::vector<float> k, v, run_k, run_v;
   std::vector<uint16_t> k16, v16;
   // Step scratch, sized for max_batch rows at construction.
-  std::vector<float> u, rstd, proj, out;
-  std::vector<float> thread_scratch;  // [threads, rows + 2P]: scores, rotated q/k
+  std::vector<float> u, rstd, proj, proj_t, out, out_t;
+  std::vector<uint16_t> u16, out16;  // bf16 products: GEMM inputs rounded once per step
+  std::vector<float> thread_scratch;  // [threads, scratch_stride]: scores, rotated q/k, ...
   int64_t scratch_stride = 0;
+  // Threads thread_scratch was sized for (OpenMP's count at init_state): a
+  // step's parallel regions use no more, even if the count was raised since.
+  int threads = 1;
+  int step_threads() const { return std::max(1, std::min(threads, omp_get_max_threads())); }
+  // rat: steps with at least this much cache work (rows x heads x (chunks + 4)
+  // x P) overlap in_proj slices of overlap_heads heads with the cache sweeps
+  // (OverlapTasks); smaller ones run on one thread. Tests lower it to 0.
+  int64_t overlap_min_work = 65536, overlap_heads = 2;
+  std::unique_ptr<OverlapTasks> tasks;
 
   // Sizes k, v (or k16, v16) to n floats each.
   void alloc_kv(int64_t n) {

@@ -90,7 +90,8 @@ class AttentionMixer final : public Block {
     st.proj.assign(size_t(S * 3 * D), 0.f);
     st.out.assign(size_t(S * D), 0.f);
     st.scratch_stride = R + 1;
-    st.thread_scratch.assign(size_t(omp_get_max_threads() * st.scratch_stride), 0.f);
+    st.threads = omp_get_max_threads();
+    st.thread_scratch.assign(size_t(st.threads * st.scratch_stride), 0.f);
     env_->rope_table(P, Tmax);  // built now, not inside a step
   }
 
@@ -117,7 +118,8 @@ class AttentionMixer final : public Block {
     const RopeTable& rope = env_->rope[P];
     const float scale = 1.f / std::sqrt(float(P));
     // Guided schedule and the tiny-step rule: see RatMixer::step.
-#pragma omp parallel for collapse(2) schedule(guided) if (n * H * (R + 2) * P >= 65536)
+#pragma omp parallel for collapse(2) schedule(guided) num_threads(st.step_threads()) \
+    if (n * H * (R + 2) * P >= 65536)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t s = slot[i], t = pos[i];

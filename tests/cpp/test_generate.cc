@@ -14,6 +14,7 @@
 // token late, a ring slot off by one, a wrong rotation index) changes logits
 // by O(1e-2..1) relative, far above this.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -111,14 +112,18 @@ double rel_err(const float* got, const float* want, int64_t V) {
 
 // For every prompt length p in [1, T): prefill p tokens, then step through the
 // rest; each position's logits against the full forward's.
+// overlap_heads > 0: every RAT step takes the overlapped path (compute and
+// sweep tasks, Decoder::set_overlap) with that many heads per block.
 double check_prefill_steps(const ModelConfig& cfg, int64_t T, const std::string& what,
-                           bool bf16_cache = false, double tol = kRelTol) {
+                           bool bf16_cache = false, double tol = kRelTol,
+                           int64_t overlap_heads = 0) {
   auto model = make_model(cfg, 11);
   const int64_t V = cfg.vocab_size;
   const auto ids = random_ids(T, V, 5);
   std::vector<float> full(static_cast<size_t>(T * V)), got(static_cast<size_t>(V));
   model->logits(ids.data(), 1, T, full.data());
   Decoder dec(*model, 1, T, bf16_cache);
+  if (overlap_heads > 0) dec.set_overlap(0, overlap_heads);
   const int64_t slot = 0;
   double worst = 0;
   for (int64_t p = 1; p < T; ++p) {
@@ -185,7 +190,7 @@ TEST(Generate, HybridPrefillStepsEqualForward) {
 // Prompts of different lengths in one batch; each sequence stepped together
 // with the others must match its own full forward. Slots are stepped in a
 // permuted order, and one slot drops out half-way (rows need not be slots 0..n-1).
-void check_batch(const ModelConfig& cfg, const std::string& what) {
+void check_batch(const ModelConfig& cfg, const std::string& what, int64_t overlap_heads = 0) {
   auto model = make_model(cfg, 3);
   const int64_t V = cfg.vocab_size, S = 4, T = 20;
   const std::vector<int64_t> prompt = {1, 4, 5, 9};
@@ -197,6 +202,7 @@ void check_batch(const ModelConfig& cfg, const std::string& what) {
     model->logits(ids.back().data(), 1, T, full.back().data());
   }
   Decoder dec(*model, S, T);
+  if (overlap_heads > 0) dec.set_overlap(0, overlap_heads);
   std::vector<float> got(size_t(S * V));
   for (int64_t s = 0; s < S; ++s) {
     dec.prefill(s, ids[size_t(s)].data(), prompt[size_t(s)], got.data());
@@ -231,6 +237,129 @@ TEST(Generate, BatchOfDifferentLengthsEqualsForward) {
   check_batch(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 3)), "local");
   check_batch(make_config(mixer(MixerKind::kRnn, 8)), "rnn");
   check_batch(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 6), 3, 32, &rat), "hybrid");
+}
+
+// Large RAT steps cut in_proj/out_proj into single-thread GEMM slices and the
+// attends into (head block, row range) sweeps run by OverlapTasks; small ones
+// (these tests' sizes) run whole-batch. Forced here for every step, with head
+// blocks that divide H (4 heads: 1, 2, 4) and one that does not (3), at 2 and
+// 3 threads (an odd thread prefers sweeps, an even one compute). Same maths,
+// other summation order: the same tolerance as the whole-batch path.
+TEST(Generate, OverlappedRatStepsEqualForward) {
+  const int saved = omp_get_max_threads();
+  MixerConfig rat = mixer(MixerKind::kRat, 8, 2, 4);
+  for (int threads : {2, 3}) {
+    omp_set_num_threads(threads);  // before the decoders: their scratch is per thread
+    for (int64_t hb : {1, 2, 3, 4}) {
+      const std::string tag = " (" + std::to_string(threads) + " threads, " +
+                              std::to_string(hb) + " heads per block)";
+      check_prefill_steps(make_config(rat), 21, "rat overlapped" + tag, false, kRelTol, hb);
+      check_batch(make_config(rat), "rat overlapped" + tag, hb);
+    }
+    check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 3, 32, &rat),
+                        22, "hybrid overlapped", false, kRelTol, 3);
+    check_batch(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 6), 3, 32, &rat),
+                "hybrid overlapped", 2);
+  }
+  omp_set_num_threads(saved);
+}
+
+// With bf16 products (frozen bf16 weights, as `rat generate --dtype bf16`) the
+// overlapped path rounds the same operands as the whole-batch one; its
+// float32 sums differ in order, and a last-ulp difference before a bf16
+// rounding (of u or z * o) can move that element by 2^-9 relative. Over 2
+// layers that stays below 1e-3 of the largest logit (seen: ~1e-5); a slice
+// taken from the wrong rows or a stale block would move logits by O(1).
+TEST(Generate, OverlappedBf16ProductsMatchWholeBatch) {
+  MixerConfig rat = mixer(MixerKind::kRat, 16, 2, 4);
+  const ModelConfig cfg = make_config(rat, 2, 64);
+  auto model = make_model(cfg, 5);
+  model->set_precision(Precision::kBF16);
+  model->set_frozen_weight_cache(true);
+  const int64_t V = cfg.vocab_size, S = 3, T = 24;
+  Decoder whole(*model, S, T), over(*model, S, T);
+  over.set_overlap(0, 1);
+  std::vector<float> a(size_t(S * V)), b(a.size());
+  double worst = 0;
+  std::vector<int64_t> slots = {0, 1, 2};
+  for (int64_t s = 0; s < S; ++s) {
+    const auto ids = random_ids(3 + s, V, uint32_t(40 + s));
+    whole.prefill(s, ids.data(), int64_t(ids.size()), a.data());
+    over.prefill(s, ids.data(), int64_t(ids.size()), b.data());
+  }
+  for (int64_t k = 0; k < 12; ++k) {
+    const auto next = random_ids(S, V, uint32_t(90 + k));
+    whole.step(slots.data(), next.data(), S, a.data());
+    over.step(slots.data(), next.data(), S, b.data());
+    for (int64_t i = 0; i < S; ++i) {
+      const double e = rel_err(b.data() + i * V, a.data() + i * V, V);
+      EXPECT_LE(e, 1e-3) << "step " << k << ", row " << i;
+      worst = std::max(worst, e);
+    }
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", worst);
+  ::testing::Test::RecordProperty("bf16_overlapped_worst_rel_err", buf);
+}
+
+// The unrolled attends (P 64 and 128, float32 and bf16 rows) against a
+// float64 softmax-attention, at row counts around the 16-row blocks (0 rows
+// with the extra term: RAT's first chunk) and with/without the extra term.
+// float32 sums of <= 257 terms of O(1) products: 1e-5 relative to max|o|.
+TEST(Generate, DecodeAttendUnrolledMatchesFloat64) {
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int64_t P : {64, 128})
+    for (int64_t n : {0, 1, 15, 16, 17, 40, 256})
+      for (bool extra : {false, true}) {
+        if (n == 0 && !extra) continue;
+        const size_t p = static_cast<size_t>(P), np = static_cast<size_t>(n * P);
+        std::vector<float> q(p), k(np), v(np), ke(p), ve(p), o(p), sc(np / p + 1);
+        for (auto* x : {&q, &k, &v, &ke, &ve})
+          for (float& f : *x) f = nd(rng);
+        std::vector<uint16_t> k16(k.size()), v16(v.size());
+        to_bf16(k.data(), k16.data(), int64_t(k.size()));
+        to_bf16(v.data(), v16.data(), int64_t(v.size()));
+        for (bool bf16 : {false, true}) {
+          std::vector<float> kk = k, vv = v;  // the values the kernel sees
+          if (bf16) {
+            round_bf16(kk.data(), int64_t(kk.size()));
+            round_bf16(vv.data(), int64_t(vv.size()));
+          }
+          const float scale = 1.f / std::sqrt(float(P));
+          std::vector<double> s(static_cast<size_t>(n + 1));
+          double mx = -1e300;
+          for (int64_t j = 0; j <= n; ++j) {
+            if (j == n && !extra) break;
+            const float* row = j < n ? &kk[size_t(j * P)] : ke.data();
+            double d = 0;
+            for (int64_t i = 0; i < P; ++i) d += double(q[size_t(i)]) * row[i];
+            s[size_t(j)] = d * scale;
+            mx = std::max(mx, s[size_t(j)]);
+          }
+          const int64_t m = n + (extra ? 1 : 0);
+          double z = 0;
+          for (int64_t j = 0; j < m; ++j) z += std::exp(s[size_t(j)] - mx);
+          if (bf16)
+            decode_attend(q.data(), k16.data(), v16.data(), n, extra ? ke.data() : nullptr,
+                          extra ? ve.data() : nullptr, P, scale, sc.data(), o.data());
+          else
+            decode_attend(q.data(), k.data(), v.data(), n, extra ? ke.data() : nullptr,
+                          extra ? ve.data() : nullptr, P, scale, sc.data(), o.data());
+          double err = 0, big = 0;
+          for (int64_t i = 0; i < P; ++i) {
+            double want = 0;
+            for (int64_t j = 0; j < m; ++j) {
+              const float* row = j < n ? &vv[size_t(j * P)] : ve.data();
+              want += std::exp(s[size_t(j)] - mx) / z * row[i];
+            }
+            err = std::max(err, std::fabs(want - o[size_t(i)]));
+            big = std::max(big, std::fabs(want));
+          }
+          EXPECT_LE(err, 1e-5 * big) << "P " << P << " n " << n << " extra " << extra
+                                     << " bf16 " << bf16;
+        }
+      }
 }
 
 TEST(Generate, DecodeAttendBf16EqualsRoundedFloat) {
