@@ -3,6 +3,7 @@
 // every figure comes with the ceiling it should be compared against.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -92,6 +93,15 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
   const double bytes = weights + cache;
   const double bw = measure_read_bandwidth();
   const double floor_ms = bytes / (bw * 1e9) * 1e3;
+  // The other floor: the step's products (projections over the batch, and
+  // the query-key and weight-value dot products) at this run's GEMM rate. At
+  // batch 64 the projections alone take longer than the bytes on 2 cores.
+  const double keys = rows / 2.0;
+  const double flops =
+      2.0 * double(B) * double(in_proj_width(cfg, m) + D) * double(D) + 4.0 * double(B) * keys * double(D);
+  const double gemm_gflops = measure_gemm_rate(2048, prec, 3);
+  const double compute_ms = flops / (gemm_gflops * 1e9) * 1e3;
+  const double roofline_ms = std::max(floor_ms, compute_ms);
   const double tps = double(B) / (ms * 1e-3);
   const double rss = max_rss_mib();
   if (o.json) {
@@ -107,6 +117,8 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
                         {"cache_bytes_per_sequence", st.cache_bytes() / B},
                         {"read_gbps", bw},          {"achieved_gbps", bytes / (ms * 1e-3) / 1e9},
                         {"bound_ms", floor_ms},     {"bandwidth_fraction", floor_ms / ms},
+                        {"flops", flops},           {"gemm_gflops", gemm_gflops},
+                        {"compute_bound_ms", compute_ms}, {"roofline_ms", roofline_ms},
                         {"max_rss_mib", rss},       {"repeats", o.repeats},
                         {"machine", machine_description()}};
     std::printf("%s\n", j.dump().c_str());
@@ -122,6 +134,10 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
                 weights / 1e6, cache / 1e6, double(st.cache_bytes() / B) / 1024.0);
     std::printf("  read bandwidth (same run): %.1f GB/s -> bound %.3f ms; step at %.0f%% of it\n",
                 bw, floor_ms, 100.0 * floor_ms / ms);
+    std::printf("  products per step: %.2f GFLOP -> %.3f ms at this run's %s GEMM rate (%.0f "
+                "GFLOP/s); max of the two bounds %.3f ms, step at %.0f%% of it\n",
+                flops / 1e9, compute_ms, precision_name(prec), gemm_gflops, roofline_ms,
+                100.0 * roofline_ms / ms);
     std::printf("  peak resident memory %.0f MiB\n", rss);
   }
   return 0;

@@ -149,8 +149,9 @@ void Decoder::step(const int64_t* slots, const int32_t* ids, int64_t n, float* l
   for (int64_t i = 0; i < n; ++i) ++len_[size_t(slots[i])];
 }
 
-void Decoder::set_overlap(int64_t min_work, int64_t heads) {
-  for (MixerState& s : states_) s.overlap_min_work = min_work, s.overlap_heads = heads;
+void Decoder::set_overlap(int64_t min_rows, int64_t min_work, int64_t heads) {
+  for (MixerState& s : states_)
+    s.overlap_min_rows = min_rows, s.overlap_min_work = min_work, s.overlap_heads = heads;
 }
 
 }  // namespace rat

@@ -50,10 +50,11 @@ class Decoder {
   // depend on the values it reads).
   void fill_synthetic(int64_t len, uint64_t seed);
 
-  // Tests and tuning: RAT steps with at least min_work cache work overlap
-  // their in_proj slices (heads per slice) with the cache sweeps (see
-  // MixerState::overlap_min_work); min_work 0 makes every multi-thread step do so.
-  void set_overlap(int64_t min_work, int64_t heads);
+  // Tests and tuning: RAT steps of at least min_rows rows and min_work cache
+  // work overlap their GEMM slices (heads per in_proj slice) with the cache
+  // sweeps (see MixerState::overlap_min_rows); 0, 0 makes every multi-thread
+  // step do so.
+  void set_overlap(int64_t min_rows, int64_t min_work, int64_t heads);
 
  private:
   void check_ids(const int32_t* ids, int64_t n) const;

@@ -156,6 +156,17 @@ void gemm_small(const GemmShape& shape, const float* A, const float* B, float* C
              beta, C, s.ldc);
 }
 
+void gemm_small_planned(const GemmShape& shape, const float* A, const float* B, float* C,
+                        float beta) {
+  GemmShape s = shape;
+  fill_ld(s);
+  if (s.M == 0 || s.N == 0) return;
+  if (s.K == 0) return gemm_small(shape, A, B, C, beta);  // beta * C, as gemm_small does
+  thread_local dnnl::stream strm(cpu_engine());
+  execute(plan_for(s, Precision::kF32, beta != 0.f, beta), strm, const_cast<float*>(A),
+          const_cast<float*>(B), C);
+}
+
 void gemm_small_bf16(const GemmShape& shape, const uint16_t* A, const uint16_t* B, float* C,
                      float beta) {
   GemmShape s = shape;

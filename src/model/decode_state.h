@@ -46,10 +46,11 @@ struct MixerState {
   // step's parallel regions use no more, even if the count was raised since.
   int threads = 1;
   int step_threads() const { return std::max(1, std::min(threads, omp_get_max_threads())); }
-  // rat: steps with at least this much cache work (rows x heads x (chunks + 4)
-  // x P) overlap in_proj slices of overlap_heads heads with the cache sweeps
-  // (OverlapTasks); smaller ones run on one thread. Tests lower it to 0.
-  int64_t overlap_min_work = 65536, overlap_heads = 2;
+  // rat: steps of at least overlap_min_rows rows and this much cache work
+  // (rows x heads x (chunks + 4) x P) overlap in_proj slices of overlap_heads
+  // heads with the cache sweeps (OverlapTasks); the others use whole-batch
+  // GEMMs. Tests set both minima to 0.
+  int64_t overlap_min_rows = 16, overlap_min_work = 65536, overlap_heads = 2;
   std::unique_ptr<OverlapTasks> tasks;
 
   // Sizes k, v (or k16, v16) to n floats each.

@@ -171,10 +171,17 @@ class RatMixer final : public Block {
     // bf16 products without frozen bf16 weights (no cache: not a decoder's
     // model) round the weights per call: only the whole-batch path does that.
     const bool bf16_uncached = env_->prec == Precision::kBF16 && !(in16 && out16);
-    if (st.step_threads() > 1 && !bf16_uncached && n * H * (C + 4) * P >= st.overlap_min_work)
+    // Few rows make the projections weight-bound (one read of each weight per
+    // step, n products per bf16 pair): those keep whole-batch GEMMs, which
+    // draw both cores' bandwidth. From ~16 rows they are compute-bound on one
+    // core and overlapping them with the sweeps pays (B 16, D 1024:
+    // 0.37 -> 0.30 ms; B 1: 0.15 whole-batch against 0.22 overlapped).
+    const int64_t work = n * H * (C + 4) * P;
+    if (st.step_threads() > 1 && !bf16_uncached && n >= st.overlap_min_rows &&
+        work >= st.overlap_min_work)
       step_overlapped(y, slot, pos, n, st, in16, out16);
     else
-      step_serial(y, slot, pos, n, st, in16, out16);
+      step_whole_batch(y, slot, pos, n, st, in16, out16, work >= 65536);
   }
 
  private:
@@ -227,15 +234,18 @@ class RatMixer final : public Block {
     if (l == L - 1) st.put_kv(base + c * P, kr, rv, P);
   }
 
-  // Small steps (batch 1, short caches) and one thread: whole-batch GEMMs and
-  // the heads in turn on this thread; a parallel region's barrier would cost
-  // more than the work.
-  void step_serial(float* y, const int64_t* slot, const int64_t* pos, int64_t n, MixerState& st,
-                   const uint16_t* in16, const uint16_t* out16) {
+  // Whole-batch GEMMs (all threads) around the attends. A tiny step (batch 1,
+  // short caches) runs its attends on this thread alone: no parallel region
+  // to wait on. Guided: big contiguous shares first, then small ones, so a
+  // thread held up (a busy machine) leaves the tail to the others.
+  void step_whole_batch(float* y, const int64_t* slot, const int64_t* pos, int64_t n,
+                        MixerState& st, const uint16_t* in16, const uint16_t* out16,
+                        bool parallel) {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P;
     const int64_t W = 3 * D + 2 * m_.ngroups * P;
     linear_forward(st.u.data(), D, p_.in_proj, nullptr, st.proj.data(), W, n, D, W, env_->prec,
                    0.f, in16);
+#pragma omp parallel for collapse(2) schedule(guided) num_threads(st.step_threads()) if (parallel)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < n; ++i) attend_head(i, h, slot, pos, st, false);
     linear_forward(st.out.data(), D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f, out16);
@@ -276,7 +286,7 @@ class RatMixer final : public Block {
       if (bf16)
         gemm_small_bf16(s, Wt16 + row0 * D, x16, C + row0 * n, 0.f);
       else
-        gemm_small(s, Wt + row0 * D, x, C + row0 * n, 0.f);
+        gemm_small_planned(s, Wt + row0 * D, x, C + row0 * n, 0.f);
     };
     // proj[:, row0 .. row0 + m) through its transpose.
     auto in_rows = [&](int64_t row0, int64_t m) {

@@ -123,7 +123,7 @@ double check_prefill_steps(const ModelConfig& cfg, int64_t T, const std::string&
   std::vector<float> full(static_cast<size_t>(T * V)), got(static_cast<size_t>(V));
   model->logits(ids.data(), 1, T, full.data());
   Decoder dec(*model, 1, T, bf16_cache);
-  if (overlap_heads > 0) dec.set_overlap(0, overlap_heads);
+  if (overlap_heads > 0) dec.set_overlap(0, 0, overlap_heads);
   const int64_t slot = 0;
   double worst = 0;
   for (int64_t p = 1; p < T; ++p) {
@@ -202,7 +202,7 @@ void check_batch(const ModelConfig& cfg, const std::string& what, int64_t overla
     model->logits(ids.back().data(), 1, T, full.back().data());
   }
   Decoder dec(*model, S, T);
-  if (overlap_heads > 0) dec.set_overlap(0, overlap_heads);
+  if (overlap_heads > 0) dec.set_overlap(0, 0, overlap_heads);
   std::vector<float> got(size_t(S * V));
   for (int64_t s = 0; s < S; ++s) {
     dec.prefill(s, ids[size_t(s)].data(), prompt[size_t(s)], got.data());
@@ -278,7 +278,7 @@ TEST(Generate, OverlappedBf16ProductsMatchWholeBatch) {
   model->set_frozen_weight_cache(true);
   const int64_t V = cfg.vocab_size, S = 3, T = 24;
   Decoder whole(*model, S, T), over(*model, S, T);
-  over.set_overlap(0, 1);
+  over.set_overlap(0, 0, 1);
   std::vector<float> a(size_t(S * V)), b(a.size());
   double worst = 0;
   std::vector<int64_t> slots = {0, 1, 2};
