@@ -50,7 +50,7 @@ struct MixerState {
   // (rows x heads x (chunks + 4) x P) overlap in_proj slices of overlap_heads
   // heads with the cache sweeps (OverlapTasks); the others use whole-batch
   // GEMMs. Tests set both minima to 0.
-  int64_t overlap_min_rows = 16, overlap_min_work = 65536, overlap_heads = 2;
+  int64_t overlap_min_rows = 16, overlap_min_work = 65536, overlap_heads = 1;
   std::unique_ptr<OverlapTasks> tasks;
 
   // Sizes k, v (or k16, v16) to n floats each.
