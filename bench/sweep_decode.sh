@@ -3,7 +3,7 @@
 # this machine. Writes bench/out/decode_layers.csv + .png (one layer: latency of
 # a step at position T-1 against T, each mixer, batch B) and
 # bench/out/decode_model.csv + .png (a 4-layer model: tokens/s against batch).
-#   bench/sweep_decode.sh [cache f32|bf16] [max_T] [B]
+#   bench/sweep_decode.sh [cache f32|bf16] [max_T] [B]   # products in the same dtype as the cache
 #   bench/sweep_decode.sh headline      # just the issue's three figures (below), quiet machine please
 # The headline figures (issue "Generation"; --dtype bf16: products in bf16 with the weights
 # rounded once, Bf16WeightCache; the step's bound then counts 2 bytes per weight):
@@ -43,7 +43,7 @@ for layer in rat attention local_attention rnn; do
   t=512
   while [ "$t" -le "$max_t" ]; do
     build/rat bench layer --mode decode --layer "$layer" --chunk 16 --window 1024 --d-model 1024 \
-      --d-head 64 --seq "$t" --batch "$batch" --cache-dtype "$cache" --repeats 5 --json |
+      --d-head 64 --seq "$t" --batch "$batch" --cache-dtype "$cache" --dtype "$cache" --repeats 5 --json |
       /usr/bin/python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print(",".join(str(j[k]) for k in ["layer","position","batch","ms","tokens_per_s","bandwidth_fraction","cache_bytes_per_sequence"]))' >> "$csv"
     tail -1 "$csv"
     t=$((t * 2))
@@ -54,25 +54,25 @@ echo "mixer,batch,step_ms,tokens_per_s,cache_bytes_per_sequence" > "$mcsv"
 for mixer in rat attention hybrid; do
   for b in 1 4 16 64; do
     build/rat bench model --mode decode --mixer "$mixer" --layers 4 --d-model 1024 --d-head 64 \
-      --seq 2048 --batch "$b" --cache-dtype "$cache" --repeats 3 --json |
+      --seq 2048 --batch "$b" --cache-dtype "$cache" --dtype "$cache" --repeats 3 --json |
       /usr/bin/python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); print(",".join(str(j[k]) for k in ["mixer","batch","step_ms","tokens_per_s","cache_bytes_per_sequence"]))' >> "$mcsv"
     tail -1 "$mcsv"
   done
 done
 gnuplot <<GP
-set terminal pngcairo size 900,600
+set terminal pngcairo size 900,600 noenhanced
 set output "$out/decode_layers.png"
 set datafile separator ","
 set logscale xy
 set xlabel "position of the decoded token"
 set ylabel "decode step, one layer (ms)"
-set title "Single-layer decode step, D 1024, P 64, B $batch, $cache cache ($(nproc) cores)"
+set title "Single-layer decode step, D 1024, P 64, B $batch, $cache cache and products ($(nproc) cores)"
 set key left top
 plot for [l in "rat attention local_attention rnn"] "< grep '^".l.",' $csv" using 2:4 with linespoints title l
 set output "$out/decode_model.png"
 set xlabel "batch"
 set ylabel "tokens/s"
-set title "4-layer model decode at position 2047, D 1024, $cache cache ($(nproc) cores)"
+set title "4-layer model decode at position 2047, D 1024, $cache cache and products ($(nproc) cores)"
 plot for [m in "rat attention hybrid"] "< grep '^".m.",' $mcsv" using 2:4 with linespoints title m
 GP
 echo "wrote $csv, $mcsv and their PNGs in $out"

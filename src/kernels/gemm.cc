@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "dnnl.hpp"
+#include "kernels/gemv_bf16.h"
 
 namespace rat {
 
@@ -137,6 +138,8 @@ void gemm_bf16_weights(const GemmShape& shape, const float* A, const uint16_t* B
         C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
     return;
   }
+  if (!s.trans_a && s.trans_b && gemv_bf16_supported(s.M, s.K))
+    return gemv_bf16(A, s.lda, s.M, B16, s.ldb, s.N, s.K, C, s.ldc, beta);
   const bool acc = beta != 0.f;
   static dnnl::stream strm(cpu_engine());
   thread_local std::vector<uint16_t> a16;
