@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "dnnl.hpp"
-#include "kernels/gemv_bf16.h"
+#include "kernels/gemv.h"
 
 namespace rat {
 
@@ -112,6 +112,8 @@ void gemm(const GemmShape& shape, const float* A, const float* B, float* C, floa
       for (int64_t j = 0; j < s.N; ++j) C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
     return;
   }
+  if (p == Precision::kF32 && !s.trans_a && s.trans_b && gemv_f32_supported(s.M, s.K))
+    return gemv_f32(A, s.lda, s.M, B, s.ldb, s.N, s.K, C, s.ldc, beta);
   bool acc = beta != 0.f;
   static dnnl::stream strm(cpu_engine());
   if (p == Precision::kF32) {

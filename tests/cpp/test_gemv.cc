@@ -1,6 +1,6 @@
-// gemv_bf16 (src/kernels/gemv_bf16.h), the one- and two-row products of
-// decoding, against float64 sums of the same bf16-rounded operands, and
-// through gemm_bf16_weights (which routes these shapes to it). Shapes cover
+// gemv_bf16 and gemv_f32 (src/kernels/gemv.h), the one- and two-row products
+// of decoding, against float64 sums of the same (bf16-rounded) operands, and
+// through gemm_bf16_weights / gemm (which route these shapes to them). Shapes cover
 // the 16- and 8-row groups and their tails, strided operands, and beta.
 // Tolerance: float32 sums of K products of O(1) values: 1e-6 * sum |terms|.
 #include <gtest/gtest.h>
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
-#include "kernels/gemv_bf16.h"
+#include "kernels/gemv.h"
 
 namespace rat {
 namespace {
@@ -54,6 +54,42 @@ TEST(GemvBf16, MatchesFloat64OfRoundedOperands) {
             for (int64_t n = N; n < ldy; ++n)
               ASSERT_EQ(y[size_t(m * ldy + n)], y0[size_t(m * ldy + n)]);
         }
+}
+
+TEST(GemvF32, MatchesFloat64AndGemm) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int64_t M : {1, 2})
+    for (int64_t N : {1, 7, 16, 17, 300})
+      for (int64_t K : {16, 48, 1024})
+        for (float beta : {0.f, 0.5f}) {
+          ASSERT_TRUE(gemv_f32_supported(M, K));
+          const int64_t ldx = K + 3, ldw = K + 16, ldy = N + 2;
+          std::vector<float> x(size_t(M * ldx)), y(size_t(M * ldy)), w(size_t(N * ldw));
+          for (auto* v : {&x, &y, &w})
+            for (float& f : *v) f = nd(rng);
+          std::vector<float> y0 = y, y2 = y;
+          gemv_f32(x.data(), ldx, M, w.data(), ldw, N, K, y.data(), ldy, beta);
+          gemm({M, N, K, false, true, ldx, ldw, ldy}, x.data(), w.data(), y2.data(), beta);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < ldy; ++n) {
+              const size_t at = size_t(m * ldy + n);
+              if (n >= N) {
+                ASSERT_EQ(y[at], y0[at]);  // padding untouched
+                continue;
+              }
+              double want = beta == 0.f ? 0.0 : double(beta) * y0[at], mag = std::fabs(want);
+              for (int64_t k = 0; k < K; ++k) {
+                const double t = double(x[size_t(m * ldx + k)]) * w[size_t(n * ldw + k)];
+                want += t;
+                mag += std::fabs(t);
+              }
+              ASSERT_NEAR(y[at], want, 1e-6 * mag) << M << " " << N << " " << K << " " << beta;
+              ASSERT_EQ(y2[at], y[at]);  // gemm took this path
+            }
+        }
+  EXPECT_FALSE(gemv_f32_supported(3, 64));
+  EXPECT_FALSE(gemv_f32_supported(1, 40));
 }
 
 TEST(GemvBf16, GemmBf16WeightsUsesItForOneAndTwoRows) {
