@@ -83,7 +83,9 @@ inline __m512 hsum16x16(const __m512* v) {
 // A cache row's 32-element block j as two float vectors: bf16 pairs share a
 // 32-bit lane (element 2m low, 2m + 1 high), so a shift gives the even
 // elements and a mask the odd ones, exactly (bf16 -> f32 is a 16-bit shift).
-inline __m512 bf16_even(__m512i w) { return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll16, w, 16)); }
+inline __m512 bf16_even(__m512i w) {
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll16, w, 16));
+}
 inline __m512 bf16_odd(__m512i w) {
   return _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(int(0xFFFF0000u))));
 }
@@ -162,7 +164,8 @@ struct Rows<NV, uint16_t> {
   }
   static void store(const __m512* o, __m512 inv, float* out) {
     const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __m512i hi =
+        _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
     for (int b = 0; b < NV / 2; ++b) {
       const __m512 e = _mm512_mul_ps(o[2 * b], inv), d = _mm512_mul_ps(o[2 * b + 1], inv);
       _mm512_storeu_ps(out + 32 * b, _mm512_permutex2var_ps(e, lo, d));
@@ -253,8 +256,10 @@ inline void decode_attend(const float* q, const KV* k, const KV* v, int64_t n,
   // decode step, and the generic one below spends more time in horizontal sums
   // and in reloading o than memory takes to deliver the rows.
   switch (P) {
-    case 64: return decode_detail::attend_unrolled<4>(q, k, v, n, k_extra, v_extra, scale, scores, o);
-    case 128: return decode_detail::attend_unrolled<8>(q, k, v, n, k_extra, v_extra, scale, scores, o);
+    case 64:
+      return decode_detail::attend_unrolled<4>(q, k, v, n, k_extra, v_extra, scale, scores, o);
+    case 128:
+      return decode_detail::attend_unrolled<8>(q, k, v, n, k_extra, v_extra, scale, scores, o);
     default: break;
   }
 #endif

@@ -212,7 +212,8 @@ class RatMixer final : public Block {
                               st.run_k.data() + slot[i + 1] * D + h * P,
                               st.run_v.data() + slot[i + 1] * D + h * P};
       for (const float* r : next)
-        for (int64_t j = 0; j < P; j += 16) _mm_prefetch(reinterpret_cast<const char*>(r + j), _MM_HINT_T0);
+        for (int64_t j = 0; j < P; j += 16)
+          _mm_prefetch(reinterpret_cast<const char*>(r + j), _MM_HINT_T0);
     }
     const float* v = pr + D + h * P;
     const float* k = pr + 3 * D + GP + (h % G) * P;
