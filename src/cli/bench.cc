@@ -97,8 +97,8 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
   // the query-key and weight-value dot products) at this run's GEMM rate. At
   // batch 64 the projections alone take longer than the bytes on 2 cores.
   const double keys = rows / 2.0;
-  const double flops =
-      2.0 * double(B) * double(in_proj_width(cfg, m) + D) * double(D) + 4.0 * double(B) * keys * double(D);
+  const double flops = 2.0 * double(B) * double(in_proj_width(cfg, m) + D) * double(D) +
+                       4.0 * double(B) * keys * double(D);
   const double gemm_gflops = measure_gemm_rate(2048, prec, 3);
   const double compute_ms = flops / (gemm_gflops * 1e9) * 1e3;
   const double roofline_ms = std::max(floor_ms, compute_ms);

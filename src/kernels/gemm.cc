@@ -3,10 +3,10 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <cstdint>
 #include <tuple>
 #include <vector>
 

@@ -24,9 +24,10 @@ std::string machine_description() {
   return model + ", " + std::to_string(omp_get_max_threads()) + " threads";
 }
 
-// GFLOP/s of an n^3 GEMM in the given precision (the fastest of the repeats). For bf16 the B
-// operand is rounded once beforehand (as frozen weights are in inference,
-// Bf16WeightCache): the ceiling is the product's, not the per-call rounding's.
+// GFLOP/s of an n^3 GEMM in the given precision (the fastest of the repeats).
+// For bf16 the B operand is rounded once beforehand (as frozen weights are in
+// inference, Bf16WeightCache): the ceiling is the product's, not the per-call
+// rounding's.
 double measure_gemm_rate(int64_t n, Precision p, int repeats) {
   std::vector<float> A(size_t(n * n)), B(size_t(n * n)), C(size_t(n * n));
   std::mt19937 rng(1);
@@ -60,10 +61,8 @@ double measure_gemm_rate(int64_t n, Precision p, int repeats) {
 double measure_read_bandwidth(int64_t bytes, int repeats) {
   int64_t n = bytes / int64_t(sizeof(float));
   n -= n % 128;
-  // Distinct values on every page: a buffer of one repeated value can be
-  // merged by the hypervisor into a single physical page (KSM), which then
-  // reads from cache: this probe once reported 71 GB/s against 40 measured
-  // with distinct pages on the same machine minutes apart.
+  // Distinct values on every page: a buffer of one repeated value could be
+  // merged by the hypervisor into one physical page (KSM) and read from cache.
   std::vector<float> a(static_cast<size_t>(n));
   uint32_t x = 2463534242u;
   for (float& f : a) {
