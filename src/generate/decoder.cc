@@ -44,7 +44,8 @@ int64_t Decoder::total_bytes() const {
   for (const MixerState& s : states_)
     t += b(s.k) + b(s.v) + b(s.run_k) + b(s.run_v) + b(s.u) + b(s.rstd) + b(s.proj) +
          b(s.proj_t) + b(s.out) + b(s.out_t) + b(s.thread_scratch) +
-         int64_t((s.k16.capacity() + s.v16.capacity() + s.u16.capacity() + s.out16.capacity()) *
+         int64_t((s.k16.capacity() + s.v16.capacity() + s.u16.capacity() + s.out16.capacity() +
+                  s.in16_blocked.capacity()) *
                  sizeof(uint16_t));
   return t;
 }

@@ -29,6 +29,12 @@ class Bf16WeightCache {
   void invalidate();
   int64_t bytes() const;
   uint64_t conversions() const { return conversions_; }  // for tests
+  // Changes on every invalidate(): copies derived from this cache's (a
+  // reordered layout, say) are stale once it differs from when they were made.
+  uint64_t version() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return version_;
+  }
 
  private:
   struct Entry {

@@ -52,6 +52,13 @@ struct MixerState {
   // GEMMs. Tests set both minima to 0.
   int64_t overlap_min_rows = 16, overlap_min_work = 65536, overlap_heads = 1;
   std::unique_ptr<OverlapTasks> tasks;
+  // rat, bf16 products: in_proj's bf16 rows regrouped by head block ([z, v, g]
+  // of block 0, then block 1, ...) so each block is one GEMM; made from the
+  // model's bf16 copy `in16_of` at its cache version, with `in16_heads` per block.
+  std::vector<uint16_t> in16_blocked;
+  const uint16_t* in16_of = nullptr;
+  uint64_t in16_version = 0;
+  int64_t in16_heads = 0;
 
   // Sizes k, v (or k16, v16) to n floats each.
   void alloc_kv(int64_t n) {
