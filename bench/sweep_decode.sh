@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = headline ]; then
   for dt in f32 bf16; do
     # RAT and attention alternate three times: the host's memory bandwidth
-    # drifts (41-75 GB/s seen on one day), and attention's step follows it.
+    # drifts (42-84 GB/s seen on one day), and attention's step follows it.
     # Each pair is summarised in one line (ratio, RAT against its byte bound).
     for round in 1 2 3; do
       for layer in rat attention; do
@@ -26,15 +26,7 @@ if [ "${1:-}" = headline ]; then
           --d-head 128 --seq 4097 --batch 64 --cache-dtype bf16 --dtype "$dt" --repeats 9 --json |
           tee "bench/out/decode_pair_$layer.json"
       done
-      /usr/bin/python3 - "$dt" "$round" <<'PY'
-import json, sys
-r = json.load(open("bench/out/decode_pair_rat.json"))
-a = json.load(open("bench/out/decode_pair_attention.json"))
-print(f"pair {sys.argv[2]} ({sys.argv[1]} products): RAT {r['ms']:.3f} ms vs attention {a['ms']:.3f} ms"
-      f" = {a['ms'] / r['ms']:.2f}x; RAT at {r['ms'] / r['bound_ms']:.2f}x of its byte bound"
-      f" ({r['bound_ms']:.3f} ms at {r['read_gbps']:.1f} GB/s), attention at"
-      f" {a['ms'] / a['bound_ms']:.2f}x of its own")
-PY
+      /usr/bin/python3 bench/decode_pair_summary.py "$round ($dt products)"
     done
     build/rat bench model --mode throughput --memory-gib 16 --seq 4096 --mixer attention \
       --mixer hybrid --cache-dtype bf16 --dtype "$dt" --repeats 3
