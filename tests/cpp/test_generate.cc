@@ -275,26 +275,32 @@ TEST(Generate, OverlappedBf16ProductsMatchWholeBatch) {
   MixerConfig rat = mixer(MixerKind::kRat, 16, 2, 4);
   const ModelConfig cfg = make_config(rat, 2, 64);
   auto model = make_model(cfg, 5);
+  const int64_t V = cfg.vocab_size, S = 3, T = 24;
+  Decoder late(*model, S, T);  // made while products were still float32
+  late.set_overlap(0, 0, 1);
   model->set_precision(Precision::kBF16);
   model->set_frozen_weight_cache(true);
-  const int64_t V = cfg.vocab_size, S = 3, T = 24;
   Decoder whole(*model, S, T), over(*model, S, T);
   over.set_overlap(0, 0, 1);
-  std::vector<float> a(size_t(S * V)), b(a.size());
+  std::vector<float> a(size_t(S * V)), b(a.size()), c(a.size());
   double worst = 0;
   std::vector<int64_t> slots = {0, 1, 2};
   for (int64_t s = 0; s < S; ++s) {
     const auto ids = random_ids(3 + s, V, uint32_t(40 + s));
     whole.prefill(s, ids.data(), int64_t(ids.size()), a.data());
     over.prefill(s, ids.data(), int64_t(ids.size()), b.data());
+    late.prefill(s, ids.data(), int64_t(ids.size()), c.data());
   }
   for (int64_t k = 0; k < 12; ++k) {
     const auto next = random_ids(S, V, uint32_t(90 + k));
     whole.step(slots.data(), next.data(), S, a.data());
     over.step(slots.data(), next.data(), S, b.data());
+    late.step(slots.data(), next.data(), S, c.data());
     for (int64_t i = 0; i < S; ++i) {
       const double e = rel_err(b.data() + i * V, a.data() + i * V, V);
       EXPECT_LE(e, 1e-3) << "step " << k << ", row " << i;
+      EXPECT_LE(rel_err(c.data() + i * V, a.data() + i * V, V), 1e-3)
+          << "decoder made before bf16 was set: step " << k << ", row " << i;
       worst = std::max(worst, e);
     }
   }
