@@ -163,6 +163,7 @@ class RatMixer final : public Block {
 
   void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
             MixerState& st) override {
+    if (n <= 0) return;
     const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, C = st.rows;
     rmsnorm_forward(x, p_.input_norm, st.u.data(), st.rstd.data(), n, D);
     std::memcpy(y, x, size_t(n * D) * sizeof(float));  // out_proj accumulates onto it

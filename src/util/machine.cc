@@ -29,6 +29,7 @@ std::string machine_description() {
 // inference, Bf16WeightCache): the ceiling is the product's, not the per-call
 // rounding's.
 double measure_gemm_rate(int64_t n, Precision p, int repeats) {
+  repeats = std::max(repeats, 1);
   std::vector<float> A(size_t(n * n)), B(size_t(n * n)), C(size_t(n * n));
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1, 1);
@@ -59,6 +60,7 @@ double measure_gemm_rate(int64_t n, Precision p, int repeats) {
 // not vectorised under strict FP and measures the adder's latency (about a
 // quarter of the real bandwidth), which would make every bound too easy.
 double measure_read_bandwidth(int64_t bytes, int repeats) {
+  repeats = std::max(repeats, 1);
   int64_t n = bytes / int64_t(sizeof(float));
   n -= n % 128;
   // Distinct values on every page: a buffer of one repeated value could be

@@ -274,6 +274,8 @@ TEST(Generate, OverlappedRatStepsEqualForward) {
 TEST(Generate, OverlappedBf16ProductsMatchWholeBatch) {
   MixerConfig rat = mixer(MixerKind::kRat, 16, 2, 4);
   const ModelConfig cfg = make_config(rat, 2, 64);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(std::max(2, saved));  // the overlapped path needs two threads
   auto model = make_model(cfg, 5);
   const int64_t V = cfg.vocab_size, S = 3, T = 24;
   Decoder late(*model, S, T);  // made while products were still float32
@@ -325,6 +327,7 @@ TEST(Generate, OverlappedBf16ProductsMatchWholeBatch) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3g", worst);
   ::testing::Test::RecordProperty("bf16_overlapped_worst_rel_err", buf);
+  omp_set_num_threads(saved);
 }
 
 // The unrolled attends (P 64 and 128, float32 and bf16 rows) against a

@@ -593,6 +593,24 @@ TEST(Activations, GeluAccurateOverTheWholeRange) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.3g / %.3g", worst_a, worst_d);
   RecordProperty("worst_rel_err_gelu_and_grad", buf);
+  // Far tails (the exact split of x^2 once overflowed to NaN past ~6.5e4):
+  // gelu(x) = x and gelu' = 1 for large x, -0 / 0 for large -x; inf and NaN.
+  const float inf = std::numeric_limits<float>::infinity();
+  Vec big = {20.f, 30.f, 65552.3f, 1e5f, 1e10f, 3e38f, -20.f, -30.f, -65552.3f, -1e5f, -1e10f,
+             -3e38f, inf, std::nanf("")};
+  const int64_t m = int64_t(big.size());
+  Vec ab(big.size()), db(big.size()), ob(big.size(), 1.f);
+  activation_forward(Activation::kGelu, big.data(), ab.data(), 1, m);
+  activation_backward(Activation::kGelu, big.data(), ob.data(), db.data(), 1, m);
+  for (int64_t i = 0; i + 2 < m; ++i) {
+    const float x = big[size_t(i)];
+    EXPECT_EQ(ab[size_t(i)], x > 0 ? x : 0.f) << "gelu(" << x << ")";
+    EXPECT_EQ(db[size_t(i)], x > 0 ? 1.f : 0.f) << "gelu'(" << x << ")";
+  }
+  EXPECT_EQ(ab[size_t(m - 2)], inf);
+  EXPECT_EQ(db[size_t(m - 2)], 1.f);
+  EXPECT_TRUE(std::isnan(ab[size_t(m - 1)]));
+  EXPECT_TRUE(std::isnan(db[size_t(m - 1)]));
 }
 
 TEST(Activations, Sigmoid) {
