@@ -129,10 +129,10 @@ class RatMixer final : public Block {
     st.proj_t.assign(size_t(S * W), 0.f);
     st.out_t.assign(size_t(S * D), 0.f);
     st.out.assign(size_t(S * D), 0.f);
-    if (env_->prec == Precision::kBF16) {
-      st.u16.assign(size_t(S * D), 0);
-      st.out16.assign(size_t(S * D), 0);
-    }
+    // bf16 operands of the overlapped step, whatever the precision now: the
+    // model may switch to bf16 products after this state is made.
+    st.u16.assign(size_t(S * D), 0);
+    st.out16.assign(size_t(S * D), 0);
     st.tasks = std::make_unique<OverlapTasks>();
     st.scratch_stride = C + 1 + 4 * P;  // scores, kr, qr, gates, o
     st.threads = omp_get_max_threads();
@@ -295,11 +295,6 @@ class RatMixer final : public Block {
     const int64_t orows = std::max<int64_t>(16, (D / nt + 15) / 16 * 16);
     const int n_out = int((D + orows - 1) / orows);
     const int n_sweeps = int(nb * pieces);
-    if (bf16 && st.u16.size() < size_t(n * D)) {
-      // Precision switched to bf16 after init_state: allocate now, once.
-      st.u16.assign(size_t(st.max_batch * D), 0);
-      st.out16.assign(size_t(st.max_batch * D), 0);
-    }
     if (bf16) to_bf16(st.u.data(), st.u16.data(), n * D);
     // C[rows0 .. rows0 + m) = Wt[rows0 ..) . x^T (both row-major with D columns), one thread.
     auto gemm_rows = [&](const float* Wt, const uint16_t* Wt16, const float* x, const uint16_t* x16,
