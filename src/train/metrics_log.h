@@ -1,0 +1,61 @@
+// What a training run reports: records appended to run/metrics.jsonl (one JSON
+// object a line: a logged step, or a validation), the matching console lines
+// on stdout (text, or the records themselves with --json), and the progress bar
+// on stderr. Under MPI only rank 0 (`lead`) writes or prints.
+//
+//   step record        {"step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu",
+//                       "data_fraction"} and, with several ranks, "comm_wait_s"
+//                       and "comm_fraction"
+//   validation record  {"step", "val_loss", "val_ppl", "val_tokens"}
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+
+#include "train/evaluate.h"
+#include "util/progress.h"
+
+namespace rat {
+
+// Time and tokens since the last step record: what its rates are taken over.
+struct LogWindow {
+  double start_s = 0;             // when the window opened (now_seconds())
+  double data_s = 0, comm_s = 0;  // reading batches; waiting for the all-reduce
+  int64_t tokens = 0, steps = 0;  // tokens over all ranks, optimiser steps
+  void restart();                 // opens a new window now
+};
+
+struct StepRecord {
+  int64_t step = 0;  // optimiser steps done, from 1
+  double loss = 0, lr = 0, grad_norm = 0;
+  double tokens_per_s = 0, mfu = 0, data_fraction = 0;
+  bool distributed = false;  // with several ranks: the communication fields below
+  double comm_wait_s = 0;    // all-reduce time not hidden behind backward, per step
+  double comm_fraction = 0;  // its share of the window
+};
+
+class MetricsLog {
+ public:
+  // quiet: no console lines; json: console lines are the records.
+  // total_steps: of the whole run.
+  MetricsLog(std::filesystem::path run, bool lead, bool quiet, bool json, int64_t total_steps);
+  // Opens run/metrics.jsonl for appending (lead only) and shows the bar at
+  // first_step (where a resumed run starts).
+  void begin(int64_t first_step);
+  void step(const StepRecord& r);
+  void validation(int64_t step, const EvalResult& r);
+  // The progress bar after each step.
+  void progress(int64_t step, double loss);
+  void finish() { bar_.finish(); }
+
+ private:
+  void write(const std::string& record);
+  std::filesystem::path run_;
+  bool lead_, quiet_, json_;
+  int64_t total_;
+  std::ofstream file_;
+  Progress bar_;
+};
+
+}  // namespace rat
