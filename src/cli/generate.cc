@@ -10,6 +10,8 @@
 #include "cli/commands.h"
 #include "data/tokenizer.h"
 #include "generate/generate.h"
+#include "generate/prompts.h"
+#include "generate/stop_filter.h"
 #include "model/model.h"
 #include "nlohmann/json.hpp"
 #include "util/error.h"
@@ -19,48 +21,14 @@ namespace rat::cli {
 namespace {
 
 struct GenOpts {
-  std::string model, prompt, prompt_file, prompt_ids, batch_file, stop, dtype = "f32";
+  std::string model, prompt, prompt_file, prompt_ids, batch_file, dtype = "f32";
+  std::vector<std::string> stop;
   std::string cache_dtype = "f32";
   int64_t max_new_tokens = 64;
   bool greedy = false, json = false, ignore_eos = false;
   SamplingOptions s;
   uint64_t seed = 0;
 };
-
-// Space-separated ids; ';' separates prompts ("1 2 3; 4 5" is a batch of two).
-std::vector<std::vector<int32_t>> parse_ids(const std::string& text) {
-  std::vector<std::vector<int32_t>> out(1);
-  std::string tok;
-  auto flush_tok = [&] {
-    if (tok.empty()) return;
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(tok, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != tok.size() || v < 0 || v > INT32_MAX)
-      throw Error("--prompt-ids: '" + tok + "' is not a token id, expected non-negative integers "
-                  "separated by spaces (';' between prompts)");
-    out.back().push_back(int32_t(v));
-    tok.clear();
-  };
-  for (char c : text) {
-    if (c == ';') {
-      flush_tok();
-      out.emplace_back();
-    } else if (c == ' ' || c == '\t' || c == ',' || c == '\n') {
-      flush_tok();
-    } else {
-      tok += c;
-    }
-  }
-  flush_tok();
-  for (const auto& p : out)
-    if (p.empty()) throw Error("--prompt-ids: a prompt has no ids");
-  return out;
-}
 
 std::string read_text_file(const std::string& path, const char* flag) {
   std::ifstream in(path, std::ios::binary);
@@ -69,36 +37,6 @@ std::string read_text_file(const std::string& path, const char* flag) {
   ss << in.rdbuf();
   return ss.str();
 }
-
-// Holds back the text that could still be the start of the stop string, so
-// the stop string itself is never printed. feed() returns what is safe to show.
-class StopFilter {
- public:
-  explicit StopFilter(std::string stop) : stop_(std::move(stop)) {}
-  std::string feed(const std::string& text) {
-    if (stop_.empty()) return text;
-    pending_ += text;
-    size_t at = pending_.find(stop_);
-    if (at != std::string::npos) {
-      hit_ = true;
-      std::string out = pending_.substr(0, at);
-      pending_.clear();
-      return out;
-    }
-    // Keep the longest suffix of pending_ that is a prefix of stop_.
-    size_t keep = std::min(pending_.size(), stop_.size() - 1);
-    while (keep > 0 && pending_.compare(pending_.size() - keep, keep, stop_, 0, keep) != 0) --keep;
-    std::string out = pending_.substr(0, pending_.size() - keep);
-    pending_.erase(0, pending_.size() - keep);
-    return out;
-  }
-  std::string finish() { return hit_ ? "" : std::exchange(pending_, ""); }
-  bool hit() const { return hit_; }
-
- private:
-  std::string stop_, pending_;
-  bool hit_ = false;
-};
 
 int run_generate(const GenOpts& o) {
   const int given = !o.prompt.empty() + !o.prompt_file.empty() + !o.prompt_ids.empty() +
@@ -111,7 +49,6 @@ int run_generate(const GenOpts& o) {
     model->set_precision(Precision::kBF16);
   else if (o.dtype != "f32")
     throw Error("--dtype: '" + o.dtype + "', expected f32 or bf16");
-  const int64_t V = model->config().vocab_size;
 
   const std::string tok_path = (std::filesystem::path(o.model) / "tokenizer.model").string();
   std::optional<Tokenizer> tok;
@@ -127,7 +64,7 @@ int run_generate(const GenOpts& o) {
   std::vector<std::string> prompt_text;
   const bool ids_mode = !o.prompt_ids.empty();
   if (ids_mode) {
-    prompts = parse_ids(o.prompt_ids);
+    prompts = parse_prompt_ids(o.prompt_ids);
   } else {
     if (!o.prompt.empty()) {
       need_tok("--prompt");
@@ -137,22 +74,16 @@ int run_generate(const GenOpts& o) {
       prompt_text.push_back(read_text_file(o.prompt_file, "--prompt-file"));
     } else {
       need_tok("--batch-file");
-      std::istringstream in(read_text_file(o.batch_file, "--batch-file"));
-      for (std::string line; std::getline(in, line);)
-        if (!line.empty()) prompt_text.push_back(line);
-      if (prompt_text.empty()) throw Error("--batch-file: " + o.batch_file + " has no prompt line");
+      prompt_text = parse_batch_prompts(read_text_file(o.batch_file, "--batch-file"), o.batch_file);
     }
     for (const auto& t : prompt_text) {
       prompts.push_back(tok->encode(t));
       if (prompts.back().empty()) throw Error("the prompt encodes to no tokens");
     }
   }
-  for (const auto& p : prompts)
-    for (int32_t id : p)
-      if (id >= V)
-        throw Error("prompt token id " + std::to_string(id) + " is not below the model's vocab_size " +
-                    std::to_string(V) + " (" + o.model + "/config.yaml)");
-  if (!o.stop.empty()) need_tok("--stop");
+  check_prompt_ids(prompts, model->config().vocab_size, o.model + "/config.yaml");
+  for (const std::string& s : o.stop)
+    if (!s.empty()) need_tok("--stop");
 
   GenerateOptions g;
   g.max_new_tokens = o.max_new_tokens;
@@ -288,7 +219,10 @@ void register_generate(CLI::App& app, Runner& run) {
                 "(1: off)")
       ->capture_default_str();
   c->add_option("--seed", o.seed, "random seed of the sampler")->capture_default_str();
-  c->add_option("--stop", o.stop, "end a sequence when this text appears (not printed)");
+  c->add_option("--stop", o.stop,
+                "end a sequence when this text appears (not printed); repeat the flag for "
+                "several stop strings")
+      ->allow_extra_args(false);
   c->add_flag("--ignore-eos", o.ignore_eos, "keep going after the end-of-document id");
   c->add_option("--dtype", o.dtype, "f32 | bf16 matmul inputs")->capture_default_str();
   c->add_option("--cache-dtype", o.cache_dtype,
