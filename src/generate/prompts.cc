@@ -12,14 +12,15 @@ namespace {
 int32_t parse_id(std::string_view tok) {
   int64_t v = 0;
   const auto [end, ec] = std::from_chars(tok.data(), tok.data() + tok.size(), v);
-  const bool integer = end == tok.data() + tok.size() &&
-                       (ec == std::errc() || ec == std::errc::result_out_of_range);
+  const bool integer =
+      end == tok.data() + tok.size() && (ec == std::errc() || ec == std::errc::result_out_of_range);
   if (!integer)
     throw Error("--prompt-ids: '" + std::string(tok) +
                 "' is not a token id, expected non-negative integers separated by spaces (';' "
                 "between prompts)");
   if (ec == std::errc::result_out_of_range || v < 0 || v > std::numeric_limits<int32_t>::max())
-    throw Error("--prompt-ids: '" + std::string(tok) + "' is out of range, expected ids from 0 to " +
+    throw Error("--prompt-ids: '" + std::string(tok) +
+                "' is out of range, expected ids from 0 to " +
                 std::to_string(std::numeric_limits<int32_t>::max()));
   return int32_t(v);
 }
@@ -65,8 +66,9 @@ void check_prompt_ids(const std::vector<std::vector<int32_t>>& prompts, int64_t 
   for (const auto& p : prompts)
     for (int32_t id : p)
       if (id >= vocab_size)
-        throw Error("prompt token id " + std::to_string(id) + " is not below the model's vocab_size " +
-                    std::to_string(vocab_size) + " (" + config_path + ")");
+        throw Error("prompt token id " + std::to_string(id) +
+                    " is not below the model's vocab_size " + std::to_string(vocab_size) + " (" +
+                    config_path + ")");
 }
 
 }  // namespace rat

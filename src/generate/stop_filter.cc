@@ -22,7 +22,8 @@ std::string StopFilter::feed(std::string_view piece) {
   for (const std::string& s : stops_) {
     const size_t at = pending_.find(s);
     if (at == std::string::npos) continue;
-    if (at + s.size() < end || (at + s.size() == end && at < start)) start = at, end = at + s.size();
+    if (at + s.size() < end || (at + s.size() == end && at < start))
+      start = at, end = at + s.size();
   }
   if (start != std::string::npos) {
     hit_ = true;

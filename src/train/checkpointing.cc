@@ -23,8 +23,8 @@ std::string checkpoint_name(int64_t step) {
 }
 
 // Everything of the checkpoint into `dir` (a fresh temporary directory).
-void write_checkpoint_files(const fs::path& dir, Model& model, Optimizer& opt,
-                            const TrainState& st, const std::string& tokenizer) {
+void write_checkpoint_files(const fs::path& dir, Model& model, Optimizer& opt, const TrainState& st,
+                            const std::string& tokenizer) {
   save_model_dir(model, dir.string());
   std::vector<TensorToWrite> ts;
   for (const ParamSpec& s : model.layout().specs()) {
@@ -61,8 +61,8 @@ void prune_checkpoints(const fs::path& ckdir) {
 
 }  // namespace
 
-std::string save_checkpoint(const fs::path& run, Model& model, Optimizer& opt,
-                            const TrainState& st, const std::string& tokenizer) {
+std::string save_checkpoint(const fs::path& run, Model& model, Optimizer& opt, const TrainState& st,
+                            const std::string& tokenizer) {
   const std::string name = checkpoint_name(st.step);
   const fs::path ckdir = run / "checkpoints";
   const fs::path final_dir = ckdir / name;

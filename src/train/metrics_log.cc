@@ -11,7 +11,11 @@ void LogWindow::restart() { *this = LogWindow{now_seconds()}; }
 
 MetricsLog::MetricsLog(std::filesystem::path run, bool lead, bool quiet, bool json,
                        int64_t total_steps)
-    : run_(std::move(run)), lead_(lead), quiet_(quiet), json_(json), total_(total_steps),
+    : run_(std::move(run)),
+      lead_(lead),
+      quiet_(quiet),
+      json_(json),
+      total_(total_steps),
       bar_("train", total_steps, "steps", lead) {}
 
 void MetricsLog::begin(int64_t first_step) {

@@ -46,7 +46,9 @@ double flops_per_token(const Model& m, int64_t T) {
 // times one, measured at the start (a loaded machine shows in the plan line).
 struct MfuReference {
   double flops_per_token = 0, gemm_flops_per_s = 0;
-  double mfu(double tokens_per_s) const { return tokens_per_s * flops_per_token / gemm_flops_per_s; }
+  double mfu(double tokens_per_s) const {
+    return tokens_per_s * flops_per_token / gemm_flops_per_s;
+  }
 };
 
 MfuReference mfu_reference(const Model& m, int ranks) {
@@ -82,6 +84,26 @@ std::unique_ptr<Model> make_model(const Experiment& e) {
   }
   model->set_precision(e.dtype == "bfloat16" ? Precision::kBF16 : Precision::kF32);
   return model;
+}
+
+OptimConfig optim_config(const Experiment& e) {
+  return {.name = e.optimizer,
+          .lr = e.lr,
+          .weight_decay = e.weight_decay,
+          .beta1 = e.beta1,
+          .beta2 = e.beta2,
+          .eps = e.eps,
+          .scheduler = e.scheduler,
+          .warmup_iter = e.warmup_iter,
+          .eta_min = e.eta_min};
+}
+
+// The validation tokens, if the experiment has any.
+std::unique_ptr<TokenFile> open_validation(const DataSplit& val, const ModelConfig& cfg) {
+  if (val.tokenized_file_path.empty()) return nullptr;
+  auto f = std::make_unique<TokenFile>(val.tokenized_file_path, int(cfg.num_bytes));
+  f->check_vocab(cfg.vocab_size);
+  return f;
 }
 
 // The tokenizer that sits beside the training data, copied into checkpoints
@@ -152,31 +174,36 @@ class Trainer {
   TrainSummary sum_;
 };
 
+// Members are built in declaration order, each from those above it.
 Trainer::Trainer(const Experiment& e, const TrainOptions& opt)
-    : e_(e), opt_(opt), w_(world()), lead_(w_.rank == 0),
+    : e_(e),
+      opt_(opt),
+      w_(world()),
+      lead_(w_.rank == 0),
       run_(prepare_run_dir(e, opt, lead_)),
       model_(make_model(e)),
       sampler_(e.train, model_->config(), e.batch_size, e.global_batch_size, w_.rank, w_.size,
                e.seed),
-      val_(e.val.tokenized_file_path.empty()
-               ? nullptr
-               : std::make_unique<TokenFile>(e.val.tokenized_file_path,
-                                             int(model_->config().num_bytes))),
+      val_(open_validation(e.val, model_->config())),
       tokenizer_(tokenizer_beside_data(e.train)),
       total_(e.max_steps > 0 ? e.max_steps : e.max_epoch * sampler_.steps_per_epoch()),
-      accum_(sampler_.accumulation()), B_(e.batch_size), T_(model_->config().seq_len),
+      accum_(sampler_.accumulation()),
+      B_(e.batch_size),
+      T_(model_->config().seq_len),
       n_(model_->layout().total()),
-      oc_{e.optimizer, e.lr, e.weight_decay, e.beta1, e.beta2, e.eps, e.scheduler, e.warmup_iter,
-          e.eta_min},
+      oc_(optim_config(e)),
       optim_(oc_, n_),
+      // Buckets in floats: 2^20 / 4 per MiB.
       reducer_(model_->grads(), n_, std::max<int64_t>(1, int64_t(opt.bucket_mb * 262144.0))),
       on_grads_([this](int64_t b, int64_t en) { reducer_.ready(b, en); }),
-      save_every_(e.save_checkpoint ? std::max<int64_t>(1, int64_t(e.save_interval * double(total_)))
-                                    : 0),
-      eval_every_(e.eval_interval > 0 ? e.eval_interval : e.eval_when_log ? e.log_interval : 0),
+      save_every_(
+          e.save_checkpoint ? std::max<int64_t>(1, int64_t(e.save_interval * double(total_))) : 0),
+      eval_every_(e.eval_interval > 0 ? e.eval_interval
+                  : e.eval_when_log   ? e.log_interval
+                                      : 0),
       log_(run_, lead_, opt.quiet, opt.json, total_),
-      ids_(size_t(B_ * T_)), labels_(size_t(B_ * T_)) {
-  if (val_) val_->check_vocab(model_->config().vocab_size);
+      ids_(size_t(B_ * T_)),
+      labels_(size_t(B_ * T_)) {
   resume_or_start();
   mfu_ = mfu_reference(*model_, w_.size);
   print_plan();
@@ -217,14 +244,15 @@ void Trainer::broadcast_state() {
 void Trainer::print_plan() const {
   if (!lead_ || opt_.quiet || opt_.json) return;
   const ModelConfig& cfg = model_->config();
-  std::printf("model: %.2fM parameters, %lld layers, d_model %lld; %lld steps of %lld x %lld "
-              "tokens (micro-batch %lld x %lld accumulation x %d ranks), %s\n",
-              double(model_->num_params()) / 1e6, (long long)cfg.num_layers,
-              (long long)cfg.d_model, (long long)total_, (long long)e_.global_batch_size,
-              (long long)T_, (long long)B_, (long long)accum_, w_.size, e_.dtype.c_str());
+  std::printf(
+      "model: %.2fM parameters, %lld layers, d_model %lld; %lld steps of %lld x %lld "
+      "tokens (micro-batch %lld x %lld accumulation x %d ranks), %s\n",
+      double(model_->num_params()) / 1e6, (long long)cfg.num_layers, (long long)cfg.d_model,
+      (long long)total_, (long long)e_.global_batch_size, (long long)T_, (long long)B_,
+      (long long)accum_, w_.size, e_.dtype.c_str());
   std::printf("MFU reference: %.1f GFLOP/s GEMM (%s, measured now), %.3g FLOPs per token\n",
-              mfu_.gemm_flops_per_s / 1e9,
-              model_->precision() == Precision::kBF16 ? "bf16" : "f32", mfu_.flops_per_token);
+              mfu_.gemm_flops_per_s / 1e9, model_->precision() == Precision::kBF16 ? "bf16" : "f32",
+              mfu_.flops_per_token);
   std::fflush(stdout);
 }
 
@@ -346,9 +374,10 @@ bool Trainer::checkpoint_due(bool stop) const {
 void Trainer::checkpoint() {
   if (!same_as_rank0(model_->params(), n_)) {
     if (lead_)
-      std::fprintf(stderr, "warning: after step %lld the ranks' parameters differ from rank "
-                           "0's (ranks computing differently, e.g. binaries built for "
-                           "different CPUs?); re-synchronised from rank 0\n",
+      std::fprintf(stderr,
+                   "warning: after step %lld the ranks' parameters differ from rank "
+                   "0's (ranks computing differently, e.g. binaries built for "
+                   "different CPUs?); re-synchronised from rank 0\n",
                    (long long)st_.step);
     broadcast_state();
   }

@@ -1,6 +1,8 @@
 // The training loop (SPEC.md "Training recipe"): micro-batches accumulated to
 // the global batch, clipping by global norm, AdamW with the authors' cosine
-// schedule, validation, metrics.jsonl, atomic checkpoints and resume.
+// schedule, validation, metrics.jsonl (train/metrics_log.h), atomic
+// checkpoints and resume (train/checkpointing.h), data parallel under MPI
+// (train/distributed.h).
 #pragma once
 
 #include <cstdint>
@@ -11,10 +13,10 @@
 namespace rat {
 
 struct TrainOptions {
-  std::string run_dir;     // overrides trainer.save_dir when set
-  bool quiet = false;      // no per-log lines on stdout
-  bool json = false;       // log lines as JSON on stdout
-  int64_t stop_after = -1; // stop (and save) after this many steps of this run, as SIGINT would
+  std::string run_dir;      // overrides trainer.save_dir when set
+  bool quiet = false;       // no per-log lines on stdout
+  bool json = false;        // log lines as JSON on stdout
+  int64_t stop_after = -1;  // stop (and save) after this many steps of this run, as SIGINT would
   // Data parallelism (src/train/distributed.h; inert on one rank): overlap the
   // gradient all-reduce with backward in buckets of at least bucket_mb, or
   // reduce the whole buffer after backward.

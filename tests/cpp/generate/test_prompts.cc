@@ -1,9 +1,8 @@
 // generate/prompts: `rat generate`'s --prompt-ids and --batch-file rules.
-#include "generate/prompts.h"
-
 #include <gtest/gtest.h>
 
 #include "../io_test_util.h"
+#include "generate/prompts.h"
 
 using rat::testing::error_of;
 
@@ -18,7 +17,8 @@ TEST(PromptIds, BatchesAndSeparators) {
 
 TEST(PromptIds, NotANumberIsNamed) {
   for (const char* bad : {"x", "1.5", "12abc", "0x10", "+3", "--1"}) {
-    const std::string msg = error_of([&] { rat::parse_prompt_ids(std::string("4 ") + bad + "; 5"); });
+    const std::string msg =
+        error_of([&] { rat::parse_prompt_ids(std::string("4 ") + bad + "; 5"); });
     EXPECT_EQ(msg, std::string("--prompt-ids: '") + bad +
                        "' is not a token id, expected non-negative integers separated by spaces "
                        "(';' between prompts)");
@@ -45,7 +45,9 @@ TEST(PromptIds, EmptyPromptIsNamed) {
 
 TEST(PromptIds, IdsMustBeBelowTheVocabulary) {
   EXPECT_NO_THROW(rat::check_prompt_ids({{0, 63}, {5}}, 64, "m/config.yaml"));
-  EXPECT_EQ(error_of([] { rat::check_prompt_ids({{1}, {3, 64}}, 64, "m/config.yaml"); }),
+  EXPECT_EQ(error_of([] {
+              rat::check_prompt_ids({{1}, {3, 64}}, 64, "m/config.yaml");
+            }),
             "prompt token id 64 is not below the model's vocab_size 64 (m/config.yaml)");
 }
 

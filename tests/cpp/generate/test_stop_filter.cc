@@ -1,11 +1,11 @@
 // generate/stop_filter: stop strings over streamed text pieces.
-#include "generate/stop_filter.h"
-
 #include <gtest/gtest.h>
 
 #include <random>
 #include <string>
 #include <vector>
+
+#include "generate/stop_filter.h"
 
 using rat::StopFilter;
 
@@ -44,7 +44,8 @@ std::string shown_before_stop(const std::string& text, const std::vector<std::st
 }  // namespace
 
 TEST(StopFilter, NoStopStringPassesEveryPieceThrough) {
-  EXPECT_EQ(run({}, {"Hello", " wor", "ld"}), (std::vector<std::string>{"Hello", " wor", "ld", ""}));
+  EXPECT_EQ(run({}, {"Hello", " wor", "ld"}),
+            (std::vector<std::string>{"Hello", " wor", "ld", ""}));
   // Empty stop strings (`--stop ""`) are no stop strings.
   EXPECT_EQ(run({""}, {"a", "b"}), (std::vector<std::string>{"a", "b", ""}));
   StopFilter f({"END"});
@@ -90,8 +91,7 @@ TEST(StopFilter, SelfOverlappingPrefixes) {
 
 TEST(StopFilter, SeveralStopStringsSharingAPrefix) {
   const std::vector<std::string> stops = {"\n\n", "\nUser:"};
-  EXPECT_EQ(run(stops, {"Hi", "\nUs", "er: what"}),
-            (std::vector<std::string>{"Hi", "", "", ""}));
+  EXPECT_EQ(run(stops, {"Hi", "\nUs", "er: what"}), (std::vector<std::string>{"Hi", "", "", ""}));
   EXPECT_EQ(run(stops, {"Hi\n", "\n", "x"}), (std::vector<std::string>{"Hi", "", "", ""}));
   EXPECT_EQ(run(stops, {"Hi\nU", "n"}), (std::vector<std::string>{"Hi", "\nUn", ""}));
   // The stop string that completes first wins, whatever the pieces: "y" is
@@ -104,7 +104,9 @@ TEST(StopFilter, SeveralStopStringsSharingAPrefix) {
 
 TEST(StopFilter, UnicodeIsMatchedAndNeverSplitWhereThePiecesKeptItWhole) {
   // A stop string of a two-byte character, its bytes arriving apart.
-  EXPECT_EQ(run({"ß"}, {"Stra", "\xC3", "\x9F" "e"}), (std::vector<std::string>{"Stra", "", "", ""}));
+  const std::string second_byte_then_e = std::string("\x9F") + "e";
+  EXPECT_EQ(run({"ß"}, {"Stra", "\xC3", second_byte_then_e}),
+            (std::vector<std::string>{"Stra", "", "", ""}));
   // "è" shares its first byte with the stop string "é": released whole.
   EXPECT_EQ(run({"é"}, {"caf", "è", "s"}), (std::vector<std::string>{"caf", "è", "s", ""}));
   // A held-back character that turns out not to start "日本" is released whole.
