@@ -266,7 +266,7 @@ Step Trainer::forward_backward() {
   // Each micro-batch's mean over all accum x ranks micro-batches of the
   // step: the all-reduce's sum is then the average (as DDP's).
   const int64_t micro_total = accum_ * w_.size;
-  const int32_t ignore = model_->config().ignore_index;
+  const int64_t ignore = model_->config().ignore_index;
   for (int64_t m = 0; m < accum_; ++m) {
     const double t0 = now_seconds();
     sampler_.micro_batch(s, m, ids_.data(), labels_.data());
