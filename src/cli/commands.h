@@ -20,6 +20,8 @@ void register_tokenize(CLI::App& app, Runner& run);
 void register_generate(CLI::App& app, Runner& run);
 void register_sft_data(CLI::App& app, Runner& run);
 void register_plot(CLI::App& app, Runner& run);
+void register_metrics(CLI::App& app, Runner& run);
+void register_tasks(CLI::App& app, Runner& run);
 
 
 }  // namespace rat::cli

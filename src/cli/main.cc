@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   rat::cli::register_generate(app, run);
   rat::cli::register_sft_data(app, run);
   rat::cli::register_plot(app, run);
+  rat::cli::register_metrics(app, run);
+  rat::cli::register_tasks(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

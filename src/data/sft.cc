@@ -24,9 +24,7 @@ nlohmann::json SftReport::to_json() const {
 
 int sft_num_bytes(int64_t vocab_size) { return vocab_size <= 0xFFFF - 99 ? 2 : 4; }
 
-namespace {
-
-void write_ids(const std::string& path, const std::vector<int32_t>& ids, int num_bytes) {
+void write_sft_ids(const std::string& path, const std::vector<int32_t>& ids, int num_bytes) {
   AtomicFile f(path);
   if (num_bytes == 2) {
     std::vector<uint16_t> w(ids.size());
@@ -39,8 +37,6 @@ void write_ids(const std::string& path, const std::vector<int32_t>& ids, int num
   }
   f.commit();
 }
-
-}  // namespace
 
 SftReport build_sft_data(const SftOptions& opt) {
   const size_t at = opt.prompt_template.find("{prompt}");
@@ -130,8 +126,8 @@ SftReport build_sft_data(const SftOptions& opt) {
   } else {
     write_file_atomic(r.tokenizer_path, slurp(opt.tokenizer));
   }
-  write_ids(r.inputs_path, ids, r.num_bytes);
-  write_ids(r.labels_path, shifted, r.num_bytes);
+  write_sft_ids(r.inputs_path, ids, r.num_bytes);
+  write_sft_ids(r.labels_path, shifted, r.num_bytes);
   write_file_atomic(r.report_path, r.to_json().dump(2) + "\n");
   return r;
 }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "nlohmann/json.hpp"
 
@@ -44,6 +45,9 @@ struct SftReport {
 // Smallest id width that holds every id below vocab_size and keeps the -100
 // pattern distinct from them: 2 when vocab_size <= 65436 (= 0xFFFF - 99), else 4.
 int sft_num_bytes(int64_t vocab_size);
+
+// Writes ids (-100 as the id width's pattern) as a token file, atomically.
+void write_sft_ids(const std::string& path, const std::vector<int32_t>& ids, int num_bytes);
 
 // Throws rat::Error naming "FILE:LINE" for a line that is not a JSON object
 // with string "prompt" and non-empty string "answer" (blank lines are
