@@ -4,6 +4,7 @@
 #include "model/mixer_kinds.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "model/layers.h"
 #include "util/error.h"
@@ -84,21 +85,56 @@ CacheRows rnn_rows(const MixerConfig&, int64_t) { return {0.0, 1.0}; }
 
 CacheRows no_rows(const MixerConfig&, int64_t) { return {}; }
 
-const MixerKindInfo kRatInfo = {MixerKind::kRat, "rat", true, Rotation::kChunkIndex, rat_width,
-                                rat_tensors, rat_keys, rat_rows, rat_sizes, make_rat_mixer};
-const MixerKindInfo kAttentionInfo = {MixerKind::kAttention, "attention", true,
-                                      Rotation::kTokenPosition, width_3d, attention_tensors,
-                                      attention_keys, attention_rows, no_sizes,
-                                      make_attention_mixer};
-const MixerKindInfo kLocalAttentionInfo = {MixerKind::kLocalAttention, "local_attention", true,
-                                           Rotation::kTokenPosition, width_3d, local_tensors,
-                                           local_keys, local_rows, local_sizes,
-                                           make_attention_mixer};
-const MixerKindInfo kRnnInfo = {MixerKind::kRnn, "rnn", false, Rotation::kNone, width_3d,
-                                rnn_tensors, no_keys, rnn_rows, no_sizes, make_rnn_mixer};
-const MixerKindInfo kIdentityInfo = {MixerKind::kIdentity, "identity", false, Rotation::kNone,
-                                     width_none, no_tensors, no_keys, no_rows, no_sizes,
-                                     make_identity_mixer};
+const MixerKindInfo kRatInfo = {.kind = MixerKind::kRat,
+                                .name = "rat",
+                                .heads = true,
+                                .rotation = Rotation::kChunkIndex,
+                                .in_proj_width = rat_width,
+                                .tensors = rat_tensors,
+                                .keys_scored = rat_keys,
+                                .cache_rows = rat_rows,
+                                .sizes = rat_sizes,
+                                .make = make_rat_mixer};
+const MixerKindInfo kAttentionInfo = {.kind = MixerKind::kAttention,
+                                      .name = "attention",
+                                      .heads = true,
+                                      .rotation = Rotation::kTokenPosition,
+                                      .in_proj_width = width_3d,
+                                      .tensors = attention_tensors,
+                                      .keys_scored = attention_keys,
+                                      .cache_rows = attention_rows,
+                                      .sizes = no_sizes,
+                                      .make = make_attention_mixer};
+const MixerKindInfo kLocalAttentionInfo = {.kind = MixerKind::kLocalAttention,
+                                           .name = "local_attention",
+                                           .heads = true,
+                                           .rotation = Rotation::kTokenPosition,
+                                           .in_proj_width = width_3d,
+                                           .tensors = local_tensors,
+                                           .keys_scored = local_keys,
+                                           .cache_rows = local_rows,
+                                           .sizes = local_sizes,
+                                           .make = make_attention_mixer};
+const MixerKindInfo kRnnInfo = {.kind = MixerKind::kRnn,
+                                .name = "rnn",
+                                .heads = false,
+                                .rotation = Rotation::kNone,
+                                .in_proj_width = width_3d,
+                                .tensors = rnn_tensors,
+                                .keys_scored = no_keys,
+                                .cache_rows = rnn_rows,
+                                .sizes = no_sizes,
+                                .make = make_rnn_mixer};
+const MixerKindInfo kIdentityInfo = {.kind = MixerKind::kIdentity,
+                                     .name = "identity",
+                                     .heads = false,
+                                     .rotation = Rotation::kNone,
+                                     .in_proj_width = width_none,
+                                     .tensors = no_tensors,
+                                     .keys_scored = no_keys,
+                                     .cache_rows = no_rows,
+                                     .sizes = no_sizes,
+                                     .make = make_identity_mixer};
 
 // The descriptor of `k`, or null past the last kind (mixer_kinds() walks the
 // enum until then). No `default`: a kind without a descriptor is a -Wswitch
@@ -114,8 +150,10 @@ const MixerKindInfo* find_info(MixerKind k) {
   return nullptr;
 }
 
-// Levenshtein distance, for "closest" in messages.
-size_t edit_distance(const std::string& a, const std::string& b) {
+// Levenshtein distance ignoring case, for "closest" in messages.
+size_t edit_distance(std::string a, std::string b) {
+  for (std::string* s : {&a, &b})
+    for (char& c : *s) c = char(std::tolower(static_cast<unsigned char>(c)));
   std::vector<size_t> row(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {

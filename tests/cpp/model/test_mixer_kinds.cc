@@ -225,7 +225,7 @@ TEST(MixerKinds, AllIdentityModelIsPerToken) {
   m.init(3);
   const int64_t T = 7, V = c.vocab_size;
   std::vector<int32_t> ids = {5, 9, 5, 63, 0, 9, 12};
-  std::vector<float> all(size_t(T * V)), one(size_t(V));
+  std::vector<float> all(static_cast<size_t>(T * V)), one(static_cast<size_t>(V));
   m.logits(ids.data(), 1, T, all.data());
   for (int64_t t = 0; t < T; ++t) {
     m.logits(&ids[size_t(t)], 1, 1, one.data());
@@ -236,7 +236,7 @@ TEST(MixerKinds, AllIdentityModelIsPerToken) {
 
 void write_tokens(const fs::path& p, int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);
-  std::vector<uint16_t> pat(23), t(size_t(n));
+  std::vector<uint16_t> pat(23), t(static_cast<size_t>(n));
   for (auto& x : pat) x = uint16_t(3 + rng() % 60u);
   for (int64_t i = 0; i < n; ++i) t[size_t(i)] = pat[size_t(i % 23)];
   std::ofstream f(p, std::ios::binary);
