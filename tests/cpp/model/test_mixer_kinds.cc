@@ -214,7 +214,8 @@ TEST(MixerKinds, IdentityBlockPassesThrough) {
   EXPECT_EQ(y[32], -1.f);  // only n rows written
 }
 
-// With every mixer identity, position t's logits are those of token t alone.
+// With every mixer identity, position t's logits are those of token t alone
+// (a mixer that let earlier tokens in would change them by O(1)).
 TEST(MixerKinds, AllIdentityModelIsPerToken) {
   ModelConfig c = interleave(2);
   c.backbone = "sequence";
@@ -229,7 +230,8 @@ TEST(MixerKinds, AllIdentityModelIsPerToken) {
   m.logits(ids.data(), 1, T, all.data());
   for (int64_t t = 0; t < T; ++t) {
     m.logits(&ids[size_t(t)], 1, 1, one.data());
-    for (int64_t v = 0; v < V; ++v) ASSERT_EQ(all[size_t(t * V + v)], one[size_t(v)]) << t;
+    // Equal up to the GEMMs' blocking over 7 rows vs 1 (float32 rounding).
+    for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(all[size_t(t * V + v)], one[size_t(v)], 1e-5) << t;
   }
   EXPECT_NE(all[0], all[size_t(V)]);  // tokens 5 and 9 differ
 }
