@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "kernels/gemm.h"
 #include "model/layers.h"
+#include "model/mixer_kinds.h"
 #include "model/params.h"
 #include "nlohmann/json.hpp"
 #include "util/error.h"
@@ -38,14 +39,6 @@ Precision parse_dtype(const std::string& s) {
   if (s == "f32") return Precision::kF32;
   if (s == "bf16") return Precision::kBF16;
   throw Error("--dtype: '" + s + "', expected f32 or bf16");
-}
-
-MixerKind parse_layer(const std::string& s) {
-  if (s == "rat") return MixerKind::kRat;
-  if (s == "attention") return MixerKind::kAttention;
-  if (s == "local_attention") return MixerKind::kLocalAttention;
-  if (s == "rnn") return MixerKind::kRnn;
-  throw Error("--layer: '" + s + "', expected rat, attention, local_attention or rnn");
 }
 
 
@@ -77,28 +70,16 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
   // Bytes a step must read: the layer's weights (f32, or their bf16 copies
   // with --dtype bf16: decode reads those, see Bf16WeightCache; the norm and
   // gate-bias vectors stay f32) and, per sequence, the cache rows its query
-  // sees (K and V) plus running states.
-  const double weights = double(in_proj_width(cfg, m) * D + D * D) *
-                             (prec == Precision::kBF16 ? 2.0 : 4.0) +
-                         double(2 * D) * 4.0;
-  double rows = 0, run_rows = 0;  // cache rows (K and V) and float32 state rows of D
-  switch (m.kind) {
-    case MixerKind::kAttention: rows = 2.0 * double(pos + 1); break;
-    case MixerKind::kLocalAttention: rows = 2.0 * double(std::min(pos + 1, m.window_size + 1)); break;
-    case MixerKind::kRat: rows = 2.0 * double(pos / m.chunk_size), run_rows = 2.0; break;
-    case MixerKind::kRnn: run_rows = 1.0; break;
-  }
-  const double kv_bytes = st.bf16 ? 2.0 : 4.0;
-  const double cache = (rows * kv_bytes + run_rows * 4.0) * double(D) * double(B);
+  // sees (K and V) plus running states (model/mixer_kinds.h).
+  const double weights = mixer_weight_bytes(cfg, m, prec == Precision::kBF16);
+  const double cache = mixer_decode_cache_bytes(cfg, m, pos, st.bf16) * double(B);
   const double bytes = weights + cache;
   const double bw = measure_read_bandwidth();
   const double floor_ms = bytes / (bw * 1e9) * 1e3;
   // The other floor: the step's products (projections over the batch, and
   // the query-key and weight-value dot products) at this run's GEMM rate. At
   // batch 64 the projections alone take longer than the bytes on 2 cores.
-  const double keys = rows / 2.0;
-  const double flops = 2.0 * double(B) * double(in_proj_width(cfg, m) + D) * double(D) +
-                       4.0 * double(B) * keys * double(D);
+  const double flops = mixer_decode_flops(cfg, m, pos) * double(B);
   const double gemm_gflops = measure_gemm_rate(2048, prec, 3);
   const double compute_ms = flops / (gemm_gflops * 1e9) * 1e3;
   const double roofline_ms = std::max(floor_ms, compute_ms);
@@ -158,7 +139,7 @@ int run_layer(const BenchOpts& o) {
   cfg.ffn.d_ffn = 16;
   cfg.pe = PosEnc::kRopeInterRope;
   MixerConfig m;
-  m.kind = parse_layer(o.layer);
+  m.kind = mixer_kind_from_name(o.layer, "--layer");
   m.d_head = o.d_head;
   m.chunk_size = o.chunk;
   m.window_size = o.window;
@@ -198,10 +179,8 @@ int run_layer(const BenchOpts& o) {
   // FLOPs: projections 2*N*D*(W_in + D) forward; softmax products 4*P per
   // scored pair per head (q.k and p*v) forward. Backward counts 2x forward
   // (input and weight gradients; the attention recompute is not counted).
-  const double proj = 2.0 * double(N) * double(D) * double(in_proj_width(cfg, m) + D);
-  const double core = 4.0 * double(o.d_head) * keys_scored_total(m, o.seq) * double(o.batch) *
-                      double(D / o.d_head);
-  const double flops = (proj + core) * (train ? 3.0 : 1.0);
+  const double flops = double(o.batch) * (train ? mixer_train_flops(cfg, m, o.seq)
+                                                : mixer_prefill_flops(cfg, m, o.seq));
   const double gflops = flops / (ms * 1e-3) / 1e9;
   const double gemm_rate = measure_gemm_rate(o.gemm_n, prec);
   const double rss = max_rss_mib();
@@ -244,7 +223,7 @@ void register_bench(CLI::App& app, Runner& run) {
       "layer",
       "Time one layer (norm + projections + mixer) in the paper's protocol.\n"
       "Example: rat bench layer --layer rat --chunk 16 --d-model 1024 --d-head 64 --seq 4096");
-  layer->add_option("--layer", o.layer, "rat | attention | local_attention | rnn")
+  layer->add_option("--layer", o.layer, mixer_kind_names())
       ->capture_default_str();
   layer->add_option("--chunk", o.chunk, "RAT chunk size L")->capture_default_str();
   layer->add_option("--window", o.window, "local attention window")->capture_default_str();

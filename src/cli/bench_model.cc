@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "generate/decoder.h"
 #include "model/config.h"
+#include "model/mixer_kinds.h"
 #include "model/model.h"
 #include "model/params.h"
 #include "nlohmann/json.hpp"
@@ -40,41 +41,25 @@ struct ModelBenchOpts {
 // Cache bytes one sequence's step reads at position `pos` (0-based), per
 // SPEC.md "Generation state": what the mixer must stream, not what it holds.
 double cache_read_bytes(const ModelConfig& cfg, int64_t pos, bool bf16_cache) {
-  const double D = double(cfg.d_model), f = bf16_cache ? 2.0 : 4.0;
   double b = 0;
-  for (const MixerConfig& m : cfg.layers) {
-    switch (m.kind) {
-      case MixerKind::kAttention: b += 2 * double(pos + 1) * D * f; break;
-      case MixerKind::kLocalAttention:
-        b += 2 * double(std::min(pos, m.window_size) + 1) * D * f;
-        break;
-      case MixerKind::kRat:  // finished chunks (cache dtype) + the f32 running state
-        b += 2 * double(pos / m.chunk_size) * D * f + 2 * D * sizeof(float);
-        break;
-      case MixerKind::kRnn: b += D * sizeof(float); break;
-    }
-  }
+  for (const MixerConfig& m : cfg.layers) b += mixer_decode_cache_bytes(cfg, m, pos, bf16_cache);
   return b;
 }
 
 // FLOPs of one token's step: 2 per weight of every matrix (head included,
-// the embedding lookup is not a product) plus 4*P per scored key per head.
+// the embedding lookup is not a product) plus 4*P per scored key per head;
+// the mixers' share is their descriptors' decode count.
 double step_flops_per_token(const Model& model, int64_t pos) {
   const ModelConfig& cfg = model.config();
   double f = 2.0 * model.matmul_weights();
-  for (const MixerConfig& m : cfg.layers) f += 4.0 * double(cfg.d_model) * double(keys_scored(m, pos));
+  for (const MixerConfig& m : cfg.layers)
+    f += mixer_decode_flops(cfg, m, pos) - 2.0 * mixer_matmul_weights(cfg, m);
   return f;
 }
 
 std::string describe(const ModelConfig& cfg) {
   std::string s;
-  for (size_t i = 0; i < cfg.layers.size(); ++i) {
-    const MixerConfig& m = cfg.layers[i];
-    if (i) s += ",";
-    s += mixer_name(m.kind);
-    if (m.kind == MixerKind::kRat) s += "(L" + std::to_string(m.chunk_size) + ")";
-    if (m.kind == MixerKind::kLocalAttention) s += "(W" + std::to_string(m.window_size) + ")";
-  }
+  for (size_t i = 0; i < cfg.layers.size(); ++i) s += (i ? "," : "") + mixer_label(cfg.layers[i]);
   return s;
 }
 
@@ -109,16 +94,10 @@ ModelConfig preset_config(const std::string& mixer, const ModelBenchOpts& o) {
     c.interleave_step = 2;
     c.seq_cell1 = cell(MixerKind::kRat);
     c.seq_cell = cell(MixerKind::kLocalAttention);
-  } else if (mixer == "rat") {
-    c.seq_cell = cell(MixerKind::kRat);
-  } else if (mixer == "attention") {
-    c.seq_cell = cell(MixerKind::kAttention);
-  } else if (mixer == "local_attention") {
-    c.seq_cell = cell(MixerKind::kLocalAttention);
-  } else if (mixer == "rnn") {
-    c.seq_cell = cell(MixerKind::kRnn);
+  } else if (const MixerKindInfo* k = find_mixer_kind(mixer)) {
+    c.seq_cell = cell(k->kind);
   } else {
-    throw Error("--mixer: '" + mixer + "', expected rat, attention, local_attention, rnn or hybrid");
+    throw Error("--mixer: '" + mixer + "', expected hybrid or one of " + mixer_kind_names());
   }
   c.resolve("--mixer " + mixer);
   return c;
@@ -278,7 +257,7 @@ void register_bench_model(CLI::App& bench, Runner& run) {
       "    --config configs/experiment/fineweb_edu/attention-xl.yaml \\\n"
       "    --config configs/experiment/fineweb_edu/rat_localattention_interleave-xl.yaml");
   m->add_option("--mixer", o.mixers,
-                "preset: rat | attention | local_attention | rnn | hybrid; repeatable");
+                "preset: " + mixer_kind_names() + " or hybrid; repeatable");
   m->add_option("--config", o.configs, "model config (config.yaml or experiment yaml); repeatable");
   m->add_option("--d-model", o.d_model, "preset width D (FFN 4D)")->capture_default_str();
   m->add_option("--d-head", o.d_head, "preset head width P")->capture_default_str();

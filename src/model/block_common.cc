@@ -7,6 +7,7 @@
 #include "kernels/linear.h"
 #include "kernels/vec_math.h"
 #include "model/layers.h"
+#include "model/mixer_kinds.h"
 
 namespace rat {
 
@@ -22,11 +23,7 @@ void sigmoid_inplace(float* x, int64_t ld, const float* bias, int64_t N, int64_t
 }
 
 std::unique_ptr<Block> make_mixer(BlockEnv* env, const MixerConfig& m) {
-  switch (m.kind) {
-    case MixerKind::kRat: return make_rat_mixer(env, m);
-    case MixerKind::kRnn: return make_rnn_mixer(env, m);
-    default: return make_attention_mixer(env, m);
-  }
+  return mixer_kind_info(m.kind).make(env, m);
 }
 
 }  // namespace rat

@@ -15,6 +15,7 @@
 #include <optional>
 #include <sstream>
 
+#include "model/mixer_kinds.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 
@@ -22,7 +23,6 @@ namespace rat {
 
 namespace {
 
-constexpr const char* kMixerNames[] = {"rat", "attention", "local_attention", "rnn"};
 constexpr const char* kActNames[] = {"gelu", "fastgelu", "relu", "swiglu"};
 constexpr const char* kPeNames[] = {"rope", "interrope", "rope_interrope", "empty"};
 
@@ -180,9 +180,12 @@ MixerConfig parse_mixer(const Section& s) {
   MixerConfig m;
   if (!s.present())
     fail(s.file(), s.path(), "missing, expected a mapping with _name_ and the mixer's sizes");
-  m.kind = parse_enum<MixerKind>(s, "_name_", kMixerNames, "mixer");
+  // Kind names come from the descriptors (model/mixer_kinds.h).
+  auto name = s.opt_str("_name_");
+  if (!name) s.missing("_name_", "one of " + mixer_kind_names());
+  m.kind = mixer_kind_from_name(*name, s.file() + ": " + s.key("_name_"));
   const char* kind = mixer_name(m.kind);
-  if (m.kind == MixerKind::kRnn) {
+  if (!mixer_kind_info(m.kind).heads) {
     m.d_head = s.opt_int("d_head").value_or(m.d_head);
   } else {
     m.d_head = s.req_int("d_head", (std::string("needed by ") + kind).c_str());
@@ -231,8 +234,8 @@ bool uses_interrope(PosEnc p) { return p == PosEnc::kInterRope || p == PosEnc::k
 void check_mixer(const ModelConfig& c, const MixerConfig& m, const std::string& where,
                  const std::string& key) {
   const std::string pe_key = "model.embedding.pe._name_";
-  if (m.kind == MixerKind::kRnn) {
-    // Channel-wise recurrence: d_head unused, any positional encoding is ignored.
+  if (!mixer_kind_info(m.kind).heads) {
+    // rnn (channel-wise) and identity: d_head unused, any positional encoding is ignored.
     check_positive(where, key + ".d_head", m.d_head);
     return;
   }
@@ -289,7 +292,6 @@ void emit_mixer(YAML::Emitter& out, const MixerConfig& m) {
 
 }  // namespace
 
-const char* mixer_name(MixerKind k) { return kMixerNames[int(k)]; }
 const char* activation_name(Activation a) { return kActNames[int(a)]; }
 const char* pe_name(PosEnc p) { return kPeNames[int(p)]; }
 
@@ -397,10 +399,12 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
   c.ffn.act = parse_enum<Activation>(hidden, "act_fn", kActNames, "activation", Activation::kGelu);
   c.ffn.bias = hidden.opt_bool("bias").value_or(false);
 
-  // model.embedding.pe: needed unless every mixer is an rnn (which ignores it).
-  bool all_rnn =
-      c.seq_cell.kind == MixerKind::kRnn && (!interleave || c.seq_cell1.kind == MixerKind::kRnn);
-  if (all_rnn && !pe.has("_name_"))
+  // model.embedding.pe: needed unless no mixer rotates (rnn, identity ignore it).
+  auto rotates = [](const MixerConfig& m) {
+    return mixer_kind_info(m.kind).rotation != Rotation::kNone;
+  };
+  bool none_rotates = !rotates(c.seq_cell) && (!interleave || !rotates(c.seq_cell1));
+  if (none_rotates && !pe.has("_name_"))
     c.pe = PosEnc::kEmpty;
   else if (!pe.present())
     fail(path, "model.embedding.pe", "missing, expected a mapping with _name_ " + one_of(kPeNames));
@@ -462,22 +466,6 @@ void save_model_config(const ModelConfig& cfg, const std::string& path) {
   out << YAML::EndMap;
   if (!out.good()) throw Error(path + ": cannot emit YAML (" + out.GetLastError() + ")");
   write_file_atomic(path, std::string(out.c_str()) + "\n");
-}
-
-int64_t keys_scored(const MixerConfig& m, int64_t t) {
-  switch (m.kind) {
-    case MixerKind::kAttention: return t + 1;
-    case MixerKind::kLocalAttention: return std::min(t, m.window_size) + 1;
-    case MixerKind::kRat: return t / m.chunk_size + 1;
-    case MixerKind::kRnn: return 0;
-  }
-  return 0;
-}
-
-double keys_scored_total(const MixerConfig& m, int64_t T) {
-  double n = 0;
-  for (int64_t t = 0; t < T; ++t) n += double(keys_scored(m, t));
-  return n;
 }
 
 }  // namespace rat

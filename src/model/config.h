@@ -13,7 +13,8 @@ class Node;
 
 namespace rat {
 
-enum class MixerKind { kRat, kAttention, kLocalAttention, kRnn };
+// Descriptors (names, sizes, tensors, counts, factory): model/mixer_kinds.h.
+enum class MixerKind { kRat, kAttention, kLocalAttention, kRnn, kIdentity };
 enum class Activation { kGelu, kFastGelu, kRelu, kSwiglu };
 enum class PosEnc { kRope, kInterRope, kRopeInterRope, kEmpty };
 
@@ -67,7 +68,8 @@ struct ModelConfig {
 
 // Keys the softmax of query t scores (SPEC.md "Mixers"): attention t + 1, local
 // attention min(t, window) + 1, rat the t div L earlier chunk states plus its own
-// state, rnn none. keys_scored_total sums it over t < T (the FLOP counts use it).
+// state, rnn and identity none. keys_scored_total sums it over t < T (the FLOP
+// counts use it). Both read the kind's descriptor (model/mixer_kinds.cc).
 int64_t keys_scored(const MixerConfig& m, int64_t t);
 double keys_scored_total(const MixerConfig& m, int64_t T);
 
@@ -76,9 +78,10 @@ double keys_scored_total(const MixerConfig& m, int64_t T);
 // Required: model.backbone.{num_layers, d_model, seq_cell._name_,
 // hidden_cell.d_ffn}; a vocab size in data.vocab_size or
 // model.embedding.vocab_size (equal if both); d_head for rat, attention and
-// local_attention (optional for rnn); chunk_size for rat; window_size for
-// local_attention; interleave_step and seq_cell1 for sequence_interleave;
-// model.embedding.pe._name_ unless every mixer is rnn (then `empty`).
+// local_attention (optional for rnn and identity); chunk_size for rat;
+// window_size for local_attention; interleave_step and seq_cell1 for
+// sequence_interleave; model.embedding.pe._name_ unless every mixer is rnn or
+// identity (then `empty`).
 // Defaults: the member initialisers above. Unknown keys are ignored and a null
 // value (`key: null`) counts as absent, as the authors' resolved configs write.
 ModelConfig load_model_config(const std::string& path);

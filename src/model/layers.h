@@ -92,6 +92,7 @@ std::unique_ptr<Block> make_ffn(BlockEnv* env);
 std::unique_ptr<Block> make_rat_mixer(BlockEnv* env, const MixerConfig& m);
 std::unique_ptr<Block> make_attention_mixer(BlockEnv* env, const MixerConfig& m);
 std::unique_ptr<Block> make_rnn_mixer(BlockEnv* env, const MixerConfig& m);
+std::unique_ptr<Block> make_identity_mixer(BlockEnv* env, const MixerConfig& m);
 
 // x[n, :D] = sigmoid(x[n, :D] + bias) over rows of stride ld (bias may be null).
 void sigmoid_inplace(float* x, int64_t ld, const float* bias, int64_t N, int64_t D);

@@ -22,9 +22,7 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
     ffns_.push_back(make_ffn(&env_));
     mixers_.back()->bind(pv.layers[i], gv.layers[i]);
     ffns_.back()->bind(pv.layers[i], gv.layers[i]);
-    layer_begin_.push_back(
-        layout_.find("backbone.layers." + std::to_string(i) + ".seq_layer.input_norm.weight")
-            ->offset);
+    layer_begin_.push_back(layout_.layer_begin(int64_t(i)));
   }
   // The registry lays out wte, block 0 .. L-1, final norm, (untied) head.
   layer_begin_.push_back(layout_.find("backbone.ln.weight")->offset);

@@ -3,11 +3,13 @@
 #include <cmath>
 #include <random>
 
+#include "model/mixer_kinds.h"
+#include "util/error.h"
+
 namespace rat {
 
 int64_t in_proj_width(const ModelConfig& cfg, const MixerConfig& m) {
-  if (m.kind == MixerKind::kRat) return 3 * cfg.d_model + 2 * m.ngroups * m.d_head;
-  return 3 * cfg.d_model;
+  return mixer_kind_info(m.kind).in_proj_width(cfg, m);
 }
 
 void ParamLayout::add(const std::string& name, std::vector<int64_t> shape, Init init,
@@ -32,21 +34,24 @@ ParamLayout::ParamLayout(const ModelConfig& cfg) : cfg_(cfg) {
     const MixerConfig& m = cfg.layers[size_t(i)];
     const std::string sl = "backbone.layers." + std::to_string(i) + ".seq_layer.";
     const std::string hl = "backbone.layers." + std::to_string(i) + ".hidden_layer.";
-    add(sl + "input_norm.weight", {D}, Init::kOne);
-    add(sl + "in_proj.weight", {in_proj_width(cfg, m), D}, Init::kNormal);
-    add(sl + "out_proj.weight", {D, D}, Init::kNormal);
-    if (m.kind == MixerKind::kRat) add(sl + "gate_bias", {D}, Init::kGateBiasChunk, i);
-    if (m.kind == MixerKind::kRnn) add(sl + "gate_bias", {D}, Init::kGateBiasSeq, i);
+    for (MixerTensor& t : mixer_kind_info(m.kind).tensors(cfg, m))
+      add(sl + t.name, std::move(t.shape), t.init, i);
     const int64_t F = cfg.ffn.d_ffn;
     const int64_t F1 = cfg.ffn.act == Activation::kSwiglu ? 2 * F : F;
-    add(hl + "ln.weight", {D}, Init::kOne);
-    add(hl + "fc1.weight", {F1, D}, Init::kNormal);
-    if (cfg.ffn.bias) add(hl + "fc1.bias", {F1}, Init::kZero);
-    add(hl + "fc2.weight", {D, F}, Init::kNormal);
-    if (cfg.ffn.bias) add(hl + "fc2.bias", {D}, Init::kZero);
+    add(hl + "ln.weight", {D}, Init::kOne, i);
+    add(hl + "fc1.weight", {F1, D}, Init::kNormal, i);
+    if (cfg.ffn.bias) add(hl + "fc1.bias", {F1}, Init::kZero, i);
+    add(hl + "fc2.weight", {D, F}, Init::kNormal, i);
+    if (cfg.ffn.bias) add(hl + "fc2.bias", {D}, Init::kZero, i);
   }
   add("backbone.ln.weight", {D}, Init::kOne);
   if (!cfg.tie_embedding) add("head.lm_head.weight", {V, D}, Init::kNormal);
+}
+
+int64_t ParamLayout::layer_begin(int64_t layer) const {
+  for (const ParamSpec& s : specs_)
+    if (s.layer == layer) return s.offset;
+  throw Error("parameter registry: no tensor of layer " + std::to_string(layer));
 }
 
 const ParamSpec* ParamLayout::find(const std::string& name) const {

@@ -19,7 +19,7 @@ struct ParamSpec {
   int64_t offset = 0;  // floats from the start of the flat buffer
   int64_t numel = 0;
   Init init = Init::kNormal;
-  int64_t layer = -1;  // block index for per-layer tensors
+  int64_t layer = -1;  // block index for per-layer tensors, -1 for the others
 };
 
 // Views of one layer's tensors in a flat buffer (params or grads alike).
@@ -48,6 +48,8 @@ class ParamLayout {
   const std::vector<ParamSpec>& specs() const { return specs_; }
   int64_t total() const { return total_; }
   const ParamSpec* find(const std::string& name) const;
+  // Offset of block `layer`'s first tensor (blocks are laid out in order).
+  int64_t layer_begin(int64_t layer) const;
   ModelView view(float* base) const;
   // SPEC.md "Initialisation", deterministic in `seed`.
   void init(float* base, uint64_t seed) const;
@@ -59,7 +61,8 @@ class ParamLayout {
   int64_t total_ = 0;
 };
 
-// Output width of a mixer's in_proj (SPEC.md): rat 3D + 2GP, others 3D.
+// Output width of a mixer's in_proj (SPEC.md): rat 3D + 2GP, attention,
+// local_attention and rnn 3D, identity 0 (its descriptor's).
 int64_t in_proj_width(const ModelConfig& cfg, const MixerConfig& m);
 
 }  // namespace rat

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "model/mixer_kinds.h"
 #include "model/model.h"
 #include "train/checkpointing.h"
 #include "train/distributed.h"
@@ -30,14 +31,12 @@ namespace {
 std::atomic<bool> g_stop{false};
 
 // Model FLOPs of one token's forward + backward: 6 per weight of every matrix
-// product (projections, FFN, head) plus the softmax products at this T.
+// product (FFN, head) plus each mixer's count at this T (model/mixer_kinds.h).
 double flops_per_token(const Model& m, int64_t T) {
   const ModelConfig& c = m.config();
   double f = 6.0 * m.matmul_weights();
-  for (const MixerConfig& mc : c.layers) {
-    // Average keys scored per query.
-    f += 3.0 * 4.0 * double(c.d_model) * keys_scored_total(mc, T) / double(T);
-  }
+  for (const MixerConfig& mc : c.layers)
+    f += mixer_train_flops(c, mc, T) / double(T) - 6.0 * mixer_matmul_weights(c, mc);
   return f;
 }
 

@@ -13,6 +13,7 @@ Names of parameters equal the authors' state_dict names (SPEC.md "Checkpoints an
     backbone.layers.{i}.seq_layer.in_proj.weight   [out, D]
     backbone.layers.{i}.seq_layer.out_proj.weight  [D, D]
     backbone.layers.{i}.seq_layer.gate_bias        [D]      rat, rnn
+    (an `identity` seq_layer owns no tensor at all)
     backbone.layers.{i}.hidden_layer.ln.weight     [D]
     backbone.layers.{i}.hidden_layer.fc1.weight / .bias
     backbone.layers.{i}.hidden_layer.fc2.weight / .bias
@@ -284,6 +285,14 @@ class RATMixer(nn.Module):
         return z, torch.stack(outs, dim=2).transpose(1, 2).reshape(B, T, D)
 
 
+class IdentityMixer(nn.Module):
+    """The authors' `identity` layer (configs/model/backbone/layer/identity.yaml; SPEC.md: "Their
+    `identity` layer returns its input"): y = x, with no norm, no residual branch, no parameters."""
+
+    def forward(self, x):
+        return x
+
+
 def make_mixer(cell, cfg):
     D = cfg.d_model
     base = cfg.rope_base
@@ -296,6 +305,8 @@ def make_mixer(cell, cfg):
         return RATMixer(D, cell.d_head, cell.ngroups, int(cell.chunk_size), rope, base)
     if cell.name == "rnn":
         return RNNMixer(D)
+    if cell.name == "identity":
+        return IdentityMixer()
     raise ValueError("unknown seq_cell " + str(cell.name))
 
 

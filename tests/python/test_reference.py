@@ -355,6 +355,25 @@ class TestModel(unittest.TestCase):
         ids = torch.randint(0, 40, (2, 12), generator=torch.Generator().manual_seed(1))
         torch.testing.assert_close(a(ids), b(ids))
 
+    def test_identity_cell(self):
+        # The authors' identity layer: no tensors, and with every seq_cell identity the logits at t are
+        # those of token t alone (FFNs, final norm and head per token), i.e. the model of a 1-token input.
+        cfg = mkcfg({"_name_": "identity"}, layers=2, pe="empty", act="swiglu", bias=True)
+        m = randomize(R.LM(cfg), 21)
+        self.assertFalse(any(".seq_layer." in k for k in m.state_dict()))
+        ids = torch.randint(0, 40, (2, 12), generator=torch.Generator().manual_seed(4))
+        per_token = torch.cat([m(ids[:, t:t + 1]) for t in range(12)], dim=1)
+        torch.testing.assert_close(m(ids), per_token)
+        # In rat, identity, rat the middle block is its FFN alone.
+        rat = {"_name_": "rat", "d_head": 8, "ngroups": 2, "chunk_size": 3}
+        a = randomize(R.LM(mkcfg({"_name_": "identity"}, backbone="sequence_interleave", seq_cell1=rat,
+                                 step=2, layers=3)), 22)
+        blk = a.backbone.layers
+        y = blk[0](a.embedding.wte(ids.long()))
+        y = blk[1].hidden_layer(y)
+        y = blk[2](y)
+        torch.testing.assert_close(a.backbone.ln(y) @ a.head_weight().t(), a(ids))
+
     def test_tied_and_untied(self):
         cell = {"_name_": "attention", "d_head": 8}
         a = randomize(R.LM(mkcfg(cell, pe="rope")), 14)
