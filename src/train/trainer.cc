@@ -162,7 +162,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
     model->init(e.seed);
   }
   const ModelConfig& cfg = model->config();
-  const Precision prec = e.dtype == "bfloat16" ? Precision::kBF16 : Precision::kF32;
+  const Precision prec = e.precision;
   model->set_precision(prec);
 
   Sampler sampler(e.train, cfg, e.batch_size, e.global_batch_size, w.rank, w.size, e.seed);
@@ -218,7 +218,7 @@ TrainSummary train(const Experiment& e, const TrainOptions& opt) {
                 "tokens (micro-batch %lld x %lld accumulation x %d ranks), %s\n",
                 double(model->num_params()) / 1e6, (long long)cfg.num_layers,
                 (long long)cfg.d_model, (long long)total, (long long)e.global_batch_size,
-                (long long)T, (long long)B, (long long)accum, w.size, e.dtype.c_str());
+                (long long)T, (long long)B, (long long)accum, w.size, precision_name(prec));
     std::printf("MFU reference: %.1f GFLOP/s GEMM (%s, measured now), %.3g FLOPs per token\n",
                 gemm_rate / 1e9, prec == Precision::kBF16 ? "bf16" : "f32", fpt);
     std::fflush(stdout);
