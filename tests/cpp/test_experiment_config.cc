@@ -112,9 +112,10 @@ TEST(ExperimentConfig, OverrideErrorsNameFileAndKeyWithoutALine) {
 TEST(ExperimentConfig, NotYamlOrMissingFileNamesTheFile) {
   TempDir dir;
   // `rat train README.md`: yaml-cpp's own words, inside the file-named message.
-  const std::string md = dir.write("README.md", "# rat\n\nRun *this* first.\n");
+  const std::string md = dir.write("README.md", "# rat\n\n* fast\n* small\n");
   std::string msg = error_of([&] { load_experiment(md, {}); });
   EXPECT_HAS(msg, md + ":3: not a YAML mapping (");
+  EXPECT_HAS(msg, "alias");
   EXPECT_HAS(msg, "), expected an experiment config");
   const std::string list = dir.write("list.yaml", "- a\n- b\n");
   EXPECT_EQ(error_of([&] { load_experiment(list, {}); }),
