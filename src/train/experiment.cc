@@ -1,7 +1,6 @@
 #include "train/experiment.h"
 
 #include <algorithm>
-#include <fstream>
 #include <sstream>
 
 #include "model/enum_names.h"
