@@ -14,6 +14,7 @@
 
 #include "cli/commands.h"
 #include "kernels/gemm.h"
+#include "model/enum_names.h"
 #include "model/layers.h"
 #include "model/mixer_kinds.h"
 #include "model/params.h"
@@ -35,10 +36,6 @@ struct BenchOpts {
   bool json = false;
 };
 
-Precision parse_dtype(const std::string& s) {
-  if (s == "f32") return Precision::kF32;
-  if (s == "bf16") return Precision::kBF16;
-  throw Error("--dtype: '" + s + "', expected f32 or bf16");
 }
 
 
@@ -48,10 +45,8 @@ Precision parse_dtype(const std::string& s) {
 int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
                      const MixerConfig& m, Precision prec) {
   const int64_t B = o.batch, T = o.seq, D = o.d_model, pos = T - 1;
-  if (o.cache_dtype != "f32" && o.cache_dtype != "bf16")
-    throw Error("--cache-dtype: '" + o.cache_dtype + "', expected f32 or bf16");
   MixerState st;
-  st.bf16 = o.cache_dtype == "bf16";
+  st.bf16 = parse_flag(precision_names(), "--cache-dtype", o.cache_dtype) == Precision::kBF16;
   block.init_state(st, B, T);
   // A full cache of random values (what a prefill of T-1 tokens would leave:
   // the values do not change the work).
@@ -130,7 +125,7 @@ int run_layer(const BenchOpts& o) {
   if (o.seq <= 0 || o.batch <= 0) throw Error("--seq and --batch must be positive");
   if (o.mode != "train" && o.mode != "prefill" && o.mode != "decode")
     throw Error("--mode: '" + o.mode + "', expected train, prefill or decode");
-  Precision prec = parse_dtype(o.dtype);
+  Precision prec = parse_flag(precision_names(), "--dtype", o.dtype);
   ModelConfig cfg;
   cfg.vocab_size = 16;
   cfg.d_model = o.d_model;
@@ -253,7 +248,7 @@ void register_bench(CLI::App& app, Runner& run) {
   g->add_flag("--json", o.json, "JSON output");
   g->callback([&run] {
     run = [] {
-      double r = measure_gemm_rate(o.gemm_n, parse_dtype(o.dtype));
+      double r = measure_gemm_rate(o.gemm_n, parse_flag(precision_names(), "--dtype", o.dtype));
       if (o.json)
         std::printf("%s\n", nlohmann::json{{"n", o.gemm_n}, {"dtype", o.dtype}, {"gflops", r},
                                            {"machine", machine_description()}}

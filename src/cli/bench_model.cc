@@ -15,6 +15,7 @@
 #include "generate/decoder.h"
 #include "model/config.h"
 #include "model/mixer_kinds.h"
+#include "model/enum_names.h"
 #include "model/model.h"
 #include "model/params.h"
 #include "nlohmann/json.hpp"
@@ -111,18 +112,20 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
     cfg.num_layers = o.layers;
     cfg.resolve(path);
   }
-  const bool bf16_cache = o.cache_dtype == "bf16";
+  const bool bf16_cache =
+      parse_flag(precision_names(), "--cache-dtype", o.cache_dtype) == Precision::kBF16;
   cfg.seq_len = std::max(cfg.seq_len, o.seq);
   Model model(cfg);
   model.init(1);
   model.set_frozen_weight_cache(true);
-  model.set_precision(o.dtype == "bf16" ? Precision::kBF16 : Precision::kF32);
+  const Precision prec = parse_flag(precision_names(), "--dtype", o.dtype);
+  model.set_precision(prec);
   const int64_t pos = o.seq - 1;                 // position of the timed step
   const int64_t max_len = o.seq + o.warmup + o.repeats;  // room for every timed step
   const double weights = double(model.layout().total()) * sizeof(float);
   // With bf16 products a step reads the frozen bf16 copies of the matrices
   // (Bf16WeightCache), held beside the f32 parameters: the budget counts both.
-  const bool bf16_w = o.dtype == "bf16";
+  const bool bf16_w = prec == Precision::kBF16;
   const double weights_read = bf16_w ? weights / 2 : weights;
   const double weights_held = bf16_w ? weights * 1.5 : weights;
 
@@ -174,16 +177,13 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
 int run_model_bench(const ModelBenchOpts& o) {
   if (o.configs.empty() && o.mixers.empty())
     throw Error("give --mixer PRESET or --config FILE (at least one; several are compared)");
-  if (o.cache_dtype != "f32" && o.cache_dtype != "bf16")
-    throw Error("--cache-dtype: '" + o.cache_dtype + "', expected f32 or bf16");
+  parse_flag(precision_names(), "--cache-dtype", o.cache_dtype);  // fail before measuring
   if (o.mode != "decode" && o.mode != "throughput")
     throw Error("--mode: '" + o.mode + "', expected decode or throughput");
-  if (o.dtype != "f32" && o.dtype != "bf16")
-    throw Error("--dtype: '" + o.dtype + "', expected f32 or bf16");
   if (o.seq < 2 || o.batch <= 0 || o.repeats <= 0)
     throw Error("--seq must be >= 2, --batch and --repeats positive");
   const double bw = measure_read_bandwidth();
-  const double gemm = measure_gemm_rate(1024, o.dtype == "bf16" ? Precision::kBF16 : Precision::kF32, 3);
+  const double gemm = measure_gemm_rate(1024, parse_flag(precision_names(), "--dtype", o.dtype), 3);
   if (!o.json) {
     std::printf("machine: %s\n", machine_description().c_str());
     std::printf("ceilings (same run): read %.1f GB/s, GEMM %s 1024^3 %.1f GFLOP/s\n", bw,

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "model/enum_names.h"
 #include "model/model.h"
 #include "nlohmann/json.hpp"
 #include "train/evaluate.h"
@@ -39,10 +40,7 @@ void register_eval(CLI::App& app, Runner& run) {
     run = [] {
       auto model = load_model_dir(o.model);
       model->set_frozen_weight_cache(true);  // weights are fixed from here on
-      if (o.dtype == "bf16")
-        model->set_precision(Precision::kBF16);
-      else if (o.dtype != "f32")
-        throw Error("--dtype: '" + o.dtype + "', expected f32 or bf16");
+      model->set_precision(parse_flag(precision_names(), "--dtype", o.dtype));
       const ModelConfig& cfg = model->config();
       const int64_t T = o.seq_len > 0 ? o.seq_len : cfg.seq_len;
       if (o.batch_size <= 0) throw Error("--batch-size must be positive");

@@ -12,6 +12,7 @@
 #include "generate/generate.h"
 #include "generate/prompts.h"
 #include "generate/stop_filter.h"
+#include "model/enum_names.h"
 #include "model/model.h"
 #include "nlohmann/json.hpp"
 #include "util/error.h"
@@ -45,10 +46,7 @@ int run_generate(const GenOpts& o) {
     throw Error("give exactly one of --prompt, --prompt-file, --prompt-ids, --batch-file");
   auto model = load_model_dir(o.model);
   model->set_frozen_weight_cache(true);  // weights are fixed from here on
-  if (o.dtype == "bf16")
-    model->set_precision(Precision::kBF16);
-  else if (o.dtype != "f32")
-    throw Error("--dtype: '" + o.dtype + "', expected f32 or bf16");
+  model->set_precision(parse_flag(precision_names(), "--dtype", o.dtype));
 
   const std::string tok_path = (std::filesystem::path(o.model) / "tokenizer.model").string();
   std::optional<Tokenizer> tok;
@@ -90,9 +88,7 @@ int run_generate(const GenOpts& o) {
   g.sampling = o.s;
   g.sampling.greedy = o.greedy;
   g.seed = o.seed;
-  if (o.cache_dtype != "f32" && o.cache_dtype != "bf16")
-    throw Error("--cache-dtype: '" + o.cache_dtype + "', expected f32 or bf16");
-  g.bf16_cache = o.cache_dtype == "bf16";
+  g.bf16_cache = parse_flag(precision_names(), "--cache-dtype", o.cache_dtype) == Precision::kBF16;
   if (!o.ignore_eos) g.eos_id = tok ? tok->eos_id() : int32_t(model->config().ignore_input_index);
 
   const int64_t B = int64_t(prompts.size());

@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/timer.h"
 
@@ -31,47 +32,11 @@ std::string read_document(const std::string& path) {
   return ss.str();
 }
 
-// A file written under `path + ".tmp"` and renamed over `path` by commit();
-// removed if commit() is never reached, so a failed run leaves no half file.
-class OutFile {
- public:
-  explicit OutFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (!f_) throw Error(tmp_ + ": cannot write (" + std::strerror(errno) + ")");
-  }
-  ~OutFile() {
-    if (f_) std::fclose(f_);
-    if (!done_) std::remove(tmp_.c_str());
-  }
-  OutFile(const OutFile&) = delete;
-  OutFile& operator=(const OutFile&) = delete;
-
-  void write(const void* p, size_t n) {
-    if (n && std::fwrite(p, 1, n, f_) != n)
-      throw Error(tmp_ + ": write failed (" + std::strerror(errno) + ")");
-  }
-  void commit() {
-    int rc = std::fclose(f_);
-    f_ = nullptr;
-    if (rc != 0) throw Error(tmp_ + ": write failed (" + std::strerror(errno) + ")");
-    std::error_code ec;
-    fs::rename(tmp_, path_, ec);
-    if (ec) throw Error(path_ + ": cannot rename into place (" + ec.message() + ")");
-    done_ = true;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_, tmp_;
-  std::FILE* f_ = nullptr;
-  bool done_ = false;
-};
-
 // Ids as flat little-endian uint16 / uint32 (SPEC.md "Data"), whatever the
 // host byte order.
 class TokenWriter {
  public:
-  TokenWriter(std::string path, int num_bytes) : file_(std::move(path)), nb_(num_bytes) {}
+  TokenWriter(const std::string& path, int num_bytes) : file_(path), nb_(num_bytes) {}
   void append(const std::vector<int32_t>& ids) {
     buf_.resize(ids.size() * size_t(nb_));
     unsigned char* p = buf_.data();
@@ -84,16 +49,10 @@ class TokenWriter {
   void commit() { file_.commit(); }
 
  private:
-  OutFile file_;
+  AtomicFile file_;  // streamed: the whole corpus never sits in memory
   int nb_;
   std::vector<unsigned char> buf_;
 };
-
-void write_text_atomic(const std::string& path, const std::string& text) {
-  OutFile f(path);
-  f.write(text.data(), text.size());
-  f.commit();
-}
 
 }  // namespace
 
@@ -253,7 +212,7 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
   } else {
     std::error_code ec;
     if (!fs::equivalent(opt.tokenizer, r.tokenizer_path, ec))
-      write_text_atomic(r.tokenizer_path, read_document(opt.tokenizer));
+      write_file_atomic(r.tokenizer_path, read_document(opt.tokenizer));
   }
   r.tokenizer_seconds = now_seconds() - t0;
   const Tokenizer tok = Tokenizer::load(r.tokenizer_path);
@@ -315,7 +274,7 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
   // tokenize.json goes last: its presence means the directory is complete.
   val_w.commit();
   train_w.commit();
-  write_text_atomic(r.report_path, r.to_json().dump(2) + "\n");
+  write_file_atomic(r.report_path, r.to_json().dump(2) + "\n");
   return r;
 }
 

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace rat {
@@ -297,23 +298,8 @@ std::string train_tokenizer(const std::vector<std::string>& input_files,
     throw Error("training a " + std::to_string(vocab_size) +
                 "-piece tokenizer failed: " + st.ToString());
 
-  const std::string path = model_prefix + ".model", tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(tmp + ": cannot write (" + std::strerror(errno) + ")");
-    out.write(proto.data(), std::streamsize(proto.size()));
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw Error(tmp + ": write failed");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot rename into place (" + ec.message() + ")");
-  }
+  const std::string path = model_prefix + ".model";
+  write_file_atomic(path, proto);
   return path;
 }
 

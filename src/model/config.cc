@@ -1,21 +1,17 @@
 // Reading, checking and writing config.yaml (SPEC.md "Checkpoints and
-// configs"). Every error is one line: `<file>: <dotted.key>: <problem>,
-// expected <what>`.
+// configs"). Every error is one line: `<file>[:<line>]: <dotted.key>:
+// <problem>, expected <what>` (the reader is model/yaml_reader.h).
 #include "model/config.h"
 
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cctype>
-#include <cerrno>
-#include <charconv>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <optional>
 #include <sstream>
 
 #include "model/mixer_kinds.h"
+#include "model/enum_names.h"
+#include "model/yaml_reader.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 
@@ -23,136 +19,13 @@ namespace rat {
 
 namespace {
 
-constexpr const char* kActNames[] = {"gelu", "fastgelu", "relu", "swiglu"};
-constexpr const char* kPeNames[] = {"rope", "interrope", "rope_interrope", "empty"};
+using Section = YamlSection;
+
+constexpr const char* kExpectedTop = "a mapping with data, model and task";
 
 [[noreturn]] void fail(const std::string& file, const std::string& key, const std::string& what) {
-  throw Error(file + ": " + key + ": " + what);
+  yaml_fail(file, nullptr, key, what);
 }
-
-// How a node looks in a message: the scalar quoted (control characters
-// escaped, long text cut, so the message stays one line), or its kind.
-std::string describe(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Scalar: {
-      std::string out = "'";
-      for (unsigned char c : n.Scalar()) {
-        if (out.size() > 60) return out + "...'";
-        if (c == '\n')
-          out += "\\n";
-        else if (c < 0x20 || c == 0x7f)
-          out += '?';
-        else
-          out += char(c);
-      }
-      return out + "'";
-    }
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    default:
-      return "nothing";
-  }
-}
-
-// A mapping in the file and its dotted path. A missing section is an empty
-// Section (node undefined or null), so its keys all read as absent.
-class Section {
- public:
-  Section(const std::string* file, YAML::Node node, std::string path)
-      : file_(file), node_(std::move(node)), path_(std::move(path)) {}
-
-  std::string key(const char* name) const { return path_.empty() ? name : path_ + "." + name; }
-  const std::string& file() const { return *file_; }
-  const std::string& path() const { return path_; }
-  bool present() const { return node_.IsDefined() && node_.IsMap(); }
-
-  // The value under `name`; null values (`key: null`, `key:`) count as absent,
-  // as the authors' resolved configs write null for unused options.
-  std::optional<YAML::Node> find(const char* name) const {
-    if (!present()) return std::nullopt;
-    const YAML::Node& self = node_;
-    YAML::Node v = self[name];
-    if (!v.IsDefined() || v.IsNull()) return std::nullopt;
-    return v;
-  }
-  bool has(const char* name) const { return find(name).has_value(); }
-
-  Section section(const char* name) const {
-    auto v = find(name);
-    if (v && !v->IsMap()) fail(file(), key(name), "got " + describe(*v) + ", expected a mapping");
-    return Section(file_, v ? *v : YAML::Node(YAML::NodeType::Undefined), key(name));
-  }
-
-  std::optional<int64_t> opt_int(const char* name) const {
-    auto v = find(name);
-    if (!v) return std::nullopt;
-    if (v->IsScalar()) {
-      const std::string& s = v->Scalar();
-      const char* b = s.data();
-      const char* e = b + s.size();
-      if (b != e && *b == '+') ++b;
-      int64_t out = 0;
-      auto r = std::from_chars(b, e, out);
-      if (r.ec == std::errc() && r.ptr == e && b != e) return out;
-      if (r.ec == std::errc::result_out_of_range)
-        fail(file(), key(name),
-             "got " + describe(*v) + " (out of range), expected a 64-bit integer");
-    }
-    fail(file(), key(name), "got " + describe(*v) + ", expected an integer");
-  }
-  int64_t req_int(const char* name, const char* why = nullptr) const {
-    auto v = opt_int(name);
-    if (!v) missing(name, "an integer", why);
-    return *v;
-  }
-
-  std::optional<double> opt_double(const char* name) const {
-    auto v = find(name);
-    if (!v) return std::nullopt;
-    if (v->IsScalar() && !v->Scalar().empty()) {
-      const std::string& s = v->Scalar();
-      errno = 0;
-      char* end = nullptr;
-      double d = std::strtod(s.c_str(), &end);
-      if (end == s.c_str() + s.size() && errno == 0) return d;
-    }
-    fail(file(), key(name), "got " + describe(*v) + ", expected a number");
-  }
-
-  std::optional<bool> opt_bool(const char* name) const {
-    auto v = find(name);
-    if (!v) return std::nullopt;
-    if (v->IsScalar()) {
-      std::string s = v->Scalar();
-      for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-      // YAML 1.1 booleans, as PyYAML reads them.
-      if (s == "true" || s == "yes" || s == "on") return true;
-      if (s == "false" || s == "no" || s == "off") return false;
-    }
-    fail(file(), key(name), "got " + describe(*v) + ", expected true or false");
-  }
-
-  std::optional<std::string> opt_str(const char* name) const {
-    auto v = find(name);
-    if (!v) return std::nullopt;
-    if (!v->IsScalar()) fail(file(), key(name), "got " + describe(*v) + ", expected a string");
-    return v->Scalar();
-  }
-
-  [[noreturn]] void missing(const char* name, const std::string& expected,
-                            const char* why = nullptr) const {
-    std::string what = "missing";
-    if (why) what += std::string(" (") + why + ")";
-    fail(file(), key(name), what + ", expected " + expected);
-  }
-
- private:
-  const std::string* file_;
-  YAML::Node node_;
-  std::string path_;
-};
 
 template <size_t N>
 std::string one_of(const char* const (&names)[N]) {
@@ -172,8 +45,7 @@ E parse_enum(const Section& s, const char* name, const char* const (&names)[N], 
   }
   for (size_t i = 0; i < N; ++i)
     if (*v == names[i]) return E(i);
-  fail(s.file(), s.key(name),
-       std::string("unknown ") + what + " '" + *v + "', expected " + one_of(names));
+  s.fail(name, std::string("unknown ") + what + " '" + *v + "', expected " + one_of(names));
 }
 
 MixerConfig parse_mixer(const Section& s) {
@@ -202,20 +74,6 @@ MixerConfig parse_mixer(const Section& s) {
     m.window_size = s.opt_int("window_size").value_or(m.window_size);
   }
   return m;
-}
-
-// Reads the whole file so a missing file gets errno's words, not yaml-cpp's.
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    throw Error(path + ": cannot open (" + std::strerror(err) +
-                "), expected a readable config.yaml");
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw Error(path + ": read failed, expected a readable config.yaml");
-  return ss.str();
 }
 
 void check_positive(const std::string& where, const std::string& key, int64_t v) {
@@ -292,8 +150,6 @@ void emit_mixer(YAML::Emitter& out, const MixerConfig& m) {
 
 }  // namespace
 
-const char* activation_name(Activation a) { return kActNames[int(a)]; }
-const char* pe_name(PosEnc p) { return kPeNames[int(p)]; }
 
 void ModelConfig::resolve(const std::string& where) {
   check_positive(where, "data.seq_len", seq_len);
@@ -328,38 +184,26 @@ void ModelConfig::resolve(const std::string& where) {
 }
 
 ModelConfig load_model_config(const std::string& path) {
-  const std::string text = read_text(path);
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ": line " + std::to_string(e.mark.line + 1) + ", column " +
-                std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg +
-                ", expected valid YAML");
-  }
-  return model_config_from_yaml(root, path);
+  return model_config_from_yaml(load_yaml_mapping(path, kExpectedTop), path);
 }
 
 ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& path) {
   if (!root.IsMap())
-    fail(
-        path, "(top level)",
-        (root.IsDefined() && !root.IsNull() ? "got " + describe(root) : std::string("empty file")) +
-            ", expected a mapping with data, model and task");
-
+    throw Error(path + ": not a YAML mapping (" +
+                (root.IsDefined() && !root.IsNull() ? "got " + describe_yaml(root)
+                                                    : std::string("empty file")) +
+                "), expected " + kExpectedTop);
   ModelConfig c;
-  const Section top(&path, root, "");
+  const Section top(path, root, "");
   const Section data = top.section("data");
   const Section model = top.section("model");
   const Section backbone = model.section("backbone");
   const Section embedding = model.section("embedding");
   const Section pe = embedding.section("pe");
   const Section task = top.section("task");
-  if (!model.present())
-    fail(path, "model", "missing, expected a mapping with backbone and embedding");
+  if (!model.present()) top.missing("model", "a mapping with backbone and embedding");
   if (!backbone.present())
-    fail(path, "model.backbone",
-         "missing, expected a mapping with num_layers, d_model, seq_cell, hidden_cell");
+    model.missing("backbone", "a mapping with num_layers, d_model, seq_cell, hidden_cell");
 
   // data
   c.seq_len = data.opt_int("seq_len").value_or(c.seq_len);
@@ -368,16 +212,17 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
   auto v_data = data.opt_int("vocab_size");
   auto v_emb = embedding.opt_int("vocab_size");
   if (v_data && v_emb && *v_data != *v_emb)
-    fail(path, "model.embedding.vocab_size",
-         std::to_string(*v_emb) + " disagrees with data.vocab_size " + std::to_string(*v_data) +
-             ", expected equal values");
+    embedding.fail("vocab_size", std::to_string(*v_emb) + " disagrees with data.vocab_size " +
+                                     std::to_string(*v_data) + ", expected equal values");
   if (!v_data && !v_emb)
     data.missing("vocab_size", "a positive integer here or in model.embedding.vocab_size");
   c.vocab_size = v_data ? *v_data : *v_emb;
 
   // model.backbone
   c.backbone = backbone.opt_str("_name_").value_or(c.backbone);
-  check_backbone(path, c.backbone);  // before the keys whose meaning depends on it
+  if (c.backbone != "sequence" && c.backbone != "sequence_interleave")  // before the keys it gives meaning to
+    backbone.fail("_name_", "unknown backbone '" + c.backbone +
+                                "', expected one of sequence, sequence_interleave");
   const bool interleave = c.backbone == "sequence_interleave";
   c.num_layers = backbone.req_int("num_layers");
   c.d_model = backbone.req_int("d_model");
@@ -389,14 +234,11 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
   if (interleave) c.seq_cell1 = parse_mixer(backbone.section("seq_cell1"));
 
   const Section hidden = backbone.section("hidden_cell");
-  if (!hidden.present())
-    fail(path, "model.backbone.hidden_cell",
-         "missing, expected a mapping with _name_: ffn and d_ffn");
+  if (!hidden.present()) backbone.missing("hidden_cell", "a mapping with _name_: ffn and d_ffn");
   if (auto name = hidden.opt_str("_name_"); name && *name != "ffn")
-    fail(path, "model.backbone.hidden_cell._name_",
-         "unknown hidden cell '" + *name + "', expected ffn");
+    hidden.fail("_name_", "unknown hidden cell '" + *name + "', expected ffn");
   c.ffn.d_ffn = hidden.req_int("d_ffn");
-  c.ffn.act = parse_enum<Activation>(hidden, "act_fn", kActNames, "activation", Activation::kGelu);
+  c.ffn.act = hidden.opt_enum("act_fn", activation_names()).value_or(Activation::kGelu);
   c.ffn.bias = hidden.opt_bool("bias").value_or(false);
 
   // model.embedding.pe: needed unless no mixer rotates (rnn, identity ignore it).
@@ -407,9 +249,11 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
   if (none_rotates && !pe.has("_name_"))
     c.pe = PosEnc::kEmpty;
   else if (!pe.present())
-    fail(path, "model.embedding.pe", "missing, expected a mapping with _name_ " + one_of(kPeNames));
+    embedding.missing("pe", "a mapping with _name_ " + pos_enc_names().choices());
+  else if (auto v = pe.opt_enum("_name_", pos_enc_names()))
+    c.pe = *v;
   else
-    c.pe = parse_enum<PosEnc>(pe, "_name_", kPeNames, "positional encoding");
+    pe.missing("_name_", pos_enc_names().choices());
   c.rope_base = pe.opt_double("base").value_or(c.rope_base);
 
   // task

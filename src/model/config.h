@@ -19,6 +19,7 @@ enum class Activation { kGelu, kFastGelu, kRelu, kSwiglu };
 enum class PosEnc { kRope, kInterRope, kRopeInterRope, kEmpty };
 
 const char* mixer_name(MixerKind k);
+// Canonical spellings; the tables and their parsers are model/enum_names.h.
 const char* activation_name(Activation a);
 const char* pe_name(PosEnc p);
 
@@ -74,7 +75,8 @@ int64_t keys_scored(const MixerConfig& m, int64_t t);
 double keys_scored_total(const MixerConfig& m, int64_t T);
 
 // Reads config.yaml (the authors' resolved schema) and resolves it. Throws
-// rat::Error, one line `<file>: <dotted.key>: <problem>, expected <what>`.
+// rat::Error, one line `<file>[:<line>]: <dotted.key>: <problem>, expected
+// <what>` (model/yaml_reader.h).
 // Required: model.backbone.{num_layers, d_model, seq_cell._name_,
 // hidden_cell.d_ffn}; a vocab size in data.vocab_size or
 // model.embedding.vocab_size (equal if both); d_head for rat, attention and
@@ -90,7 +92,7 @@ ModelConfig load_model_config(const std::string& path);
 ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& path);
 // Writes a config.yaml that load_model_config (and PyYAML) reads back: only
 // the schema keys, with `_name_`s, and per mixer only the keys its kind uses.
-// Replaced atomically (path.tmp, fsync, rename).
+// Replaced atomically (util/atomic_file.h).
 void save_model_config(const ModelConfig& cfg, const std::string& path);
 
 }  // namespace rat

@@ -53,7 +53,8 @@ struct TensorToWrite {
   const float* data;  // fp32 source
 };
 
-// Writes atomically: to `path + ".tmp"`, fsync, then rename. dtype F32 or BF16.
+// Writes atomically (util/atomic_file.h: `path + ".tmp"`, fsync, rename, fsync
+// of the directory). dtype F32 or BF16.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        DType dtype = DType::kF32);
 

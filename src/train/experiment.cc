@@ -1,9 +1,10 @@
 #include "train/experiment.h"
 
 #include <algorithm>
-#include <fstream>
 #include <sstream>
 
+#include "model/enum_names.h"
+#include "model/yaml_reader.h"
 #include "util/error.h"
 
 namespace rat {
@@ -69,6 +70,8 @@ YAML::Node lookup(const YAML::Node& root, const std::string& dotted) {
   return n;
 }
 
+std::string number(double v) { return (std::ostringstream() << v).str(); }
+
 void assign(YAML::Node root, const std::string& dotted, const YAML::Node& value) {
   std::vector<std::string> parts;
   std::stringstream ss(dotted);
@@ -82,53 +85,47 @@ void assign(YAML::Node root, const std::string& dotted, const YAML::Node& value)
   n[parts.back()] = value;
 }
 
-class Reader {
- public:
-  Reader(const YAML::Node& root, const std::string& file) : root_(root), file_(file) {}
-  template <class T>
-  T get(const std::string& key, T def) const {
-    YAML::Node n = lookup(root_, key);
-    if (!n.IsDefined() || n.IsNull()) return def;
-    try {
-      return n.as<T>();
-    } catch (const YAML::Exception&) {
-      throw Error(file_ + ": " + key + ": '" + (n.IsScalar() ? n.Scalar() : "a mapping") +
-                  "' has the wrong type");
+// A copy of an override's value without the marks yaml-cpp gave it while
+// parsing the override text, so messages do not cite "line 1" of the file
+// for a value that came from the command line.
+YAML::Node without_marks(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar:
+      return YAML::Node(n.Scalar());
+    case YAML::NodeType::Sequence: {
+      YAML::Node out(YAML::NodeType::Sequence);
+      for (const YAML::Node& x : n) out.push_back(without_marks(x));
+      return out;
     }
+    case YAML::NodeType::Map: {
+      YAML::Node out(YAML::NodeType::Map);
+      for (const auto& kv : n) out[kv.first.Scalar()] = without_marks(kv.second);
+      return out;
+    }
+    default:
+      return YAML::Node(YAML::NodeType::Null);
   }
-  const YAML::Node& root() const { return root_; }
+}
 
- private:
-  YAML::Node root_;
-  std::string file_;
-};
-
-DataSplit read_split(const Reader& r, const std::string& p) {
-  DataSplit s;
-  s.name = r.get<std::string>(p + "._name_", s.name);
-  if (s.name != "lm_ordered" && s.name != "lm_random" && s.name != "sft_ordered" &&
-      s.name != "sft_random")
-    throw Error("config: " + p + "._name_: unknown loader '" + s.name +
-                "', expected lm_ordered, lm_random, sft_ordered or sft_random");
-  s.tokenized_file_path = r.get<std::string>(p + ".tokenized_file_path", "");
-  s.tokenized_input_path = r.get<std::string>(p + ".tokenized_input_path", "");
-  s.tokenized_label_path = r.get<std::string>(p + ".tokenized_label_path", "");
-  s.limit_tokens = r.get<int64_t>(p + ".limit_tokens", -1);
-  return s;
+DataSplit read_split(const YamlSection& s) {
+  DataSplit d;
+  d.name = s.opt_str("_name_").value_or(d.name);
+  if (d.name != "lm_ordered" && d.name != "lm_random" && d.name != "sft_ordered" &&
+      d.name != "sft_random")
+    s.fail("_name_", "unknown loader '" + d.name +
+                         "', expected one of lm_ordered, lm_random, sft_ordered, sft_random");
+  d.tokenized_file_path = s.opt_str("tokenized_file_path").value_or("");
+  d.tokenized_input_path = s.opt_str("tokenized_input_path").value_or("");
+  d.tokenized_label_path = s.opt_str("tokenized_label_path").value_or("");
+  d.limit_tokens = s.opt_int("limit_tokens").value_or(-1);
+  return d;
 }
 
 }  // namespace
 
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw Error(path + ": cannot read the experiment config");
-  } catch (const YAML::ParserException& e) {
-    throw Error(path + ": line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
-  if (!root.IsMap()) throw Error(path + ": expected a YAML mapping at the top level");
+  YAML::Node root = load_yaml_mapping(
+      path, "an experiment config (a mapping with data, model, optim and trainer)");
   const auto& keys = experiment_keys();
   for (const std::string& ov : overrides) {
     size_t eq = ov.find('=');
@@ -147,9 +144,9 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     }
     YAML::Node v;
     try {
-      v = YAML::Load(val);
+      v = without_marks(YAML::Load(val));
     } catch (const YAML::Exception&) {
-      v = YAML::Node(val);
+      v = YAML::Node(val);  // not YAML (e.g. "a: b: c"): the text as a string
     }
     assign(root, key, v);
   }
@@ -158,60 +155,71 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   e.source = path;
   e.resolved = root;
   e.model = model_config_from_yaml(root, path);
-  Reader r(root, path);
-  e.batch_size = r.get<int64_t>("data.batch_size", 1);
-  e.global_batch_size = r.get<int64_t>("data.global_batch_size", e.batch_size);
-  e.val_samples = r.get<int64_t>("data.val_samples", -1);
-  e.train = read_split(r, "data.train");
-  e.val = read_split(r, "data.val");
-  e.optimizer = r.get<std::string>("optim.optimizer._name_", e.optimizer);
-  e.lr = r.get<double>("optim.optimizer.lr", e.lr);
-  e.weight_decay = r.get<double>("optim.optimizer.weight_decay", e.weight_decay);
-  std::vector<double> betas = r.get<std::vector<double>>("optim.optimizer.betas", {e.beta1, e.beta2});
-  if (betas.size() != 2) throw Error(path + ": optim.optimizer.betas: expected two numbers");
-  e.beta1 = betas[0], e.beta2 = betas[1];
-  e.eps = r.get<double>("optim.optimizer.eps", e.eps);
-  e.scheduler = r.get<std::string>("optim.lr_scheduler._name_", e.scheduler);
-  e.warmup_iter = r.get<double>("optim.lr_scheduler.warmup_iter", e.warmup_iter);
-  e.eta_min = r.get<double>("optim.lr_scheduler.eta_min", e.eta_min);
-  e.seed = r.get<uint64_t>("trainer.seed", e.seed);
-  e.dtype = r.get<std::string>("trainer.dtype", e.dtype);
-  e.max_epoch = r.get<int64_t>("trainer.max_epoch", e.max_epoch);
-  e.max_steps = r.get<int64_t>("trainer.max_steps", e.max_steps);
-  {
-    YAML::Node gc = lookup(root, "trainer.gradient_clipping");
-    if (gc.IsDefined() && !gc.IsNull() && !(gc.IsScalar() && gc.Scalar() == "false"))
-      e.gradient_clipping = r.get<double>("trainer.gradient_clipping", 0.0);
+  const YamlSection top(path, root, "");
+  const YamlSection data = top.section("data"), optim = top.section("optim");
+  const YamlSection optimizer = optim.section("optimizer"), sched = optim.section("lr_scheduler");
+  const YamlSection trainer = top.section("trainer");
+  e.batch_size = data.opt_int("batch_size").value_or(1);
+  e.global_batch_size = data.opt_int("global_batch_size").value_or(e.batch_size);
+  e.val_samples = data.opt_int("val_samples").value_or(-1);
+  e.train = read_split(data.section("train"));
+  e.val = read_split(data.section("val"));
+  e.optimizer = optimizer.opt_str("_name_").value_or(e.optimizer);
+  e.lr = optimizer.opt_double("lr").value_or(e.lr);
+  e.weight_decay = optimizer.opt_double("weight_decay").value_or(e.weight_decay);
+  if (auto betas = optimizer.opt_double_list("betas")) {
+    if (betas->size() != 2)
+      optimizer.fail("betas", "got a list of " + std::to_string(betas->size()) +
+                                  ", expected two numbers (beta1, beta2)");
+    e.beta1 = (*betas)[0], e.beta2 = (*betas)[1];
   }
-  e.log_interval = r.get<int64_t>("trainer.log_interval", e.log_interval);
-  e.eval_interval = r.get<int64_t>("trainer.eval_interval", e.eval_interval);
-  e.eval_when_log = r.get<bool>("trainer.eval_when_log", e.eval_when_log);
-  e.save_checkpoint = r.get<bool>("trainer.save_checkpoint", e.save_checkpoint);
-  e.load_checkpoint = r.get<bool>("trainer.load_checkpoint", e.load_checkpoint);
-  e.save_interval = r.get<double>("trainer.save_interval", e.save_interval);
-  e.save_dir = r.get<std::string>("trainer.save_dir", e.save_dir);
-  e.pretrained_path = r.get<std::string>("trainer.pretrained_path", "");
+  e.eps = optimizer.opt_double("eps").value_or(e.eps);
+  e.scheduler = sched.opt_str("_name_").value_or(e.scheduler);
+  e.warmup_iter = sched.opt_double("warmup_iter").value_or(e.warmup_iter);
+  e.eta_min = sched.opt_double("eta_min").value_or(e.eta_min);
+  if (auto seed = trainer.opt_int("seed")) {
+    if (*seed < 0)
+      trainer.fail("seed", "got " + std::to_string(*seed) + ", expected a non-negative integer");
+    e.seed = uint64_t(*seed);
+  }
+  e.precision = trainer.opt_enum("dtype", precision_names()).value_or(e.precision);
+  e.max_epoch = trainer.opt_int("max_epoch").value_or(e.max_epoch);
+  e.max_steps = trainer.opt_int("max_steps").value_or(e.max_steps);
+  // The authors write `gradient_clipping: false` (or null) for no clipping.
+  if (auto gc = trainer.find("gradient_clipping"); gc && !(gc->IsScalar() && gc->Scalar() == "false"))
+    e.gradient_clipping = trainer.opt_double("gradient_clipping").value_or(0.0);
+  e.log_interval = trainer.opt_int("log_interval").value_or(e.log_interval);
+  e.eval_interval = trainer.opt_int("eval_interval").value_or(e.eval_interval);
+  e.eval_when_log = trainer.opt_bool("eval_when_log").value_or(e.eval_when_log);
+  e.save_checkpoint = trainer.opt_bool("save_checkpoint").value_or(e.save_checkpoint);
+  e.load_checkpoint = trainer.opt_bool("load_checkpoint").value_or(e.load_checkpoint);
+  e.save_interval = trainer.opt_double("save_interval").value_or(e.save_interval);
+  e.save_dir = trainer.opt_str("save_dir").value_or(e.save_dir);
+  e.pretrained_path = trainer.opt_str("pretrained_path").value_or("");
 
-  auto bad = [&](const std::string& key, const std::string& what) {
-    throw Error(path + ": " + key + ": " + what);
-  };
-  if (e.batch_size <= 0) bad("data.batch_size", "must be positive");
+  if (e.batch_size <= 0)
+    data.fail("batch_size", "got " + std::to_string(e.batch_size) + ", expected a positive integer");
   if (e.global_batch_size <= 0 || e.global_batch_size % e.batch_size)
-    bad("data.global_batch_size",
-        std::to_string(e.global_batch_size) + " is not a positive multiple of data.batch_size " +
-            std::to_string(e.batch_size));
+    data.fail("global_batch_size",
+              "got " + std::to_string(e.global_batch_size) +
+                  ", expected a positive multiple of data.batch_size " +
+                  std::to_string(e.batch_size));
   if (e.optimizer != "adamw" && e.optimizer != "adam" && e.optimizer != "sgd")
-    bad("optim.optimizer._name_", "unknown optimizer '" + e.optimizer + "', expected adamw, adam or sgd");
+    optimizer.fail("_name_", "unknown optimizer '" + e.optimizer +
+                                 "', expected one of adamw, adam, sgd");
   if (e.scheduler != "cosine" && e.scheduler != "constant")
-    bad("optim.lr_scheduler._name_", "unknown scheduler '" + e.scheduler + "', expected cosine or constant");
-  if (e.dtype != "float32" && e.dtype != "bfloat16")
-    bad("trainer.dtype", "'" + e.dtype + "', expected float32 or bfloat16");
-  if (!(e.lr > 0)) bad("optim.optimizer.lr", "must be positive");
-  if (e.warmup_iter < 0 || e.warmup_iter >= 1) bad("optim.lr_scheduler.warmup_iter", "expected a fraction in [0, 1)");
-  if (e.log_interval <= 0) bad("trainer.log_interval", "must be positive");
+    sched.fail("_name_",
+               "unknown scheduler '" + e.scheduler + "', expected one of cosine, constant");
+  if (!(e.lr > 0))
+    optimizer.fail("lr", "got " + number(e.lr) + ", expected a positive number");
+  if (e.warmup_iter < 0 || e.warmup_iter >= 1)
+    sched.fail("warmup_iter", "got " + number(e.warmup_iter) + ", expected a fraction in [0, 1)");
+  if (e.log_interval <= 0)
+    trainer.fail("log_interval",
+                 "got " + std::to_string(e.log_interval) + ", expected a positive integer");
   if (e.train.sft() ? e.train.tokenized_input_path.empty() : e.train.tokenized_file_path.empty())
-    bad(e.train.sft() ? "data.train.tokenized_input_path" : "data.train.tokenized_file_path",
-        "missing: the training data file");
+    data.section("train").missing(e.train.sft() ? "tokenized_input_path" : "tokenized_file_path",
+                                  "the training data file");
   return e;
 }
 

@@ -9,6 +9,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "kernels/gemm.h"  // Precision
 #include "model/config.h"
 
 namespace rat {
@@ -35,7 +36,7 @@ struct Experiment {
   double warmup_iter = 0.05, eta_min = 1e-6;
   // trainer
   uint64_t seed = 1005;
-  std::string dtype = "float32";  // float32 | bfloat16
+  Precision precision = Precision::kF32;  // trainer.dtype: float32 | bfloat16 (or f32 | bf16)
   int64_t max_epoch = 1, max_steps = -1;
   double gradient_clipping = 0;  // 0: off
   int64_t log_interval = 10;

@@ -6,11 +6,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "nlohmann/json.hpp"
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace rat {
@@ -82,12 +84,13 @@ void plot_runs(const PlotOptions& opt) {
   for (const std::string& r : opt.runs) series.push_back(read_metric(r, opt.metric));
 
   const fs::path out = opt.out;
-  fs::path tmp_png = out;
-  tmp_png += ".tmp";
+  // gnuplot draws into a scratch directory; the PNG then reaches `out` through
+  // the atomic writer, so a failed plot never leaves a partial image there.
   const fs::path work = fs::temp_directory_path() /
                         ("rat_plot_" + std::to_string(::getpid()));
   std::error_code ec;
   fs::create_directories(work, ec);
+  const fs::path tmp_png = work / "plot.png";
   std::ostringstream gp;
   gp << "set terminal pngcairo size " << opt.width << "," << opt.height
      << " enhanced font 'Sans,11'\n"
@@ -117,20 +120,20 @@ void plot_runs(const PlotOptions& opt) {
     while (std::fgets(buf, sizeof buf, pipe)) msg += buf;
     status = ::pclose(pipe);
   }
-  fs::remove_all(work, ec);
   const bool ok = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
                   fs::exists(tmp_png) && fs::file_size(tmp_png, ec) > 0;
+  std::string png;
+  if (ok) {
+    std::ifstream in(tmp_png, std::ios::binary);
+    png.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  fs::remove_all(work, ec);
   if (!ok) {
-    fs::remove(tmp_png, ec);
     if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 127)
       throw Error("gnuplot not found; install gnuplot-nox (scripts/install_deps.sh)");
     throw Error(out.string() + ": gnuplot failed" + (msg.empty() ? "" : ": " + msg));
   }
-  fs::rename(tmp_png, out, ec);
-  if (ec) {
-    fs::remove(tmp_png, ec);
-    throw Error(out.string() + ": cannot write the PNG (" + ec.message() + ")");
-  }
+  write_file_atomic(out.string(), png);
 }
 
 }  // namespace rat

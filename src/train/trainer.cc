@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "model/enum_names.h"
 #include "model/mixer_kinds.h"
 #include "model/model.h"
 #include "train/checkpointing.h"
@@ -81,7 +82,7 @@ std::unique_ptr<Model> make_model(const Experiment& e) {
     model = std::make_unique<Model>(e.model);
     model->init(e.seed);
   }
-  model->set_precision(e.dtype == "bfloat16" ? Precision::kBF16 : Precision::kF32);
+  model->set_precision(e.precision);
   return model;
 }
 
@@ -248,7 +249,7 @@ void Trainer::print_plan() const {
       "tokens (micro-batch %lld x %lld accumulation x %d ranks), %s\n",
       double(model_->num_params()) / 1e6, (long long)cfg.num_layers, (long long)cfg.d_model,
       (long long)total_, (long long)e_.global_batch_size, (long long)T_, (long long)B_,
-      (long long)accum_, w_.size, e_.dtype.c_str());
+      (long long)accum_, w_.size, precision_name(model_->precision()));
   std::printf("MFU reference: %.1f GFLOP/s GEMM (%s, measured now), %.3g FLOPs per token\n",
               mfu_.gemm_flops_per_s / 1e9, model_->precision() == Precision::kBF16 ? "bf16" : "f32",
               mfu_.flops_per_token);

@@ -19,6 +19,17 @@ std::string parent_dir(const std::string& path) {
   return path.substr(0, slash);
 }
 
+// fsync of the directory holding `path`, so a completed rename is on disk.
+// Returns 0 or errno. File systems that cannot sync a directory (EINVAL,
+// ENOTSUP: some FUSE and network mounts) offer nothing more to wait for.
+int sync_parent_dir(const std::string& path) {
+  int dfd = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return errno;
+  int err = ::fsync(dfd) == 0 ? 0 : errno;
+  ::close(dfd);
+  return err == EINVAL || err == ENOTSUP ? 0 : err;
+}
+
 }  // namespace
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {
@@ -61,17 +72,26 @@ void AtomicFile::commit() {
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
     fail("renaming " + tmp_ + " to " + path_, errno);
   done_ = true;
-  // Make the rename itself durable; best effort (some file systems refuse).
-  int dfd = ::open(parent_dir(path_).c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  if (int err = sync_parent_dir(path_))
+    throw Error(path_ + ": fsync of directory " + parent_dir(path_) + " failed (" +
+                std::strerror(err) +
+                "); the new file is in place but may not survive a crash, expected a "
+                "directory that can be synced");
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
+void write_file_atomic(const std::string& path, const void* data, size_t n) {
   AtomicFile f(path);
-  f.write(text.data(), text.size());
+  f.write(data, n);
+  f.commit();
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+void write_file_atomic(const std::string& path, const std::function<void(AtomicFile& f)>& fill) {
+  AtomicFile f(path);
+  fill(f);  // a throw leaves commit() unreached: the destructor removes the temporary
   f.commit();
 }
 

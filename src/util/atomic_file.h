@@ -1,11 +1,15 @@
-// Crash-safe file replacement: write everything to `path + ".tmp"`, flush and
-// fsync it, then rename over `path`. A failure at any step (unwritable
-// directory, full disk) removes the temporary and throws rat::Error naming the
-// path, so the previous file, if any, is left exactly as it was.
+// Crash-safe file replacement, the one way rat writes a file: everything goes
+// to `path + ".tmp"` (same directory, so the rename cannot cross file
+// systems), which is flushed and fsynced, renamed over `path`, and then the
+// directory is fsynced so the rename itself survives a crash. A failure at
+// any step (missing or unwritable directory, full disk, file size limit)
+// removes the temporary and throws rat::Error naming the path and errno's
+// words, so the previous file, if any, is left exactly as it was.
 #pragma once
 
 #include <cstddef>
 #include <cstdio>
+#include <functional>
 #include <string>
 
 namespace rat {
@@ -21,7 +25,10 @@ class AtomicFile {
 
   // Appends n bytes; throws rat::Error (and removes the temporary) on failure.
   void write(const void* data, size_t n);
-  // fflush + fsync + close + rename; throws rat::Error on failure.
+  void write(const std::string& bytes) { write(bytes.data(), bytes.size()); }
+  // fflush + fsync + close + rename + fsync of the directory; throws
+  // rat::Error on failure (the temporary is removed; if only the directory
+  // fsync fails, the new file is already in place and the message says so).
   void commit();
 
   const std::string& path() const { return path_; }
@@ -34,7 +41,12 @@ class AtomicFile {
   bool done_ = false;
 };
 
-// Convenience: atomically replaces `path` with `text`.
-void write_file_atomic(const std::string& path, const std::string& text);
+// Atomically replaces `path` with `bytes` (text or binary).
+void write_file_atomic(const std::string& path, const std::string& bytes);
+void write_file_atomic(const std::string& path, const void* data, size_t n);
+// Streaming form for files too large to hold twice (safetensors, token
+// files): `fill` appends through f.write(); commit follows if it returns.
+// If it throws, the temporary is removed and the exception passes through.
+void write_file_atomic(const std::string& path, const std::function<void(AtomicFile& f)>& fill);
 
 }  // namespace rat

@@ -1,6 +1,7 @@
 // config.yaml: loading the authors' resolved schema, defaults, save/load round
 // trips, and one test per way a file can be wrong, asserting that the message
-// names the file, the dotted key and what was expected.
+// names the file (and the line, where the value is in the file), the dotted
+// key and what was expected.
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
@@ -77,7 +78,8 @@ std::string hybrid_error(const std::function<void(YAML::Node&)>& edit, const cha
   TempDir dir;
   std::string path = write_edited(dir, base, edit);
   std::string msg = error_of([&] { load_model_config(path); });
-  EXPECT_HAS(msg, path + ": ");
+  // `FILE: key: ...` or `FILE:LINE: key: ...`.
+  EXPECT_EQ(msg.rfind(path + ":", 0), 0u) << msg;
   return msg;
 }
 
@@ -301,22 +303,48 @@ TEST(ConfigErrors, YamlSyntaxErrorNamesLine) {
   TempDir dir;
   std::string p = dir.write("config.yaml", "data:\n  vocab_size: 10\nmodel: {backbone: [1, 2\n");
   std::string msg = error_of([&] { load_model_config(p); });
-  EXPECT_HAS(msg, p + ": line ");
-  EXPECT_HAS(msg, "YAML syntax error");
+  EXPECT_HAS(msg, p + ":4: not a YAML mapping (");  // yaml-cpp reports the end of input
+  EXPECT_HAS(msg, "), expected a mapping with data, model and task");
   TempDir dir2;
   std::string p2 = dir2.write("config.yaml", "data:\n  vocab_size: 10\n   bad: indent\n");
   std::string msg2 = error_of([&] { load_model_config(p2); });
-  EXPECT_HAS(msg2, p2 + ": line 3");
+  EXPECT_HAS(msg2, p2 + ":3: not a YAML mapping (");
+  // Markdown is not YAML: yaml-cpp's own words stay in parentheses.
+  std::string p3 = dir2.write("README.md", "# rat\n\n* fast\n* small\n");
+  std::string msg3 = error_of([&] { load_model_config(p3); });
+  EXPECT_HAS(msg3, p3 + ":3: not a YAML mapping (");
+  EXPECT_HAS(msg3, "alias");
 }
 
 TEST(ConfigErrors, EmptyOrNotAMapping) {
   TempDir dir;
   std::string p = dir.write("config.yaml", "");
   std::string msg = error_of([&] { load_model_config(p); });
-  EXPECT_HAS(msg, p + ": (top level): empty file, expected a mapping");
+  EXPECT_EQ(msg, p + ": not a YAML mapping (empty file), expected a mapping with data, model and task");
   p = dir.write("config.yaml", "- 1\n- 2\n");
   msg = error_of([&] { load_model_config(p); });
-  EXPECT_HAS(msg, "(top level): got a list, expected a mapping");
+  EXPECT_EQ(msg, p + ":1: not a YAML mapping (got a list), expected a mapping with data, model and task");
+}
+
+// A value in the file is cited by line; a missing key has none to cite.
+TEST(ConfigErrors, BadValueNamesItsLine) {
+  TempDir dir;
+  std::string text = kMinimalRat;  // line 1 is empty, line 6 holds d_model
+  text.replace(text.find("d_model: 32"), 11, "d_model: sixty");
+  std::string p = dir.write("config.yaml", text);
+  EXPECT_EQ(error_of([&] { load_model_config(p); }),
+            p + ":6: model.backbone.d_model: got 'sixty', expected an integer");
+  text = kMinimalRat;
+  text.replace(text.find("_name_: interrope"), 17, "_name_: alibi");
+  p = dir.write("config.yaml", text);
+  EXPECT_EQ(error_of([&] { load_model_config(p); }),
+            p + ":10: model.embedding.pe._name_: unknown positional encoding 'alibi', expected "
+                "one of rope, interrope, rope_interrope, empty");
+  text = kMinimalRat;
+  text.replace(text.find("{d_ffn: 64}"), 11, "{act_fn: gelu}");
+  p = dir.write("config.yaml", text);
+  EXPECT_EQ(error_of([&] { load_model_config(p); }),
+            p + ": model.backbone.hidden_cell.d_ffn: missing, expected an integer");
 }
 
 TEST(ConfigErrors, UnknownMixer) {

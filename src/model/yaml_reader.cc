@@ -1,0 +1,206 @@
+#include "model/yaml_reader.h"
+
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "util/error.h"
+
+namespace rat {
+
+namespace {
+
+// yaml-cpp gives nodes built in code (command-line overrides, keys they
+// create) the default mark 0:0, which only the very first node of a file can
+// also have; the top level is never reported by line, so 0:0 means "no line".
+bool has_line(const YAML::Node& n) {
+  if (!n.IsDefined()) return false;
+  const YAML::Mark m = n.Mark();
+  return !m.is_null() && (m.pos > 0 || m.line > 0 || m.column > 0);
+}
+
+}  // namespace
+
+std::string yaml_where(const std::string& file, const YAML::Node* at) {
+  if (at && has_line(*at)) return file + ":" + std::to_string(at->Mark().line + 1);
+  return file;
+}
+
+void yaml_fail(const std::string& file, const YAML::Node* at, const std::string& key,
+               const std::string& what) {
+  throw Error(yaml_where(file, at) + ": " + key + ": " + what);
+}
+
+std::string describe_yaml(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar: {
+      std::string out = "'";
+      for (unsigned char c : n.Scalar()) {
+        if (out.size() > 60) return out + "...'";
+        if (c == '\n')
+          out += "\\n";
+        else if (c < 0x20 || c == 0x7f)
+          out += '?';
+        else
+          out += char(c);
+      }
+      return out + "'";
+    }
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    default:
+      return "nothing";
+  }
+}
+
+YAML::Node parse_yaml_mapping(const std::string& text, const std::string& path,
+                              const std::string& expected) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp's words ("the referenced anchor is not defined" for a README's
+    // `*`) describe YAML, not the user's mistake; say that first.
+    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ": not a YAML mapping (" + e.msg +
+                "), expected " + expected);
+  }
+  if (!root.IsDefined() || root.IsNull())
+    throw Error(path + ": not a YAML mapping (empty file), expected " + expected);
+  if (!root.IsMap())
+    throw Error(path + ":" + std::to_string(root.Mark().line + 1) + ": not a YAML mapping (got " +
+                describe_yaml(root) + "), expected " + expected);
+  return root;
+}
+
+YAML::Node load_yaml_mapping(const std::string& path, const std::string& expected) {
+  // Read here, so a missing file gets errno's words, not yaml-cpp's.
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    throw Error(path + ": cannot open (" + std::strerror(err) + "), expected " + expected);
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw Error(path + ": read failed, expected " + expected);
+  return parse_yaml_mapping(ss.str(), path, expected);
+}
+
+YamlSection::YamlSection(std::string file, YAML::Node node, std::string path)
+    : file_(std::move(file)), node_(std::move(node)), path_(std::move(path)) {}
+
+std::optional<YAML::Node> YamlSection::find(const char* name) const {
+  if (!present()) return std::nullopt;
+  const YAML::Node& self = node_;  // const operator[] never inserts
+  YAML::Node v = self[name];
+  if (!v.IsDefined() || v.IsNull()) return std::nullopt;
+  return v;
+}
+
+void YamlSection::fail(const char* name, const std::string& what) const {
+  auto v = find(name);
+  yaml_fail(file_, v ? &*v : nullptr, key(name), what);
+}
+
+void YamlSection::fail_here(const std::string& what) const {
+  yaml_fail(file_, node_.IsDefined() ? &node_ : nullptr, path_.empty() ? "(top level)" : path_,
+            what);
+}
+
+void YamlSection::missing(const char* name, const std::string& expected, const char* why) const {
+  std::string what = "missing";
+  if (why) what += std::string(" (") + why + ")";
+  yaml_fail(file_, nullptr, key(name), what + ", expected " + expected);
+}
+
+YamlSection YamlSection::section(const char* name) const {
+  auto v = find(name);
+  if (v && !v->IsMap()) fail(name, "got " + describe_yaml(*v) + ", expected a mapping");
+  return YamlSection(file_, v ? *v : YAML::Node(YAML::NodeType::Undefined), key(name));
+}
+
+std::optional<int64_t> YamlSection::opt_int(const char* name) const {
+  auto v = find(name);
+  if (!v) return std::nullopt;
+  if (v->IsScalar()) {
+    const std::string& s = v->Scalar();
+    const char* b = s.data();
+    const char* e = b + s.size();
+    if (b != e && *b == '+') ++b;
+    int64_t out = 0;
+    auto r = std::from_chars(b, e, out);
+    if (r.ec == std::errc() && r.ptr == e && b != e) return out;
+    if (r.ec == std::errc::result_out_of_range)
+      fail(name, "got " + describe_yaml(*v) + " (out of range), expected a 64-bit integer");
+  }
+  fail(name, "got " + describe_yaml(*v) + ", expected an integer");
+}
+
+int64_t YamlSection::req_int(const char* name, const char* why) const {
+  auto v = opt_int(name);
+  if (!v) missing(name, "an integer", why);
+  return *v;
+}
+
+namespace {
+
+std::optional<double> scalar_double(const YAML::Node& v) {
+  if (!v.IsScalar() || v.Scalar().empty()) return std::nullopt;
+  const std::string& s = v.Scalar();
+  errno = 0;
+  char* end = nullptr;
+  double d = std::strtod(s.c_str(), &end);
+  if (end == s.c_str() + s.size() && errno == 0) return d;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<double> YamlSection::opt_double(const char* name) const {
+  auto v = find(name);
+  if (!v) return std::nullopt;
+  if (auto d = scalar_double(*v)) return d;
+  fail(name, "got " + describe_yaml(*v) + ", expected a number");
+}
+
+std::optional<std::vector<double>> YamlSection::opt_double_list(const char* name) const {
+  auto v = find(name);
+  if (!v) return std::nullopt;
+  std::vector<double> out;
+  if (v->IsSequence()) {
+    for (const YAML::Node& x : *v) {
+      auto d = scalar_double(x);
+      if (!d) fail(name, "item " + describe_yaml(x) + " is not a number, expected a list of numbers");
+      out.push_back(*d);
+    }
+    return out;
+  }
+  fail(name, "got " + describe_yaml(*v) + ", expected a list of numbers");
+}
+
+std::optional<bool> YamlSection::opt_bool(const char* name) const {
+  auto v = find(name);
+  if (!v) return std::nullopt;
+  if (v->IsScalar()) {
+    std::string s = v->Scalar();
+    for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+    // YAML 1.1 booleans, as PyYAML reads them.
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+  }
+  fail(name, "got " + describe_yaml(*v) + ", expected true or false");
+}
+
+std::optional<std::string> YamlSection::opt_str(const char* name) const {
+  auto v = find(name);
+  if (!v) return std::nullopt;
+  if (!v->IsScalar()) fail(name, "got " + describe_yaml(*v) + ", expected a string");
+  return v->Scalar();
+}
+
+}  // namespace rat
