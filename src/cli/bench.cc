@@ -36,8 +36,6 @@ struct BenchOpts {
   bool json = false;
 };
 
-}
-
 
 // SPEC.md "efficiency protocol", decode: one step of B sequences at position
 // T-1 with a full cache. A step reads every weight once (one GEMM over the
