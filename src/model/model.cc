@@ -18,16 +18,15 @@ constexpr int64_t kLogitRows = 256;  // rows of logits label_log_probs holds at 
 
 Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
   params_.assign(size_t(layout_.total()), 0.f);
-  grads_.assign(size_t(layout_.total()), 0.f);
   env_.cfg = &cfg_;
-  ModelView pv = layout_.view(params_.data()), gv = layout_.view(grads_.data());
+  ModelView pv = layout_.view(params_.data());
   std::map<MixerKind, int64_t> of_kind;  // layers of each kind so far
   for (size_t i = 0; i < cfg_.layers.size(); ++i) {
     mixers_.push_back(make_mixer(&env_, cfg_.layers[i]));
     mixers_.back()->set_state_index(of_kind[cfg_.layers[i].kind]++);
     ffns_.push_back(make_ffn(&env_));
-    mixers_.back()->bind(pv.layers[i], gv.layers[i]);
-    ffns_.back()->bind(pv.layers[i], gv.layers[i]);
+    mixers_.back()->bind(pv.layers[i], LayerView{});  // gradients: see grads()
+    ffns_.back()->bind(pv.layers[i], LayerView{});
     layer_begin_.push_back(
         layout_.find("backbone.layers." + std::to_string(i) + ".seq_layer.input_norm.weight")
             ->offset);
@@ -50,7 +49,22 @@ double Model::matmul_weights() const {
   return n;
 }
 
-void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.f); }
+float* Model::grads() {
+  if (grads_.empty()) {
+    grads_.assign(size_t(layout_.total()), 0.f);
+    ModelView pv = layout_.view(params_.data()), gv = layout_.view(grads_.data());
+    for (size_t i = 0; i < mixers_.size(); ++i) {
+      mixers_[i]->bind(pv.layers[i], gv.layers[i]);
+      ffns_[i]->bind(pv.layers[i], gv.layers[i]);
+    }
+  }
+  return grads_.data();
+}
+
+void Model::zero_grads() {
+  float* g = grads();
+  std::fill(g, g + layout_.total(), 0.f);
+}
 
 int64_t Model::activation_bytes() const {
   int64_t b = acts_.bytes() + const_cast<BlockEnv&>(env_).scratch.bytes();
@@ -94,10 +108,11 @@ CeResult Model::forward_backward(const int32_t* ids, const int32_t* labels, int6
                                  const GradsReadyFn& grads_ready) {
   const int64_t D = cfg_.d_model, N = B * T, V = cfg_.vocab_size, nl = int64_t(mixers_.size());
   const float* hf = forward_hidden(ids, B, T, backward ? Mode::kTrain : Mode::kScore);
-  ModelView pv = layout_.view(params_.data()), gv = layout_.view(grads_.data());
+  ModelView pv = layout_.view(params_.data());
   if (!backward)
     return lm_head_cross_entropy(hf, pv.lm_head, labels, N, D, V, cfg_.ignore_index, env_.prec,
                                  0.f, nullptr, nullptr);
+  ModelView gv = layout_.view(grads());
   if (loss_scale <= 0.f) {
     int64_t cnt = 0;
     for (int64_t n = 0; n < N; ++n) cnt += labels[n] != cfg_.ignore_index;

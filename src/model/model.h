@@ -34,7 +34,8 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   float* params() { return params_.data(); }
-  float* grads() { return grads_.data(); }
+  // Made on first use: a model that only scores or generates holds no gradients.
+  float* grads();
   int64_t num_params() const;  // distinct parameters (tied head counted once)
   // Weights that enter a matrix product for every token: every 2-D tensor but
   // the embedding table (a lookup), plus the head, which is the table again
