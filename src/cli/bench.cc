@@ -43,17 +43,15 @@ struct BenchOpts {
 int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
                      const MixerConfig& m, Precision prec) {
   const int64_t B = o.batch, T = o.seq, D = o.d_model, pos = T - 1;
-  MixerState st;
+  DecodeState st;
+  st.max_batch = B, st.max_len = T;
   st.bf16 = parse_flag(precision_names(), "--cache-dtype", o.cache_dtype) == Precision::kBF16;
-  block.init_state(st, B, T);
+  block.init_state(st);
   // A full cache of random values (what a prefill of T-1 tokens would leave:
   // the values do not change the work).
+  st.fill_random(3);
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.f, 1.f);
-  for (auto* v : {&st.k, &st.v, &st.run_k, &st.run_v})
-    for (float& f : *v) f = nd(rng);
-  for (auto* v : {&st.k16, &st.v16})
-    for (uint16_t& h : *v) h = uint16_t(0x3f80 + (rng() & 0x7f));  // bf16 values in [1, 2)
   std::vector<float> x(size_t(B * D)), y(size_t(B * D));
   for (float& f : x) f = nd(rng);
   std::vector<int64_t> slots(static_cast<size_t>(B)), positions(static_cast<size_t>(B), pos);

@@ -148,7 +148,7 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
     batch = std::min<int64_t>(o.max_batch, int64_t((budget - fixed) / per_seq));
   }
   Decoder dec(model, batch, max_len, bf16_cache);
-  dec.fill_synthetic(pos, 7);
+  dec.fill_random(pos, 7);
   std::vector<int64_t> slots(static_cast<size_t>(batch));
   std::vector<int32_t> ids(static_cast<size_t>(batch));
   for (int64_t i = 0; i < batch; ++i)

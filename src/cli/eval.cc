@@ -60,7 +60,9 @@ void register_eval(CLI::App& app, Runner& run) {
       if (o.json) {
         nlohmann::json j = {{"loss", r.loss},       {"ppl", r.ppl},     {"tokens", r.tokens},
                             {"samples", r.samples}, {"seq_len", T},     {"seconds", secs},
-                            {"model", o.model},     {"data", o.data}};
+                            {"model", o.model},     {"data", o.data},
+                            // one layer's activations (kScore), for memory budgets
+                            {"activation_bytes", model->activation_bytes()}};
         std::printf("%s\n", j.dump().c_str());
       } else {
         std::printf("model %s, data %s: %lld samples of %lld tokens in %.1f s (%.0f tokens/s)\n",

@@ -1,17 +1,19 @@
 // Incremental decoding of a Model (SPEC.md "Generation state"): a fixed number
-// of slots, each holding one sequence's per-layer state, allocated once for
-// (max_batch, max_len). prefill() fills a slot from a whole prompt with the
-// ordinary (chunked, parallel) forward kernels and lifts each mixer's state out
-// of them; step() then advances any set of slots by one token each, every slot
-// at its own position, so prompts of different lengths decode together.
-// Prefill + steps give the logits of one full forward over the same tokens.
+// of slots, each holding one sequence's per-layer state (a DecodeState),
+// allocated once for (max_batch, max_len). prefill() fills a slot from a whole
+// prompt (Model::prefill: the ordinary chunked, parallel forward, each mixer's
+// state lifted out of it); step() then advances any set of slots by one token
+// each (Model::step), every slot at its own position, so prompts of different
+// lengths decode together. Prefill + steps give the logits of one full
+// forward over the same tokens. The Decoder itself only keeps the books:
+// how many tokens each slot holds, and that a request fits them.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "model/decode_state.h"
-#include "model/layers.h"
 #include "model/model.h"
 
 namespace rat {
@@ -37,22 +39,24 @@ class Decoder {
   int64_t max_batch() const { return max_batch_; }
   int64_t max_len() const { return max_len_; }
   // Bytes of per-layer state (all slots) and for one slot.
-  int64_t cache_bytes() const;
+  int64_t cache_bytes() const { return state_->cache_bytes(); }
   int64_t cache_bytes_per_sequence() const { return cache_bytes() / max_batch_; }
   Model& model() { return model_; }
+  DecodeState& state() { return *state_; }
   // Every byte the decoder holds (caches, step scratch, residual rows): what a
-  // memory budget must cover besides the weights.
+  // memory budget must cover besides the weights and the model's own
+  // forward scratch.
   int64_t total_bytes() const;
 
   // Benchmarks only: marks every slot as holding `len` tokens whose cached
-  // states are random numbers, so a step at position `len` can be timed
-  // without first prefilling max_batch x len tokens (a step's cost does not
-  // depend on the values it reads).
-  void fill_synthetic(int64_t len, uint64_t seed);
+  // states are random numbers (DecodeState::fill_random), so a step at
+  // position `len` can be timed without first prefilling max_batch x len
+  // tokens.
+  void fill_random(int64_t len, uint64_t seed);
 
   // Tests and tuning: RAT steps of at least min_rows rows and min_work cache
   // work overlap their GEMM slices (heads per in_proj slice) with the cache
-  // sweeps (see MixerState::overlap_min_rows); 0, 0 makes every multi-thread
+  // sweeps (see DecodeState::overlap_min_rows); 0, 0 makes every multi-thread
   // step do so.
   void set_overlap(int64_t min_rows, int64_t min_work, int64_t heads);
 
@@ -61,12 +65,10 @@ class Decoder {
 
   Model& model_;
   int64_t max_batch_, max_len_;
-  std::vector<MixerState> states_;  // one per layer
-  std::vector<int64_t> len_;        // tokens held per slot
-  // Residual stream and head scratch, sized for max(max_len, max_batch) rows.
-  std::vector<float> x_, xm_, hf_, rstd_;
-  std::vector<int64_t> pos_;
-  std::vector<char> busy_;  // slots already in the current step (distinctness check)
+  std::unique_ptr<DecodeState> state_;
+  std::vector<int64_t> len_;  // tokens held per slot
+  std::vector<int64_t> pos_;  // positions of the current step's rows
+  std::vector<char> busy_;    // slots already in the current step (distinctness check)
 };
 
 }  // namespace rat

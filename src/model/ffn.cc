@@ -21,10 +21,11 @@ class Ffn final : public Block {
     const ModelConfig& cfg = *env_->cfg;
     const int64_t D = cfg.d_model, F = cfg.ffn.d_ffn, N = B * T;
     const int64_t F1 = cfg.ffn.act == Activation::kSwiglu ? 2 * F : F;
-    float* u = saved_.get(kU, N * D);
-    float* rstd = saved_.get(kRstd, N);
-    float* h = saved_.get(kH, N * F1);
-    float* a = saved_.get(kA, N * F);
+    Buffers& b = forward_buffers(train);
+    float* u = b.get(kU, N * D);
+    float* rstd = b.get(kRstd, N);
+    float* h = b.get(kH, N * F1);
+    float* a = b.get(kA, N * F);
     rmsnorm_forward(x, p_.ffn_ln, u, rstd, N, D);
     linear_forward(u, D, p_.fc1_w, p_.fc1_b, h, F1, N, D, F1, env_->prec, 0.f,
                    env_->w16(p_.fc1_w, D * F1));
@@ -32,13 +33,13 @@ class Ffn final : public Block {
     std::memcpy(y, x, size_t(N * D) * sizeof(float));
     linear_forward(a, F, p_.fc2_w, p_.fc2_b, y, D, N, F, D, env_->prec, 1.f,
                    env_->w16(p_.fc2_w, F * D));
-    (void)train;
   }
 
   void backward(const float* x, float* dx, int64_t B, int64_t T) override {
     const ModelConfig& cfg = *env_->cfg;
     const int64_t D = cfg.d_model, F = cfg.ffn.d_ffn, N = B * T;
     const int64_t F1 = cfg.ffn.act == Activation::kSwiglu ? 2 * F : F;
+    check_trained();
     float* u = saved_.get(kU, 0);
     float* rstd = saved_.get(kRstd, 0);
     float* h = saved_.get(kH, 0);

@@ -1,7 +1,10 @@
 // Blocks of the backbone (SPEC.md "Mixers", "FFN"): each computes
-// y = x + f(RMSNorm(x)) with its own pre-norm. Forward keeps exactly what
-// backward needs in buffers sized once per (B, T); backward turns the gradient
-// of y into the gradient of x in place and accumulates parameter gradients.
+// y = x + f(RMSNorm(x)) with its own pre-norm. A training forward keeps
+// exactly what backward needs in the block's own buffers, sized once per
+// (B, T); backward turns the gradient of y into the gradient of x in place and
+// accumulates parameter gradients. A forward without training keeps nothing:
+// its intermediates live in the scratch all blocks share (BlockEnv::scratch),
+// which the next block overwrites.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +18,7 @@
 #include "model/config.h"
 #include "model/decode_state.h"
 #include "model/params.h"
+#include "util/error.h"
 
 namespace rat {
 
@@ -38,7 +42,8 @@ class Buffers {
 };
 
 // What all blocks of one model share: sizes, precision, rotary tables and the
-// backward scratch (only one block runs backward at a time).
+// scratch of backward and of forwards that do not train (only one block runs
+// at a time).
 struct BlockEnv {
   const ModelConfig* cfg = nullptr;
   Precision prec = Precision::kF32;
@@ -57,33 +62,52 @@ struct BlockEnv {
 class Block {
  public:
   virtual ~Block() = default;
-  // x, y: [B*T, D]. When `train` is false nothing is kept for backward.
+  // x, y: [B*T, D] (distinct). train: keep what backward needs; otherwise
+  // keep nothing (the intermediates go to the shared scratch).
   virtual void forward(const float* x, float* y, int64_t B, int64_t T, bool train) = 0;
   // dx: gradient of y on entry, of x on exit. x: this block's forward input.
+  // Needs the block's last forward to have trained.
   virtual void backward(const float* x, float* dx, int64_t B, int64_t T) = 0;
-  // Bytes of saved activations and of its own decode state (for reports).
+  // Bytes of activations this block keeps for backward.
   int64_t activation_bytes() const { return saved_.bytes(); }
   void bind(const LayerView& p, const LayerView& g) { p_ = p, g_ = g; }
 
-  // Generation (SPEC.md "Generation state"; driven by src/generate/decoder.h).
-  // Mixers only; the FFN is per token and decodes with forward(x, y, n, 1).
-  // Sizes st for max_batch slots of max_len tokens (all allocation happens here).
-  virtual void init_state(MixerState& st, int64_t max_batch, int64_t max_len) {}
-  // Right after forward(x, y, 1, T) over one sequence: lifts its decode state
-  // out of what forward kept into slot `slot` (prefill without a second pass).
-  virtual void export_state(MixerState& st, int64_t slot, int64_t T) {}
+  // Generation (SPEC.md "Generation state"; driven by Model::prefill / step).
+  // Mixers only; the FFN is per token and decodes with forward(x, y, n, 1, false).
+  // The layer's position among the layers of its kind: its entry in the
+  // DecodeState list of that kind (set by Model; 0 for a lone block).
+  void set_state_index(int64_t i) { state_index_ = i; }
+  // Makes this layer's entry of st for st.max_batch slots of st.max_len
+  // tokens and grows st.scratch to its step's needs (all allocation happens here).
+  virtual void init_state(DecodeState& st) {}
+  // Right after forward(x, y, 1, T, train) over one sequence: lifts its decode
+  // state out of what forward computed into slot `slot` (prefill without a
+  // second pass). With train false, before any other block runs.
+  virtual void export_state(DecodeState& st, int64_t slot, int64_t T) {}
   // One token for each of n rows: row i is slot[i]'s token at position pos[i]
   // (0-based; the slot holds the state of tokens 0 .. pos[i]-1).
   // x, y: [n, D]; y = the block's output. Allocation-free.
   virtual void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
-                    MixerState& st) {}
+                    DecodeState& st) {}
 
  protected:
   Block(BlockEnv* env, MixerConfig m) : env_(env), m_(m) {}
+  // Where this forward's intermediates go: the block's own buffers when
+  // training, else the shared scratch. Remembered for export_state and backward.
+  Buffers& forward_buffers(bool train) {
+    fwd_ = train ? &saved_ : &env_->scratch;
+    return *fwd_;
+  }
+  // backward reads what a training forward kept.
+  void check_trained() const {
+    if (fwd_ != &saved_) throw Error("backward after a forward that did not train");
+  }
   BlockEnv* env_;
   MixerConfig m_;
   LayerView p_, g_;
   Buffers saved_;
+  Buffers* fwd_ = &saved_;  // where the last forward's intermediates are
+  int64_t state_index_ = 0;
 };
 
 std::unique_ptr<Block> make_mixer(BlockEnv* env, const MixerConfig& m);

@@ -36,11 +36,12 @@ class AttentionMixer final : public Block {
 
   void forward(const float* x, float* y, int64_t B, int64_t T, bool train) override {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = 3 * D, N = B * T;
-    float* u = saved_.get(kU, N * D);
-    float* rstd = saved_.get(kRstd, N);
-    float* proj = saved_.get(kProj, N * W);
-    float* o = saved_.get(kO, N * D);
-    float* lse = saved_.get(kLse, B * H * T);
+    Buffers& b = forward_buffers(train);
+    float* u = b.get(kU, N * D);
+    float* rstd = b.get(kRstd, N);
+    float* proj = b.get(kProj, N * W);
+    float* o = b.get(kO, N * D);
+    float* lse = b.get(kLse, B * H * T);
     rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
     linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f,
                    env_->w16(p_.in_proj, D * W));
@@ -50,11 +51,11 @@ class AttentionMixer final : public Block {
     std::memcpy(y, x, size_t(N * D) * sizeof(float));
     linear_forward(o, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f,
                    env_->w16(p_.out_proj, D * D));
-    (void)train;
   }
 
   void backward(const float* x, float* dx, int64_t B, int64_t T) override {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = 3 * D, N = B * T;
+    check_trained();
     float* u = saved_.get(kU, 0);
     float* rstd = saved_.get(kRstd, 0);
     float* proj = saved_.get(kProj, 0);
@@ -81,66 +82,72 @@ class AttentionMixer final : public Block {
     return m_.kind == MixerKind::kLocalAttention ? std::min(m_.window_size + 1, Tmax) : Tmax;
   }
 
-  void init_state(MixerState& st, int64_t S, int64_t Tmax) override {
-    const int64_t D = env_->cfg->d_model, P = m_.d_head, R = cache_rows(Tmax);
-    st.max_batch = S, st.max_len = Tmax, st.rows = R;
-    st.alloc_kv(S * R * D);
-    st.u.assign(size_t(S * D), 0.f);
-    st.rstd.assign(size_t(S), 0.f);
-    st.proj.assign(size_t(S * 3 * D), 0.f);
-    st.out.assign(size_t(S * D), 0.f);
-    st.scratch_stride = R + 1;
-    st.threads = omp_get_max_threads();
-    st.thread_scratch.assign(size_t(st.threads * st.scratch_stride), 0.f);
-    env_->rope_table(P, Tmax);  // built now, not inside a step
+  // This layer's cache: a full one (attention) or a ring (local attention).
+  std::vector<KvState>& caches(DecodeState& st) const {
+    return m_.kind == MixerKind::kLocalAttention ? st.local : st.attention;
+  }
+  KvState& cache(DecodeState& st) const { return caches(st)[size_t(state_index_)]; }
+
+  void init_state(DecodeState& st) override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, S = st.max_batch;
+    KvState& ks = DecodeState::at(caches(st), state_index_);
+    ks.rows = cache_rows(st.max_len);
+    ks.kv.bf16 = st.bf16;
+    ks.kv.alloc(S * ks.rows * D);
+    st.scratch.need(S, D, 3 * D, ks.rows + 1);
+    env_->rope_table(P, st.max_len);  // built now, not inside a step
   }
 
-  // forward() kept proj = [v, q, k] with q, k already rotated: copy the last R tokens.
-  void export_state(MixerState& st, int64_t slot, int64_t T) override {
-    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, R = st.rows, W = 3 * D;
-    const float* proj = saved_.get(kProj, 0);
+  // forward() computed proj = [v, q, k] with q, k already rotated: copy the last R tokens.
+  void export_state(DecodeState& st, int64_t slot, int64_t T) override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = 3 * D;
+    KvState& ks = cache(st);
+    const int64_t R = ks.rows;
+    const float* proj = fwd_->get(kProj, 0);
     for (int64_t t = std::max<int64_t>(0, T - R); t < T; ++t)
       for (int64_t h = 0; h < H; ++h) {
-        st.put_kv(((slot * H + h) * R + t % R) * P, proj + t * W + 2 * D + h * P,
+        ks.kv.put(((slot * H + h) * R + t % R) * P, proj + t * W + 2 * D + h * P,
                   proj + t * W + h * P, P);
       }
   }
 
   void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
-            MixerState& st) override {
-    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = 3 * D, R = st.rows;
-    float* u = st.u.data();
-    float* proj = st.proj.data();
-    float* out = st.out.data();
-    rmsnorm_forward(x, p_.input_norm, u, st.rstd.data(), n, D);
+            DecodeState& st) override {
+    KvState& ks = cache(st);
+    StepScratch& sc = st.scratch;
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = 3 * D, R = ks.rows;
+    float* u = sc.u.data();
+    float* proj = sc.proj.data();
+    float* out = sc.out.data();
+    rmsnorm_forward(x, p_.input_norm, u, sc.rstd.data(), n, D);
     linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f,
                    env_->w16(p_.in_proj, D * W));
     const RopeTable& rope = env_->rope[P];
     const float scale = 1.f / std::sqrt(float(P));
     // Guided schedule and the tiny-step rule: see RatMixer::step.
-#pragma omp parallel for collapse(2) schedule(guided) num_threads(st.step_threads()) \
+#pragma omp parallel for collapse(2) schedule(guided) num_threads(sc.step_threads()) \
     if (n * H * (R + 2) * P >= 65536)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t s = slot[i], t = pos[i];
-        float* scr = st.thread_scratch.data() + omp_get_thread_num() * st.scratch_stride;
+        float* scr = sc.thread_scratch.data() + omp_get_thread_num() * sc.scratch_stride;
         float* pr = proj + i * W;
         float* q = pr + D + h * P;
         const int64_t base = (s * H + h) * R * P;
         float* k = pr + 2 * D + h * P;
         rope_rotate_head(rope, t, q, q);
         rope_rotate_head(rope, t, k, k);
-        st.put_kv(base + (t % R) * P, k, pr + h * P, P);
+        ks.kv.put(base + (t % R) * P, k, pr + h * P, P);
         // Visible keys t - window .. t (all of 0 .. t for attention) are exactly
         // rows 0 .. min(t + 1, R) - 1 of the ring; softmax does not care in
         // which order they sit.
         const int64_t n_keys = std::min(t + 1, R);
         float* o = out + i * D + h * P;
-        if (st.bf16)
-          decode_attend(q, st.k16.data() + base, st.v16.data() + base, n_keys, nullptr, nullptr,
+        if (ks.kv.bf16)
+          decode_attend(q, ks.kv.k16.data() + base, ks.kv.v16.data() + base, n_keys, nullptr, nullptr,
                         P, scale, scr, o);
         else
-          decode_attend(q, st.k.data() + base, st.v.data() + base, n_keys, nullptr, nullptr, P,
+          decode_attend(q, ks.kv.k.data() + base, ks.kv.v.data() + base, n_keys, nullptr, nullptr, P,
                         scale, scr, o);
       }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));

@@ -24,7 +24,7 @@ class IdentityMixer final : public Block {
   // dy/dx = I: the gradient of y is already the gradient of x.
   void backward(const float* x, float* dx, int64_t B, int64_t T) override {}
   void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
-            MixerState& st) override {
+            DecodeState& st) override {
     copy_rows(x, y, n, env_->cfg->d_model);
   }
 };

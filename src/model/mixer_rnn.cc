@@ -24,11 +24,12 @@ class RnnMixer final : public Block {
 
   void forward(const float* x, float* y, int64_t B, int64_t T, bool train) override {
     const int64_t D = env_->cfg->d_model, W = 3 * D, N = B * T;
-    float* u = saved_.get(kU, N * D);
-    float* rstd = saved_.get(kRstd, N);
-    float* proj = saved_.get(kProj, N * W);
-    float* h = saved_.get(kH, N * D);
-    float* gated = saved_.get(kGated, N * D);
+    Buffers& b = forward_buffers(train);
+    float* u = b.get(kU, N * D);
+    float* rstd = b.get(kRstd, N);
+    float* proj = b.get(kProj, N * W);
+    float* h = b.get(kH, N * D);
+    float* gated = b.get(kGated, N * D);
     rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
     linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f,
                    env_->w16(p_.in_proj, D * W));
@@ -44,11 +45,11 @@ class RnnMixer final : public Block {
     std::memcpy(y, x, size_t(N * D) * sizeof(float));
     linear_forward(gated, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f,
                    env_->w16(p_.out_proj, D * D));
-    (void)train;
   }
 
   void backward(const float* x, float* dx, int64_t B, int64_t T) override {
     const int64_t D = env_->cfg->d_model, W = 3 * D, N = B * T;
+    check_trained();
     float* u = saved_.get(kU, 0);
     float* rstd = saved_.get(kRstd, 0);
     float* proj = saved_.get(kProj, 0);
@@ -87,29 +88,27 @@ class RnnMixer final : public Block {
 
   // ---- Generation (SPEC.md "Generation state", rnn: h) ----
 
-  void init_state(MixerState& st, int64_t S, int64_t Tmax) override {
-    const int64_t D = env_->cfg->d_model;
-    st.max_batch = S, st.max_len = Tmax, st.rows = 0;
-    st.run_v.assign(size_t(S * D), 0.f);
-    st.u.assign(size_t(S * D), 0.f);
-    st.rstd.assign(size_t(S), 0.f);
-    st.proj.assign(size_t(S * 3 * D), 0.f);
-    st.out.assign(size_t(S * D), 0.f);
+  void init_state(DecodeState& st) override {
+    const int64_t D = env_->cfg->d_model, S = st.max_batch;
+    DecodeState::at(st.rnn, state_index_).h.assign(size_t(S * D), 0.f);
+    st.scratch.need(S, D, 3 * D, 0);
   }
 
-  void export_state(MixerState& st, int64_t slot, int64_t T) override {
+  void export_state(DecodeState& st, int64_t slot, int64_t T) override {
     const int64_t D = env_->cfg->d_model;
-    std::memcpy(st.run_v.data() + slot * D, saved_.get(kH, 0) + (T - 1) * D,
+    std::memcpy(st.rnn[size_t(state_index_)].h.data() + slot * D, fwd_->get(kH, 0) + (T - 1) * D,
                 size_t(D) * sizeof(float));
   }
 
   void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
-            MixerState& st) override {
+            DecodeState& st) override {
     const int64_t D = env_->cfg->d_model, W = 3 * D;
-    float* proj = st.proj.data();
-    float* out = st.out.data();
-    rmsnorm_forward(x, p_.input_norm, st.u.data(), st.rstd.data(), n, D);
-    linear_forward(st.u.data(), D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f,
+    StepScratch& sc = st.scratch;
+    float* hs = st.rnn[size_t(state_index_)].h.data();
+    float* proj = sc.proj.data();
+    float* out = sc.out.data();
+    rmsnorm_forward(x, p_.input_norm, sc.u.data(), sc.rstd.data(), n, D);
+    linear_forward(sc.u.data(), D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f,
                    env_->w16(p_.in_proj, D * W));
     const float* gate_bias = p_.gate_bias;
     // Gates by vec_sigmoid in place, as the forward's sigmoid_inplace: the
@@ -119,7 +118,7 @@ class RnnMixer final : public Block {
       float* pr = proj + i * W;
       vec_sigmoid(pr, nullptr, pr, D);
       vec_sigmoid(pr + 2 * D, gate_bias, pr + 2 * D, D);
-      float* h = st.run_v.data() + slot[i] * D;
+      float* h = hs + slot[i] * D;
       const bool first = pos[i] == 0;  // h_{-1} = 0
 #pragma omp simd
       for (int64_t d = 0; d < D; ++d) {

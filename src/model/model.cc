@@ -1,27 +1,32 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <map>
 
 #include "kernels/embedding.h"
 #include "kernels/rmsnorm.h"
+#include "util/error.h"
 
 namespace rat {
 
 namespace {
-enum Acts { kFinal, kFinalRstd, kDx, kDFinal, kStream0 };
+enum Acts { kFinal, kFinalRstd, kDx, kDFinal, kLogits, kStream0 };
+constexpr int64_t kLogitRows = 256;  // rows of logits label_log_probs holds at once
 }
 
 Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
   params_.assign(size_t(layout_.total()), 0.f);
-  grads_.assign(size_t(layout_.total()), 0.f);
   env_.cfg = &cfg_;
-  ModelView pv = layout_.view(params_.data()), gv = layout_.view(grads_.data());
+  ModelView pv = layout_.view(params_.data());
+  std::map<MixerKind, int64_t> of_kind;  // layers of each kind so far
   for (size_t i = 0; i < cfg_.layers.size(); ++i) {
     mixers_.push_back(make_mixer(&env_, cfg_.layers[i]));
+    mixers_.back()->set_state_index(of_kind[cfg_.layers[i].kind]++);
     ffns_.push_back(make_ffn(&env_));
-    mixers_.back()->bind(pv.layers[i], gv.layers[i]);
-    ffns_.back()->bind(pv.layers[i], gv.layers[i]);
+    mixers_.back()->bind(pv.layers[i], LayerView{});  // gradients: see grads()
+    ffns_.back()->bind(pv.layers[i], LayerView{});
     layer_begin_.push_back(layout_.layer_begin(int64_t(i)));
   }
   // The registry lays out wte, block 0 .. L-1, final norm, (untied) head.
@@ -42,7 +47,22 @@ double Model::matmul_weights() const {
   return n;
 }
 
-void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.f); }
+float* Model::grads() {
+  if (grads_.empty()) {
+    grads_.assign(size_t(layout_.total()), 0.f);
+    ModelView pv = layout_.view(params_.data()), gv = layout_.view(grads_.data());
+    for (size_t i = 0; i < mixers_.size(); ++i) {
+      mixers_[i]->bind(pv.layers[i], gv.layers[i]);
+      ffns_[i]->bind(pv.layers[i], gv.layers[i]);
+    }
+  }
+  return grads_.data();
+}
+
+void Model::zero_grads() {
+  float* g = grads();
+  std::fill(g, g + layout_.total(), 0.f);
+}
 
 int64_t Model::activation_bytes() const {
   int64_t b = acts_.bytes() + const_cast<BlockEnv&>(env_).scratch.bytes();
@@ -51,35 +71,46 @@ int64_t Model::activation_bytes() const {
   return b;
 }
 
-// Runs the blocks; the residual stream before each mixer and each FFN is kept
-// (slot kStream0 + j), since each block's backward needs its input.
-void Model::forward_hidden(const int32_t* ids, int64_t B, int64_t T) {
+// kTrain keeps the stream before each mixer and each FFN (slot kStream0 + j),
+// since each block's backward needs its input; the other modes alternate two.
+const float* Model::forward_layers(const int32_t* ids, int64_t B, int64_t T, Mode mode,
+                                   DecodeState* st, int64_t slot) {
   const int64_t D = cfg_.d_model, N = B * T, nl = int64_t(mixers_.size());
+  const bool train = mode == Mode::kTrain;
   ModelView pv = layout_.view(params_.data());
-  float* x = acts_.get(kStream0, N * D);
+  auto stream = [&](int64_t j) { return acts_.get(kStream0 + int(train ? j : j % 2), N * D); };
+  float* x = stream(0);
   embedding_forward(ids, pv.wte, x, N, D);
   for (int64_t i = 0; i < nl; ++i) {
-    float* xm = acts_.get(kStream0 + 2 * int(i) + 1, N * D);
-    mixers_[size_t(i)]->forward(x, xm, B, T, true);
-    float* xo = acts_.get(kStream0 + 2 * int(i) + 2, N * D);
-    ffns_[size_t(i)]->forward(xm, xo, B, T, true);
+    float* xm = stream(2 * i + 1);
+    mixers_[size_t(i)]->forward(x, xm, B, T, train);
+    if (mode == Mode::kPrefill) mixers_[size_t(i)]->export_state(*st, slot, T);
+    float* xo = stream(2 * i + 2);
+    ffns_[size_t(i)]->forward(xm, xo, B, T, train);
     x = xo;
   }
-  float* hf = acts_.get(kFinal, N * D);
-  float* rstd = acts_.get(kFinalRstd, N);
-  rmsnorm_forward(x, pv.final_ln, hf, rstd, N, D);
+  return x;
+}
+
+const float* Model::forward_hidden(const int32_t* ids, int64_t B, int64_t T, Mode mode) {
+  const int64_t D = cfg_.d_model, N = B * T;
+  const float* x = forward_layers(ids, B, T, mode, nullptr, 0);
+  // Scoring norms into the free one of its two streams (x is stream 0).
+  float* hf = mode == Mode::kTrain ? acts_.get(kFinal, N * D) : acts_.get(kStream0 + 1, N * D);
+  rmsnorm_forward(x, layout_.view(params_.data()).final_ln, hf, acts_.get(kFinalRstd, N), N, D);
+  return hf;
 }
 
 CeResult Model::forward_backward(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T,
                                  bool backward, float loss_scale,
                                  const GradsReadyFn& grads_ready) {
   const int64_t D = cfg_.d_model, N = B * T, V = cfg_.vocab_size, nl = int64_t(mixers_.size());
-  forward_hidden(ids, B, T);
-  ModelView pv = layout_.view(params_.data()), gv = layout_.view(grads_.data());
-  float* hf = acts_.get(kFinal, 0);
+  const float* hf = forward_hidden(ids, B, T, backward ? Mode::kTrain : Mode::kScore);
+  ModelView pv = layout_.view(params_.data());
   if (!backward)
     return lm_head_cross_entropy(hf, pv.lm_head, labels, N, D, V, cfg_.ignore_index, env_.prec,
                                  0.f, nullptr, nullptr);
+  ModelView gv = layout_.view(grads());
   if (loss_scale <= 0.f) {
     int64_t cnt = 0;
     for (int64_t n = 0; n < N; ++n) cnt += labels[n] != cfg_.ignore_index;
@@ -104,11 +135,76 @@ CeResult Model::forward_backward(const int32_t* ids, const int32_t* labels, int6
   return res;
 }
 
-void Model::logits(const int32_t* ids, int64_t B, int64_t T, float* out) {
-  forward_hidden(ids, B, T);
+void Model::logits(const int32_t* ids, int64_t B, int64_t T, float* out, Mode mode) {
+  if (mode == Mode::kPrefill) throw Error("Model::logits: mode kPrefill needs a DecodeState");
+  const float* hf = forward_hidden(ids, B, T, mode);
   ModelView pv = layout_.view(params_.data());
-  lm_head_logits(acts_.get(kFinal, 0), pv.lm_head, out, B * T, cfg_.d_model, cfg_.vocab_size,
-                 env_.prec, env_.w16(pv.lm_head, cfg_.vocab_size * cfg_.d_model));
+  lm_head_logits(hf, pv.lm_head, out, B * T, cfg_.d_model, cfg_.vocab_size, env_.prec,
+                 env_.w16(pv.lm_head, cfg_.vocab_size * cfg_.d_model));
+}
+
+void Model::label_log_probs(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T,
+                            float* out) {
+  const int64_t D = cfg_.d_model, V = cfg_.vocab_size, N = B * T;
+  const float* hf = forward_hidden(ids, B, T, Mode::kScore);
+  ModelView pv = layout_.view(params_.data());
+  const uint16_t* w16 = env_.w16(pv.lm_head, V * D);
+  float* lg = acts_.get(kLogits, std::min(N, kLogitRows) * V);
+  for (int64_t r0 = 0; r0 < N; r0 += kLogitRows) {
+    const int64_t m = std::min(kLogitRows, N - r0);
+    lm_head_logits(hf + r0 * D, pv.lm_head, lg, m, D, V, env_.prec, w16);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < m; ++r) {
+      const int32_t y = labels[r0 + r];
+      if (y == cfg_.ignore_index) {
+        out[r0 + r] = 0.f;
+        continue;
+      }
+      const float* row = lg + r * V;
+      float mx = row[0];
+      for (int64_t v = 1; v < V; ++v) mx = std::max(mx, row[v]);
+      double sum = 0;
+      for (int64_t v = 0; v < V; ++v) sum += std::exp(double(row[v] - mx));
+      out[r0 + r] = float(double(row[y] - mx) - std::log(sum));
+    }
+  }
+}
+
+std::unique_ptr<DecodeState> Model::make_decode_state(int64_t max_batch, int64_t max_len,
+                                                      bool bf16) {
+  auto st = std::make_unique<DecodeState>();
+  st->max_batch = max_batch, st->max_len = max_len, st->bf16 = bf16;
+  for (auto& m : mixers_) m->init_state(*st);
+  st->scratch.need(max_batch, cfg_.d_model, 0, 0);  // residual rows, even with no mixer state
+  return st;
+}
+
+void Model::prefill(const int32_t* ids, int64_t n, DecodeState& st, int64_t slot, float* logits) {
+  const int64_t D = cfg_.d_model;
+  const float* x = forward_layers(ids, 1, n, Mode::kPrefill, &st, slot);
+  // Only the last token's prediction is needed.
+  ModelView w = layout_.view(params_.data());
+  rmsnorm_forward(x + (n - 1) * D, w.final_ln, st.scratch.hf.data(), st.scratch.rstd.data(), 1,
+                  D);
+  lm_head_logits(st.scratch.hf.data(), w.lm_head, logits, 1, D, cfg_.vocab_size, env_.prec,
+                 env_.w16(w.lm_head, cfg_.vocab_size * D));
+}
+
+void Model::step(const int32_t* ids, const int64_t* slots, const int64_t* pos, int64_t n,
+                 DecodeState& st, float* logits) {
+  if (n <= 0) return;
+  const int64_t D = cfg_.d_model;
+  ModelView w = layout_.view(params_.data());
+  float* x = st.scratch.x.data();
+  float* xm = st.scratch.xm.data();
+  embedding_forward(ids, w.wte, x, n, D);
+  for (size_t i = 0; i < mixers_.size(); ++i) {
+    mixers_[i]->step(x, xm, slots, pos, n, st);
+    ffns_[i]->forward(xm, x, n, 1, false);  // the FFN is per token
+  }
+  rmsnorm_forward(x, w.final_ln, st.scratch.hf.data(), st.scratch.rstd.data(), n, D);
+  lm_head_logits(st.scratch.hf.data(), w.lm_head, logits, n, D, cfg_.vocab_size, env_.prec,
+                 env_.w16(w.lm_head, cfg_.vocab_size * D));
 }
 
 }  // namespace rat

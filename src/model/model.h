@@ -12,6 +12,7 @@
 
 #include "kernels/cross_entropy.h"
 #include "model/config.h"
+#include "model/decode_state.h"
 #include "model/layers.h"
 #include "model/params.h"
 
@@ -33,7 +34,8 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   float* params() { return params_.data(); }
-  float* grads() { return grads_.data(); }
+  // Made on first use: a model that only scores or generates holds no gradients.
+  float* grads();
   int64_t num_params() const;  // distinct parameters (tied head counted once)
   // Weights that enter a matrix product for every token: every 2-D tensor but
   // the embedding table (a lookup), plus the head, which is the table again
@@ -54,16 +56,49 @@ class Model {
   void init(uint64_t seed) { layout_.init(params_.data(), seed); }
   void zero_grads();
 
+  // The layer loop (embedding, then mixer and FFN of each layer, final norm)
+  // runs in one of three modes:
+  //   kTrain:   every block keeps what backward needs, and the residual stream
+  //             before each block is kept;
+  //   kScore:   forward only: nothing is kept; two residual buffers alternate
+  //             and the blocks work in one shared scratch, so activations take
+  //             one layer's worth whatever the depth;
+  //   kPrefill: kScore over one sequence that also leaves each mixer's
+  //             generation state in a DecodeState slot.
+  enum class Mode { kTrain, kScore, kPrefill };
+
   // Forward over ids [B, T]; loss against labels [B, T] (-100 ignored).
-  // With backward, gradients of (loss_sum * loss_scale) are ACCUMULATED into
-  // grads(). loss_scale <= 0 means 1/count (this micro-batch's mean).
+  // With backward (kTrain), gradients of (loss_sum * loss_scale) are
+  // ACCUMULATED into grads(); without, the forward scores (kScore).
+  // loss_scale <= 0 means 1/count (this micro-batch's mean).
   CeResult forward_backward(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T,
                             bool backward, float loss_scale = 0.f,
                             const GradsReadyFn& grads_ready = nullptr);
-  // Full logits [B, T, V] (tests and small evaluations).
-  void logits(const int32_t* ids, int64_t B, int64_t T, float* out);
+  // kScore: the summed loss of ids [B, T] against labels, nothing kept.
+  CeResult score(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T) {
+    return forward_backward(ids, labels, B, T, false);
+  }
+  // Full logits [B, T, V] (tests and small evaluations); mode kTrain or kScore.
+  void logits(const int32_t* ids, int64_t B, int64_t T, float* out, Mode mode = Mode::kScore);
+  // log p(ids[t+1] | ids[..t]) of every position: out [B, T] gets
+  // log_softmax(logits)[labels] (0 where a label is ignored). Logits exist
+  // a block of rows at a time (the fused head), never all at once.
+  void label_log_probs(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T,
+                       float* out);
 
-  // Generation (src/generate/decoder.h) drives the blocks one at a time.
+  // Generation (SPEC.md "Generation state"; slots managed by src/generate/decoder.h).
+  // A state for max_batch slots of max_len tokens; bf16: K/V rows as bf16.
+  std::unique_ptr<DecodeState> make_decode_state(int64_t max_batch, int64_t max_len,
+                                                 bool bf16 = false);
+  // Restarts slot `slot` of st with ids [n] (kPrefill); logits [V] of the
+  // prediction after the last token.
+  void prefill(const int32_t* ids, int64_t n, DecodeState& st, int64_t slot, float* logits);
+  // One token for each of n rows: ids[i] at position pos[i] of slot slots[i]
+  // (distinct slots holding pos[i] tokens); logits [n, V]. Allocation-free.
+  void step(const int32_t* ids, const int64_t* slots, const int64_t* pos, int64_t n,
+            DecodeState& st, float* logits);
+
+  // Benchmarks and tests drive single blocks.
   Block& mixer(size_t i) { return *mixers_[i]; }
   Block& ffn(size_t i) { return *ffns_[i]; }
   ModelView weights() { return layout_.view(params_.data()); }
@@ -72,7 +107,12 @@ class Model {
   int64_t activation_bytes() const;
 
  private:
-  void forward_hidden(const int32_t* ids, int64_t B, int64_t T);
+  // Runs the layers in `mode`; returns the residual stream after the last
+  // one [B*T, D] (in acts_).
+  const float* forward_layers(const int32_t* ids, int64_t B, int64_t T, Mode mode,
+                              DecodeState* st, int64_t slot);
+  // forward_layers, then the final norm into a buffer returned: hf [B*T, D].
+  const float* forward_hidden(const int32_t* ids, int64_t B, int64_t T, Mode mode);
 
   ModelConfig cfg_;
   ParamLayout layout_;
@@ -81,7 +121,9 @@ class Model {
   BlockEnv env_;
   Bf16WeightCache w16cache_;
   std::vector<std::unique_ptr<Block>> mixers_, ffns_;
-  Buffers acts_;  // residual stream [2L+1][N, D], final norm output, rstd, dx
+  // Residual stream ([2L+1][N, D] in kTrain, two [N, D] otherwise), final
+  // norm output and rstd, head and stream gradients.
+  Buffers acts_;
 };
 
 // Model directories (SPEC.md "Checkpoints and configs").

@@ -93,6 +93,25 @@ void read_exact(int fd, const std::string& path, void* dst, size_t n) {
   }
 }
 
+// Reads exactly n bytes at offset `at` or throws naming the file.
+void pread_exact(int fd, const std::string& path, void* dst, size_t n, uint64_t at) {
+  auto* p = static_cast<uint8_t*>(dst);
+  while (n > 0) {
+    ssize_t r = ::pread(fd, p, std::min<size_t>(n, size_t(1) << 30), off_t(at));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      int err = errno;
+      throw Error(
+          path + ": read failed (" +
+          (r == 0 ? std::string("unexpected end of file") : std::string(std::strerror(err))) +
+          "), expected a readable safetensors file");
+    }
+    p += r;
+    n -= size_t(r);
+    at += uint64_t(r);
+  }
+}
+
 struct Fd {
   int fd = -1;
   ~Fd() {
@@ -266,8 +285,13 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
                       "), expected disjoint data_offsets");
   }
 
-  data_.resize(data_size);
-  read_exact(f.fd, path, data_.data(), data_size);
+  data_offset_ = 8 + header_len;
+  fd_ = f.fd;
+  f.fd = -1;  // kept open: read_f32 reads from it
+}
+
+SafetensorsReader::~SafetensorsReader() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 const TensorInfo& SafetensorsReader::info(const std::string& name) const {
@@ -290,26 +314,21 @@ void SafetensorsReader::read_f32(const std::string& name, const std::vector<int6
   if (t.shape != expect_shape)
     throw Error(path_ + ": tensor " + quoted(name) + " has shape " + shape_str(t.shape) +
                 ", expected " + shape_str(expect_shape));
-  const uint8_t* src = data_.data() + t.begin;
   const int64_t n = t.numel();
-  switch (t.dtype) {
-    case DType::kF32:
-      if (n > 0) std::memcpy(dst, src, size_t(n) * 4);
-      break;
-    case DType::kBF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = std::bit_cast<float>(uint32_t(h) << 16);
-      }
-      break;
-    case DType::kF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = half_to_float(h);
-      }
-      break;
+  const uint64_t at = data_offset_ + t.begin;
+  if (t.dtype == DType::kF32) {
+    if (n > 0) pread_exact(fd_, path_, dst, size_t(n) * 4, at);
+    return;
+  }
+  // 16-bit dtypes: a block of raw values at a time.
+  constexpr int64_t kBlock = 1 << 16;
+  std::vector<uint16_t> raw(size_t(std::min(n, kBlock)));
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int64_t m = std::min(kBlock, n - i0);
+    pread_exact(fd_, path_, raw.data(), size_t(m) * 2, at + uint64_t(i0) * 2);
+    for (int64_t i = 0; i < m; ++i)
+      dst[i0 + i] = t.dtype == DType::kBF16 ? std::bit_cast<float>(uint32_t(raw[size_t(i)]) << 16)
+                                            : half_to_float(raw[size_t(i)]);
   }
 }
 

@@ -29,9 +29,14 @@ struct TensorInfo {
 // Parsed and validated on open: header JSON well formed, every dtype known
 // (F32, BF16, F16), offsets inside the file, non-overlapping, and each
 // tensor's byte size = numel * dtype size. Errors name the file and tensor.
+// Tensor data is read from the file when asked for (the file stays open), so
+// loading a model holds its weights once, not twice.
 class SafetensorsReader {
  public:
   explicit SafetensorsReader(const std::string& path);
+  ~SafetensorsReader();
+  SafetensorsReader(const SafetensorsReader&) = delete;
+  SafetensorsReader& operator=(const SafetensorsReader&) = delete;
   const std::string& path() const { return path_; }
   bool has(const std::string& name) const { return tensors_.count(name) > 0; }
   const TensorInfo& info(const std::string& name) const;  // throws if absent
@@ -44,7 +49,8 @@ class SafetensorsReader {
  private:
   std::string path_;
   std::map<std::string, TensorInfo> tensors_;
-  std::vector<uint8_t> data_;  // the data section
+  int fd_ = -1;
+  uint64_t data_offset_ = 0;  // where the data section starts in the file
 };
 
 struct TensorToWrite {

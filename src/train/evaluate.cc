@@ -24,7 +24,7 @@ EvalResult evaluate(Model& model, const TokenFile& data, int64_t T, int64_t B, i
     const int64_t b = std::min(B, count - s);
     for (int64_t i = 0; i < b; ++i)
       data.sample(first + s + i, T, iii, ids.data() + i * T, labels.data() + i * T);
-    CeResult ce = model.forward_backward(ids.data(), labels.data(), b, T, false);
+    CeResult ce = model.score(ids.data(), labels.data(), b, T);  // one layer's activations
     nll += ce.loss_sum;
     r.tokens += ce.count;
     r.samples += b;

@@ -204,8 +204,9 @@ TEST(MixerKinds, IdentityBlockPassesThrough) {
   EXPECT_EQ(y, x);
   b->backward(x.data(), dx.data(), 3, 5);
   EXPECT_EQ(dx, dy);
-  MixerState st;
-  b->init_state(st, 2, 8);
+  DecodeState st;
+  st.max_batch = 2, st.max_len = 8;
+  b->init_state(st);
   EXPECT_EQ(st.cache_bytes(), 0);
   std::fill(y.begin(), y.end(), -1.f);
   const int64_t slot[2] = {1, 0}, pos[2] = {4, 0};

@@ -1,0 +1,74 @@
+#include "model/decode_state.h"
+
+namespace rat {
+
+namespace {
+
+template <class T>
+int64_t vec_bytes(const std::vector<T>& v) {
+  return int64_t(v.capacity() * sizeof(T));
+}
+
+// Values in [-1, 1) from a counter hash (splitmix64's finaliser) of (h, j).
+float hashed(uint64_t h, int64_t j) {
+  uint64_t z = h + uint64_t(j) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return float(int64_t(z >> 40) - (int64_t(1) << 23)) / float(1 << 23);
+}
+
+void fill(std::vector<float>& v, uint64_t h) {
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < int64_t(v.size()); ++j) v[size_t(j)] = hashed(h, j);
+}
+
+// bf16 rows: the same kind of values, rounded a block at a time.
+void fill(std::vector<uint16_t>& v, uint64_t h) {
+  constexpr int64_t kBlock = 1024;
+  const int64_t n = int64_t(v.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
+    float row[kBlock];
+    const int64_t m = std::min(kBlock, n - j0);
+    for (int64_t r = 0; r < m; ++r) row[r] = hashed(h, j0 + r);
+    to_bf16(row, v.data() + j0, m);
+  }
+}
+
+}  // namespace
+
+int64_t StepScratch::bytes() const {
+  int64_t b = 0;
+  for (const auto* v : {&x, &xm, &hf, &u, &rstd, &proj, &proj_t, &out, &out_t, &thread_scratch})
+    b += vec_bytes(*v);
+  return b + vec_bytes(u16) + vec_bytes(out16);
+}
+
+int64_t DecodeState::cache_bytes() const {
+  int64_t b = 0;
+  for (const RatState& s : rat) b += s.cache_bytes();
+  for (const KvState& s : attention) b += s.cache_bytes();
+  for (const KvState& s : local) b += s.cache_bytes();
+  for (const RnnState& s : rnn) b += s.cache_bytes();
+  return b;
+}
+
+int64_t DecodeState::bytes() const {
+  int64_t b = cache_bytes() + scratch.bytes();
+  for (const RatState& s : rat) b += vec_bytes(s.in16_blocked);
+  return b;
+}
+
+void DecodeState::fill_random(uint64_t seed) {
+  uint64_t n = 0;  // a different stream per buffer
+  auto h = [&] { return seed * 0x9E3779B97F4A7C15ull + (++n) * 0xD1B54A32D192ED03ull; };
+  auto fill_kv = [&](KvRows& kv) {
+    fill(kv.k, h()), fill(kv.v, h()), fill(kv.k16, h()), fill(kv.v16, h());
+  };
+  for (RatState& s : rat) fill_kv(s.kv), fill(s.run_k, h()), fill(s.run_v, h());
+  for (KvState& s : attention) fill_kv(s.kv);
+  for (KvState& s : local) fill_kv(s.kv);
+  for (RnnState& s : rnn) fill(s.h, h());
+}
+
+}  // namespace rat
