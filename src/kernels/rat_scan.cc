@@ -3,27 +3,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
+#include "kernels/rat_step.h"
 #include "kernels/vec_math.h"
 
 namespace rat {
-
-namespace {
-
-// Rotate-half by one angle table row (cos c, sin sn; sign +1 forward, -1 inverse), as
-// rope_apply computes it, for one head of width P: src and dst may alias.
-inline void rotate_head(const float* src, float* dst, const float* c, const float* sn,
-                        int64_t half, float sign) {
-#pragma omp simd
-  for (int64_t i = 0; i < half; ++i) {
-    const float a = src[i], b = src[i + half];
-    dst[i] = a * c[i] - sign * b * sn[i];
-    dst[i + half] = b * c[i] + sign * a * sn[i];
-  }
-}
-
-}  // namespace
 
 void rat_scan_forward(const RatScanShape& s, const float* gate_bias, const RopeTable& rope,
                       float* proj, float* vt, float* kt, float* ktr, float* qr) {
@@ -36,8 +22,8 @@ void rat_scan_forward(const RatScanShape& s, const float* gate_bias, const RopeT
 #pragma omp for schedule(static)
     for (int64_t bc = 0; bc < B * C; ++bc) {
       const int64_t b = bc / C, c = bc % C;
-      const float* cs = rope.cos.data() + c * half;  // interrope: the chunk index
-      const float* sn = rope.sin.data() + c * half;
+      const float* cs = rope_cos(rope, c);  // interrope: the chunk index
+      const float* sn = rope_sin(rope, c);
       std::fill(state.begin(), state.end(), 0.f);
       for (int64_t t = c * L; t < std::min(T, (c + 1) * L); ++t) {
         const int64_t n = b * T + t;
@@ -48,25 +34,14 @@ void rat_scan_forward(const RatScanShape& s, const float* gate_bias, const RopeT
         const float* k = q + GP;
         vec_sigmoid(z, nullptr, z, D);
         vec_sigmoid(g, gate_bias, g, D);
-        float* vr = vt + n * D;
-#pragma omp simd
-        for (int64_t d = 0; d < D; ++d) {
-          sv[d] = g[d] * sv[d] + (1.f - g[d]) * v[d];
-          vr[d] = sv[d];
-        }
-        for (int64_t h = 0; h < H; ++h) {
-          const float* gh = g + h * P;
-          const float* kg = k + (h % G) * P;
-          float* skh = sk + h * P;
-          float* kr = kt + n * D + h * P;
-#pragma omp simd
-          for (int64_t i = 0; i < P; ++i) {
-            skh[i] = gh[i] * skh[i] + (1.f - gh[i]) * kg[i];
-            kr[i] = skh[i];
-          }
-          rotate_head(skh, ktr + n * D + h * P, cs, sn, half, 1.f);
-        }
-        for (int64_t j = 0; j < G; ++j) rotate_head(q + j * P, qr + n * GP + j * P, cs, sn, half, 1.f);
+        // Head by head, the token update the decode step runs (rat_step.h).
+        for (int64_t h = 0; h < H; ++h)
+          rat_token_head(g + h * P, v + h * P, k + (h % G) * P, sv + h * P, sk + h * P, cs, sn, P,
+                         ktr + n * D + h * P);
+        std::memcpy(vt + n * D, sv, size_t(D) * sizeof(float));
+        std::memcpy(kt + n * D, sk, size_t(D) * sizeof(float));
+        for (int64_t j = 0; j < G; ++j)
+          rope_rotate(q + j * P, qr + n * GP + j * P, cs, sn, half, 1.f);
       }
     }
   }
@@ -88,8 +63,8 @@ void rat_scan_backward(const RatScanShape& s, const RopeTable& rope, const float
 #pragma omp for schedule(static)
     for (int64_t bc = 0; bc < B * C; ++bc) {
       const int64_t b = bc / C, c = bc % C;
-      const float* cs = rope.cos.data() + c * half;
-      const float* sn = rope.sin.data() + c * half;
+      const float* cs = rope_cos(rope, c);
+      const float* sn = rope_sin(rope, c);
       std::fill(buf.begin(), buf.end(), 0.f);
       const int64_t t_begin = c * L;
       for (int64_t t = std::min(T, (c + 1) * L) - 1; t >= t_begin; --t) {
@@ -120,7 +95,7 @@ void rat_scan_backward(const RatScanShape& s, const RopeTable& rope, const float
           float* dgh = dg + h * P;
           float* ckh = ck + h * P;
           float* dkh = dk_un + h * P;
-          rotate_head(dktr + n * D + h * P, dkh, cs, sn, half, -1.f);
+          rope_rotate(dktr + n * D + h * P, dkh, cs, sn, half, -1.f);
 #pragma omp simd
           for (int64_t i = 0; i < P; ++i) {
             const float a = dkh[i] + ckh[i];
@@ -132,7 +107,7 @@ void rat_scan_backward(const RatScanShape& s, const RopeTable& rope, const float
 #pragma omp simd
         for (int64_t d = 0; d < D; ++d) dg[d] = dg[d] * g[d] * (1.f - g[d]);
         for (int64_t j = 0; j < G; ++j)
-          rotate_head(dqr + n * GP + j * P, dq + j * P, cs, sn, half, -1.f);
+          rope_rotate(dqr + n * GP + j * P, dq + j * P, cs, sn, half, -1.f);
       }
     }
   }

@@ -8,6 +8,7 @@
 // with strided per-head access. Here one task owns one chunk of one sequence (chunks are
 // independent: the state resets) and walks its L tokens once with all D channels
 // contiguous; the rotation angle is the same for the whole task (it depends on the chunk).
+// Each token's update is rat_step.h's rat_token_head, the one a decode step runs.
 #pragma once
 
 #include <cstdint>

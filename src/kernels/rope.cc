@@ -34,19 +34,10 @@ void rope_apply(const RopeTable& tab, float* x, int64_t B, int64_t T, int64_t t0
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < B * T; ++n) {
     int64_t pos = (t0 + n % T) / div;
-    const float* c = tab.cos.data() + pos * half;
-    const float* sn = tab.sin.data() + pos * half;
+    const float* c = rope_cos(tab, pos);
+    const float* sn = rope_sin(tab, pos);
     float* row = x + n * ld;
-    for (int64_t h = 0; h < nheads; ++h) {
-      float* x1 = row + h * P;
-      float* x2 = x1 + half;
-#pragma omp simd
-      for (int64_t i = 0; i < half; ++i) {
-        float a = x1[i], b = x2[i];
-        x1[i] = a * c[i] - s * b * sn[i];
-        x2[i] = b * c[i] + s * a * sn[i];
-      }
-    }
+    for (int64_t h = 0; h < nheads; ++h) rope_rotate(row + h * P, row + h * P, c, sn, half, s);
   }
 }
 

@@ -26,19 +26,32 @@ struct RopeTable {
 void rope_apply(const RopeTable& tab, float* x, int64_t B, int64_t T, int64_t t0, int64_t nheads,
                 int64_t ld, int64_t div, int sign);
 
-// One head of width tab.P rotated by the table entry `pos` (decode steps),
-// src -> dst (may alias), on the calling thread only: the same arithmetic as
-// rope_apply, so a step rotates exactly as the full forward does.
-inline void rope_rotate_head(const RopeTable& tab, int64_t pos, const float* src, float* dst) {
-  const int64_t half = tab.P / 2;
-  const float* c = tab.cos.data() + pos * half;
-  const float* sn = tab.sin.data() + pos * half;
+// The one rotation of rat: one head of width 2 * half, rotate-half, by the angle row (c, sn)
+// of a RopeTable; sign +1 applies it, -1 its inverse. src and dst may alias (element i reads
+// i and i + half and writes only those). rope_apply, the decode steps and the fused RAT scan
+// (forward and backward) all rotate through it, so every path rounds the same way.
+inline void rope_rotate(const float* src, float* dst, const float* c, const float* sn,
+                        int64_t half, float sign) {
 #pragma omp simd
   for (int64_t i = 0; i < half; ++i) {
-    float a = src[i], b = src[i + half];
-    dst[i] = a * c[i] - b * sn[i];
-    dst[i + half] = b * c[i] + a * sn[i];
+    const float a = src[i], b = src[i + half];
+    dst[i] = a * c[i] - sign * b * sn[i];
+    dst[i + half] = b * c[i] + sign * a * sn[i];
   }
+}
+
+// The angle rows of position `pos` (cos, then sin; P / 2 values each).
+inline const float* rope_cos(const RopeTable& tab, int64_t pos) {
+  return tab.cos.data() + pos * (tab.P / 2);
+}
+inline const float* rope_sin(const RopeTable& tab, int64_t pos) {
+  return tab.sin.data() + pos * (tab.P / 2);
+}
+
+// One head of width tab.P rotated by the table entry `pos` (decode steps),
+// src -> dst (may alias), on the calling thread only.
+inline void rope_rotate_head(const RopeTable& tab, int64_t pos, const float* src, float* dst) {
+  rope_rotate(src, dst, rope_cos(tab, pos), rope_sin(tab, pos), tab.P / 2, 1.f);
 }
 
 }  // namespace rat

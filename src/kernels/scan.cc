@@ -29,7 +29,7 @@ void chunk_scan_forward(const float* g, int64_t ld_g, const float* x, int64_t ld
           float* hr = h + n * ld_h;
 #pragma omp simd
           for (int64_t j = j0; j < j1; ++j) {
-            float s = gr[j] * state[j - j0] + (1.0f - gr[j]) * xr[j];
+            const float s = scan_update(gr[j], state[j - j0], xr[j]);
             state[j - j0] = s;
             hr[j] = s;
           }
@@ -69,11 +69,6 @@ void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t l
           }
         }
       }
-}
-
-void scan_step(const float* g, const float* x, float* h, int64_t D) {
-#pragma omp simd
-  for (int64_t j = 0; j < D; ++j) h[j] = g[j] * h[j] + (1.0f - g[j]) * x[j];
 }
 
 }  // namespace rat

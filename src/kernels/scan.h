@@ -20,7 +20,16 @@ void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t l
                          const float* h, const float* dh, int64_t ld_h, float* dx, int64_t ld_dx,
                          float* dg, int64_t ld_dg, int64_t B, int64_t T, int64_t L, int64_t D);
 
-// One step of the recurrence for decoding: h = g*h + (1-g)*x over D channels.
-void scan_step(const float* g, const float* x, float* h, int64_t D);
+// The recurrence's one update, h = g * h_prev + (1 - g) * x, for one channel. Every path runs
+// it (chunk_scan_forward, the fused RAT scan, the RAT and RNN decode steps): one expression, so
+// the chunked and per-token paths contract and round it alike.
+inline float scan_update(float g, float h_prev, float x) { return g * h_prev + (1.0f - g) * x; }
+
+// One token over n channels, h updated in place (h = g*h + (1-g)*x): the state of the current
+// chunk advanced by one token; the caller zeroes h at a chunk start.
+inline void scan_step(const float* g, const float* x, float* h, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) h[j] = scan_update(g[j], h[j], x[j]);
+}
 
 }  // namespace rat

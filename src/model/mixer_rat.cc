@@ -12,15 +12,11 @@
 #include <cstring>
 
 #include "kernels/activations.h"
-#include "kernels/decode_attention.h"
-#include "kernels/gemm.h"
 #include "kernels/linear.h"
-#include "kernels/overlap_tasks.h"
 #include "kernels/rat_attention.h"
+#include "kernels/rat_decode.h"
 #include "kernels/rat_scan.h"
 #include "kernels/rmsnorm.h"
-#include "kernels/transpose.h"
-#include "kernels/vec_math.h"
 #include "model/layers.h"
 
 namespace rat {
@@ -37,7 +33,7 @@ class RatMixer final : public Block {
   void forward(const float* x, float* y, int64_t B, int64_t T, bool train) override {
     const ModelConfig& cfg = *env_->cfg;
     const int64_t D = cfg.d_model, P = m_.d_head, H = D / P, G = m_.ngroups, L = m_.chunk_size;
-    const int64_t GP = G * P, W = 3 * D + 2 * GP, N = B * T, C = (T + L - 1) / L;
+    const int64_t GP = G * P, W = in_proj_width(*env_->cfg, m_), N = B * T, C = (T + L - 1) / L;
     Buffers& b = forward_buffers(train);
     float* u = b.get(kU, N * D);
     float* rstd = b.get(kRstd, N);
@@ -73,7 +69,7 @@ class RatMixer final : public Block {
   void backward(const float* x, float* dx, int64_t B, int64_t T) override {
     const ModelConfig& cfg = *env_->cfg;
     const int64_t D = cfg.d_model, P = m_.d_head, H = D / P, G = m_.ngroups, L = m_.chunk_size;
-    const int64_t GP = G * P, W = 3 * D + 2 * GP, N = B * T, C = (T + L - 1) / L;
+    const int64_t GP = G * P, W = in_proj_width(*env_->cfg, m_), N = B * T, C = (T + L - 1) / L;
     check_trained();
     float* u = saved_.get(kU, 0);
     float* rstd = saved_.get(kRstd, 0);
@@ -119,7 +115,7 @@ class RatMixer final : public Block {
 
   void init_state(DecodeState& st) override {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, G = m_.ngroups, L = m_.chunk_size;
-    const int64_t S = st.max_batch, C = (st.max_len + L - 1) / L, W = 3 * D + 2 * G * P;
+    const int64_t S = st.max_batch, C = (st.max_len + L - 1) / L, W = in_proj_width(*env_->cfg, m_);
     RatState& rs = DecodeState::at(st.rat, state_index_);
     rs.chunks = C;
     rs.kv.bf16 = st.bf16;
@@ -128,7 +124,7 @@ class RatMixer final : public Block {
     rs.run_v.assign(size_t(S * D), 0.f);
     // The bf16 operands of the overlapped step are part of the scratch
     // whatever the precision now: the model may switch to bf16 products later.
-    st.scratch.need(S, D, W, C + 1 + 4 * P);  // thread scratch: scores, kr, qr, gates, o
+    st.scratch.need(S, D, W, rat_step_scratch(C, P));
     env_->rope_table(P, C);  // built now, not inside a step
   }
 
@@ -156,229 +152,24 @@ class RatMixer final : public Block {
 
   void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
             DecodeState& st) override {
-    if (n <= 0) return;
-    RatState& rs = st.rat[size_t(state_index_)];
-    StepScratch& sc = st.scratch;
-    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, C = rs.chunks;
-    rmsnorm_forward(x, p_.input_norm, sc.u.data(), sc.rstd.data(), n, D);
-    std::memcpy(y, x, size_t(n * D) * sizeof(float));  // out_proj accumulates onto it
-    const uint16_t* in16 = env_->w16(p_.in_proj, D * (3 * D + 2 * m_.ngroups * P));
-    const uint16_t* out16 = env_->w16(p_.out_proj, D * D);
-    // bf16 products without frozen bf16 weights (no cache: not a decoder's
-    // model) round the weights per call: only the whole-batch path does that.
-    const bool bf16_uncached = env_->prec == Precision::kBF16 && !(in16 && out16);
-    // Few rows make the projections weight-bound (one read of each weight per
-    // step, n products per bf16 pair): those keep whole-batch GEMMs, which
-    // draw both cores' bandwidth. From ~16 rows they are compute-bound on one
-    // core and overlapping them with the sweeps pays (B 16, D 1024:
-    // 0.37 -> 0.30 ms; B 1: 0.15 whole-batch against 0.22 overlapped).
-    const int64_t work = n * H * (C + 4) * P;
-    if (sc.step_threads() > 1 && !bf16_uncached && n >= st.overlap_min_rows &&
-        work >= st.overlap_min_work)
-      step_overlapped(y, slot, pos, n, st, in16, out16);
-    else
-      step_whole_batch(y, slot, pos, n, st, in16, out16, work >= 65536);
-  }
-
- private:
-  // One (row i, head h) of a step: the gated scans advance by one token, q and
-  // kt are rotated by the chunk index, the query attends to the cached chunk
-  // finals plus its own running state, and z * o goes to the scratch's out
-  // (f32) or out16 (bf16 products). Its proj holds row i's in_proj output.
-  void attend_head(int64_t i, int64_t h, const int64_t* slot, const int64_t* pos, int64_t n_rows,
-                   DecodeState& st, bool out_bf16) {
-    RatState& rs = st.rat[size_t(state_index_)];
-    StepScratch& sc = st.scratch;
     const int64_t D = env_->cfg->d_model, P = m_.d_head, G = m_.ngroups;
-    const int64_t L = m_.chunk_size, GP = G * P, W = 3 * D + 2 * GP, C = rs.chunks;
-    const int64_t s = slot[i], t = pos[i], c = t / L, l = t % L;
-    const RopeTable& rope = env_->rope[P];
-    float* scr = sc.thread_scratch.data() + omp_get_thread_num() * sc.scratch_stride;
-    float* kr = scr + C + 1;
-    float* qr = kr + P;
-    float* gs = qr + P;  // this head's gates, then its output gates z
-    float* o = gs + P;
-    const float* pr = sc.proj.data() + i * W;
-    if (i + 1 < n_rows) {
-      // The next row of this head, which a sweep visits next: its in_proj
-      // outputs and running states are scattered lines (written by another
-      // core, or long evicted by the stream): fetch them during this attend
-      // (a step 3% faster on one thread, 2% on two).
-      const float* nx = sc.proj.data() + (i + 1) * W;
-      const float* next[7] = {nx + h * P, nx + D + h * P, nx + 2 * D + h * P,
-                              nx + 3 * D + (h % G) * P, nx + 3 * D + GP + (h % G) * P,
-                              rs.run_k.data() + slot[i + 1] * D + h * P,
-                              rs.run_v.data() + slot[i + 1] * D + h * P};
-      for (const float* r : next)
-        for (int64_t j = 0; j < P; j += 16)
-          _mm_prefetch(reinterpret_cast<const char*>(r + j), _MM_HINT_T0);
-    }
-    const float* v = pr + D + h * P;
-    const float* k = pr + 3 * D + GP + (h % G) * P;
-    float* rk = rs.run_k.data() + s * D + h * P;
-    float* rv = rs.run_v.data() + s * D + h * P;
-    // vt, kt: the chunk-reset gated scan, one token (state 0 at l == 0).
-    // vec_sigmoid per lane, as rat_scan_forward: the same bits as the forward.
-    vec_sigmoid(pr + 2 * D + h * P, p_.gate_bias + h * P, gs, P);
-#pragma omp simd
-    for (int64_t j = 0; j < P; ++j) {
-      const float g = gs[j];
-      const float pk = l == 0 ? 0.f : rk[j], pv = l == 0 ? 0.f : rv[j];
-      rk[j] = g * pk + (1.f - g) * k[j];
-      rv[j] = g * pv + (1.f - g) * v[j];
-    }
-    rope_rotate_head(rope, c, rk, kr);
-    rope_rotate_head(rope, c, pr + 3 * D + (h % G) * P, qr);
-    const int64_t base = (h * st.max_batch + s) * C * P;
-    const float scale = 1.f / std::sqrt(float(P));
-    if (rs.kv.bf16)
-      decode_attend(qr, rs.kv.k16.data() + base, rs.kv.v16.data() + base, c, kr, rv, P, scale, scr, o);
-    else
-      decode_attend(qr, rs.kv.k.data() + base, rs.kv.v.data() + base, c, kr, rv, P, scale, scr, o);
-    vec_sigmoid(pr + h * P, nullptr, gs, P);
-#pragma omp simd
-    for (int64_t j = 0; j < P; ++j) o[j] *= gs[j];  // z * o
-    if (out_bf16)
-      to_bf16(o, sc.out16.data() + i * D + h * P, P);
-    else
-      std::memcpy(sc.out.data() + i * D + h * P, o, size_t(P) * sizeof(float));
-    // A finished chunk's final state joins the cache.
-    if (l == L - 1) rs.kv.put(base + c * P, kr, rv, P);
-  }
-
-  // Whole-batch GEMMs (all threads) around the attends. A tiny step (batch 1,
-  // short caches) runs its attends on this thread alone: no parallel region
-  // to wait on. Guided: big contiguous shares first, then small ones, so a
-  // thread held up (a busy machine) leaves the tail to the others.
-  void step_whole_batch(float* y, const int64_t* slot, const int64_t* pos, int64_t n,
-                        DecodeState& st, const uint16_t* in16, const uint16_t* out16,
-                        bool parallel) {
-    StepScratch& sc = st.scratch;
-    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P;
-    const int64_t W = 3 * D + 2 * m_.ngroups * P;
-    linear_forward(sc.u.data(), D, p_.in_proj, nullptr, sc.proj.data(), W, n, D, W, env_->prec,
-                   0.f, in16);
-#pragma omp parallel for collapse(2) schedule(guided) num_threads(sc.step_threads()) if (parallel)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < n; ++i) attend_head(i, h, slot, pos, n, st, false);
-    linear_forward(sc.out.data(), D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f, out16);
-  }
-
-  // Large steps. A step is about half GEMM (compute-bound at batch 64) and
-  // half cache sweep (bandwidth-bound); one after the other, each leaves half
-  // the machine idle, and one core alone already draws most of the read
-  // bandwidth. So the step is cut into tasks that OverlapTasks runs on all
-  // threads, one core multiplying while the other sweeps:
-  //   compute 0:        q and k columns of in_proj (every head needs them);
-  //   compute 1..nb:    z, v, g columns of head block b (overlap_heads heads);
-  //   sweeps:           (head block, range of rows): attend_head, needing 0 and 1 + b;
-  //   compute nb+1...:  out_proj by output rows, once every sweep is done.
-  // Each GEMM runs on one thread as W[rows] . x^T (weight rows as the long
-  // side: 440-480 GFLOP/s per core against 300-330 for x . W^T with a strided
-  // output, bf16, batch 64, weights from memory) into a transposed scratch.
-  // Measured (D 2048, P 128, B 64, bf16): 5.1-5.3 ms per step, half the
-  // 10.1-10.5 ms of one thread; done phase after phase on both threads, 7.1 ms.
-  // One head per block and two row ranges per thread were the best of 1-4 heads
-  // and 1-4 ranges.
-  void step_overlapped(float* y, const int64_t* slot, const int64_t* pos, int64_t n,
-                       DecodeState& st, const uint16_t* in16, const uint16_t* out16) {
     RatState& rs = st.rat[size_t(state_index_)];
-    StepScratch& sc = st.scratch;
-    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, G = m_.ngroups;
-    const int64_t GP = G * P, W = 3 * D + 2 * GP;
-    const bool bf16 = env_->prec == Precision::kBF16;
-    const int nt = sc.step_threads();
-    const int64_t hb = std::max<int64_t>(1, std::min(H, st.overlap_heads));
-    const int nb = int((H + hb - 1) / hb);
-    const int64_t pieces = std::min<int64_t>(n, 2 * nt);  // row ranges per head block
-    const int64_t rows = (n + pieces - 1) / pieces;
-    const int64_t orows = std::max<int64_t>(16, (D / nt + 15) / 16 * 16);
-    const int n_out = int((D + orows - 1) / orows);
-    const int n_sweeps = int(nb * pieces);
-    if (bf16) to_bf16(sc.u.data(), sc.u16.data(), n * D);
-    // C[rows0 .. rows0 + m) = Wt[rows0 ..) . x^T (both row-major with D columns), one thread.
-    auto gemm_rows = [&](const float* Wt, const uint16_t* Wt16, const float* x, const uint16_t* x16,
-                         int64_t row0, int64_t m, float* C) {
-      const GemmShape s{m, n, D, false, true, D, D, n};
-      if (bf16)
-        gemm_small_bf16(s, Wt16 + row0 * D, x16, C + row0 * n, 0.f);
-      else
-        gemm_small_planned(s, Wt + row0 * D, x, C + row0 * n, 0.f);
-    };
-    // proj[:, row0 .. row0 + m) through its transpose.
-    auto in_rows = [&](int64_t row0, int64_t m) {
-      gemm_rows(p_.in_proj, in16, sc.u.data(), sc.u16.data(), row0, m, sc.proj_t.data());
-      transpose(sc.proj_t.data() + row0 * n, m, n, n, sc.proj.data() + row0, W);
-    };
-    // bf16: a block's z, v, g rows as one GEMM (3 x 128 rows in one call: 6%
-    // faster than three, a step ~3%), from in_proj regrouped by block once per
-    // weight version.
-    if (bf16 && (rs.in16_of != in16 || rs.in16_version != env_->w16cache->version() ||
-                 rs.in16_heads != hb)) {
-      rs.in16_blocked.resize(size_t(3 * D * D));
-      for (int64_t h0 = 0; h0 < H; h0 += hb) {
-        const int64_t nh = std::min(hb, H - h0);
-        for (int64_t part = 0; part < 3; ++part)
-          std::memcpy(rs.in16_blocked.data() + (3 * h0 + part * nh) * P * D,
-                      in16 + (part * D + h0 * P) * D, size_t(nh * P * D) * sizeof(uint16_t));
-      }
-      rs.in16_of = in16, rs.in16_version = env_->w16cache->version(), rs.in16_heads = hb;
-    }
-    auto in_block = [&](int64_t h0, int64_t nh) {
-      if (!bf16) {
-        for (int64_t part = 0; part < 3; ++part) in_rows(part * D + h0 * P, nh * P);
-        return;
-      }
-      const GemmShape s{3 * nh * P, n, D, false, true, D, D, n};
-      float* ct = sc.proj_t.data() + 3 * h0 * P * n;
-      gemm_small_bf16(s, rs.in16_blocked.data() + 3 * h0 * P * D, sc.u16.data(), ct, 0.f);
-      for (int64_t part = 0; part < 3; ++part)
-        transpose(ct + part * nh * P * n, nh * P, n, n, sc.proj.data() + part * D + h0 * P, W);
-    };
-    OverlapTasks& tasks = *sc.tasks;
-    tasks.reset(1 + nb + n_out, n_sweeps);
-#pragma omp parallel num_threads(nt)
-    {
-      const int tid = omp_get_thread_num();
-      tasks.run(
-          tid,
-          [&](int j) {
-            if (j == 0) return in_rows(3 * D, 2 * GP);  // q, k
-            if (j > nb) {  // out_proj rows, into out_t = out_proj . (z * o)^T
-              const int64_t d0 = (j - 1 - nb) * orows;
-              return gemm_rows(p_.out_proj, out16, sc.out.data(), sc.out16.data(), d0,
-                               std::min(orows, D - d0), sc.out_t.data());
-            }
-            const int64_t h0 = (j - 1) * hb;
-            in_block(h0, std::min(hb, H - h0));
-          },
-          [&](int a) {
-            // Head after head, row after row: the [H, S, C, P] cache is then
-            // read in one run per head (consecutive slots), which its
-            // prefetches follow.
-            const int64_t b = a / pieces, r = a % pieces;
-            const int64_t h1 = std::min(H, (b + 1) * hb), i1 = std::min(n, (r + 1) * rows);
-            for (int64_t h = b * hb; h < h1; ++h)
-              for (int64_t i = r * rows; i < i1; ++i) attend_head(i, h, slot, pos, n, st, bf16);
-          },
-          [&](int j) {  // in_proj: any time; out_proj: after every sweep
-            if (j <= nb) return true;
-            for (int a = n_sweeps - 1; a >= 0; --a)
-              if (!tasks.sweep_done(a)) return false;
-            return true;
-          },
-          [&](int a) {
-            return tasks.compute_done(0) && tasks.compute_done(1 + int(a / pieces));
-          });
-#pragma omp barrier
-      // y = x + out_t^T, split by output features (over the threads this
-      // region really has: OpenMP may grant fewer than asked).
-      const int64_t got = omp_get_num_threads(), per = (D + got - 1) / got;
-      const int64_t d0 = std::min(D, tid * per), d1 = std::min(D, d0 + per);
-      const float* yt = sc.out_t.data();
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t d = d0; d < d1; ++d) y[i * D + d] += yt[d * n + i];
-    }
+    StepScratch& ss = st.scratch;
+    const RatStepState state{D, P, G, m_.chunk_size, st.max_batch, rs.chunks, p_.gate_bias,
+                             &env_->rope.at(P), rs.kv.k.data(), rs.kv.v.data(), rs.kv.k16.data(),
+                             rs.kv.v16.data(), rs.kv.bf16, rs.run_k.data(), rs.run_v.data()};
+    const RatDecodeWeights w{p_.input_norm, p_.in_proj, p_.out_proj,
+                             env_->w16(p_.in_proj, D * in_proj_width(*env_->cfg, m_)),
+                             env_->w16(p_.out_proj, D * D),
+                             env_->w16cache ? env_->w16cache->version() : 0, env_->prec};
+    const RatInProjBlocks blocks{&rs.in16_blocked, &rs.in16_of, &rs.in16_version, &rs.in16_heads};
+    const RatDecodeScratch sc{ss.u.data(),      ss.rstd.data(), ss.proj.data(),
+                              ss.proj_t.data(), ss.out.data(),  ss.out_t.data(),
+                              ss.u16.data(),    ss.out16.data(), ss.thread_scratch.data(),
+                              ss.scratch_stride, ss.tasks.get()};
+    const RatDecodePlan plan{ss.step_threads(), st.overlap_min_rows, st.overlap_min_work,
+                             st.overlap_heads};
+    rat_decode_step(state, w, blocks, sc, plan, x, y, slot, pos, n);
   }
 };
 

@@ -3,11 +3,9 @@
 // y = x + out_proj(sigmoid(z) * h). It is the chunk scan with one chunk.
 #include <cstring>
 
-#include "kernels/activations.h"
-
 #include "kernels/linear.h"
-#include "kernels/vec_math.h"
 #include "kernels/rmsnorm.h"
+#include "kernels/rnn_step.h"
 #include "kernels/scan.h"
 #include "model/layers.h"
 
@@ -110,23 +108,7 @@ class RnnMixer final : public Block {
     rmsnorm_forward(x, p_.input_norm, sc.u.data(), sc.rstd.data(), n, D);
     linear_forward(sc.u.data(), D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f,
                    env_->w16(p_.in_proj, D * W));
-    const float* gate_bias = p_.gate_bias;
-    // Gates by vec_sigmoid in place, as the forward's sigmoid_inplace: the
-    // same bits. A few rows of a decode step are not worth a parallel region.
-#pragma omp parallel for schedule(static) if (n * D >= 16384)
-    for (int64_t i = 0; i < n; ++i) {
-      float* pr = proj + i * W;
-      vec_sigmoid(pr, nullptr, pr, D);
-      vec_sigmoid(pr + 2 * D, gate_bias, pr + 2 * D, D);
-      float* h = hs + slot[i] * D;
-      const bool first = pos[i] == 0;  // h_{-1} = 0
-#pragma omp simd
-      for (int64_t d = 0; d < D; ++d) {
-        const float g = pr[2 * D + d];
-        h[d] = g * (first ? 0.f : h[d]) + (1.0f - g) * pr[D + d];
-        out[i * D + d] = pr[d] * h[d];
-      }
-    }
+    rnn_step(proj, W, p_.gate_bias, hs, slot, pos, out, n, D);
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
     linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f,
                    env_->w16(p_.out_proj, D * D));
