@@ -114,8 +114,9 @@ class RatMixer final : public Block {
   // ---- Generation (SPEC.md "Generation state", rat) ----
 
   void init_state(DecodeState& st) override {
-    const int64_t D = env_->cfg->d_model, P = m_.d_head, G = m_.ngroups, L = m_.chunk_size;
-    const int64_t S = st.max_batch, C = (st.max_len + L - 1) / L, W = in_proj_width(*env_->cfg, m_);
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, L = m_.chunk_size;
+    const int64_t S = st.max_batch, C = (st.max_len + L - 1) / L;
+    const int64_t W = in_proj_width(*env_->cfg, m_);
     RatState& rs = DecodeState::at(st.rat, state_index_);
     rs.chunks = C;
     rs.kv.bf16 = st.bf16;
