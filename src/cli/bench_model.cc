@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "generate/decoder.h"
+#include "kernels/ceilings.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/params.h"

@@ -1,28 +1,15 @@
-#include "util/machine.h"
+#include "kernels/ceilings.h"
 
-#include <sys/resource.h>
-#include <omp.h>
 #include <immintrin.h>
 
 #include <algorithm>
-#include <fstream>
 #include <random>
 #include <vector>
 
+#include "kernels/gemm.h"
 #include "util/timer.h"
 
 namespace rat {
-
-std::string machine_description() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line, model = "unknown CPU";
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  return model + ", " + std::to_string(omp_get_max_threads()) + " threads";
-}
 
 // GFLOP/s of an n^3 GEMM in the given precision (the fastest of the repeats).
 // For bf16 the B operand is rounded once beforehand (as frozen weights are in
@@ -104,12 +91,6 @@ double measure_read_bandwidth(int64_t bytes, int repeats) {
     if (r > 0) t.push_back(now_seconds() - t0);
   }
   return double(n) * sizeof(float) / *std::min_element(t.begin(), t.end()) / 1e9;  // fastest, as above
-}
-
-double max_rss_mib() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) / 1024.0;
 }
 
 }  // namespace rat

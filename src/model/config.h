@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/types.h"
+
 namespace YAML {
 class Node;
 }
@@ -14,7 +16,6 @@ class Node;
 namespace rat {
 
 enum class MixerKind { kRat, kAttention, kLocalAttention, kRnn };
-enum class Activation { kGelu, kFastGelu, kRelu, kSwiglu };
 enum class PosEnc { kRope, kInterRope, kRopeInterRope, kEmpty };
 
 const char* mixer_name(MixerKind k);

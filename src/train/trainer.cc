@@ -7,6 +7,7 @@
 #include <fstream>
 #include <vector>
 
+#include "kernels/ceilings.h"
 #include "kernels/gemm.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -16,7 +17,6 @@
 #include "train/optimizer.h"
 #include "train/sampler.h"
 #include "util/error.h"
-#include "util/machine.h"
 #include "util/progress.h"
 #include "util/timer.h"
 
