@@ -58,7 +58,8 @@ for layer in "${!deps[@]}"; do
     rest=${hit#*:}
     line=${rest%%:*}
     text=${rest#*:}
-    target=$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*["<]([^">]*)[">].*/\1/' <<<"$text")
+    [[ $text =~ include[[:space:]]*[\"\<]([^\">]*) ]] || continue
+    target=${BASH_REMATCH[1]}
     first=${target%%/*}
     if [[ $target == ../* || $target == */../* ]]; then
       echo "$file:$line: includes \"$target\": a relative path, expected <layer>/<file>"
