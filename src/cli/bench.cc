@@ -13,6 +13,7 @@
 #include <omp.h>
 
 #include "cli/commands.h"
+#include "kernels/ceilings.h"
 #include "kernels/gemm.h"
 #include "model/enum_names.h"
 #include "model/layers.h"

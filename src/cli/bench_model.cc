@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "generate/decoder.h"
+#include "kernels/ceilings.h"
 #include "model/config.h"
 #include "model/mixer_kinds.h"
 #include "model/enum_names.h"

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "model/config.h"
+#include "kernels/types.h"
 
 namespace rat {
 

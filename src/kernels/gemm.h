@@ -10,9 +10,9 @@
 
 #include <cstdint>
 
-namespace rat {
+#include "kernels/types.h"
 
-enum class Precision { kF32, kBF16 };
+namespace rat {
 
 const char* precision_name(Precision p);
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/types.h"
+
 namespace YAML {
 class Node;
 }
@@ -15,7 +17,6 @@ namespace rat {
 
 // Descriptors (names, sizes, tensors, counts, factory): model/mixer_kinds.h.
 enum class MixerKind { kRat, kAttention, kLocalAttention, kRnn, kIdentity };
-enum class Activation { kGelu, kFastGelu, kRelu, kSwiglu };
 enum class PosEnc { kRope, kInterRope, kRopeInterRope, kEmpty };
 
 const char* mixer_name(MixerKind k);

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <functional>
 
+#include "data/tokens.h"
 #include "model/model.h"
-#include "model/tokens.h"
 
 namespace rat {
 

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "model/tokens.h"
+#include "data/tokens.h"
 #include "train/experiment.h"
 
 namespace rat {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/ceilings.h"
 #include "kernels/gemm.h"
 #include "model/enum_names.h"
 #include "model/mixer_kinds.h"
@@ -20,7 +21,6 @@
 #include "train/sampler.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
-#include "util/machine.h"
 #include "util/timer.h"
 
 namespace rat {

@@ -1,18 +1,11 @@
-// This machine's ceilings, measured in the same run as the figure they judge.
+// Facts about this machine and process that benchmarks print beside their
+// figures. Measured ceilings (GEMM rate, bandwidth) are kernels/ceilings.h.
 #pragma once
 
-#include <cstdint>
 #include <string>
-
-#include "kernels/gemm.h"
 
 namespace rat {
 
-// GFLOP/s of an n^3 GEMM (all threads), the fastest of the repeats.
-double measure_gemm_rate(int64_t n, Precision p, int repeats = 5);
-// GB/s reading a buffer far larger than the caches (all threads, software
-// prefetch), the fastest of the repeats.
-double measure_read_bandwidth(int64_t bytes = int64_t(1) << 30, int repeats = 5);
 // Peak resident set size of this process so far, MiB.
 double max_rss_mib();
 // "AMD EPYC ..., 2 threads".

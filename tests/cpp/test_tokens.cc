@@ -5,8 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "data/tokens.h"
 #include "io_test_util.h"
-#include "model/tokens.h"
 
 namespace rat {
 namespace {

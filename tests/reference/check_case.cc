@@ -24,11 +24,11 @@
 #include <string>
 #include <vector>
 
+#include "data/tokens.h"
 #include "generate/decoder.h"
 #include "generate/sampling.h"
 #include "model/model.h"
 #include "model/safetensors.h"
-#include "model/tokens.h"
 #include "nlohmann/json.hpp"
 #include "train/evaluate.h"
 

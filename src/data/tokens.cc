@@ -1,4 +1,4 @@
-#include "model/tokens.h"
+#include "data/tokens.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

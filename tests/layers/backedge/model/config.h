@@ -1,0 +1,2 @@
+// Fixture of the CTest `layers_script`: model may include kernels.
+#include <kernels/ok.h>

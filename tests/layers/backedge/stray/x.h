@@ -1,0 +1,1 @@
+// Fixture of the CTest `layers_script`: a folder that no layer declares.
