@@ -5,8 +5,8 @@
 #include <cstring>
 #include <vector>
 
-#include "io_test_util.h"
 #include "model/tokens.h"
+#include "test_util.h"
 
 namespace rat {
 namespace {
