@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/vec_math.h"
+#include "util/error.h"
 
 namespace rat {
 
@@ -119,6 +120,7 @@ void parallel_chunks(int64_t total, F&& f) {
 }  // namespace
 
 void activation_forward(Activation act, const float* h, float* a, int64_t N, int64_t F) {
+  RAT_ASSERT(h != nullptr && a != nullptr && N >= 0 && F >= 0);
   // Decode steps (a few rows): no parallel region; see rmsnorm_forward.
   if (act == Activation::kSwiglu) {
 #pragma omp parallel for schedule(static) if (N * F >= 16384)
@@ -147,6 +149,7 @@ void activation_forward(Activation act, const float* h, float* a, int64_t N, int
 
 void activation_backward(Activation act, const float* h, const float* da, float* dh, int64_t N,
                          int64_t F) {
+  RAT_ASSERT(h != nullptr && da != nullptr && dh != nullptr && N >= 0 && F >= 0);
   if (act == Activation::kSwiglu) {
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; ++n) {

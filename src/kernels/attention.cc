@@ -29,6 +29,7 @@
 #include "kernels/gemm.h"
 #include "kernels/softmax_tile.h"
 #include "kernels/vec_math.h"
+#include "util/error.h"
 
 namespace rat {
 
@@ -137,10 +138,19 @@ void backward_head(const AttnShape& s, int64_t bq, int64_t bk, int64_t b, int64_
   tile::unpack_rows(dQh, T, P, dq + row0 * s.ld_q + h * P, s.ld_q, false);
 }
 
+// AttnShape's contract (attention.h): every head fits in each row stride.
+[[maybe_unused]] bool attn_shape_ok(const AttnShape& s) {
+  const int64_t HP = s.H * s.P;
+  return s.B >= 0 && s.T >= 0 && s.H > 0 && s.P > 0 && s.ld_q >= HP && s.ld_k >= HP &&
+         s.ld_v >= HP && s.ld_o >= HP;
+}
+
 }  // namespace
 
 void attention_forward(const AttnShape& s, const float* q, const float* k, const float* v,
                        float* o, float* lse) {
+  RAT_ASSERT(q != nullptr && k != nullptr && v != nullptr && o != nullptr && lse != nullptr);
+  RAT_ASSERT(attn_shape_ok(s));
   const int64_t bq = s.block_q > 0 ? s.block_q : kFwdBlockQ;
   const int64_t bk = s.block_k > 0 ? s.block_k : kFwdBlockK;
   const int64_t nqb = (s.T + bq - 1) / bq, BH = s.B * s.H, T = s.T, P = s.P;
@@ -168,6 +178,8 @@ void attention_forward(const AttnShape& s, const float* q, const float* k, const
 void attention_backward(const AttnShape& s, const float* q, const float* k, const float* v,
                         const float* o, const float* lse, const float* dout, float* dq,
                         float* dk, float* dv) {
+  RAT_ASSERT(q && k && v && o && lse && dout && dq && dk && dv);
+  RAT_ASSERT(attn_shape_ok(s));
   const int64_t bq = s.block_q > 0 ? s.block_q : kBwdBlockQ;
   const int64_t bk = s.block_k > 0 ? s.block_k : kBwdBlockK;
 #pragma omp parallel for schedule(dynamic, 1)
@@ -204,6 +216,7 @@ double naive_probs(const AttnShape& s, const float* q, const float* k, int64_t b
 
 void attention_forward_naive(const AttnShape& s, const float* q, const float* k,
                              const float* v, float* o, float* lse) {
+  RAT_ASSERT(q != nullptr && k != nullptr && v != nullptr && o != nullptr && attn_shape_ok(s));
   const int64_t P = s.P;
   std::vector<double> p, acc(static_cast<size_t>(P));
   for (int64_t b = 0; b < s.B; ++b)
@@ -225,6 +238,7 @@ void attention_forward_naive(const AttnShape& s, const float* q, const float* k,
 void attention_backward_naive(const AttnShape& s, const float* q, const float* k,
                               const float* v, const float* dout, float* dq, float* dk,
                               float* dv) {
+  RAT_ASSERT(q && k && v && dout && dq && dk && dv && attn_shape_ok(s));
   const int64_t P = s.P, T = s.T;
   const double scale = 1.0 / std::sqrt(double(P));
   std::vector<double> p, dp, gq(size_t(T * P)), gk(size_t(T * P)), gv(size_t(T * P));

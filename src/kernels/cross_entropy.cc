@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "util/error.h"
+
 namespace rat {
 
 namespace {
@@ -13,6 +15,8 @@ constexpr int64_t kLogitBlockFloats = int64_t(8) << 20;  // 32 MB of logits at a
 CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* labels, int64_t N,
                                int64_t D, int64_t V, int64_t ignore_index, Precision prec,
                                float scale, float* dhf, float* dW) {
+  RAT_ASSERT(hf != nullptr && W != nullptr && labels != nullptr && (!dhf || dW != nullptr));
+  RAT_ASSERT(N >= 0 && D > 0 && V > 0);
   const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(N, kLogitBlockFloats / V));
   thread_local std::vector<float> logits;
   logits.resize(size_t(nb * V));
@@ -58,6 +62,8 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
 
 void lm_head_logits(const float* hf, const float* W, float* logits, int64_t N, int64_t D,
                     int64_t V, Precision prec, const uint16_t* W16) {
+  RAT_ASSERT(hf != nullptr && W != nullptr && logits != nullptr);
+  RAT_ASSERT(N >= 0 && D > 0 && V > 0);
   if (prec == Precision::kBF16 && W16)
     gemm_bf16_weights({N, V, D, false, true}, hf, W16, logits, 0.f);
   else

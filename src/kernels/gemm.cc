@@ -12,6 +12,7 @@
 
 #include "dnnl.hpp"
 #include "kernels/gemv.h"
+#include "util/error.h"
 
 namespace rat {
 
@@ -28,6 +29,8 @@ void fill_ld(GemmShape& s) {
   if (s.lda == 0) s.lda = s.trans_a ? s.M : s.K;
   if (s.ldb == 0) s.ldb = s.trans_b ? s.K : s.N;
   if (s.ldc == 0) s.ldc = s.N;
+  RAT_ASSERT(s.M >= 0 && s.N >= 0 && s.K >= 0);
+  RAT_ASSERT(s.lda >= (s.trans_a ? s.M : s.K) && s.ldb >= (s.trans_b ? s.K : s.N) && s.ldc >= s.N);
 }
 
 // beta is part of the key: the sum post-op bakes it into the primitive, so a
@@ -104,6 +107,8 @@ void pack_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld, std::vect
 }  // namespace
 
 void gemm(const GemmShape& shape, const float* A, const float* B, float* C, float beta, Precision p) {
+  RAT_ASSERT(C != nullptr || shape.M == 0 || shape.N == 0);
+  RAT_ASSERT((A != nullptr && B != nullptr) || shape.K == 0 || shape.M == 0 || shape.N == 0);
   GemmShape s = shape;
   fill_ld(s);
   if (s.M == 0 || s.N == 0) return;
@@ -131,6 +136,8 @@ void gemm(const GemmShape& shape, const float* A, const float* B, float* C, floa
 
 void gemm_bf16_weights(const GemmShape& shape, const float* A, const uint16_t* B16, float* C,
                        float beta) {
+  RAT_ASSERT(C != nullptr || shape.M == 0 || shape.N == 0);
+  RAT_ASSERT((A != nullptr && B16 != nullptr) || shape.K == 0 || shape.M == 0 || shape.N == 0);
   GemmShape s = shape;
   fill_ld(s);
   if (s.M == 0 || s.N == 0) return;
@@ -154,6 +161,7 @@ void gemm_bf16_weights(const GemmShape& shape, const float* A, const uint16_t* B
 }
 
 void gemm_small(const GemmShape& shape, const float* A, const float* B, float* C, float beta) {
+  RAT_ASSERT(C != nullptr || shape.M == 0 || shape.N == 0);
   GemmShape s = shape;
   fill_ld(s);
   if (s.M == 0 || s.N == 0) return;
@@ -163,6 +171,7 @@ void gemm_small(const GemmShape& shape, const float* A, const float* B, float* C
 
 void gemm_small_planned(const GemmShape& shape, const float* A, const float* B, float* C,
                         float beta) {
+  RAT_ASSERT(C != nullptr || shape.M == 0 || shape.N == 0);
   GemmShape s = shape;
   fill_ld(s);
   if (s.M == 0 || s.N == 0) return;
@@ -174,6 +183,7 @@ void gemm_small_planned(const GemmShape& shape, const float* A, const float* B, 
 
 void gemm_small_bf16(const GemmShape& shape, const uint16_t* A, const uint16_t* B, float* C,
                      float beta) {
+  RAT_ASSERT((A != nullptr && B != nullptr && C != nullptr) || shape.M == 0 || shape.N == 0);
   GemmShape s = shape;
   fill_ld(s);
   if (s.M == 0 || s.N == 0) return;
@@ -212,6 +222,7 @@ static inline uint16_t bf16_scalar(float f) {
 }
 
 void to_bf16(const float* x, uint16_t* y, int64_t n) {
+  RAT_ASSERT(n >= 0 && (n == 0 || (x != nullptr && y != nullptr)));
   int64_t i = 0;
 #if defined(__AVX512BF16__)
   for (; i + 16 <= n; i += 16) {
@@ -223,6 +234,7 @@ void to_bf16(const float* x, uint16_t* y, int64_t n) {
 }
 
 void from_bf16(const uint16_t* x, float* y, int64_t n) {
+  RAT_ASSERT(n >= 0 && (n == 0 || (x != nullptr && y != nullptr)));
   for (int64_t i = 0; i < n; ++i) {
     uint32_t u = uint32_t(x[i]) << 16;
     std::memcpy(&y[i], &u, 4);
@@ -230,6 +242,7 @@ void from_bf16(const uint16_t* x, float* y, int64_t n) {
 }
 
 void round_bf16(float* x, int64_t n) {
+  RAT_ASSERT(n >= 0 && (n == 0 || x != nullptr));
   for (int64_t i = 0; i < n; ++i) {
     uint16_t h = bf16_scalar(x[i]);
     from_bf16(&h, &x[i], 1);

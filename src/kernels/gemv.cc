@@ -8,6 +8,7 @@
 #include "kernels/decode_attention.h"
 #include "kernels/gemm.h"
 #include "kernels/vec_math.h"
+#include "util/error.h"
 
 namespace rat {
 
@@ -101,6 +102,8 @@ void run(const float* xs, const typename Rows::T* W, int64_t ldw, int64_t N, int
 
 void gemv_bf16(const float* x, int64_t ldx, int64_t M, const uint16_t* W, int64_t ldw,
                int64_t N, int64_t K, float* y, int64_t ldy, float beta) {
+  RAT_ASSERT(x != nullptr && W != nullptr && y != nullptr);
+  RAT_ASSERT(gemv_bf16_supported(M, K) && N >= 0 && ldx >= K && ldw >= K && ldy >= N);
 #if defined(__AVX512F__)
   // x rounded to bf16 (as gemm_bf16_weights rounds A), widened, and split into
   // the even/odd lanes that a 32-element block of a weight row widens into.
@@ -137,6 +140,8 @@ bool gemv_f32_supported(int64_t M, int64_t K) {
 
 void gemv_f32(const float* x, int64_t ldx, int64_t M, const float* W, int64_t ldw, int64_t N,
               int64_t K, float* y, int64_t ldy, float beta) {
+  RAT_ASSERT(x != nullptr && W != nullptr && y != nullptr);
+  RAT_ASSERT(gemv_f32_supported(M, K) && N >= 0 && ldx >= K && ldw >= K && ldy >= N);
 #if defined(__AVX512F__)
   thread_local std::vector<float> xs;  // x packed to [M, K]
   xs.resize(size_t(M * K));

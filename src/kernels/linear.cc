@@ -6,9 +6,12 @@
 
 #include <vector>
 
+#include "util/error.h"
+
 namespace rat {
 
 void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* out) {
+  RAT_ASSERT(x != nullptr && out != nullptr && N >= 0 && D >= 0 && ld >= D);
   const int nt = omp_get_max_threads();
   thread_local std::vector<float> partial;
   partial.assign(size_t(nt) * D, 0.f);
@@ -29,6 +32,8 @@ void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* 
 void linear_forward(const float* x, int64_t ldx, const float* W, const float* b, float* y,
                     int64_t ldy, int64_t N, int64_t in, int64_t out, Precision p, float beta,
                     const uint16_t* W16) {
+  RAT_ASSERT(x != nullptr && W != nullptr && y != nullptr);
+  RAT_ASSERT(N >= 0 && in > 0 && out > 0 && ldx >= in && ldy >= out);
   if (p == Precision::kBF16 && W16)
     gemm_bf16_weights({N, out, in, false, true, ldx, in, ldy}, x, W16, y, beta);
   else
@@ -44,6 +49,8 @@ void linear_forward(const float* x, int64_t ldx, const float* W, const float* b,
 void linear_backward(const float* x, int64_t ldx, const float* W, const float* dy, int64_t ldy,
                      float* dx, int64_t lddx, float dx_beta, float* dW, float* db, int64_t N,
                      int64_t in, int64_t out, Precision p) {
+  RAT_ASSERT(x != nullptr && W != nullptr && dy != nullptr && dW != nullptr);
+  RAT_ASSERT(N >= 0 && in > 0 && out > 0 && ldx >= in && ldy >= out && (!dx || lddx >= in));
   if (dx) gemm({N, in, out, false, false, ldy, in, lddx}, dy, W, dx, dx_beta, p);
   gemm({out, in, N, true, false, ldy, ldx, in}, dy, x, dW, 1.f, p);
   if (db) colsum_accumulate(dy, ldy, N, out, db);

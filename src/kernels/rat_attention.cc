@@ -30,6 +30,7 @@
 #include "kernels/gemm.h"
 #include "kernels/softmax_tile.h"
 #include "kernels/vec_math.h"
+#include "util/error.h"
 
 namespace rat {
 
@@ -164,10 +165,19 @@ void backward_head(const RatAttnShape& s, int64_t bq, int64_t bk, int64_t b, int
   tile::unpack_rows(dVf, nkeys, P, dvt + off, L * s.ld_kv, true);
 }
 
+// RatAttnShape's contract (rat_attention.h): G divides H (head h reads group h % G), chunks
+// are at least one token, and every head or group fits in its row stride.
+[[maybe_unused]] bool rat_attn_shape_ok(const RatAttnShape& s) {
+  return s.B >= 0 && s.T >= 0 && s.H > 0 && s.P > 0 && s.L >= 1 && s.G >= 1 && s.H % s.G == 0 &&
+         s.ld_q >= s.G * s.P && s.ld_kv >= s.H * s.P && s.ld_o >= s.H * s.P;
+}
+
 }  // namespace
 
 void rat_attention_forward(const RatAttnShape& s, const float* q, const float* kt,
                            const float* vt, float* o, float* lse) {
+  RAT_ASSERT(q != nullptr && kt != nullptr && vt != nullptr && o != nullptr && lse != nullptr);
+  RAT_ASSERT(rat_attn_shape_ok(s));
   const int64_t bq = s.block_q > 0 ? s.block_q : kFwdBlockQ;
   const int64_t bk = s.block_k > 0 ? s.block_k : kFwdBlockK;
   const int64_t nqb = (s.T + bq - 1) / bq, BH = s.B * s.H, P = s.P;
@@ -187,6 +197,8 @@ void rat_attention_forward(const RatAttnShape& s, const float* q, const float* k
 void rat_attention_backward(const RatAttnShape& s, const float* q, const float* kt,
                             const float* vt, const float* o, const float* lse,
                             const float* dout, float* dq, float* dkt, float* dvt) {
+  RAT_ASSERT(q && kt && vt && o && lse && dout && dq && dkt && dvt);
+  RAT_ASSERT(rat_attn_shape_ok(s));
   const int64_t bq = s.block_q > 0 ? s.block_q : kBwdBlockQ;
   const int64_t bk = s.block_k > 0 ? s.block_k : kBwdBlockK;
   const int64_t B = s.B, T = s.T, H = s.H, G = s.G, P = s.P;
@@ -275,6 +287,8 @@ double naive_probs(const RatAttnShape& s, const float* q, const float* kt, int64
 
 void rat_attention_forward_naive(const RatAttnShape& s, const float* q, const float* kt,
                                  const float* vt, float* o, float* lse) {
+  RAT_ASSERT(q != nullptr && kt != nullptr && vt != nullptr && o != nullptr &&
+             rat_attn_shape_ok(s));
   const int64_t P = s.P;
   std::vector<int64_t> rows;
   std::vector<double> p;
@@ -297,6 +311,7 @@ void rat_attention_forward_naive(const RatAttnShape& s, const float* q, const fl
 void rat_attention_backward_naive(const RatAttnShape& s, const float* q, const float* kt,
                                   const float* vt, const float* dout, float* dq, float* dkt,
                                   float* dvt) {
+  RAT_ASSERT(q && kt && vt && dout && dq && dkt && dvt && rat_attn_shape_ok(s));
   const int64_t B = s.B, T = s.T, H = s.H, G = s.G, P = s.P;
   const double scale = 1.0 / std::sqrt(double(P));
   std::vector<double> gq(size_t(B * T * G * P)), gk(size_t(B * T * H * P)), gv(gk.size());

@@ -8,11 +8,28 @@
 
 #include "kernels/rat_step.h"
 #include "kernels/vec_math.h"
+#include "util/error.h"
 
 namespace rat {
 
+namespace {
+
+// RatScanShape's contract (rat_scan.h): P even (rotate-half), P divides D, G divides H = D/P,
+// the five projection blocks fit in the row stride, and the table covers every chunk index.
+[[maybe_unused]] bool rat_scan_shape_ok(const RatScanShape& s, const RopeTable& rope) {
+  if (s.P <= 0 || s.P % 2 != 0 || s.D % s.P != 0 || s.G < 1 || (s.D / s.P) % s.G != 0) return false;
+  const int64_t chunks = s.L >= 1 ? (s.T + s.L - 1) / s.L : -1;
+  return s.B >= 0 && s.T >= 0 && chunks >= 0 && s.ld >= 3 * s.D + 2 * s.G * s.P && rope.P == s.P &&
+         (s.B * s.T == 0 || rope.max_pos >= chunks);
+}
+
+}  // namespace
+
 void rat_scan_forward(const RatScanShape& s, const float* gate_bias, const RopeTable& rope,
                       float* proj, float* vt, float* kt, float* ktr, float* qr) {
+  RAT_ASSERT(proj != nullptr && gate_bias != nullptr && vt != nullptr && kt != nullptr &&
+             ktr != nullptr && qr != nullptr);
+  RAT_ASSERT(rat_scan_shape_ok(s, rope));
   const int64_t B = s.B, T = s.T, L = s.L, D = s.D, P = s.P, G = s.G, GP = G * P;
   const int64_t H = D / P, half = P / 2, C = (T + L - 1) / L;
 #pragma omp parallel
@@ -54,6 +71,9 @@ void rat_scan_forward(const RatScanShape& s, const float* gate_bias, const RopeT
 void rat_scan_backward(const RatScanShape& s, const RopeTable& rope, const float* proj,
                        const float* vt, const float* kt, const float* dvt, const float* dktr,
                        const float* dqr, float* dproj) {
+  RAT_ASSERT(proj != nullptr && vt != nullptr && kt != nullptr && dvt != nullptr &&
+             dktr != nullptr && dqr != nullptr && dproj != nullptr);
+  RAT_ASSERT(rat_scan_shape_ok(s, rope));
   const int64_t B = s.B, T = s.T, L = s.L, D = s.D, P = s.P, G = s.G, GP = G * P;
   const int64_t H = D / P, half = P / 2, C = (T + L - 1) / L;
 #pragma omp parallel

@@ -5,9 +5,12 @@
 #include <cmath>
 #include <vector>
 
+#include "util/error.h"
+
 namespace rat {
 
 void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t N, int64_t D) {
+  RAT_ASSERT(x != nullptr && w != nullptr && y != nullptr && rstd != nullptr && N >= 0 && D > 0);
   // The few rows of a decode step: no parallel region (its barrier, with a
   // busy second core, costs more than the work).
 #pragma omp parallel for schedule(static) if (N * D >= 16384)
@@ -27,6 +30,7 @@ void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int6
 // With xh = x * r: dx = r * (dy*w - xh * mean(dy*w*xh)); dw = sum_n dy * xh.
 void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
                       float* dx, float* dw, int64_t N, int64_t D) {
+  RAT_ASSERT(dy && x && w && rstd && dx && dw && N >= 0 && D > 0);
   int nt = omp_get_max_threads();
   // Per-thread partial dw, grown once and reused (no allocation per step).
   thread_local std::vector<float> partial;

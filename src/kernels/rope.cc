@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "util/error.h"
+
 namespace rat {
 
 void RopeTable::build(int64_t p, int64_t mp, double b) {
+  RAT_ASSERT(p > 0 && p % 2 == 0 && mp >= 0);  // rotate-half pairs i with i + P/2
   P = p;
   max_pos = mp;
   base = b;
@@ -29,6 +32,9 @@ void RopeTable::ensure(int64_t p, int64_t mp, double b) {
 
 void rope_apply(const RopeTable& tab, float* x, int64_t B, int64_t T, int64_t t0, int64_t nheads,
                 int64_t ld, int64_t div, int sign) {
+  RAT_ASSERT(x != nullptr && tab.P % 2 == 0 && ld >= nheads * tab.P && div >= 1 &&
+             (sign == 1 || sign == -1));
+  RAT_ASSERT(B * T == 0 || (t0 >= 0 && (t0 + T - 1) / div < tab.max_pos));
   const int64_t P = tab.P, half = P / 2;
   const float s = float(sign);
 #pragma omp parallel for schedule(static)

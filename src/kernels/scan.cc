@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "util/error.h"
+
 namespace rat {
 
 namespace {
@@ -13,6 +15,8 @@ constexpr int64_t kColBlock = 64;
 
 void chunk_scan_forward(const float* g, int64_t ld_g, const float* x, int64_t ld_x, float* h,
                         int64_t ld_h, int64_t B, int64_t T, int64_t L, int64_t D) {
+  RAT_ASSERT(g != nullptr && x != nullptr && h != nullptr);
+  RAT_ASSERT(B >= 0 && T >= 0 && L >= 1 && D >= 0 && ld_g >= D && ld_x >= D && ld_h >= D);
   const int64_t C = (T + L - 1) / L;
   const int64_t nblk = (D + kColBlock - 1) / kColBlock;
 #pragma omp parallel for collapse(3) schedule(static)
@@ -42,6 +46,10 @@ void chunk_scan_forward(const float* g, int64_t ld_g, const float* x, int64_t ld
 void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t ld_x,
                          const float* h, const float* dh, int64_t ld_h, float* dx, int64_t ld_dx,
                          float* dg, int64_t ld_dg, int64_t B, int64_t T, int64_t L, int64_t D) {
+  RAT_ASSERT(g != nullptr && x != nullptr && h != nullptr && dh != nullptr && dx != nullptr &&
+             dg != nullptr);
+  RAT_ASSERT(B >= 0 && T >= 0 && L >= 1 && D >= 0 && ld_g >= D && ld_x >= D && ld_h >= D &&
+             ld_dx >= D && ld_dg >= D);
   const int64_t C = (T + L - 1) / L;
   const int64_t nblk = (D + kColBlock - 1) / kColBlock;
 #pragma omp parallel for collapse(3) schedule(static)

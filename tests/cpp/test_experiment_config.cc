@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "io_test_util.h"
+#include "test_util.h"
 #include "train/experiment.h"
 
 namespace rat {

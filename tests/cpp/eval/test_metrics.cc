@@ -3,7 +3,7 @@
 // tests/cli/metrics_check.py.
 #include <gtest/gtest.h>
 
-#include "../io_test_util.h"
+#include "test_util.h"
 #include "eval/metrics.h"
 
 using namespace rat;

@@ -9,9 +9,9 @@
 #include <map>
 #include <set>
 
-#include "../io_test_util.h"
+#include "test_util.h"
 #include "eval/mqar.h"
-#include "model/tokens.h"
+#include "data/tokens.h"
 #include "nlohmann/json.hpp"
 
 using namespace rat;

@@ -7,7 +7,7 @@
 #include <sstream>
 #include <filesystem>
 
-#include "../io_test_util.h"
+#include "test_util.h"
 #include "data/tokenizer.h"
 #include "eval/niah.h"
 #include "nlohmann/json.hpp"

@@ -1,7 +1,7 @@
 // generate/prompts: `rat generate`'s --prompt-ids and --batch-file rules.
 #include <gtest/gtest.h>
 
-#include "../io_test_util.h"
+#include "test_util.h"
 #include "generate/prompts.h"
 
 using rat::testing::error_of;

@@ -16,7 +16,7 @@
 #include "model/mixer_kinds.h"
 #include "model/model.h"
 #include "model/params.h"
-#include "model/tokens.h"
+#include "data/tokens.h"
 #include "train/evaluate.h"
 #include "train/experiment.h"
 #include "train/trainer.h"

@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "../io_test_util.h"
+#include "test_util.h"
 #include "model/model.h"
 #include "nlohmann/json.hpp"
 #include "train/checkpointing.h"

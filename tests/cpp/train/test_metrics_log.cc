@@ -4,7 +4,7 @@
 #include <fstream>
 #include <set>
 
-#include "../io_test_util.h"
+#include "test_util.h"
 #include "nlohmann/json.hpp"
 #include "train/metrics_log.h"
 

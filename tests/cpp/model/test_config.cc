@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <functional>
 
-#include "io_test_util.h"
+#include "test_util.h"
 #include "model/config.h"
 
 namespace rat {

@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "io_test_util.h"
 #include "model/safetensors.h"
+#include "test_util.h"
 
 namespace rat {
 namespace {

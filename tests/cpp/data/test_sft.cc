@@ -10,28 +10,20 @@
 
 #include "data/sft.h"
 #include "data/tokenizer.h"
-#include "io_test_util.h"
 #include "model/model.h"
 #include "nlohmann/json.hpp"
+#include "test_util.h"
 #include "train/experiment.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace rat;
+using rat::testing::error_of;
 using rat::testing::TempDir;
 
 namespace {
 
 constexpr int kVocab = 320;
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // Little-endian uint16 file -> ids, 0xFF9C read as -100.
 std::vector<int32_t> read_u16(const std::string& p) {
@@ -53,8 +45,9 @@ class SftTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir;
-    static const char* words[] = {"what", "is", "the", "gate", "of", "a", "chunk", "state",
-                                  "token", "answer", "rat", "layer", "key", "value", "yes", "no"};
+    static const char* words[] = {"what",  "is",    "the",   "gate",   "of",  "a",
+                                  "chunk", "state", "token", "answer", "rat", "layer",
+                                  "key",   "value", "yes",   "no"};
     std::mt19937 rng(3);
     auto sentence = [&](int n) {
       std::string s;
@@ -67,7 +60,8 @@ class SftTest : public ::testing::Test {
     std::string text;
     for (int i = 0; i < 200; ++i) text += sentence(8) + ".\n";
     dir_->write("text.txt", text);
-    tokenizer_ = new std::string(train_tokenizer({dir_->file("text.txt")}, dir_->file("tok"), kVocab));
+    tokenizer_ =
+        new std::string(train_tokenizer({dir_->file("text.txt")}, dir_->file("tok"), kVocab));
     examples_ = new std::vector<Example>;
     std::string jsonl;
     for (int i = 0; i < 24; ++i) {
@@ -111,8 +105,10 @@ TEST_F(SftTest, FilesMarkExactlyTheAnswers) {
   std::vector<int32_t> want_in, want_lab;  // want_lab[i]: target of position i
   int64_t answer_ids = 0;
   for (const Example& e : *examples_) {
-    for (int32_t id : tok.encode("Q: " + e.prompt + "\nA: ")) want_in.push_back(id), want_lab.push_back(-100);
-    for (int32_t id : tok.encode(e.answer)) want_in.push_back(id), want_lab.push_back(id), ++answer_ids;
+    for (int32_t id : tok.encode("Q: " + e.prompt + "\nA: "))
+      want_in.push_back(id), want_lab.push_back(-100);
+    for (int32_t id : tok.encode(e.answer))
+      want_in.push_back(id), want_lab.push_back(id), ++answer_ids;
     want_in.push_back(tok.eos_id()), want_lab.push_back(tok.eos_id());
   }
   want_lab.erase(want_lab.begin());
@@ -183,8 +179,9 @@ TEST_F(SftTest, TrainingCountsOnlyAnswerTokens) {
   SftReport r = build_sft_data(o);
   const int64_t T = 32, B = 2;
   std::ofstream(dir_->file("exp.yaml"))
-      << "data: {seq_len: " << T << ", vocab_size: " << kVocab << ", num_bytes: 2, ignore_input_index: "
-      << r.eos_id << ", batch_size: 2, global_batch_size: 2,\n"
+      << "data: {seq_len: " << T << ", vocab_size: " << kVocab
+      << ", num_bytes: 2, ignore_input_index: " << r.eos_id
+      << ", batch_size: 2, global_batch_size: 2,\n"
       << "  train: {_name_: sft_ordered, tokenized_input_path: " << r.inputs_path
       << ", tokenized_label_path: " << r.labels_path << "}}\n"
       << "model:\n  backbone: {_name_: sequence, num_layers: 1, d_model: 32, interleave_step: 1,\n"
@@ -193,7 +190,8 @@ TEST_F(SftTest, TrainingCountsOnlyAnswerTokens) {
       << "  embedding: {vocab_size: " << kVocab << ", pe: {_name_: interrope, base: 10000}}\n"
       << "task: {tie_embedding: true, ignore_index: -100}\n"
          "optim: {optimizer: {_name_: adamw, lr: 1.0e-3}}\n"
-         "trainer: {seed: 5, dtype: float32, max_steps: 1, log_interval: 1, save_checkpoint: false,\n"
+         "trainer: {seed: 5, dtype: float32, max_steps: 1, log_interval: 1, save_checkpoint: "
+         "false,\n"
          "  pretrained_path: "
       << dir_->file("init") << "}\n";
   Experiment e = load_experiment(dir_->file("exp.yaml"), {});

@@ -6,7 +6,7 @@
 //
 // Tolerances: the forward is a chain of <= L convex combinations of O(1) values plus one
 // rotation, so fp32 error stays a few ulp of O(1): 1e-5 absolute + 1e-5 relative. The sigmoid
-// runs through exp16 (<= 2 ulp). Gradients: the same argument as tests/cpp/test_kernels.cc
+// runs through exp16 (<= 2 ulp). Gradients: the same argument as tests/cpp/test_util.h
 // (finite differences in double with eps 1e-6 are exact to ~1e-7; a formula error is O(1)).
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -20,52 +20,21 @@
 #include "kernels/rope.h"
 #include "kernels/scan.h"
 #include "model/layers.h"
+#include "test_util.h"
 
 namespace rat {
 namespace {
 
-using Vec = std::vector<float>;
-using DVec = std::vector<double>;
-constexpr float kGarbage = 12345.f;
-
-Vec randn(int64_t n, uint32_t seed, float scale = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  Vec v(size_t(n), 0.f);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-::testing::AssertionResult close(const float* got, const double* want, size_t n, double atol,
-                                 double rtol) {
-  for (size_t i = 0; i < n; ++i) {
-    const double err = std::fabs(double(got[i]) - want[i]);
-    if (!(err <= atol + rtol * std::fabs(want[i])))
-      return ::testing::AssertionFailure() << "entry " << i << ": got " << got[i] << ", want "
-                                           << want[i] << " (err " << err << ")";
-  }
-  return ::testing::AssertionSuccess();
-}
-
-template <class F>
-void for_threads(F body) {
-  const int saved = omp_get_max_threads();
-  for (int nt : {1, 3}) {
-    SCOPED_TRACE("threads " + std::to_string(nt));
-    omp_set_num_threads(nt);
-    body();
-  }
-  omp_set_num_threads(saved);
-}
+using namespace rat::testing;
 
 struct Case {
   int64_t B, T, L, P, H, G;
 };
 const Case kCases[] = {
-    {2, 37, 8, 16, 4, 2},  // ragged last chunk, B > 1, two heads per group
-    {1, 9, 1, 8, 2, 1},    // L = 1: every token its own chunk; all heads read one group
-    {1, 11, 32, 12, 3, 3}, // L > T (one chunk), G = H; P/2 = 6 not a vector width
-    {2, 16, 4, 32, 2, 1},  // T a multiple of L
+    {2, 37, 8, 16, 4, 2},   // ragged last chunk, B > 1, two heads per group
+    {1, 9, 1, 8, 2, 1},     // L = 1: every token its own chunk; all heads read one group
+    {1, 11, 32, 12, 3, 3},  // L > T (one chunk), G = H; P/2 = 6 not a vector width
+    {2, 16, 4, 32, 2, 1},   // T a multiple of L
 };
 
 // Inputs of the stage, as the in_proj output: rows [z | v | g | q | k | pad] of stride ld.
@@ -181,8 +150,8 @@ Vec cols(const Vec& p, int64_t N, int64_t ld, int64_t c0, int64_t w) {
 
 TEST(RatScan, ForwardMatchesReference) {
   for (const Case& c : kCases) {
-    SCOPED_TRACE(::testing::Message() << "B " << c.B << " T " << c.T << " L " << c.L << " P "
-                                      << c.P << " H " << c.H << " G " << c.G);
+    SCOPED_TRACE(::testing::Message() << "B " << c.B << " T " << c.T << " L " << c.L << " P " << c.P
+                                      << " H " << c.H << " G " << c.G);
     const Inputs in = make_inputs(c, 11);
     RopeTable rope;
     rope.build(c.P, (c.T + c.L - 1) / c.L, 10000.0);
@@ -190,8 +159,12 @@ TEST(RatScan, ForwardMatchesReference) {
     for_threads([&] {
       const Outputs o = run_forward(c, in, rope);
       const int64_t N = in.N, D = in.D, GP = in.GP;
-      EXPECT_TRUE(close(cols(o.proj, N, in.ld, 0, D).data(), want.z.data(), size_t(N * D), 1e-6, 1e-5)) << "z";
-      EXPECT_TRUE(close(cols(o.proj, N, in.ld, 2 * D, D).data(), want.g.data(), size_t(N * D), 1e-6, 1e-5)) << "g";
+      EXPECT_TRUE(
+          close(cols(o.proj, N, in.ld, 0, D).data(), want.z.data(), size_t(N * D), 1e-6, 1e-5))
+          << "z";
+      EXPECT_TRUE(
+          close(cols(o.proj, N, in.ld, 2 * D, D).data(), want.g.data(), size_t(N * D), 1e-6, 1e-5))
+          << "g";
       EXPECT_TRUE(close(o.vt.data(), want.vt.data(), size_t(N * D), 1e-5, 1e-5)) << "vt";
       EXPECT_TRUE(close(o.kt.data(), want.kt.data(), size_t(N * D), 1e-5, 1e-5)) << "kt";
       EXPECT_TRUE(close(o.ktr.data(), want.ktr.data(), size_t(N * D), 1e-5, 1e-5)) << "ktr";
@@ -199,14 +172,16 @@ TEST(RatScan, ForwardMatchesReference) {
       // v, q, k columns are read only; the pad past 3D + 2GP is never touched.
       const Vec p0 = pack(in);
       for (int64_t n = 0; n < N; ++n) {
-        for (int64_t j = D; j < 2 * D; ++j) ASSERT_EQ(o.proj[size_t(n * in.ld + j)], p0[size_t(n * in.ld + j)]);
-        for (int64_t j = 3 * D; j < in.ld; ++j) ASSERT_EQ(o.proj[size_t(n * in.ld + j)], p0[size_t(n * in.ld + j)]);
+        for (int64_t j = D; j < 2 * D; ++j)
+          ASSERT_EQ(o.proj[size_t(n * in.ld + j)], p0[size_t(n * in.ld + j)]);
+        for (int64_t j = 3 * D; j < in.ld; ++j)
+          ASSERT_EQ(o.proj[size_t(n * in.ld + j)], p0[size_t(n * in.ld + j)]);
       }
     });
   }
 }
 
-// The fused pass computes what the unfused kernels (each tested in test_kernels.cc) compute
+// The fused pass computes what the unfused kernels (each tested in tests/cpp/kernels/) compute
 // in sequence, to fp32 rounding: sigmoid_inplace, chunk_scan_forward per head, rope_apply.
 TEST(RatScan, ForwardAgreesWithUnfusedKernels) {
   const Case c{2, 45, 16, 64, 4, 2};
@@ -239,8 +214,8 @@ TEST(RatScan, ForwardAgreesWithUnfusedKernels) {
 
 TEST(RatScan, BackwardMatchesFiniteDifferences) {
   for (const Case& c : kCases) {
-    SCOPED_TRACE(::testing::Message() << "B " << c.B << " T " << c.T << " L " << c.L << " P "
-                                      << c.P << " H " << c.H << " G " << c.G);
+    SCOPED_TRACE(::testing::Message() << "B " << c.B << " T " << c.T << " L " << c.L << " P " << c.P
+                                      << " H " << c.H << " G " << c.G);
     Inputs in = make_inputs(c, 31);
     RopeTable rope;
     rope.build(c.P, (c.T + c.L - 1) / c.L, 10000.0);
@@ -273,10 +248,18 @@ TEST(RatScan, BackwardMatchesFiniteDifferences) {
       RatScanShape s{c.B, c.T, c.L, D, c.P, c.G, in.ld};
       rat_scan_backward(s, rope, o.proj.data(), o.vt.data(), o.kt.data(), Rv.data(), Rk.data(),
                         Rq.data(), dproj.data());
-      EXPECT_TRUE(close(cols(dproj, N, in.ld, D, D).data(), want_dv.data(), size_t(N * D), 1e-5, 1e-4)) << "dv";
-      EXPECT_TRUE(close(cols(dproj, N, in.ld, 2 * D, D).data(), want_dg.data(), size_t(N * D), 1e-5, 1e-4)) << "dg";
-      EXPECT_TRUE(close(cols(dproj, N, in.ld, 3 * D, GP).data(), want_dq.data(), size_t(N * GP), 1e-5, 1e-4)) << "dq";
-      EXPECT_TRUE(close(cols(dproj, N, in.ld, 3 * D + GP, GP).data(), want_dk.data(), size_t(N * GP), 1e-5, 1e-4)) << "dk";
+      EXPECT_TRUE(
+          close(cols(dproj, N, in.ld, D, D).data(), want_dv.data(), size_t(N * D), 1e-5, 1e-4))
+          << "dv";
+      EXPECT_TRUE(
+          close(cols(dproj, N, in.ld, 2 * D, D).data(), want_dg.data(), size_t(N * D), 1e-5, 1e-4))
+          << "dg";
+      EXPECT_TRUE(close(cols(dproj, N, in.ld, 3 * D, GP).data(), want_dq.data(), size_t(N * GP),
+                        1e-5, 1e-4))
+          << "dq";
+      EXPECT_TRUE(close(cols(dproj, N, in.ld, 3 * D + GP, GP).data(), want_dk.data(),
+                        size_t(N * GP), 1e-5, 1e-4))
+          << "dk";
       // z columns (the mixer writes them) and the pad stay untouched.
       for (int64_t n = 0; n < N; ++n) {
         for (int64_t j = 0; j < D; ++j) ASSERT_EQ(dproj[size_t(n * in.ld + j)], kGarbage);

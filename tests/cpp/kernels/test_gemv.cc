@@ -46,8 +46,8 @@ TEST(GemvBf16, MatchesFloat64OfRoundedOperands) {
                 mag += std::fabs(t);
               }
               ASSERT_NEAR(y[size_t(m * ldy + n)], want, 1e-6 * mag + 1e-30)
-                  << "M " << M << " N " << N << " K " << K << " beta " << beta << " at " << m
-                  << "," << n;
+                  << "M " << M << " N " << N << " K " << K << " beta " << beta << " at " << m << ","
+                  << n;
             }
           // Untouched: the padding columns of y.
           for (int64_t m = 0; m < M; ++m)

@@ -11,23 +11,18 @@
 
 #include "data/corpus.h"
 #include "data/tokenizer.h"
+#include "test_util.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
 using rat::Error;
 using rat::StreamDecoder;
 using rat::Tokenizer;
+using rat::testing::slurp;
 
 namespace {
 
 constexpr int kVocab = 320;  // 256 byte pieces + 3 control + characters + a few merges
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void spit(const fs::path& p, const std::string& s) {
   fs::create_directories(p.parent_path());
@@ -37,9 +32,9 @@ void spit(const fs::path& p, const std::string& s) {
 // A small reproducible "document": lines of words, some indented, some with
 // non-ASCII words (rare enough that they need byte fallback).
 std::string make_document(int seed) {
-  static const char* words[] = {"the",  "model", "chunk", "state", "token", "gate",
-                                "query", "key",  "value", "layer", "rat",   "of",
-                                "and",  "a",     "is",    "to",    "in",    "for"};
+  static const char* words[] = {"the",   "model", "chunk", "state", "token", "gate",
+                                "query", "key",   "value", "layer", "rat",   "of",
+                                "and",   "a",     "is",    "to",    "in",    "for"};
   std::mt19937 rng{uint32_t(seed)};
   std::string doc;
   const int lines = 3 + int(rng() % 6);
@@ -63,7 +58,8 @@ std::vector<int32_t> read_ids(const fs::path& p) {
   std::vector<int32_t> ids(bytes.size() / sizeof(T));
   for (size_t i = 0; i < ids.size(); ++i) {
     uint32_t v = 0;
-    for (size_t b = 0; b < sizeof(T); ++b) v |= uint32_t(uint8_t(bytes[i * sizeof(T) + b])) << (8 * b);
+    for (size_t b = 0; b < sizeof(T); ++b)
+      v |= uint32_t(uint8_t(bytes[i * sizeof(T) + b])) << (8 * b);
     ids[i] = int32_t(v);
   }
   return ids;
@@ -129,7 +125,8 @@ TEST_F(TokenizerTest, RoundTripIncludingNonAscii) {
       "the model",
       "  leading spaces and  double  spaces ",
       "line one\nline two\n\n    indented\ttab\n",
-      "caf\xc3\xa9 na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x99\x82 \xe2\x80\x94 end",
+      "caf\xc3\xa9 na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x99\x82 \xe2\x80\x94 "
+      "end",
       "UPPER case, digits 0123456789 and symbols {}[]<>|~`@#$%^&*",
   };
   for (const auto& t : texts) {
@@ -359,14 +356,9 @@ TEST_F(TokenizerTest, UnigramPerplexity) {
   EXPECT_EQ(rat::unigram_perplexity({3, 1, 0}, {0, 0, 0}), 0.0);
 }
 
+// error_of fails the test unless f throws a one-line rat::Error.
 void expect_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "one line: " << e.what();
-  }
+  EXPECT_HAS(rat::testing::error_of(f), needle);
 }
 
 TEST_F(TokenizerTest, Errors) {

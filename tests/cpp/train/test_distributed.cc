@@ -53,14 +53,14 @@ TEST(BackwardHook, StretchesAreFinalAdjoinAndCoverTheBuffer) {
       std::mt19937 rng(5);
       std::vector<int32_t> ids(size_t(B * T)), labels(size_t(B * T));
       for (auto& x : ids) x = int32_t(rng() % 50);
-      for (size_t i = 0; i < labels.size(); ++i) labels[i] = i % 7 == 3 ? -100 : ids[(i + 1) % ids.size()];
+      for (size_t i = 0; i < labels.size(); ++i)
+        labels[i] = i % 7 == 3 ? -100 : ids[(i + 1) % ids.size()];
       m.zero_grads();
       m.forward_backward(ids.data(), labels.data(), B, T, true);  // an earlier micro-batch
       std::vector<Stretch> seen;
-      m.forward_backward(ids.data(), labels.data(), B, T, true, 0.f,
-                         [&](int64_t b, int64_t e) {
-                           seen.push_back({b, e, std::vector<float>(m.grads() + b, m.grads() + e)});
-                         });
+      m.forward_backward(ids.data(), labels.data(), B, T, true, 0.f, [&](int64_t b, int64_t e) {
+        seen.push_back({b, e, std::vector<float>(m.grads() + b, m.grads() + e)});
+      });
       SCOPED_TRACE(std::string(tied ? "tied " : "untied ") + mixer_name(k));
       ASSERT_EQ(seen.size(), size_t(cfg.num_layers + 2));  // head, each block, embedding
       EXPECT_EQ(seen.front().end, n);

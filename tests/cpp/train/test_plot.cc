@@ -5,23 +5,15 @@
 #include <filesystem>
 #include <fstream>
 
-#include "io_test_util.h"
+#include "test_util.h"
 #include "train/plot.h"
 
 namespace fs = std::filesystem;
 using namespace rat;
+using rat::testing::error_of;
 using rat::testing::TempDir;
 
 namespace {
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A run directory whose metrics.jsonl looks like rat train's: training
 // records every step, a validation record every 10.
@@ -31,7 +23,8 @@ std::string make_run(const TempDir& d, const std::string& name, double scale) {
   for (int s = 1; s <= 40; ++s) {
     f << "{\"step\":" << s << ",\"loss\":" << scale * (2.0 + 6.0 / std::sqrt(double(s)))
       << ",\"lr\":0.001,\"grad_norm\":1.5}\n";
-    if (s % 10 == 0) f << "{\"step\":" << s << ",\"val_loss\":" << scale * 3.0 << ",\"val_ppl\":20.1}\n";
+    if (s % 10 == 0)
+      f << "{\"step\":" << s << ",\"val_loss\":" << scale * 3.0 << ",\"val_ppl\":20.1}\n";
   }
   return d.file(name);
 }
@@ -79,6 +72,7 @@ TEST(Plot, RunWithoutMetricsOrMetricIsNamed) {
   o.metric = "val_los";
   msg = error_of([&] { plot_runs(o); });
   EXPECT_NE(msg.find("no record has 'val_los'"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("val_loss"), std::string::npos) << "should list the metrics there are: " << msg;
+  EXPECT_NE(msg.find("val_loss"), std::string::npos)
+      << "should list the metrics there are: " << msg;
   EXPECT_FALSE(fs::exists(o.out));
 }

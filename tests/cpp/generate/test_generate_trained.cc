@@ -12,6 +12,7 @@
 #include "data/tokenizer.h"
 #include "generate/generate.h"
 #include "model/model.h"
+#include "test_util.h"
 #include "train/experiment.h"
 #include "train/trainer.h"
 
@@ -20,12 +21,7 @@ namespace fs = std::filesystem;
 namespace rat {
 namespace {
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+using rat::testing::slurp;
 
 TEST(GenerateTrained, CheckpointCarriesTokenizerAndGenerates) {
   const fs::path dir = fs::temp_directory_path() / "rat_generate_trained_test";
@@ -52,7 +48,8 @@ TEST(GenerateTrained, CheckpointCarriesTokenizerAndGenerates) {
     std::ofstream f(dir / "exp.yaml");
     f << "data: {seq_len: 32, vocab_size: " << V << ", num_bytes: 2, ignore_input_index: 2,\n"
       << "  batch_size: 2, global_batch_size: 2,\n"
-      << "  train: {_name_: lm_ordered, tokenized_file_path: " << (dir / "data" / "train.bin").string()
+      << "  train: {_name_: lm_ordered, tokenized_file_path: "
+      << (dir / "data" / "train.bin").string()
       << "},\n  val: {_name_: lm_ordered, tokenized_file_path: "
       << (dir / "data" / "val.bin").string() << "}, val_samples: 2}\n"
       << "model:\n  backbone: {_name_: sequence, num_layers: 1, d_model: 32, interleave_step: 1,\n"

@@ -20,18 +20,16 @@
 #include "kernels/attention.h"
 #include "kernels/rat_attention.h"
 #include "kernels/vec_math.h"
+#include "test_util.h"
 
 namespace rat {
 namespace {
 
 constexpr float kSentinel = 12345.f;
 
+// n values uniform in [lo, hi).
 std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> x(n);
-  for (float& v : x) v = u(rng);
-  return x;
+  return rat::testing::uniform(int64_t(n), seed, lo, hi);
 }
 
 // Max |a - b| over `cols` columns at column offset `off` of `rows` rows of stride ld.
@@ -80,14 +78,16 @@ TEST(VecMath, ExpWithinTwoUlp) {
   y.resize(x.size());
   vec_exp(x.data(), y.data(), int64_t(x.size()));
   double worst = 0;
-  for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, ulp_error(y[i], std::exp(double(x[i]))));
+  for (size_t i = 0; i < x.size(); ++i)
+    worst = std::max(worst, ulp_error(y[i], std::exp(double(x[i]))));
   EXPECT_LE(worst, 2.0);
 }
 
 TEST(VecMath, ExpEdgeCasesAndTails) {
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> x = {-inf, -1000.f, -104.f, 0.f, 1.f, -1.f, 100.f, 1e-30f,
-                          std::numeric_limits<float>::quiet_NaN()};
+  std::vector<float> x = {-inf,  -1000.f, -104.f,
+                          0.f,   1.f,     -1.f,
+                          100.f, 1e-30f,  std::numeric_limits<float>::quiet_NaN()};
   std::vector<float> y(x.size());
   vec_exp(x.data(), y.data(), int64_t(x.size()));
   EXPECT_EQ(y[0], 0.f);  // masked scores must give exactly 0
@@ -101,9 +101,11 @@ TEST(VecMath, ExpEdgeCasesAndTails) {
   EXPECT_TRUE(std::isnan(y[8]));
   // Every tail length: elements past n are not written.
   for (int64_t n = 0; n <= 35; ++n) {
-    std::vector<float> a = random_vec(size_t(n) + 4, uint32_t(n), -5.f, 5.f), b(a.size(), kSentinel);
+    std::vector<float> a = random_vec(size_t(n) + 4, uint32_t(n), -5.f, 5.f),
+                       b(a.size(), kSentinel);
     vec_exp(a.data(), b.data(), n);
-    for (int64_t i = 0; i < n; ++i) EXPECT_LE(ulp_error(b[size_t(i)], std::exp(double(a[size_t(i)]))), 2.0);
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_LE(ulp_error(b[size_t(i)], std::exp(double(a[size_t(i)]))), 2.0);
     for (size_t i = size_t(n); i < b.size(); ++i) EXPECT_EQ(b[i], kSentinel);
   }
 }
@@ -123,11 +125,14 @@ TEST(VecMath, ExpAffineSumAndSoftmaxGrad) {
     vec_softmax_grad(p.data(), d.data(), n, 0.3f, 0.125f);
     for (int64_t i = 0; i < n; ++i)
       EXPECT_FLOAT_EQ(d[size_t(i)], p[size_t(i)] * 0.125f * (d0[size_t(i)] - 0.3f));
-    EXPECT_NEAR(vec_dot(p.data(), d0.data(), n), [&] {
-      double s = 0;
-      for (int64_t i = 0; i < n; ++i) s += double(p[size_t(i)]) * d0[size_t(i)];
-      return s;
-    }(), 1e-5);
+    EXPECT_NEAR(
+        vec_dot(p.data(), d0.data(), n),
+        [&] {
+          double s = 0;
+          for (int64_t i = 0; i < n; ++i) s += double(p[size_t(i)]) * d0[size_t(i)];
+          return s;
+        }(),
+        1e-5);
   }
 }
 
@@ -305,9 +310,8 @@ struct RatCase {
 
 std::string name(const RatCase& c) {
   char buf[128];
-  std::snprintf(buf, sizeof buf, "B%ld_T%ld_H%ld_P%ld_L%ld_G%ld_bq%ld_bk%ld", long(c.B),
-                long(c.T), long(c.H), long(c.P), long(c.L), long(c.G), long(c.block_q),
-                long(c.block_k));
+  std::snprintf(buf, sizeof buf, "B%ld_T%ld_H%ld_P%ld_L%ld_G%ld_bq%ld_bk%ld", long(c.B), long(c.T),
+                long(c.H), long(c.P), long(c.L), long(c.G), long(c.block_q), long(c.block_k));
   return buf;
 }
 
@@ -320,8 +324,8 @@ struct RatProblem {
 
   explicit RatProblem(const RatCase& c, uint32_t seed = 1) {
     const int64_t D = c.H * c.P, rows = c.B * c.T;
-    s = RatAttnShape{c.B, c.T, c.H, c.P, c.L, c.G, c.G * c.P + 3, 2 * D + 5, D + 2,
-                     c.block_q, c.block_k};
+    s = RatAttnShape{c.B,           c.T,       c.H,   c.P,       c.L,      c.G,
+                     c.G * c.P + 3, 2 * D + 5, D + 2, c.block_q, c.block_k};
     q = random_vec(size_t(rows * s.ld_q), seed, -2.f, 2.f);
     kv = random_vec(size_t(rows * s.ld_kv), seed + 1, -2.f, 2.f);
     for (int64_t r = 0; r < rows; ++r) {
@@ -336,20 +340,20 @@ struct RatProblem {
   }
   void forward() { rat_attention_forward(s, q.data(), kt(), vt(), o.data(), lse.data()); }
   void backward() {
-    rat_attention_backward(s, q.data(), kt(), vt(), o.data(), lse.data(), dout.data(),
-                           dq.data(), dkv.data(), dkv.data() + s.H * s.P);
+    rat_attention_backward(s, q.data(), kt(), vt(), o.data(), lse.data(), dout.data(), dq.data(),
+                           dkv.data(), dkv.data() + s.H * s.P);
   }
 };
 
 const std::vector<RatCase> kRatCases = {
-    {1, 5, 2, 16, 16, 1, 0, 0},     // T < L: chunk 0 only, o = vt
-    {1, 50, 4, 16, 16, 1, 0, 0},    // ragged last chunk, default blocks, G = 1
-    {1, 50, 4, 16, 16, 2, 8, 2},    // G = 2, several query and key blocks
-    {2, 61, 8, 8, 4, 4, 16, 4},     // B > 1, G = 4, H = 8, ragged (61 % 4 = 1)
-    {1, 40, 2, 24, 1, 1, 8, 8},     // L = 1: attention over earlier tokens; P tail
-    {1, 64, 4, 16, 16, 2, 16, 2},   // T a multiple of L
-    {1, 300, 4, 64, 3, 2, 0, 0},    // many keys, default blocks (T/L > default Bk)
-    {2, 33, 4, 16, 8, 4, 5, 3},     // G = H = 4, blocks not aligned to chunks
+    {1, 5, 2, 16, 16, 1, 0, 0},    // T < L: chunk 0 only, o = vt
+    {1, 50, 4, 16, 16, 1, 0, 0},   // ragged last chunk, default blocks, G = 1
+    {1, 50, 4, 16, 16, 2, 8, 2},   // G = 2, several query and key blocks
+    {2, 61, 8, 8, 4, 4, 16, 4},    // B > 1, G = 4, H = 8, ragged (61 % 4 = 1)
+    {1, 40, 2, 24, 1, 1, 8, 8},    // L = 1: attention over earlier tokens; P tail
+    {1, 64, 4, 16, 16, 2, 16, 2},  // T a multiple of L
+    {1, 300, 4, 64, 3, 2, 0, 0},   // many keys, default blocks (T/L > default Bk)
+    {2, 33, 4, 16, 8, 4, 5, 3},    // G = H = 4, blocks not aligned to chunks
 };
 
 class RatAttentionTest : public ::testing::TestWithParam<RatCase> {};
@@ -379,8 +383,8 @@ TEST_P(RatAttentionTest, BackwardMatchesNaiveForAnyThreadCount) {
   const int64_t rows = c.B * c.T, D = c.H * c.P;
   RatProblem ref_p(c);
   std::vector<float> rq(ref_p.q.size(), 0.f), rkv(ref_p.kv.size(), 0.f);
-  rat_attention_backward_naive(ref_p.s, ref_p.q.data(), ref_p.kt(), ref_p.vt(),
-                               ref_p.dout.data(), rq.data(), rkv.data(), rkv.data() + D);
+  rat_attention_backward_naive(ref_p.s, ref_p.q.data(), ref_p.kt(), ref_p.vt(), ref_p.dout.data(),
+                               rq.data(), rkv.data(), rkv.data() + D);
   const int saved = omp_get_max_threads();
   for (int nth : {1, 2, 3}) {
     omp_set_num_threads(nth);
@@ -438,7 +442,8 @@ TEST(RatAttention, LseIncludesOwnState) {
   for (int64_t h = 0; h < 2; ++h)
     for (int64_t t = 0; t < 4; ++t) {
       double d = 0;
-      for (int64_t i = 0; i < 16; ++i) d += double(p.q[size_t(t * p.s.ld_q + i)]) * p.kt()[t * p.s.ld_kv + h * 16 + i];
+      for (int64_t i = 0; i < 16; ++i)
+        d += double(p.q[size_t(t * p.s.ld_q + i)]) * p.kt()[t * p.s.ld_kv + h * 16 + i];
       EXPECT_NEAR(p.lse[size_t(h * 4 + t)], d / 4.0, 1e-5);
     }
 }

@@ -10,6 +10,7 @@
 
 #include "nlohmann/json.hpp"
 #include "model/model.h"
+#include "test_util.h"
 #include "train/experiment.h"
 #include "train/optimizer.h"
 #include "train/trainer.h"
@@ -17,6 +18,7 @@
 
 namespace fs = std::filesystem;
 using namespace rat;
+using rat::testing::error_of;
 
 namespace {
 
@@ -72,15 +74,6 @@ std::vector<double> losses(const fs::path& metrics) {
     if (j.contains("loss")) out.push_back(j["loss"].get<double>());
   }
   return out;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "data/tokens.h"
-#include "io_test_util.h"
+#include "test_util.h"
 
 namespace rat {
 namespace {

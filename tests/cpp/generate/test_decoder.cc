@@ -28,6 +28,7 @@
 #include "kernels/gemm.h"
 #include "model/model.h"
 #include "util/error.h"
+#include "test_util.h"
 
 namespace rat {
 namespace {
@@ -92,13 +93,7 @@ std::unique_ptr<Model> make_model(const ModelConfig& cfg, uint32_t seed) {
   return m;
 }
 
-std::vector<int32_t> random_ids(int64_t n, int64_t V, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> u(0, int32_t(V - 1));
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (auto& i : ids) i = u(rng);
-  return ids;
-}
+using rat::testing::random_ids;
 
 // Max |got - want| relative to max |want| over one row of V logits.
 double rel_err(const float* got, const float* want, int64_t V) {

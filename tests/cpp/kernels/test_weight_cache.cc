@@ -12,17 +12,12 @@
 #include "kernels/linear.h"
 #include "kernels/weight_cache.h"
 #include "model/model.h"
+#include "test_util.h"
 
 namespace rat {
 namespace {
 
-std::vector<float> randn(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& f : v) f = nd(rng);
-  return v;
-}
+using rat::testing::randn;
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
@@ -31,7 +26,11 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 TEST(WeightCache, LinearEqualsPerCallRoundingBitForBit) {
   // Decode-like (few rows) and prefill-like shapes, with and without bias and
   // accumulation onto a residual.
-  struct Case { int64_t N, in, out; bool bias; float beta; };
+  struct Case {
+    int64_t N, in, out;
+    bool bias;
+    float beta;
+  };
   for (const Case& c : {Case{1, 64, 96, false, 0.f}, Case{7, 96, 64, true, 0.f},
                         Case{64, 256, 320, false, 1.f}, Case{33, 130, 70, true, 1.f}}) {
     auto x = randn(c.N * c.in, 1), W = randn(c.out * c.in, 2), b = randn(c.out, 3);
