@@ -80,7 +80,8 @@ struct Lab {
       for (const float* p : a) {
 #pragma omp for schedule(static) nowait
         for (int64_t i = 0; i < n; i += 128)
-          for (int t = 0; t < 8; ++t) acc[t] = _mm512_add_ps(acc[t], _mm512_loadu_ps(p + i + 16 * t));
+          for (int t = 0; t < 8; ++t)
+            acc[t] = _mm512_add_ps(acc[t], _mm512_loadu_ps(p + i + 16 * t));
       }
       for (int t = 1; t < 8; ++t) acc[0] = _mm512_add_ps(acc[0], acc[t]);
       s += hsum16(acc[0]);
@@ -100,18 +101,22 @@ int lab(int64_t P, int64_t C, int reps) {
     e = std::max(e, double(std::fabs(ref[i] - L.out[i])));
     m = std::max(m, double(std::fabs(ref[i])));
   }
-  std::printf("%s cache, S %lld x H %lld, %lld rows of P %lld: %.1f MB; unrolled vs generic max|diff| %.2e (max|o| %.2f)\n",
-              sizeof(KV) == 2 ? "bf16" : "f32", (long long)L.S, (long long)L.H, (long long)C,
-              (long long)P, L.bytes() / 1e6, e, m);
+  std::printf(
+      "%s cache, S %lld x H %lld, %lld rows of P %lld: %.1f MB; unrolled vs generic max|diff| %.2e "
+      "(max|o| %.2f)\n",
+      sizeof(KV) == 2 ? "bf16" : "f32", (long long)L.S, (long long)L.H, (long long)C, (long long)P,
+      L.bytes() / 1e6, e, m);
   if (e > 1e-5 * m) return 1;
   volatile float sink = 0;
   for (int th : {1, omp_get_max_threads()}) {
     const double tr = median_seconds([&] { sink = sink + L.read(th); }, 1, reps);
     const double tg = median_seconds([&] { L.template run<true>(th); }, 1, reps);
     const double tu = median_seconds([&] { L.template run<false>(th); }, 1, reps);
-    std::printf("  %d thread(s): read %.3f ms (%.1f GB/s)  generic %.3f ms (%.1f GB/s)  unrolled %.3f ms (%.1f GB/s)\n",
-                th, tr * 1e3, L.bytes() / tr / 1e9, tg * 1e3, L.bytes() / tg / 1e9, tu * 1e3,
-                L.bytes() / tu / 1e9);
+    std::printf(
+        "  %d thread(s): read %.3f ms (%.1f GB/s)  generic %.3f ms (%.1f GB/s)  unrolled %.3f ms "
+        "(%.1f GB/s)\n",
+        th, tr * 1e3, L.bytes() / tr / 1e9, tg * 1e3, L.bytes() / tg / 1e9, tu * 1e3,
+        L.bytes() / tu / 1e9);
   }
   return 0;
 }
@@ -124,10 +129,14 @@ int main(int argc, char** argv) {
   bool f32 = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--rows" && i + 1 < argc) C = std::stoll(argv[++i]);
-    else if (a == "--P" && i + 1 < argc) P = std::stoll(argv[++i]);
-    else if (a == "--reps" && i + 1 < argc) reps = std::stoi(argv[++i]);
-    else if (a == "--f32") f32 = true;
+    if (a == "--rows" && i + 1 < argc)
+      C = std::stoll(argv[++i]);
+    else if (a == "--P" && i + 1 < argc)
+      P = std::stoll(argv[++i]);
+    else if (a == "--reps" && i + 1 < argc)
+      reps = std::stoi(argv[++i]);
+    else if (a == "--f32")
+      f32 = true;
     else {
       std::fprintf(stderr, "usage: decode_lab [--rows N] [--P N] [--reps N] [--f32]\n");
       return 2;

@@ -88,7 +88,8 @@ struct Problem {
     std::memcpy(ktr.data(), kt.data(), sizeof(float) * size_t(N * D));
     rope_apply(rope, ktr.data(), B, T, 0, H, D, L, +1);
 #pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) std::memcpy(qr.data() + n * GP, q + n * W, sizeof(float) * size_t(GP));
+    for (int64_t n = 0; n < N; ++n)
+      std::memcpy(qr.data() + n * GP, q + n * W, sizeof(float) * size_t(GP));
     rope_apply(rope, qr.data(), B, T, 0, G, GP, L, +1);
   }
   void fused_backward() {
@@ -106,8 +107,8 @@ struct Problem {
       std::memcpy(dproj.data() + n * W + 3 * D, dq.data() + n * GP, sizeof(float) * size_t(GP));
       std::memset(dg.data() + n * D, 0, sizeof(float) * size_t(D));
     }
-    chunk_scan_backward(g, W, v, W, vt.data(), dvt.data(), D, dproj.data() + D, W, dg.data(), D,
-                        B, T, L, D);
+    chunk_scan_backward(g, W, v, W, vt.data(), dvt.data(), D, dproj.data() + D, W, dg.data(), D, B,
+                        T, L, D);
     for (int64_t h = 0; h < H; ++h)
       chunk_scan_backward(g + h * P, W, k + (h % G) * P, W, kt.data() + h * P, dkt.data() + h * P,
                           D, dktile.data() + h * P, D, dg.data() + h * P, D, B, T, L, P);
@@ -147,9 +148,12 @@ int main(int argc, char** argv) {
   std::vector<int64_t> Ts = {4096, 32768};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--reps" && i + 1 < argc) reps = std::stoi(argv[++i]);
-    else if (a == "--T" && i + 1 < argc) Ts = parse_list(argv[++i]);
-    else if (a == "--G" && i + 1 < argc) G = std::stoll(argv[++i]);
+    if (a == "--reps" && i + 1 < argc)
+      reps = std::stoi(argv[++i]);
+    else if (a == "--T" && i + 1 < argc)
+      Ts = parse_list(argv[++i]);
+    else if (a == "--G" && i + 1 < argc)
+      G = std::stoll(argv[++i]);
     else {
       std::fprintf(stderr, "usage: rat_scan_lab [--reps N] [--T 4096,32768] [--G 1]\n");
       return 2;
@@ -167,17 +171,18 @@ int main(int argc, char** argv) {
     p.fused_forward();
     p.dproj.assign(p.dproj.size(), 0.f);
     p.fused_backward();
-    const double diff = std::max({max_diff(p.proj, proj_u), max_diff(p.vt, vt_u),
-                                  max_diff(p.kt, kt_u), max_diff(p.ktr, ktr_u),
-                                  max_diff(p.qr, qr_u), max_diff(p.dproj, dproj_u)});
+    const double diff =
+        std::max({max_diff(p.proj, proj_u), max_diff(p.vt, vt_u), max_diff(p.kt, kt_u),
+                  max_diff(p.ktr, ktr_u), max_diff(p.qr, qr_u), max_diff(p.dproj, dproj_u)});
     ok = ok && diff <= 1e-4;
     const double uf = min_ms(reps, [&] { p.unfused_forward(); });
     const double ff = min_ms(reps, [&] { p.fused_forward(); });
     const double ub = min_ms(reps, [&] { p.unfused_backward(); });
     const double fb = min_ms(reps, [&] { p.fused_backward(); });
-    std::printf("T %6ld | forward unfused %8.1f fused %8.1f (%.2fx) | backward unfused %8.1f "
-                "fused %8.1f (%.2fx) | max|diff| %.1e\n",
-                long(T), uf, ff, uf / ff, ub, fb, ub / fb, diff);
+    std::printf(
+        "T %6ld | forward unfused %8.1f fused %8.1f (%.2fx) | backward unfused %8.1f "
+        "fused %8.1f (%.2fx) | max|diff| %.1e\n",
+        long(T), uf, ff, uf / ff, ub, fb, ub / fb, diff);
   }
   return ok ? 0 : 1;
 }

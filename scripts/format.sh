@@ -13,7 +13,7 @@ case "${1:-}" in
 esac
 command -v "$CLANG_FORMAT" >/dev/null || { echo "format.sh: $CLANG_FORMAT not found" >&2; exit 2; }
 mapfile -t files < <(git ls-files --cached --others --exclude-standard -- \
-  'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'bench/*.cc' 'bench/*.h')
+  'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h' 'bench/*.cc' 'bench/*.h' ':!tests/layers')
 if [ "$mode" = fix ]; then
   "$CLANG_FORMAT" -i --style=file "${files[@]}"
   exit 0

@@ -37,12 +37,11 @@ struct BenchOpts {
   bool json = false;
 };
 
-
 // SPEC.md "efficiency protocol", decode: one step of B sequences at position
 // T-1 with a full cache. A step reads every weight once (one GEMM over the
 // batch) and each sequence's cache once, so its floor is bytes / bandwidth.
-int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
-                     const MixerConfig& m, Precision prec) {
+int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block, const MixerConfig& m,
+                     Precision prec) {
   const int64_t B = o.batch, T = o.seq, D = o.d_model, pos = T - 1;
   DecodeState st;
   st.max_batch = B, st.max_len = T;
@@ -78,39 +77,53 @@ int run_layer_decode(const BenchOpts& o, const ModelConfig& cfg, Block& block,
   const double tps = double(B) / (ms * 1e-3);
   const double rss = max_rss_mib();
   if (o.json) {
-    nlohmann::json j = {{"layer", o.layer},         {"mode", "decode"},
-                        {"position", pos},          {"batch", B},
-                        {"d_model", D},             {"d_head", o.d_head},
-                        {"chunk", m.kind == MixerKind::kRat ? o.chunk : 0},
-                        {"window", m.kind == MixerKind::kLocalAttention ? o.window : 0},
-                        {"ngroups", o.ngroups},     {"dtype", o.dtype},
-                        {"cache_dtype", o.cache_dtype}, {"ms", ms},
-                        {"tokens_per_s", tps},      {"weight_bytes", weights},
-                        {"cache_bytes_read", cache},
-                        {"cache_bytes_per_sequence", st.cache_bytes() / B},
-                        {"read_gbps", bw},          {"achieved_gbps", bytes / (ms * 1e-3) / 1e9},
-                        {"bound_ms", floor_ms},     {"bandwidth_fraction", floor_ms / ms},
-                        {"flops", flops},           {"gemm_gflops", gemm_gflops},
-                        {"compute_bound_ms", compute_ms}, {"roofline_ms", roofline_ms},
-                        {"max_rss_mib", rss},       {"repeats", o.repeats},
-                        {"machine", machine_description()}};
+    nlohmann::json j = {
+        {"layer", o.layer},
+        {"mode", "decode"},
+        {"position", pos},
+        {"batch", B},
+        {"d_model", D},
+        {"d_head", o.d_head},
+        {"chunk", m.kind == MixerKind::kRat ? o.chunk : 0},
+        {"window", m.kind == MixerKind::kLocalAttention ? o.window : 0},
+        {"ngroups", o.ngroups},
+        {"dtype", canonical_name(precision_names(), "--dtype", o.dtype)},
+        {"cache_dtype", canonical_name(precision_names(), "--cache-dtype", o.cache_dtype)},
+        {"ms", ms},
+        {"tokens_per_s", tps},
+        {"weight_bytes", weights},
+        {"cache_bytes_read", cache},
+        {"cache_bytes_per_sequence", st.cache_bytes() / B},
+        {"read_gbps", bw},
+        {"achieved_gbps", bytes / (ms * 1e-3) / 1e9},
+        {"bound_ms", floor_ms},
+        {"bandwidth_fraction", floor_ms / ms},
+        {"flops", flops},
+        {"gemm_gflops", gemm_gflops},
+        {"compute_bound_ms", compute_ms},
+        {"roofline_ms", roofline_ms},
+        {"max_rss_mib", rss},
+        {"repeats", o.repeats},
+        {"machine", machine_description()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("machine: %s\n", machine_description().c_str());
-    std::printf("layer %s (L=%lld W=%lld G=%lld) decode at position %lld, B=%lld D=%lld P=%lld "
-                "%s, %s cache\n",
-                o.layer.c_str(), (long long)o.chunk, (long long)o.window, (long long)o.ngroups,
-                (long long)pos, (long long)B, (long long)D, (long long)o.d_head, o.dtype.c_str(),
-                o.cache_dtype.c_str());
+    std::printf(
+        "layer %s (L=%lld W=%lld G=%lld) decode at position %lld, B=%lld D=%lld P=%lld "
+        "%s, %s cache\n",
+        o.layer.c_str(), (long long)o.chunk, (long long)o.window, (long long)o.ngroups,
+        (long long)pos, (long long)B, (long long)D, (long long)o.d_head, o.dtype.c_str(),
+        o.cache_dtype.c_str());
     std::printf("  %.3f ms per step (median of %d), %.0f tokens/s\n", ms, o.repeats, tps);
     std::printf("  read per step: weights %.2f MB + cache %.2f MB (%.1f KiB per sequence held)\n",
                 weights / 1e6, cache / 1e6, double(st.cache_bytes() / B) / 1024.0);
     std::printf("  read bandwidth (same run): %.1f GB/s -> bound %.3f ms; step at %.0f%% of it\n",
                 bw, floor_ms, 100.0 * floor_ms / ms);
-    std::printf("  products per step: %.2f GFLOP -> %.3f ms at this run's %s GEMM rate (%.0f "
-                "GFLOP/s); max of the two bounds %.3f ms, step at %.0f%% of it\n",
-                flops / 1e9, compute_ms, precision_name(prec), gemm_gflops, roofline_ms,
-                100.0 * roofline_ms / ms);
+    std::printf(
+        "  products per step: %.2f GFLOP -> %.3f ms at this run's %s GEMM rate (%.0f "
+        "GFLOP/s); max of the two bounds %.3f ms, step at %.0f%% of it\n",
+        flops / 1e9, compute_ms, precision_name(prec), gemm_gflops, roofline_ms,
+        100.0 * roofline_ms / ms);
     std::printf("  peak resident memory %.0f MiB\n", rss);
   }
   return 0;
@@ -177,16 +190,23 @@ int run_layer(const BenchOpts& o) {
   const double gemm_rate = measure_gemm_rate(o.gemm_n, prec);
   const double rss = max_rss_mib();
   if (o.json) {
-    nlohmann::json j = {{"layer", o.layer},       {"mode", o.mode},
-                        {"seq", o.seq},           {"batch", o.batch},
-                        {"d_model", o.d_model},   {"d_head", o.d_head},
+    nlohmann::json j = {{"layer", o.layer},
+                        {"mode", o.mode},
+                        {"seq", o.seq},
+                        {"batch", o.batch},
+                        {"d_model", o.d_model},
+                        {"d_head", o.d_head},
                         {"chunk", m.kind == MixerKind::kRat ? o.chunk : 0},
                         {"window", m.kind == MixerKind::kLocalAttention ? o.window : 0},
-                        {"ngroups", o.ngroups},   {"dtype", o.dtype},
-                        {"ms", ms},               {"flops", flops},
-                        {"gflops", gflops},       {"gemm_gflops", gemm_rate},
+                        {"ngroups", o.ngroups},
+                        {"dtype", canonical_name(precision_names(), "--dtype", o.dtype)},
+                        {"ms", ms},
+                        {"flops", flops},
+                        {"gflops", gflops},
+                        {"gemm_gflops", gemm_rate},
                         {"gemm_fraction", gflops / gemm_rate},
-                        {"max_rss_mib", rss},     {"repeats", o.repeats},
+                        {"max_rss_mib", rss},
+                        {"repeats", o.repeats},
                         {"machine", machine_description()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
@@ -215,8 +235,7 @@ void register_bench(CLI::App& app, Runner& run) {
       "layer",
       "Time one layer (norm + projections + mixer) in the paper's protocol.\n"
       "Example: rat bench layer --layer rat --chunk 16 --d-model 1024 --d-head 64 --seq 4096");
-  layer->add_option("--layer", o.layer, mixer_kind_names())
-      ->capture_default_str();
+  layer->add_option("--layer", o.layer, mixer_kind_names())->capture_default_str();
   layer->add_option("--chunk", o.chunk, "RAT chunk size L")->capture_default_str();
   layer->add_option("--window", o.window, "local attention window")->capture_default_str();
   layer->add_option("--ngroups", o.ngroups, "RAT query/key groups")->capture_default_str();
@@ -226,18 +245,20 @@ void register_bench(CLI::App& app, Runner& run) {
   layer->add_option("--batch", o.batch, "batch size B")->capture_default_str();
   layer->add_option("--dtype", o.dtype, "f32 | bf16 (GEMM inputs; fp32 accumulation)")
       ->capture_default_str();
-  layer->add_option("--mode", o.mode,
-                    "train (forward+backward) | prefill (forward) | decode (one step of --batch "
-                    "sequences at position --seq - 1 with a full cache)")
+  layer
+      ->add_option("--mode", o.mode,
+                   "train (forward+backward) | prefill (forward) | decode (one step of --batch "
+                   "sequences at position --seq - 1 with a full cache)")
       ->capture_default_str();
-  layer->add_option("--cache-dtype", o.cache_dtype, "decode: f32 | bf16 storage of K/V and chunk states")
+  layer
+      ->add_option("--cache-dtype", o.cache_dtype,
+                   "decode: f32 | bf16 storage of K/V and chunk states")
       ->capture_default_str();
   layer->add_option("--repeats", o.repeats, "timed repeats (median reported)")
       ->capture_default_str();
   layer->add_option("--warmup", o.warmup, "untimed repeats first")->capture_default_str();
   layer->add_flag("--json", o.json, "one JSON object per line");
   layer->callback([&run] { run = [] { return run_layer(o); }; });
-
 
   auto* g = bench->add_subcommand("gemm", "Print this machine's GEMM rate (oneDNN, all threads)");
   g->add_option("--n", o.gemm_n, "square size")->capture_default_str();
@@ -247,13 +268,16 @@ void register_bench(CLI::App& app, Runner& run) {
     run = [] {
       double r = measure_gemm_rate(o.gemm_n, parse_flag(precision_names(), "--dtype", o.dtype));
       if (o.json)
-        std::printf("%s\n", nlohmann::json{{"n", o.gemm_n}, {"dtype", o.dtype}, {"gflops", r},
-                                           {"machine", machine_description()}}
-                                .dump()
-                                .c_str());
+        std::printf("%s\n",
+                    nlohmann::json{{"n", o.gemm_n},
+                                   {"dtype", canonical_name(precision_names(), "--dtype", o.dtype)},
+                                   {"gflops", r},
+                                   {"machine", machine_description()}}
+                        .dump()
+                        .c_str());
       else
-        std::printf("GEMM %s %lld^3: %.1f GFLOP/s (%s)\n", o.dtype.c_str(), (long long)o.gemm_n,
-                    r, machine_description().c_str());
+        std::printf("GEMM %s %lld^3: %.1f GFLOP/s (%s)\n", o.dtype.c_str(), (long long)o.gemm_n, r,
+                    machine_description().c_str());
       return 0;
     };
   });
@@ -264,9 +288,9 @@ void register_bench(CLI::App& app, Runner& run) {
     run = [] {
       double bw = measure_read_bandwidth();
       if (o.json)
-        std::printf("%s\n", nlohmann::json{{"read_gbps", bw}, {"machine", machine_description()}}
-                                .dump()
-                                .c_str());
+        std::printf(
+            "%s\n",
+            nlohmann::json{{"read_gbps", bw}, {"machine", machine_description()}}.dump().c_str());
       else
         std::printf("memory read bandwidth: %.1f GB/s (%s)\n", bw, machine_description().c_str());
       return 0;

@@ -15,8 +15,8 @@
 #include "generate/decoder.h"
 #include "kernels/ceilings.h"
 #include "model/config.h"
-#include "model/mixer_kinds.h"
 #include "model/enum_names.h"
+#include "model/mixer_kinds.h"
 #include "model/model.h"
 #include "model/params.h"
 #include "nlohmann/json.hpp"
@@ -121,7 +121,7 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
   model.set_frozen_weight_cache(true);
   const Precision prec = parse_flag(precision_names(), "--dtype", o.dtype);
   model.set_precision(prec);
-  const int64_t pos = o.seq - 1;                 // position of the timed step
+  const int64_t pos = o.seq - 1;                         // position of the timed step
   const int64_t max_len = o.seq + o.warmup + o.repeats;  // room for every timed step
   const double weights = double(model.layout().total()) * sizeof(float);
   // With bf16 products a step reads the frozen bf16 copies of the matrices
@@ -138,8 +138,8 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
     const int64_t b1 = Decoder(model, 1, max_len, bf16_cache).total_bytes();
     const int64_t b2 = Decoder(model, 2, max_len, bf16_cache).total_bytes();
     const double per_seq =
-        double(b2 - b1) + sizeof(float) * double(cfg.vocab_size + 8 * cfg.d_model +
-                                                  3 * cfg.ffn.d_ffn);
+        double(b2 - b1) +
+        sizeof(float) * double(cfg.vocab_size + 8 * cfg.d_model + 3 * cfg.ffn.d_ffn);
     const double fixed = double(b1) - double(b2 - b1) + weights_held;  // params (grads aside)
     const double budget = o.memory_gib * double(1ull << 30);
     if (budget <= fixed + per_seq)
@@ -202,30 +202,32 @@ int run_model_bench(const ModelBenchOpts& o) {
   for (const auto& [name, preset] : todo) {
     Row r = run_one(name, preset, o, bw, gemm);
     rows.push_back(r);
-    const double vs = rows.front().tokens_per_s > 0 ? r.tokens_per_s / rows.front().tokens_per_s : 0;
+    const double vs =
+        rows.front().tokens_per_s > 0 ? r.tokens_per_s / rows.front().tokens_per_s : 0;
     if (o.json) {
-      nlohmann::json j = {{"mixer", r.config},
-                          {"layers", r.layers},
-                          {"mode", o.mode},
-                          {"seq", o.seq},
-                          {"batch", r.batch},
-                          {"dtype", o.dtype},
-                          {"cache_dtype", o.cache_dtype},
-                          {"memory_gib", o.mode == "throughput" ? o.memory_gib : 0.0},
-                          {"step_ms", r.ms},
-                          {"tokens_per_s", r.tokens_per_s},
-                          {"cache_mib_per_seq", r.cache_mib_per_seq},
-                          {"cache_bytes_per_sequence", int64_t(r.cache_mib_per_seq * (1 << 20))},
-                          {"weights_mib", r.weights_mib},
-                          {"bytes_read_per_step", r.read_bytes},
-                          {"flops_per_step", r.flops},
-                          {"bound_ms", r.bound_ms},
-                          {"fraction_of_bound", r.bound_ms / r.ms},
-                          {"read_gbps", bw},
-                          {"gemm_gflops", gemm},
-                          {"max_rss_mib", r.rss_mib},
-                          {"vs_first", vs},
-                          {"machine", machine_description()}};
+      nlohmann::json j = {
+          {"mixer", r.config},
+          {"layers", r.layers},
+          {"mode", o.mode},
+          {"seq", o.seq},
+          {"batch", r.batch},
+          {"dtype", canonical_name(precision_names(), "--dtype", o.dtype)},
+          {"cache_dtype", canonical_name(precision_names(), "--cache-dtype", o.cache_dtype)},
+          {"memory_gib", o.mode == "throughput" ? o.memory_gib : 0.0},
+          {"step_ms", r.ms},
+          {"tokens_per_s", r.tokens_per_s},
+          {"cache_mib_per_seq", r.cache_mib_per_seq},
+          {"cache_bytes_per_sequence", int64_t(r.cache_mib_per_seq * (1 << 20))},
+          {"weights_mib", r.weights_mib},
+          {"bytes_read_per_step", r.read_bytes},
+          {"flops_per_step", r.flops},
+          {"bound_ms", r.bound_ms},
+          {"fraction_of_bound", r.bound_ms / r.ms},
+          {"read_gbps", bw},
+          {"gemm_gflops", gemm},
+          {"max_rss_mib", r.rss_mib},
+          {"vs_first", vs},
+          {"machine", machine_description()}};
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("%s\n  layers %s\n", r.config.c_str(), r.layers.c_str());
@@ -253,12 +255,12 @@ void register_bench_model(CLI::App& bench, Runner& run) {
       "generation throughput). Models come from --mixer presets (the xl width by default) or\n"
       "--config files; several run in one process and are compared with the first.\n"
       "Examples (attention vs the RAT hybrid, 4 layers of the xl width, 16 GiB):\n"
-      "  rat bench model --mode throughput --memory-gib 16 --seq 4096 --mixer attention --mixer hybrid\n"
+      "  rat bench model --mode throughput --memory-gib 16 --seq 4096 --mixer attention --mixer "
+      "hybrid\n"
       "  rat bench model --mode throughput --memory-gib 16 --seq 4096 --layers 4 \\\n"
       "    --config configs/experiment/fineweb_edu/attention-xl.yaml \\\n"
       "    --config configs/experiment/fineweb_edu/rat_localattention_interleave-xl.yaml");
-  m->add_option("--mixer", o.mixers,
-                "preset: " + mixer_kind_names() + " or hybrid; repeatable");
+  m->add_option("--mixer", o.mixers, "preset: " + mixer_kind_names() + " or hybrid; repeatable");
   m->add_option("--config", o.configs, "model config (config.yaml or experiment yaml); repeatable");
   m->add_option("--d-model", o.d_model, "preset width D (FFN 4D)")->capture_default_str();
   m->add_option("--d-head", o.d_head, "preset head width P")->capture_default_str();

@@ -53,14 +53,19 @@ void register_eval(CLI::App& app, Runner& run) {
       if (o.max_samples >= 0) n = std::min(n, o.max_samples);
       Progress bar("eval", n, "samples");
       double t0 = now_seconds();
-      EvalResult r = evaluate(*model, data, T, o.batch_size, 0, n,
-                              [&](int64_t done) { bar.update(done); });
+      EvalResult r =
+          evaluate(*model, data, T, o.batch_size, 0, n, [&](int64_t done) { bar.update(done); });
       bar.finish();
       double secs = now_seconds() - t0;
       if (o.json) {
-        nlohmann::json j = {{"loss", r.loss},       {"ppl", r.ppl},     {"tokens", r.tokens},
-                            {"samples", r.samples}, {"seq_len", T},     {"seconds", secs},
-                            {"model", o.model},     {"data", o.data},
+        nlohmann::json j = {{"loss", r.loss},
+                            {"ppl", r.ppl},
+                            {"tokens", r.tokens},
+                            {"samples", r.samples},
+                            {"seq_len", T},
+                            {"seconds", secs},
+                            {"model", o.model},
+                            {"data", o.data},
                             // one layer's activations (kScore), for memory budgets
                             {"activation_bytes", model->activation_bytes()}};
         std::printf("%s\n", j.dump().c_str());

@@ -40,8 +40,8 @@ std::string read_text_file(const std::string& path, const char* flag) {
 }
 
 int run_generate(const GenOpts& o) {
-  const int given = !o.prompt.empty() + !o.prompt_file.empty() + !o.prompt_ids.empty() +
-                    !o.batch_file.empty();
+  const int given =
+      !o.prompt.empty() + !o.prompt_file.empty() + !o.prompt_ids.empty() + !o.batch_file.empty();
   if (given != 1)
     throw Error("give exactly one of --prompt, --prompt-file, --prompt-ids, --batch-file");
   auto model = load_model_dir(o.model);
@@ -55,7 +55,8 @@ int run_generate(const GenOpts& o) {
     if (!tok)
       throw Error(std::string(why) + " needs the model's tokenizer, but " + tok_path +
                   " does not exist: use --prompt-ids, or copy the tokenizer.model the model was "
-                  "trained with into " + o.model);
+                  "trained with into " +
+                  o.model);
   };
 
   std::vector<std::vector<int32_t>> prompts;
@@ -118,7 +119,7 @@ int run_generate(const GenOpts& o) {
   };
   auto on_token = [&](int64_t i, int32_t id) {
     if (!tok) return true;
-    if (id == g.eos_id) return true;  // the loop ends it; eos has no text
+    if (id == g.eos_id) return true;           // the loop ends it; eos has no text
     if (id >= tok->vocab_size()) return true;  // the model's vocab may be padded
     emit(i, stops[size_t(i)].feed(dec[size_t(i)]->push(id)));
     return !stops[size_t(i)].hit();
@@ -201,14 +202,17 @@ void register_generate(CLI::App& app, Runner& run) {
   c->add_option("--batch-file", o.batch_file, "one text prompt per line, generated together");
   c->add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate per prompt")
       ->capture_default_str();
-  c->add_flag("--greedy", o.greedy, "always take the most likely token (ignores the sampling flags)");
+  c->add_flag("--greedy", o.greedy,
+              "always take the most likely token (ignores the sampling flags)");
   c->add_option("--temperature", o.s.temperature, "softmax temperature; <= 0 means greedy")
       ->capture_default_str();
   c->add_option("--top-k", o.s.top_k, "sample among the k most likely tokens (0: all)")
       ->capture_default_str();
-  c->add_option("--top-p", o.s.top_p, "nucleus: the smallest set with this much probability (1: all)")
+  c->add_option("--top-p", o.s.top_p,
+                "nucleus: the smallest set with this much probability (1: all)")
       ->capture_default_str();
-  c->add_option("--min-p", o.s.min_p, "drop tokens less likely than min-p x the most likely (0: off)")
+  c->add_option("--min-p", o.s.min_p,
+                "drop tokens less likely than min-p x the most likely (0: off)")
       ->capture_default_str();
   c->add_option("--repetition-penalty", o.s.repetition_penalty,
                 "CTRL penalty on ids already in the sequence: positive logits / R, negative x R "

@@ -29,7 +29,9 @@ void register_metrics(CLI::App& app, Runner& run) {
     run = [] {
       const MetricReport r = score_predictions(path, parse_metric(metric));
       if (json) {
-        nlohmann::json j = {{"metric", metric_name(r.metric)}, {"score", r.mean}, {"n", r.n()},
+        nlohmann::json j = {{"metric", metric_name(r.metric)},
+                            {"score", r.mean},
+                            {"n", r.n()},
                             {"scores", r.scores}};
         std::printf("%s\n", j.dump().c_str());
       } else {

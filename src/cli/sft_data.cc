@@ -21,12 +21,15 @@ void register_sft_data(CLI::App& app, Runner& run) {
       "copy of the tokenizer beside them (training puts it into every checkpoint).\n"
       "Example:\n"
       "  rat sft-data --jsonl qa.jsonl --tokenizer data/pydoc/tokenizer.model --out data/sft/qa\n"
-      "  rat train configs/experiment/pydoc/rat-small.yaml trainer.pretrained_path=runs/rat-small/latest \\\n"
-      "      data.train._name_=sft_ordered data.train.tokenized_input_path=data/sft/qa.inputs.bin \\\n"
+      "  rat train configs/experiment/pydoc/rat-small.yaml "
+      "trainer.pretrained_path=runs/rat-small/latest \\\n"
+      "      data.train._name_=sft_ordered data.train.tokenized_input_path=data/sft/qa.inputs.bin "
+      "\\\n"
       "      data.train.tokenized_label_path=data/sft/qa.labels.bin");
   c->add_option("--jsonl", o.jsonl, "input: one JSON object per line (blank lines skipped)")
       ->required();
-  c->add_option("--tokenizer", o.tokenizer, "sentencepiece .model (the one the model was trained with)")
+  c->add_option("--tokenizer", o.tokenizer,
+                "sentencepiece .model (the one the model was trained with)")
       ->required();
   c->add_option("--out", o.out_prefix, "output prefix (directories are created)")->required();
   c->add_option("--template", o.prompt_template,
@@ -49,14 +52,15 @@ void register_sft_data(CLI::App& app, Runner& run) {
         std::printf("%s\n", r.to_json().dump().c_str());
         return 0;
       }
-      std::printf("%lld examples, %lld tokens, %lld answer labels (%.1f%%), num_bytes %d, eos %d\n"
-                  "wrote %s\n      %s\n      %s\n      %s\n"
-                  "train with: data.train._name_=sft_ordered data.train.tokenized_input_path=%s "
-                  "data.train.tokenized_label_path=%s data.num_bytes=%d\n",
-                  (long long)r.examples, (long long)r.tokens, (long long)r.answer_labels,
-                  100.0 * double(r.answer_labels) / double(r.tokens), r.num_bytes, r.eos_id,
-                  r.inputs_path.c_str(), r.labels_path.c_str(), r.report_path.c_str(),
-                  r.tokenizer_path.c_str(), r.inputs_path.c_str(), r.labels_path.c_str(), r.num_bytes);
+      std::printf(
+          "%lld examples, %lld tokens, %lld answer labels (%.1f%%), num_bytes %d, eos %d\n"
+          "wrote %s\n      %s\n      %s\n      %s\n"
+          "train with: data.train._name_=sft_ordered data.train.tokenized_input_path=%s "
+          "data.train.tokenized_label_path=%s data.num_bytes=%d\n",
+          (long long)r.examples, (long long)r.tokens, (long long)r.answer_labels,
+          100.0 * double(r.answer_labels) / double(r.tokens), r.num_bytes, r.eos_id,
+          r.inputs_path.c_str(), r.labels_path.c_str(), r.report_path.c_str(),
+          r.tokenizer_path.c_str(), r.inputs_path.c_str(), r.labels_path.c_str(), r.num_bytes);
       return 0;
     };
   });

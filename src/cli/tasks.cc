@@ -30,7 +30,8 @@ void register_mqar(CLI::App& tasks, Runner& run) {
   c->add_option("--seq-len", o.seq_len, "tokens per example (even, >= 4K)")->capture_default_str();
   c->add_option("--train", train, "training examples")->capture_default_str();
   c->add_option("--test", test, "test examples")->capture_default_str();
-  c->add_option("--seed", seed, "random seed (train and test use separate streams)")->capture_default_str();
+  c->add_option("--seed", seed, "random seed (train and test use separate streams)")
+      ->capture_default_str();
   c->add_option("--power-a", o.power_a, "power-law exponent of query placement (1: uniform)")
       ->capture_default_str();
   c->add_flag("--zero-fill", zero_fill, "leave non-query positions 0 instead of random ids");
@@ -39,11 +40,12 @@ void register_mqar(CLI::App& tasks, Runner& run) {
     run = [] {
       o.random_fill = !zero_fill;
       const MqarReport r = write_mqar(o, train, test, seed, out);
-      std::printf("mqar V=%lld K=%lld T=%lld: %lld train, %lld test examples, num_bytes %d\n"
-                  "wrote %s\n      %s\n      %s\n      %s\n      %s\n",
-                  (long long)o.vocab, (long long)o.pairs, (long long)o.seq_len, (long long)train,
-                  (long long)test, r.num_bytes, r.train_inputs.c_str(), r.train_labels.c_str(),
-                  r.test_inputs.c_str(), r.test_labels.c_str(), r.report_path.c_str());
+      std::printf(
+          "mqar V=%lld K=%lld T=%lld: %lld train, %lld test examples, num_bytes %d\n"
+          "wrote %s\n      %s\n      %s\n      %s\n      %s\n",
+          (long long)o.vocab, (long long)o.pairs, (long long)o.seq_len, (long long)train,
+          (long long)test, r.num_bytes, r.train_inputs.c_str(), r.train_labels.c_str(),
+          r.test_inputs.c_str(), r.test_labels.c_str(), r.report_path.c_str());
       return 0;
     };
   });
@@ -55,7 +57,8 @@ void register_niah(CLI::App& tasks, Runner& run) {
   auto* c = tasks.add_subcommand(
       "niah",
       "RULER-style needle-in-a-haystack cases as JSONL, one per (length, depth, sample):\n"
-      "{\"prompt\", \"answers\", \"length\", \"depth\", \"kind\", \"tokens\", \"needle_token\", ...}.\n"
+      "{\"prompt\", \"answers\", \"length\", \"depth\", \"kind\", \"tokens\", \"needle_token\", "
+      "...}.\n"
       "Lengths are in tokens of --tokenizer (prompt + --max-new-tokens <= length); depth is\n"
       "the fraction of haystack tokens before the (first) needle.\n"
       "Example: rat tasks niah --tokenizer data/pydoc/tokenizer.model --lengths 1024,2048 \\\n"

@@ -56,11 +56,11 @@ void register_tokenize(CLI::App& app, Runner& run) {
       };
       TokenizeReport r = tokenize_corpus(o);
       if (bar) bar->finish();
-      std::printf("%s: %lld documents, %lld tokens (train %lld docs / %lld tokens, val %lld / %lld)\n",
-                  r.out_dir.c_str(), (long long)(r.train_documents + r.val_documents),
-                  (long long)(r.train_tokens + r.val_tokens), (long long)r.train_documents,
-                  (long long)r.train_tokens, (long long)r.val_documents,
-                  (long long)r.val_tokens);
+      std::printf(
+          "%s: %lld documents, %lld tokens (train %lld docs / %lld tokens, val %lld / %lld)\n",
+          r.out_dir.c_str(), (long long)(r.train_documents + r.val_documents),
+          (long long)(r.train_tokens + r.val_tokens), (long long)r.train_documents,
+          (long long)r.train_tokens, (long long)r.val_documents, (long long)r.val_tokens);
       std::printf("tokenizer %s (%s): vocab %lld, eos %d; %.2f text bytes per token\n",
                   r.tokenizer_path.c_str(), r.trained_tokenizer ? "trained" : "given",
                   (long long)r.vocab_size, r.eos_id,
@@ -69,8 +69,7 @@ void register_tokenize(CLI::App& app, Runner& run) {
       std::printf("val unigram perplexity (add-one, train counts): %.2f\n", r.val_unigram_ppl);
       std::printf("data: {vocab_size: %lld, num_bytes: %d, ignore_input_index: %d}\n",
                   (long long)r.vocab_size, r.num_bytes, r.eos_id);
-      std::printf("time: tokenizer %.1f s, encode %.1f s\n", r.tokenizer_seconds,
-                  r.encode_seconds);
+      std::printf("time: tokenizer %.1f s, encode %.1f s\n", r.tokenizer_seconds, r.encode_seconds);
       if (f.json) std::printf("%s\n", r.to_json().dump().c_str());
       return 0;
     };

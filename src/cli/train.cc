@@ -18,7 +18,7 @@ struct TrainOpts {
   std::vector<std::string> overrides;
   TrainOptions t;
   bool print_config = false;
-  int threads = 0;           // 0: OpenMP's default, or cores / local ranks under MPI
+  int threads = 0;  // 0: OpenMP's default, or cores / local ranks under MPI
   double comm_timeout = 900;
   bool no_overlap = false;
 };
@@ -110,16 +110,17 @@ void register_train(CLI::App& app, Runner& run) {
       mpi_finalize();
       if (w.rank != 0) return 0;
       if (o.t.json) {
-        nlohmann::json j = {{"steps", s.steps_done},     {"loss", s.last_loss},
-                            {"val_loss", s.val_loss},    {"val_ppl", s.val_ppl},
+        nlohmann::json j = {{"steps", s.steps_done},          {"loss", s.last_loss},
+                            {"val_loss", s.val_loss},         {"val_ppl", s.val_ppl},
                             {"tokens_per_s", s.tokens_per_s}, {"mfu", s.mfu},
-                            {"interrupted", s.interrupted}, {"latest", s.latest_dir}};
+                            {"interrupted", s.interrupted},   {"latest", s.latest_dir}};
         std::printf("%s\n", j.dump().c_str());
       } else {
         if (s.interrupted)
-          std::printf("interrupted after step %lld; checkpoint saved. Resume with the same "
-                      "command plus trainer.load_checkpoint=true\n",
-                      (long long)s.steps_done);
+          std::printf(
+              "interrupted after step %lld; checkpoint saved. Resume with the same "
+              "command plus trainer.load_checkpoint=true\n",
+              (long long)s.steps_done);
         char val[96] = "";  // no validation ran (no val data, or interrupted)
         if (s.val_ppl > 0)
           std::snprintf(val, sizeof val, ", val loss %.4f, val ppl %.2f", s.val_loss, s.val_ppl);

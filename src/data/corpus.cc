@@ -90,10 +90,9 @@ void check_vocab_fits(int64_t vocab_size, int num_bytes, const std::string& toke
     throw Error("--num-bytes " + std::to_string(num_bytes) + ": expected 2 (uint16) or 4 (uint32)");
   const int64_t limit = num_bytes == 2 ? (int64_t(1) << 16) : (int64_t(1) << 32);
   if (vocab_size <= limit) return;
-  const std::string what =
-      tokenizer_name.empty()
-          ? "--vocab-size " + std::to_string(vocab_size)
-          : "tokenizer " + tokenizer_name + " (" + std::to_string(vocab_size) + " ids)";
+  const std::string what = tokenizer_name.empty() ? "--vocab-size " + std::to_string(vocab_size)
+                                                  : "tokenizer " + tokenizer_name + " (" +
+                                                        std::to_string(vocab_size) + " ids)";
   throw Error(what + " does not fit --num-bytes " + std::to_string(num_bytes) + " (ids below " +
               std::to_string(limit) + "); use --num-bytes 4");
 }

@@ -18,8 +18,8 @@ namespace rat {
 struct TokenizeOptions {
   std::vector<std::string> inputs;  // files, or directories walked recursively
   std::string out_dir;
-  std::string tokenizer;   // a sentencepiece .model; empty: train one
-  int vocab_size = 4096;   // when training
+  std::string tokenizer;  // a sentencepiece .model; empty: train one
+  int vocab_size = 4096;  // when training
   double val_fraction = 0.05;
   int num_bytes = 2;       // 2: uint16 ids, 4: uint32
   std::string glob = "*";  // file-name pattern for files found in directories

@@ -14,12 +14,17 @@ namespace rat {
 namespace fs = std::filesystem;
 
 nlohmann::json SftReport::to_json() const {
-  return {{"inputs", inputs_path},       {"labels", labels_path},
-          {"tokenizer", tokenizer_path}, {"examples", examples},
+  return {{"inputs", inputs_path},
+          {"labels", labels_path},
+          {"tokenizer", tokenizer_path},
+          {"examples", examples},
           {"skipped_blank_lines", skipped_blank_lines},
-          {"tokens", tokens},            {"answer_labels", answer_labels},
-          {"vocab_size", vocab_size},    {"eos_id", eos_id},
-          {"num_bytes", num_bytes},      {"prompt_template", prompt_template}};
+          {"tokens", tokens},
+          {"answer_labels", answer_labels},
+          {"vocab_size", vocab_size},
+          {"eos_id", eos_id},
+          {"num_bytes", num_bytes},
+          {"prompt_template", prompt_template}};
 }
 
 int sft_num_bytes(int64_t vocab_size) { return vocab_size <= 0xFFFF - 99 ? 2 : 4; }
@@ -45,14 +50,16 @@ SftReport build_sft_data(const SftOptions& opt) {
                 "': expected exactly one {prompt} where the prompt goes");
   const Tokenizer tok = Tokenizer::load(opt.tokenizer);
   if (tok.eos_id() < 0)
-    throw Error("tokenizer " + opt.tokenizer + " defines no end-of-sequence piece, which ends answers");
+    throw Error("tokenizer " + opt.tokenizer +
+                " defines no end-of-sequence piece, which ends answers");
   SftReport r;
   r.vocab_size = tok.vocab_size();
   r.eos_id = tok.eos_id();
   r.prompt_template = opt.prompt_template;
   r.num_bytes = opt.num_bytes == 0 ? sft_num_bytes(r.vocab_size) : opt.num_bytes;
   if (r.num_bytes != 2 && r.num_bytes != 4)
-    throw Error("--num-bytes " + std::to_string(opt.num_bytes) + ": expected 2 (uint16) or 4 (uint32)");
+    throw Error("--num-bytes " + std::to_string(opt.num_bytes) +
+                ": expected 2 (uint16) or 4 (uint32)");
   if (r.num_bytes == 2 && r.vocab_size > 0xFFFF - 99)
     throw Error("tokenizer " + opt.tokenizer + " (" + std::to_string(r.vocab_size) +
                 " ids) does not fit --num-bytes 2 beside the -100 label pattern 0xFF9C; use 4");
@@ -79,10 +86,12 @@ SftReport build_sft_data(const SftOptions& opt) {
       throw Error(where + "not valid JSON (" + std::string(e.what()) +
                   "); expected {\"prompt\": \"...\", \"answer\": \"...\"}");
     }
-    if (!j.is_object()) throw Error(where + "expected a JSON object {\"prompt\": ..., \"answer\": ...}");
+    if (!j.is_object())
+      throw Error(where + "expected a JSON object {\"prompt\": ..., \"answer\": ...}");
     for (const char* key : {"prompt", "answer"})
       if (!j.contains(key) || !j[key].is_string())
-        throw Error(where + "\"" + key + "\" " + (j.contains(key) ? "is not a string" : "is missing"));
+        throw Error(where + "\"" + key + "\" " +
+                    (j.contains(key) ? "is not a string" : "is missing"));
     const std::string prompt = j["prompt"].get<std::string>();
     const std::string answer = j["answer"].get<std::string>();
     if (answer.empty()) throw Error(where + "\"answer\" is empty; there would be nothing to learn");
@@ -114,15 +123,18 @@ SftReport build_sft_data(const SftOptions& opt) {
   r.report_path = opt.out_prefix + ".json";
   // `rat train` copies DIR/tokenizer.model of the data into every checkpoint,
   // so the fine-tuned model directory carries its tokenizer.
-  r.tokenizer_path = (parent.empty() ? fs::path("tokenizer.model") : parent / "tokenizer.model").string();
+  r.tokenizer_path =
+      (parent.empty() ? fs::path("tokenizer.model") : parent / "tokenizer.model").string();
   auto slurp = [](const std::string& p) {
     std::ifstream f(p, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(f), {});
   };
   if (fs::exists(r.tokenizer_path)) {
-    if (!fs::equivalent(r.tokenizer_path, opt.tokenizer) && slurp(r.tokenizer_path) != slurp(opt.tokenizer))
-      throw Error("--out " + opt.out_prefix + ": " + r.tokenizer_path + " is a different tokenizer than " +
-                  opt.tokenizer + "; write the SFT files to another directory");
+    if (!fs::equivalent(r.tokenizer_path, opt.tokenizer) &&
+        slurp(r.tokenizer_path) != slurp(opt.tokenizer))
+      throw Error("--out " + opt.out_prefix + ": " + r.tokenizer_path +
+                  " is a different tokenizer than " + opt.tokenizer +
+                  "; write the SFT files to another directory");
   } else {
     write_file_atomic(r.tokenizer_path, slurp(opt.tokenizer));
   }

@@ -20,13 +20,13 @@
 namespace rat {
 
 struct SftOptions {
-  std::string jsonl;      // input: one {"prompt", "answer"} object per line
-  std::string tokenizer;  // sentencepiece .model; must define eos
-  std::string out_prefix; // writes PREFIX.inputs.bin, PREFIX.labels.bin, PREFIX.json, and
-                          // DIR/tokenizer.model (a copy) unless it is there already
+  std::string jsonl;       // input: one {"prompt", "answer"} object per line
+  std::string tokenizer;   // sentencepiece .model; must define eos
+  std::string out_prefix;  // writes PREFIX.inputs.bin, PREFIX.labels.bin, PREFIX.json, and
+                           // DIR/tokenizer.model (a copy) unless it is there already
   // "{prompt}" is replaced by the example's prompt (exactly one occurrence).
   std::string prompt_template = "### Question:\n{prompt}\n### Answer:\n";
-  int num_bytes = 0;      // 2 | 4; 0: 2 when every id and the -100 pattern fit in uint16
+  int num_bytes = 0;  // 2 | 4; 0: 2 when every id and the -100 pattern fit in uint16
   std::function<void(int64_t, int64_t)> progress;  // (bytes read, file bytes)
 };
 

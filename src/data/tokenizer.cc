@@ -31,13 +31,11 @@ Tokenizer Tokenizer::load(const std::string& path) {
   Tokenizer t;
   t.path_ = path;
   auto st = t.sp_->Load(path);
-  if (!st.ok())
-    throw Error(path + ": not a sentencepiece model (" + st.ToString() + ")");
+  if (!st.ok()) throw Error(path + ": not a sentencepiece model (" + st.ToString() + ")");
   // The context piece for decode_continuation: any ordinary piece whose text
   // is not empty (in practice an early single character).
   for (int id = 0; id < t.sp_->GetPieceSize(); ++id) {
-    if (t.sp_->IsControl(id) || t.sp_->IsUnknown(id) || t.sp_->IsUnused(id) ||
-        t.sp_->IsByte(id))
+    if (t.sp_->IsControl(id) || t.sp_->IsUnknown(id) || t.sp_->IsUnused(id) || t.sp_->IsByte(id))
       continue;
     std::string s = t.sp_->DecodeIds(std::vector<int>{id});
     if (!s.empty()) {
@@ -263,8 +261,7 @@ std::string train_tokenizer(const std::vector<std::string>& input_files,
                             const TokenizerTrainOptions& opt) {
   if (input_files.empty()) throw Error("train_tokenizer: no input files");
   int64_t lines = 0;
-  for (const auto& f : input_files)
-    for_each_line(read_file(f), [&](std::string_view) { ++lines; });
+  for (const auto& f : input_files) for_each_line(read_file(f), [&](std::string_view) { ++lines; });
   if (lines == 0) throw Error("train_tokenizer: the input files hold no text");
   const int64_t stride =
       opt.max_sentences > 0 ? (lines + opt.max_sentences - 1) / opt.max_sentences : 1;

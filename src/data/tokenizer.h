@@ -59,7 +59,7 @@ class Tokenizer {
 
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
   std::string path_;
-  int32_t context_id_ = -1;    // an ordinary piece with non-empty text
+  int32_t context_id_ = -1;   // an ordinary piece with non-empty text
   std::string context_text_;  // decode({context_id_})
 };
 

@@ -68,7 +68,8 @@ locale_t utf8_locale() {
 }
 
 bool is_word(char32_t c) {  // Python re's \w on str: alphanumeric or '_'
-  if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  if (c < 0x80)
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
   const locale_t loc = utf8_locale();
   return loc && iswalnum_l(wint_t(c), loc);
 }
@@ -81,8 +82,8 @@ bool is_cased(char32_t c) {
 
 bool is_space(char32_t c) {  // Python's str.isspace(), which str.split() uses
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 bool is_ascii_punct(char32_t c) {  // Python's string.punctuation
@@ -141,7 +142,8 @@ std::u32string strip_punct_and_articles(const std::u32string& text) {
     bool matched = false;
     if (i == 0 || !is_word(s[i - 1])) {
       for (const auto& w : kArticles) {
-        if (s.compare(i, w.size(), w) == 0 && (i + w.size() == s.size() || !is_word(s[i + w.size()]))) {
+        if (s.compare(i, w.size(), w) == 0 &&
+            (i + w.size() == s.size() || !is_word(s[i + w.size()]))) {
           out.push_back(U' ');
           i += w.size();
           matched = true;
@@ -298,15 +300,19 @@ MetricReport score_predictions(const std::string& path, Metric m) {
     }
     if (!j.is_object()) throw Error(where + expected);
     if (!j.contains("prediction") || !j["prediction"].is_string())
-      throw Error(where + "\"prediction\" " + (j.contains("prediction") ? "is not a string" : "is missing") +
-                  "; " + expected);
+      throw Error(where + "\"prediction\" " +
+                  (j.contains("prediction") ? "is not a string" : "is missing") + "; " + expected);
     const auto a = j.find("answers");
     if (a == j.end() || !a->is_array() || a->empty())
       throw Error(where + "\"answers\" " +
-                  (a == j.end() ? "is missing" : a->is_array() ? "is empty" : "is not a list") + "; " + expected);
+                  (a == j.end()    ? "is missing"
+                   : a->is_array() ? "is empty"
+                                   : "is not a list") +
+                  "; " + expected);
     std::vector<std::string> answers;
     for (const auto& x : *a) {
-      if (!x.is_string()) throw Error(where + "\"answers\" holds a non-string " + x.dump() + "; " + expected);
+      if (!x.is_string())
+        throw Error(where + "\"answers\" holds a non-string " + x.dump() + "; " + expected);
       answers.push_back(x.get<std::string>());
     }
     r.scores.push_back(best_score(m, j["prediction"].get<std::string>(), answers));

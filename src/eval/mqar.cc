@@ -33,14 +33,17 @@ void distinct_ids(TaskRng& rng, int64_t lo, int64_t hi, int64_t k, std::vector<u
 void check_mqar(const MqarOptions& o) {
   if (o.pairs < 1) throw Error("--pairs " + std::to_string(o.pairs) + ": expected at least 1");
   if (o.vocab < 4 || o.vocab / 2 - 1 < o.pairs)
-    throw Error("--vocab " + std::to_string(o.vocab) + ": expected room for " + std::to_string(o.pairs) +
+    throw Error("--vocab " + std::to_string(o.vocab) + ": expected room for " +
+                std::to_string(o.pairs) +
                 " distinct keys in [1, V/2) and values in [V/2, V), i.e. V >= " +
                 std::to_string(2 * o.pairs + 2));
   if (o.seq_len % 2 || o.seq_len < 4 * o.pairs)
-    throw Error("--seq-len " + std::to_string(o.seq_len) + ": expected an even length >= 4 x --pairs = " +
-                std::to_string(4 * o.pairs) + " (the pairs, then one slot pair per query)");
+    throw Error("--seq-len " + std::to_string(o.seq_len) +
+                ": expected an even length >= 4 x --pairs = " + std::to_string(4 * o.pairs) +
+                " (the pairs, then one slot pair per query)");
   if (!(o.power_a > 0) || !std::isfinite(o.power_a))
-    throw Error("--power-a " + std::to_string(o.power_a) + ": expected a positive number (1: uniform)");
+    throw Error("--power-a " + std::to_string(o.power_a) +
+                ": expected a positive number (1: uniform)");
 }
 
 MqarSplit make_mqar(const MqarOptions& o, int64_t examples, uint64_t seed, uint64_t stream) {
@@ -86,16 +89,17 @@ MqarSplit make_mqar(const MqarOptions& o, int64_t examples, uint64_t seed, uint6
 }
 
 nlohmann::json MqarReport::to_json(const MqarOptions& o, uint64_t seed) const {
-  return {{"task", "mqar"},
-          {"vocab", o.vocab},
-          {"pairs", o.pairs},
-          {"seq_len", o.seq_len},
-          {"power_a", o.power_a},
-          {"random_fill", o.random_fill},
-          {"seed", seed},
-          {"num_bytes", num_bytes},
-          {"train", {{"examples", train_examples}, {"inputs", train_inputs}, {"labels", train_labels}}},
-          {"test", {{"examples", test_examples}, {"inputs", test_inputs}, {"labels", test_labels}}}};
+  return {
+      {"task", "mqar"},
+      {"vocab", o.vocab},
+      {"pairs", o.pairs},
+      {"seq_len", o.seq_len},
+      {"power_a", o.power_a},
+      {"random_fill", o.random_fill},
+      {"seed", seed},
+      {"num_bytes", num_bytes},
+      {"train", {{"examples", train_examples}, {"inputs", train_inputs}, {"labels", train_labels}}},
+      {"test", {{"examples", test_examples}, {"inputs", test_inputs}, {"labels", test_labels}}}};
 }
 
 MqarReport write_mqar(const MqarOptions& o, int64_t train, int64_t test, uint64_t seed,

@@ -30,21 +30,21 @@ constexpr const char* kPasskeyQuestion = "What is the pass key? The pass key is"
 
 // Keys are "adjective-noun" (RULER draws them from the wonderwords lists).
 constexpr const char* kAdjectives[] = {
-    "ancient", "bitter", "brave",  "bright", "calm",    "clever", "cold",   "crisp",  "curious",
-    "damp",    "dark",   "eager",  "early",  "faint",   "fancy",  "fierce", "gentle", "glossy",
-    "golden",  "grand",  "hollow", "humble", "icy",     "jolly",  "keen",   "lively", "lonely",
-    "loud",    "lucky",  "mellow", "misty",  "narrow",  "noble",  "odd",    "pale",   "plain",
-    "proud",   "quick",  "quiet",  "rapid",  "rough",   "rusty",  "shiny",  "silent", "silver",
-    "sleepy",  "smooth", "solid",  "sour",   "steady",  "sticky", "sturdy", "swift",  "tidy",
-    "tiny",    "vast",   "warm",   "wild",   "wise",    "young"};
+    "ancient", "bitter", "brave",  "bright", "calm",   "clever", "cold",   "crisp",  "curious",
+    "damp",    "dark",   "eager",  "early",  "faint",  "fancy",  "fierce", "gentle", "glossy",
+    "golden",  "grand",  "hollow", "humble", "icy",    "jolly",  "keen",   "lively", "lonely",
+    "loud",    "lucky",  "mellow", "misty",  "narrow", "noble",  "odd",    "pale",   "plain",
+    "proud",   "quick",  "quiet",  "rapid",  "rough",  "rusty",  "shiny",  "silent", "silver",
+    "sleepy",  "smooth", "solid",  "sour",   "steady", "sticky", "sturdy", "swift",  "tidy",
+    "tiny",    "vast",   "warm",   "wild",   "wise",   "young"};
 constexpr const char* kNouns[] = {
-    "anchor", "apple",  "badge",   "basket", "beacon",  "bridge", "candle", "canyon", "castle",
-    "cellar", "comet",  "compass", "cradle", "crystal", "desert", "dragon", "engine", "falcon",
-    "feather", "forest", "garden", "glacier", "hammer", "harbor", "helmet", "island", "jacket",
-    "kettle", "ladder", "lantern", "meadow", "mirror", "needle", "orchard", "pebble", "pepper",
-    "pillow", "planet", "pocket", "puzzle", "quarry", "rabbit", "ribbon", "saddle", "shadow",
-    "signal", "spiral", "statue", "teapot", "thistle", "ticket", "tunnel", "valley", "violin",
-    "wagon",  "walnut", "window", "wizard", "yarn",    "zephyr"};
+    "anchor",  "apple",  "badge",   "basket",  "beacon",  "bridge", "candle",  "canyon", "castle",
+    "cellar",  "comet",  "compass", "cradle",  "crystal", "desert", "dragon",  "engine", "falcon",
+    "feather", "forest", "garden",  "glacier", "hammer",  "harbor", "helmet",  "island", "jacket",
+    "kettle",  "ladder", "lantern", "meadow",  "mirror",  "needle", "orchard", "pebble", "pepper",
+    "pillow",  "planet", "pocket",  "puzzle",  "quarry",  "rabbit", "ribbon",  "saddle", "shadow",
+    "signal",  "spiral", "statue",  "teapot",  "thistle", "ticket", "tunnel",  "valley", "violin",
+    "wagon",   "walnut", "window",  "wizard",  "yarn",    "zephyr"};
 
 struct Spec {  // what a kind asks: keys, values per key, keys asked for
   int keys = 1, values = 1, queries = 1;
@@ -75,15 +75,18 @@ int64_t count_of(const std::string& s, const std::string& what) {
 std::vector<std::string> read_haystack(const std::string& spec) {
   if (spec == "noise") return {kNoise};
   std::ifstream in(spec, std::ios::binary);
-  if (!in) throw Error("--haystack " + spec + ": cannot read the file (expected 'noise' or a text file)");
+  if (!in)
+    throw Error("--haystack " + spec + ": cannot read the file (expected 'noise' or a text file)");
   const std::string raw((std::istreambuf_iterator<char>(in)), {});
   // RULER collapses every whitespace run of the essay into one space, then
   // cuts sentences; ours end at . ! or ? followed by a space.
   std::string text;
   for (char c : raw) {
     const bool ws = c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-    if (!ws) text.push_back(c);
-    else if (!text.empty() && text.back() != ' ') text.push_back(' ');
+    if (!ws)
+      text.push_back(c);
+    else if (!text.empty() && text.back() != ' ')
+      text.push_back(' ');
   }
   while (!text.empty() && text.back() == ' ') text.pop_back();
   std::vector<std::string> out;
@@ -97,16 +100,17 @@ std::vector<std::string> read_haystack(const std::string& spec) {
       ++i;
     }
   }
-  if (out.empty()) throw Error("--haystack " + spec + ": no text (expected sentences to hide needles in)");
+  if (out.empty())
+    throw Error("--haystack " + spec + ": no text (expected sentences to hide needles in)");
   return out;
 }
 
 // One case before its haystack size is chosen: the needles (needles[0] is the
 // first answer's) and where the others go, as fractions of the haystack.
 struct Draft {
-  std::string head, tail;             // text before and after the context
+  std::string head, tail;  // text before and after the context
   std::vector<std::string> needles;
-  std::vector<double> other_frac;     // needles[1..]
+  std::vector<double> other_frac;  // needles[1..]
   std::vector<std::string> answers;
   std::vector<int64_t> expected_count;  // occurrences of each answer in the prompt
 };
@@ -118,7 +122,8 @@ struct Built {
 
 class Builder {
  public:
-  Builder(const NiahOptions& o, const Tokenizer& tok) : o_(o), tok_(tok), units_(read_haystack(o.haystack)) {
+  Builder(const NiahOptions& o, const Tokenizer& tok)
+      : o_(o), tok_(tok), units_(read_haystack(o.haystack)) {
     // Token cost of each distinct sentence with its separator, to place the
     // needle at a depth measured in tokens.
     for (const auto& u : units_) unit_tokens_.push_back(int64_t(tok.encode(u + sep()).size()));
@@ -126,7 +131,9 @@ class Builder {
 
   bool passkey() const { return o_.kind == NiahKind::kPasskey; }
   std::string sep() const { return o_.haystack == "noise" && !passkey() ? "\n" : " "; }
-  int64_t max_unit_tokens() const { return *std::max_element(unit_tokens_.begin(), unit_tokens_.end()); }
+  int64_t max_unit_tokens() const {
+    return *std::max_element(unit_tokens_.begin(), unit_tokens_.end());
+  }
 
   Draft draft(TaskRng& rng) const {
     Draft d;
@@ -164,7 +171,8 @@ class Builder {
     }
     for (int k = 0; k < s.keys; ++k)
       for (const auto& v : values[size_t(k)])
-        d.needles.push_back("One of the special magic numbers for " + keys[size_t(k)] + " is: " + v + ".");
+        d.needles.push_back("One of the special magic numbers for " + keys[size_t(k)] +
+                            " is: " + v + ".");
     for (size_t i = 1; i < d.needles.size(); ++i) d.other_frac.push_back(rng.uniform());
     std::string t = kRulerTemplate, type = "numbers";
     if (s.queries * s.values == 1) {  // RULER's singular replacements, in its order
@@ -186,11 +194,13 @@ class Builder {
   // depth x the tokens of all n sentences.
   int64_t depth_index(int64_t n, double depth) const {
     std::vector<int64_t> cum(size_t(n) + 1, 0);
-    for (int64_t i = 0; i < n; ++i) cum[size_t(i) + 1] = cum[size_t(i)] + unit_tokens_[size_t(i) % unit_tokens_.size()];
+    for (int64_t i = 0; i < n; ++i)
+      cum[size_t(i) + 1] = cum[size_t(i)] + unit_tokens_[size_t(i) % unit_tokens_.size()];
     const double want = depth * double(cum[size_t(n)]);
     int64_t best = 0;
     for (int64_t i = 1; i <= n; ++i)
-      if (std::abs(double(cum[size_t(i)]) - want) < std::abs(double(cum[size_t(best)]) - want)) best = i;
+      if (std::abs(double(cum[size_t(i)]) - want) < std::abs(double(cum[size_t(best)]) - want))
+        best = i;
     return best;
   }
 
@@ -209,7 +219,8 @@ class Builder {
     std::vector<Item> items;
     size_t next = 0;
     for (int64_t i = 0; i <= n; ++i) {
-      for (; next < at.size() && at[next].first == i; ++next) items.push_back({true, at[next].second});
+      for (; next < at.size() && at[next].first == i; ++next)
+        items.push_back({true, at[next].second});
       if (i < n) items.push_back({false, size_t(i) % units_.size()});
     }
     Built b;
@@ -242,10 +253,11 @@ class Builder {
 }  // namespace
 
 NiahKind parse_niah_kind(const std::string& name) {
-  for (NiahKind k : {NiahKind::kSingle, NiahKind::kMultiKey, NiahKind::kMultiValue, NiahKind::kMultiQuery,
-                     NiahKind::kPasskey})
+  for (NiahKind k : {NiahKind::kSingle, NiahKind::kMultiKey, NiahKind::kMultiValue,
+                     NiahKind::kMultiQuery, NiahKind::kPasskey})
     if (name == niah_kind_name(k)) return k;
-  throw Error("--kind '" + name + "': expected single, multikey, multivalue, multiquery or passkey");
+  throw Error("--kind '" + name +
+              "': expected single, multikey, multivalue, multiquery or passkey");
 }
 
 const char* niah_kind_name(NiahKind k) {
@@ -277,8 +289,10 @@ std::vector<NiahCase> make_niah(const NiahOptions& o, const Tokenizer& tok) {
     if (l <= 0) throw Error("--lengths " + std::to_string(l) + ": expected positive token counts");
   if (o.depths.empty()) throw Error("--depths: expected at least one depth in [0, 1]");
   for (double d : o.depths)
-    if (!(d >= 0 && d <= 1)) throw Error("--depths " + std::to_string(d) + ": expected values in [0, 1]");
-  if (o.samples < 1) throw Error("--samples " + std::to_string(o.samples) + ": expected at least 1");
+    if (!(d >= 0 && d <= 1))
+      throw Error("--depths " + std::to_string(d) + ": expected values in [0, 1]");
+  if (o.samples < 1)
+    throw Error("--samples " + std::to_string(o.samples) + ": expected at least 1");
   if (o.max_new_tokens < 0) throw Error("--max-new-tokens: expected a count >= 0");
   const Builder builder(o, tok);
   std::vector<NiahCase> out;
@@ -292,11 +306,15 @@ std::vector<NiahCase> make_niah(const NiahOptions& o, const Tokenizer& tok) {
         bool unique = false;
         for (int attempt = 0; attempt < 100 && !unique; ++attempt) {
           d = builder.draft(rng);
-          auto fits = [&](int64_t m) { return builder.tokens(builder.build(d, m, depth).prompt) + o.max_new_tokens <= L; };
+          auto fits = [&](int64_t m) {
+            return builder.tokens(builder.build(d, m, depth).prompt) + o.max_new_tokens <= L;
+          };
           if (!fits(0))
-            throw Error("--lengths " + std::to_string(L) + ": the " + niah_kind_name(o.kind) + " prompt alone takes " +
-                        std::to_string(builder.tokens(builder.build(d, 0, depth).prompt)) + " tokens plus " +
-                        std::to_string(o.max_new_tokens) + " to generate; expected a larger length");
+            throw Error("--lengths " + std::to_string(L) + ": the " + niah_kind_name(o.kind) +
+                        " prompt alone takes " +
+                        std::to_string(builder.tokens(builder.build(d, 0, depth).prompt)) +
+                        " tokens plus " + std::to_string(o.max_new_tokens) +
+                        " to generate; expected a larger length");
           // The largest fitting haystack: grow an upper bound, then bisect.
           int64_t lo = 0, hi = 1;
           while (fits(hi)) lo = hi, hi *= 2;
@@ -310,7 +328,9 @@ std::vector<NiahCase> make_niah(const NiahOptions& o, const Tokenizer& tok) {
           for (size_t i = 0; i < d.answers.size(); ++i)
             unique = unique && count_of(b.prompt, d.answers[i]) == d.expected_count[i];
         }
-        if (!unique) throw Error("--haystack " + o.haystack + ": no needle value unique in the text after 100 draws");
+        if (!unique)
+          throw Error("--haystack " + o.haystack +
+                      ": no needle value unique in the text after 100 draws");
         NiahCase c;
         c.length = L;
         c.depth = depth;
@@ -330,7 +350,8 @@ std::vector<NiahCase> make_niah(const NiahOptions& o, const Tokenizer& tok) {
   return out;
 }
 
-std::vector<NiahCase> write_niah(const NiahOptions& o, const Tokenizer& tok, const std::string& path) {
+std::vector<NiahCase> write_niah(const NiahOptions& o, const Tokenizer& tok,
+                                 const std::string& path) {
   std::vector<NiahCase> cases = make_niah(o, tok);
   std::string text;
   for (const auto& c : cases) text += c.to_json().dump() + "\n";

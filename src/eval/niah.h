@@ -70,6 +70,7 @@ struct NiahCase {
 std::vector<NiahCase> make_niah(const NiahOptions& opt, const Tokenizer& tok);
 
 // make_niah, then one JSON object per case to `out`, written atomically.
-std::vector<NiahCase> write_niah(const NiahOptions& opt, const Tokenizer& tok, const std::string& out);
+std::vector<NiahCase> write_niah(const NiahOptions& opt, const Tokenizer& tok,
+                                 const std::string& out);
 
 }  // namespace rat

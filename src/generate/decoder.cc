@@ -40,7 +40,8 @@ void Decoder::check_ids(const int32_t* ids, int64_t n) const {
 }
 
 void Decoder::prefill(int64_t slot, const int32_t* ids, int64_t n, float* logits) {
-  if (slot < 0 || slot >= max_batch_) throw Error("decoder: slot " + std::to_string(slot) + " out of range");
+  if (slot < 0 || slot >= max_batch_)
+    throw Error("decoder: slot " + std::to_string(slot) + " out of range");
   if (n <= 0) throw Error("decoder: the prompt is empty (at least one token is needed)");
   if (n > max_len_)
     throw Error("decoder: prompt of " + std::to_string(n) + " tokens exceeds the maximum length " +
@@ -52,11 +53,14 @@ void Decoder::prefill(int64_t slot, const int32_t* ids, int64_t n, float* logits
 
 void Decoder::step(const int64_t* slots, const int32_t* ids, int64_t n, float* logits) {
   if (n <= 0) return;
-  if (n > max_batch_) throw Error("decoder: step of " + std::to_string(n) + " rows exceeds the batch");
+  if (n > max_batch_)
+    throw Error("decoder: step of " + std::to_string(n) + " rows exceeds the batch");
   for (int64_t i = 0; i < n; ++i) {
     const int64_t s = slots[i];
-    if (s < 0 || s >= max_batch_) throw Error("decoder: slot " + std::to_string(s) + " out of range");
-    if (len_[size_t(s)] <= 0) throw Error("decoder: slot " + std::to_string(s) + " was not prefilled");
+    if (s < 0 || s >= max_batch_)
+      throw Error("decoder: slot " + std::to_string(s) + " out of range");
+    if (len_[size_t(s)] <= 0)
+      throw Error("decoder: slot " + std::to_string(s) + " was not prefilled");
     if (len_[size_t(s)] >= max_len_)
       throw Error("decoder: slot " + std::to_string(s) + " is full (" + std::to_string(max_len_) +
                   " tokens)");

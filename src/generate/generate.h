@@ -16,16 +16,16 @@ namespace rat {
 struct GenerateOptions {
   int64_t max_new_tokens = 64;
   SamplingOptions sampling;
-  uint64_t seed = 0;    // sequence i draws from a generator seeded by (seed, i)
-  int32_t eos_id = -1;  // generation of a sequence ends after this id; -1: never
+  uint64_t seed = 0;        // sequence i draws from a generator seeded by (seed, i)
+  int32_t eos_id = -1;      // generation of a sequence ends after this id; -1: never
   bool bf16_cache = false;  // see Decoder
 };
 
 struct GenerateResult {
-  std::vector<std::vector<int32_t>> ids;   // generated ids per prompt (eos included)
-  std::vector<std::string> finish;         // "length", "eos" or "stop" per prompt
+  std::vector<std::vector<int32_t>> ids;  // generated ids per prompt (eos included)
+  std::vector<std::string> finish;        // "length", "eos" or "stop" per prompt
   int64_t prefill_tokens = 0, decode_tokens = 0, decode_steps = 0;
-  double prefill_s = 0, decode_s = 0;      // wall time of prefill (all prompts) and of the steps
+  double prefill_s = 0, decode_s = 0;  // wall time of prefill (all prompts) and of the steps
   int64_t cache_bytes_per_sequence = 0;
 };
 

@@ -50,7 +50,9 @@ const std::vector<std::pair<int32_t, float>>& TokenSampler::candidates(const flo
   // Most likely first (ties: lower id first, so the order is deterministic).
   std::iota(order_.begin(), order_.end(), 0);
   const int64_t k = opt_.top_k > 0 ? std::min(opt_.top_k, V_) : V_;
-  auto cmp = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  auto cmp = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
   std::partial_sort(order_.begin(), order_.begin() + k, order_.end(), cmp);
   // Softmax of logits / T over the top-k survivors (double: exact enough to cut at top_p).
   const double inv_t = 1.0 / double(opt_.temperature), mx = double(logits[order_[0]]);
@@ -60,7 +62,7 @@ const std::vector<std::pair<int32_t, float>>& TokenSampler::candidates(const flo
   const double p_max = 1.0 / sum;  // the first token's probability
   for (int64_t i = 0; i < k; ++i) {
     const double p = std::exp((double(logits[order_[size_t(i)]]) - mx) * inv_t) / sum;
-    if (i > 0 && cum >= double(opt_.top_p)) break;  // nucleus reached (always keep one)
+    if (i > 0 && cum >= double(opt_.top_p)) break;       // nucleus reached (always keep one)
     if (i > 0 && p < double(opt_.min_p) * p_max) break;  // sorted: the rest are smaller
     cand_.emplace_back(order_[size_t(i)], float(p));
     cum += p;

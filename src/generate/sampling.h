@@ -11,7 +11,7 @@
 namespace rat {
 
 struct SamplingOptions {
-  bool greedy = false;             // argmax (also when temperature <= 0)
+  bool greedy = false;  // argmax (also when temperature <= 0)
   float temperature = 1.f;
   int64_t top_k = 0;               // keep the k most likely tokens; 0: off
   float top_p = 1.f;               // keep the smallest most-likely set with mass >= p; 1: off

@@ -55,9 +55,8 @@ inline __m512 phi16(__m512 x) {
   const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(kInvSqrt2));
   const __m512 one = _mm512_set1_ps(1.f);
   const __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), one));
-  static const float c[] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f,
-                            0.27886807f, -0.18628806f, 0.09678418f, 0.37409196f,
-                            1.00002368f, -1.26551223f};
+  static const float c[] = {0.17087277f,  -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
+                            -0.18628806f, 0.09678418f,  0.37409196f, 1.00002368f,  -1.26551223f};
   __m512 p = _mm512_set1_ps(c[0]);
   for (int i = 1; i < 10; ++i) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c[i]));
   // z^2 = x^2 / 2 from x itself (z is rounded: 2 z^2 ulp of error in erfc).
@@ -103,8 +102,9 @@ void gelu_grad_vec(const float* h, const float* da, float* dh, int64_t n) {
     _mm512_storeu_ps(dh + i, _mm512_mul_ps(_mm512_loadu_ps(da + i), grad(_mm512_loadu_ps(h + i))));
   if (i < n) {
     const __mmask16 m = tail_mask(n - i);
-    _mm512_mask_storeu_ps(dh + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, da + i),
-                                                   grad(_mm512_maskz_loadu_ps(m, h + i))));
+    _mm512_mask_storeu_ps(
+        dh + i, m,
+        _mm512_mul_ps(_mm512_maskz_loadu_ps(m, da + i), grad(_mm512_maskz_loadu_ps(m, h + i))));
   }
 }
 #endif

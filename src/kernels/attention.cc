@@ -83,9 +83,9 @@ void forward_block(const AttnShape& s, int64_t bk, int64_t b, int64_t h, int64_t
 // Backward of head h, batch b: dq, dk, dv rows of this head are overwritten. The head's q,
 // dout and dq live packed [T, P] in thread scratch (O(T) per thread); k, v and their
 // gradients one key block at a time.
-void backward_head(const AttnShape& s, int64_t bq, int64_t bk, int64_t b, int64_t h,
-                   const float* q, const float* k, const float* v, const float* o,
-                   const float* lse, const float* dout, float* dq, float* dk, float* dv) {
+void backward_head(const AttnShape& s, int64_t bq, int64_t bk, int64_t b, int64_t h, const float* q,
+                   const float* k, const float* v, const float* o, const float* lse,
+                   const float* dout, float* dq, float* dk, float* dv) {
   const int64_t P = s.P, T = s.T;
   const float scale = 1.f / std::sqrt(float(P));
   float* S = tile::thread_scratch(0, size_t(bq * bk));   // probabilities P
@@ -94,8 +94,8 @@ void backward_head(const AttnShape& s, int64_t bq, int64_t bk, int64_t b, int64_
   float* Qh = tile::thread_scratch(3, size_t(T * P));
   float* dOh = tile::thread_scratch(4, size_t(T * P));
   float* dQh = tile::thread_scratch(5, size_t(T * P));
-  float* KV = tile::thread_scratch(6, size_t(2 * bk * P));    // K_j, V_j packed
-  float* dKV = tile::thread_scratch(7, size_t(2 * bk * P));   // dK_j, dV_j accumulators
+  float* KV = tile::thread_scratch(6, size_t(2 * bk * P));   // K_j, V_j packed
+  float* dKV = tile::thread_scratch(7, size_t(2 * bk * P));  // dK_j, dV_j accumulators
   float *Kj = KV, *Vj = KV + bk * P, *dKj = dKV, *dVj = dKV + bk * P;
   const float* lse_h = lse + (b * s.H + h) * T;
   const int64_t row0 = b * T;
@@ -126,7 +126,7 @@ void backward_head(const AttnShape& s, int64_t bq, int64_t bk, int64_t b, int64_
         tile::prob_row(S + r * bk, nke, a, e, scale, lse_h[t]);
       }
       gemm_small({nke, P, nq, true, false, bk, P, P}, S, dO, dVj + ka * P, 1.f);  // dV += P^T dO
-      gemm_small({nq, nke, P, false, true, P, P, bk}, dO, V, dS, 0.f);           // dP = dO V^T
+      gemm_small({nq, nke, P, false, true, P, P, bk}, dO, V, dS, 0.f);            // dP = dO V^T
       for (int64_t r = 0; r < nq; ++r)
         vec_softmax_grad(S + r * bk, dS + r * bk, nke, D[t0 + r], scale);
       gemm_small({nq, P, nke, false, false, bk, P, P}, dS, K, dQh + t0 * P, 1.f);  // dQ += dS K
@@ -147,8 +147,8 @@ void backward_head(const AttnShape& s, int64_t bq, int64_t bk, int64_t b, int64_
 
 }  // namespace
 
-void attention_forward(const AttnShape& s, const float* q, const float* k, const float* v,
-                       float* o, float* lse) {
+void attention_forward(const AttnShape& s, const float* q, const float* k, const float* v, float* o,
+                       float* lse) {
   RAT_ASSERT(q != nullptr && k != nullptr && v != nullptr && o != nullptr && lse != nullptr);
   RAT_ASSERT(attn_shape_ok(s));
   const int64_t bq = s.block_q > 0 ? s.block_q : kFwdBlockQ;
@@ -176,8 +176,8 @@ void attention_forward(const AttnShape& s, const float* q, const float* k, const
 }
 
 void attention_backward(const AttnShape& s, const float* q, const float* k, const float* v,
-                        const float* o, const float* lse, const float* dout, float* dq,
-                        float* dk, float* dv) {
+                        const float* o, const float* lse, const float* dout, float* dq, float* dk,
+                        float* dv) {
   RAT_ASSERT(q && k && v && o && lse && dout && dq && dk && dv);
   RAT_ASSERT(attn_shape_ok(s));
   const int64_t bq = s.block_q > 0 ? s.block_q : kBwdBlockQ;
@@ -214,8 +214,8 @@ double naive_probs(const AttnShape& s, const float* q, const float* k, int64_t b
 
 }  // namespace
 
-void attention_forward_naive(const AttnShape& s, const float* q, const float* k,
-                             const float* v, float* o, float* lse) {
+void attention_forward_naive(const AttnShape& s, const float* q, const float* k, const float* v,
+                             float* o, float* lse) {
   RAT_ASSERT(q != nullptr && k != nullptr && v != nullptr && o != nullptr && attn_shape_ok(s));
   const int64_t P = s.P;
   std::vector<double> p, acc(static_cast<size_t>(P));
@@ -235,9 +235,8 @@ void attention_forward_naive(const AttnShape& s, const float* q, const float* k,
       }
 }
 
-void attention_backward_naive(const AttnShape& s, const float* q, const float* k,
-                              const float* v, const float* dout, float* dq, float* dk,
-                              float* dv) {
+void attention_backward_naive(const AttnShape& s, const float* q, const float* k, const float* v,
+                              const float* dout, float* dq, float* dk, float* dv) {
   RAT_ASSERT(q && k && v && dout && dq && dk && dv && attn_shape_ok(s));
   const int64_t P = s.P, T = s.T;
   const double scale = 1.0 / std::sqrt(double(P));

@@ -90,7 +90,8 @@ double measure_read_bandwidth(int64_t bytes, int repeats) {
     sink = sink + s;
     if (r > 0) t.push_back(now_seconds() - t0);
   }
-  return double(n) * sizeof(float) / *std::min_element(t.begin(), t.end()) / 1e9;  // fastest, as above
+  return double(n) * sizeof(float) / *std::min_element(t.begin(), t.end()) /
+         1e9;  // fastest, as above
 }
 
 }  // namespace rat

@@ -60,8 +60,8 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
   return res;
 }
 
-void lm_head_logits(const float* hf, const float* W, float* logits, int64_t N, int64_t D,
-                    int64_t V, Precision prec, const uint16_t* W16) {
+void lm_head_logits(const float* hf, const float* W, float* logits, int64_t N, int64_t D, int64_t V,
+                    Precision prec, const uint16_t* W16) {
   RAT_ASSERT(hf != nullptr && W != nullptr && logits != nullptr);
   RAT_ASSERT(N >= 0 && D > 0 && V > 0);
   if (prec == Precision::kBF16 && W16)

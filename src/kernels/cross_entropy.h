@@ -24,7 +24,7 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
 
 // Full logits [N, V] (tests, generation). W16: W's bf16 copy or null (as in
 // linear_forward).
-void lm_head_logits(const float* hf, const float* W, float* logits, int64_t N, int64_t D,
-                    int64_t V, Precision prec, const uint16_t* W16 = nullptr);
+void lm_head_logits(const float* hf, const float* W, float* logits, int64_t N, int64_t D, int64_t V,
+                    Precision prec, const uint16_t* W16 = nullptr);
 
 }  // namespace rat

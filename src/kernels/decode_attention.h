@@ -32,7 +32,8 @@ inline float dot_row(const float* q, const uint16_t* k, int64_t P) {
   for (; i + 16 <= P; i += 16) {
     __m512i w = _mm512_maskz_cvtepu16_epi32(
         kAll16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k + i)));
-    acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll16, w, 16)), acc);
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i),
+                          _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll16, w, 16)), acc);
   }
   s = hsum16(acc);
 #endif
@@ -182,8 +183,8 @@ constexpr int64_t kPrefetchK = 2048, kPrefetchV = 8192;
 // generic path; only the summation order inside each dot product differs.
 template <int NV, class KV>
 inline void attend_unrolled(const float* q, const KV* k, const KV* v, int64_t n,
-                            const float* k_extra, const float* v_extra, float scale,
-                            float* scores, float* o) {
+                            const float* k_extra, const float* v_extra, float scale, float* scores,
+                            float* o) {
   constexpr int64_t P = 16 * NV;
   const Rows<NV, KV> rq(q);
   // Software prefetch ahead of the rows in use: the hardware prefetchers alone
@@ -211,8 +212,7 @@ inline void attend_unrolled(const float* q, const KV* k, const KV* v, int64_t n,
   for (auto& a : acc) a = _mm512_setzero_ps();
   for (j = 0; j < n; ++j) {
     const char* pf = reinterpret_cast<const char*>(v + j * P) + kPrefetchV;
-    for (int64_t l = 0; l < P * int64_t(sizeof(KV)); l += 64)
-      _mm_prefetch(pf + l, _MM_HINT_T0);
+    for (int64_t l = 0; l < P * int64_t(sizeof(KV)); l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
     Rows<NV, KV>::axpy(_mm512_set1_ps(scores[j]), v + j * P, acc);
   }
   Rows<NV, KV>::store(acc, _mm512_set1_ps(1.f / sum), o);
@@ -248,9 +248,8 @@ inline void decode_attend_generic(const float* q, const KV* k, const KV* v, int6
 // q: [P]; k, v: [n, P] contiguous rows (float or bf16 bits); k_extra, v_extra:
 // [P] float or null. scores: scratch of n + 1 floats. o: [P] written.
 template <class KV>
-inline void decode_attend(const float* q, const KV* k, const KV* v, int64_t n,
-                          const float* k_extra, const float* v_extra, int64_t P, float scale,
-                          float* scores, float* o) {
+inline void decode_attend(const float* q, const KV* k, const KV* v, int64_t n, const float* k_extra,
+                          const float* v_extra, int64_t P, float scale, float* scores, float* o) {
 #if defined(__AVX512F__)
   // The widths models use, unrolled: this loop is the memory-bound part of a
   // decode step, and the generic one below spends more time in horizontal sums

@@ -47,15 +47,26 @@ struct Plan {
 Plan& plan_for(const GemmShape& s, Precision p, bool accumulate, float beta) {
   static std::map<Key, Plan> cache;
   static std::mutex mu;
-  Key key{s.M,   s.N,      s.K,  s.trans_a, s.trans_b, s.lda, s.ldb,
-          s.ldc, int(p), accumulate, accumulate ? beta : 0.f};
+  Key key{s.M,
+          s.N,
+          s.K,
+          s.trans_a,
+          s.trans_b,
+          s.lda,
+          s.ldb,
+          s.ldc,
+          int(p),
+          accumulate,
+          accumulate ? beta : 0.f};
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   using dt = dnnl::memory::data_type;
   dt in_t = p == Precision::kBF16 ? dt::bf16 : dt::f32;
-  dnnl::memory::dims a_str = s.trans_a ? dnnl::memory::dims{1, s.lda} : dnnl::memory::dims{s.lda, 1};
-  dnnl::memory::dims b_str = s.trans_b ? dnnl::memory::dims{1, s.ldb} : dnnl::memory::dims{s.ldb, 1};
+  dnnl::memory::dims a_str =
+      s.trans_a ? dnnl::memory::dims{1, s.lda} : dnnl::memory::dims{s.lda, 1};
+  dnnl::memory::dims b_str =
+      s.trans_b ? dnnl::memory::dims{1, s.ldb} : dnnl::memory::dims{s.ldb, 1};
   Plan plan;
   plan.a = dnnl::memory::desc({s.M, s.K}, in_t, a_str);
   plan.b = dnnl::memory::desc({s.K, s.N}, in_t, b_str);
@@ -87,10 +98,9 @@ void execute(Plan& plan, dnnl::stream& strm, void* A, void* B, float* C) {
   dnnl::memory mb(plan.b, cpu_engine(), B);
   dnnl::memory mc(plan.c, cpu_engine(), C);
   dnnl::memory ms(plan.scratch, cpu_engine(), scratch.data());
-  plan.prim.execute(strm, {{DNNL_ARG_SRC, ma},
-                           {DNNL_ARG_WEIGHTS, mb},
-                           {DNNL_ARG_DST, mc},
-                           {DNNL_ARG_SCRATCHPAD, ms}});
+  plan.prim.execute(
+      strm,
+      {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_SCRATCHPAD, ms}});
   strm.wait();
 }
 
@@ -106,7 +116,8 @@ void pack_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld, std::vect
 
 }  // namespace
 
-void gemm(const GemmShape& shape, const float* A, const float* B, float* C, float beta, Precision p) {
+void gemm(const GemmShape& shape, const float* A, const float* B, float* C, float beta,
+          Precision p) {
   RAT_ASSERT(C != nullptr || shape.M == 0 || shape.N == 0);
   RAT_ASSERT((A != nullptr && B != nullptr) || shape.K == 0 || shape.M == 0 || shape.N == 0);
   GemmShape s = shape;
@@ -114,7 +125,8 @@ void gemm(const GemmShape& shape, const float* A, const float* B, float* C, floa
   if (s.M == 0 || s.N == 0) return;
   if (s.K == 0) {
     for (int64_t i = 0; i < s.M; ++i)
-      for (int64_t j = 0; j < s.N; ++j) C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
+      for (int64_t j = 0; j < s.N; ++j)
+        C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
     return;
   }
   if (p == Precision::kF32 && !s.trans_a && s.trans_b && gemv_f32_supported(s.M, s.K))
@@ -156,8 +168,8 @@ void gemm_bf16_weights(const GemmShape& shape, const float* A, const uint16_t* B
   pack_bf16(A, a_rows, a_cols, s.lda, a16);
   GemmShape ps = s;
   ps.lda = a_cols;
-  execute(plan_for(ps, Precision::kBF16, acc, beta), strm, a16.data(),
-          const_cast<uint16_t*>(B16), C);
+  execute(plan_for(ps, Precision::kBF16, acc, beta), strm, a16.data(), const_cast<uint16_t*>(B16),
+          C);
 }
 
 void gemm_small(const GemmShape& shape, const float* A, const float* B, float* C, float beta) {

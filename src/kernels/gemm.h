@@ -23,8 +23,8 @@ struct GemmShape {
 };
 
 // Multi-threaded (OpenMP, all threads). Call from outside parallel regions.
-void gemm(const GemmShape& s, const float* A, const float* B, float* C,
-          float beta, Precision p = Precision::kF32);
+void gemm(const GemmShape& s, const float* A, const float* B, float* C, float beta,
+          Precision p = Precision::kF32);
 
 // gemm(s, A, B, C, beta, kBF16) with B already rounded to bf16 (uint16 bits,
 // stored as B would be: ldb applies), e.g. from Bf16WeightCache; only A is
@@ -34,23 +34,20 @@ void gemm_bf16_weights(const GemmShape& s, const float* A, const uint16_t* B16, 
 
 // Same maths, single-threaded, for use inside an OpenMP parallel region.
 // fp32 only (oneDNN's sgemm, which has no plan to build for each new shape).
-void gemm_small(const GemmShape& s, const float* A, const float* B, float* C,
-                float beta);
+void gemm_small(const GemmShape& s, const float* A, const float* B, float* C, float beta);
 
 // Same maths, single-threaded, through a cached oneDNN plan (one per shape):
 // for a few shapes run many times, such as a decode step's weight slices,
 // where oneDNN's matmul runs one core at 220 GFLOP/s against 160 for its
 // sgemm (f32, weight rows 256 x 1024 from memory, 64 columns).
-void gemm_small_planned(const GemmShape& s, const float* A, const float* B, float* C,
-                        float beta);
+void gemm_small_planned(const GemmShape& s, const float* A, const float* B, float* C, float beta);
 
 // bf16 variant for inside parallel regions: A and B already bf16 (uint16 bits).
-void gemm_small_bf16(const GemmShape& s, const uint16_t* A, const uint16_t* B,
-                     float* C, float beta);
+void gemm_small_bf16(const GemmShape& s, const uint16_t* A, const uint16_t* B, float* C,
+                     float beta);
 
 // Reference triple loop in double precision: the oracle for tests and benches.
-void gemm_naive(const GemmShape& s, const float* A, const float* B, float* C,
-                float beta);
+void gemm_naive(const GemmShape& s, const float* A, const float* B, float* C, float beta);
 
 // Round-to-nearest-even fp32 -> bf16 (as uint16 bits) and back. NaN stays NaN
 // (quieted); fp32 subnormals become signed zero on every path (the AVX512-BF16

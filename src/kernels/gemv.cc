@@ -100,8 +100,8 @@ void run(const float* xs, const typename Rows::T* W, int64_t ldw, int64_t N, int
 }  // namespace
 #endif
 
-void gemv_bf16(const float* x, int64_t ldx, int64_t M, const uint16_t* W, int64_t ldw,
-               int64_t N, int64_t K, float* y, int64_t ldy, float beta) {
+void gemv_bf16(const float* x, int64_t ldx, int64_t M, const uint16_t* W, int64_t ldw, int64_t N,
+               int64_t K, float* y, int64_t ldy, float beta) {
   RAT_ASSERT(x != nullptr && W != nullptr && y != nullptr);
   RAT_ASSERT(gemv_bf16_supported(M, K) && N >= 0 && ldx >= K && ldw >= K && ldy >= N);
 #if defined(__AVX512F__)
@@ -145,8 +145,7 @@ void gemv_f32(const float* x, int64_t ldx, int64_t M, const float* W, int64_t ld
 #if defined(__AVX512F__)
   thread_local std::vector<float> xs;  // x packed to [M, K]
   xs.resize(size_t(M * K));
-  for (int64_t m = 0; m < M; ++m)
-    std::copy(x + m * ldx, x + m * ldx + K, xs.begin() + m * K);
+  for (int64_t m = 0; m < M; ++m) std::copy(x + m * ldx, x + m * ldx + K, xs.begin() + m * K);
   if (M == 1) return run<F32Rows, 1>(xs.data(), W, ldw, N, K, y, ldy, beta);
   return run<F32Rows, 2>(xs.data(), W, ldw, N, K, y, ldy, beta);
 #else

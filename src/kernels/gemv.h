@@ -21,8 +21,8 @@ bool gemv_bf16_supported(int64_t M, int64_t K);
 
 // x: [M, K] float (leading dim ldx), W: [N, K] bf16 bits (leading dim ldw),
 // y: [M, N] (leading dim ldy). All threads; call outside parallel regions.
-void gemv_bf16(const float* x, int64_t ldx, int64_t M, const uint16_t* W, int64_t ldw,
-               int64_t N, int64_t K, float* y, int64_t ldy, float beta);
+void gemv_bf16(const float* x, int64_t ldx, int64_t M, const uint16_t* W, int64_t ldw, int64_t N,
+               int64_t K, float* y, int64_t ldy, float beta);
 
 // The same with float32 weights (K % 16 == 0), as gemm(..., kF32) computes
 // it: oneDNN's matmul reads them at 30-33 GB/s here.

@@ -13,8 +13,8 @@ namespace rat {
 // W16: W already rounded to bf16 (Bf16WeightCache) or null; used only with
 // p == kBF16, where it gives the same result as rounding W on this call.
 void linear_forward(const float* x, int64_t ldx, const float* W, const float* b, float* y,
-                    int64_t ldy, int64_t N, int64_t in, int64_t out, Precision p,
-                    float beta = 0.f, const uint16_t* W16 = nullptr);
+                    int64_t ldy, int64_t N, int64_t in, int64_t out, Precision p, float beta = 0.f,
+                    const uint16_t* W16 = nullptr);
 
 // dy: [N, out] (stride ldy). dx: [N, in] written (beta 0) or accumulated
 // (beta 1), null to skip. dW [out, in], db [out]: accumulated (db may be null).

@@ -44,8 +44,8 @@ constexpr int64_t kBwdBlockQ = 256, kBwdBlockK = 256;
 
 // Chunk-final keys and values of every (batch, head), packed [B, H, nkeys, P]: in kt/vt they
 // are L * ld_kv floats apart, a power-of-two stride that maps them all to a few cache sets.
-void pack_finals(const RatAttnShape& s, const float* kt, const float* vt, int64_t nkeys,
-                 float* kfp, float* vfp) {
+void pack_finals(const RatAttnShape& s, const float* kt, const float* vt, int64_t nkeys, float* kfp,
+                 float* vfp) {
   const int64_t BH = s.B * s.H, P = s.P, ldf = s.L * s.ld_kv;
   if (nkeys == 0) return;  // T <= L: chunk 0 only (and row L-1 may not exist)
 #pragma omp parallel for schedule(static)
@@ -66,8 +66,8 @@ float* persistent(int slot, size_t n) {
 }
 
 // Forward of rows t0 .. t0+nq-1 of head h, batch b. Kf, Vf: the head's packed finals.
-void forward_block(const RatAttnShape& s, int64_t bk, int64_t b, int64_t h, int64_t t0,
-                   int64_t nq, const float* q, const float* kt, const float* vt, const float* Kf,
+void forward_block(const RatAttnShape& s, int64_t bk, int64_t b, int64_t h, int64_t t0, int64_t nq,
+                   const float* q, const float* kt, const float* vt, const float* Kf,
                    const float* Vf, float* o, float* lse) {
   const int64_t P = s.P, T = s.T, L = s.L;
   const float scale = 1.f / std::sqrt(float(P));
@@ -174,8 +174,8 @@ void backward_head(const RatAttnShape& s, int64_t bq, int64_t bk, int64_t b, int
 
 }  // namespace
 
-void rat_attention_forward(const RatAttnShape& s, const float* q, const float* kt,
-                           const float* vt, float* o, float* lse) {
+void rat_attention_forward(const RatAttnShape& s, const float* q, const float* kt, const float* vt,
+                           float* o, float* lse) {
   RAT_ASSERT(q != nullptr && kt != nullptr && vt != nullptr && o != nullptr && lse != nullptr);
   RAT_ASSERT(rat_attn_shape_ok(s));
   const int64_t bq = s.block_q > 0 ? s.block_q : kFwdBlockQ;
@@ -194,9 +194,9 @@ void rat_attention_forward(const RatAttnShape& s, const float* q, const float* k
   }
 }
 
-void rat_attention_backward(const RatAttnShape& s, const float* q, const float* kt,
-                            const float* vt, const float* o, const float* lse,
-                            const float* dout, float* dq, float* dkt, float* dvt) {
+void rat_attention_backward(const RatAttnShape& s, const float* q, const float* kt, const float* vt,
+                            const float* o, const float* lse, const float* dout, float* dq,
+                            float* dkt, float* dvt) {
   RAT_ASSERT(q && kt && vt && o && lse && dout && dq && dkt && dvt);
   RAT_ASSERT(rat_attn_shape_ok(s));
   const int64_t bq = s.block_q > 0 ? s.block_q : kBwdBlockQ;

@@ -23,14 +23,14 @@ struct RatAttnShape {
 // q: rotated by chunk index; kt: running key state, rotated by chunk index;
 // vt: running value state. o: [B,T,H*P] written. lse: [B,H,T] written (over
 // all terms of the softmax, including the own-state term).
-void rat_attention_forward(const RatAttnShape& s, const float* q, const float* kt,
-                           const float* vt, float* o, float* lse);
+void rat_attention_forward(const RatAttnShape& s, const float* q, const float* kt, const float* vt,
+                           float* o, float* lse);
 
 // dout: gradient of o, strided like o (ld_o).
 // dq [B,T,G*P-strided like q], dkt, dvt [strided like kt/vt]: written (overwritten).
-void rat_attention_backward(const RatAttnShape& s, const float* q, const float* kt,
-                            const float* vt, const float* o, const float* lse,
-                            const float* dout, float* dq, float* dkt, float* dvt);
+void rat_attention_backward(const RatAttnShape& s, const float* q, const float* kt, const float* vt,
+                            const float* o, const float* lse, const float* dout, float* dq,
+                            float* dkt, float* dvt);
 
 // Plain reference (double accumulation). lse optional (may be null; added for tests).
 void rat_attention_forward_naive(const RatAttnShape& s, const float* q, const float* kt,

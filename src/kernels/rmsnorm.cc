@@ -28,8 +28,8 @@ void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int6
 }
 
 // With xh = x * r: dx = r * (dy*w - xh * mean(dy*w*xh)); dw = sum_n dy * xh.
-void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
-                      float* dx, float* dw, int64_t N, int64_t D) {
+void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
+                      float* dw, int64_t N, int64_t D) {
   RAT_ASSERT(dy && x && w && rstd && dx && dw && N >= 0 && D > 0);
   int nt = omp_get_max_threads();
   // Per-thread partial dw, grown once and reused (no allocation per step).

@@ -12,7 +12,7 @@ void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int6
 
 // dy: [N, D]. dx: [N, D] ACCUMULATED (callers pass the residual gradient in it).
 // dw: [D] accumulated.
-void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
-                      float* dx, float* dw, int64_t N, int64_t D);
+void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
+                      float* dw, int64_t N, int64_t D);
 
 }  // namespace rat

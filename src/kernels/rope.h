@@ -30,8 +30,8 @@ void rope_apply(const RopeTable& tab, float* x, int64_t B, int64_t T, int64_t t0
 // of a RopeTable; sign +1 applies it, -1 its inverse. src and dst may alias (element i reads
 // i and i + half and writes only those). rope_apply, the decode steps and the fused RAT scan
 // (forward and backward) all rotate through it, so every path rounds the same way.
-inline void rope_rotate(const float* src, float* dst, const float* c, const float* sn,
-                        int64_t half, float sign) {
+inline void rope_rotate(const float* src, float* dst, const float* c, const float* sn, int64_t half,
+                        float sign) {
 #pragma omp simd
   for (int64_t i = 0; i < half; ++i) {
     const float a = src[i], b = src[i + half];

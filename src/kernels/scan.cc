@@ -43,9 +43,9 @@ void chunk_scan_forward(const float* g, int64_t ld_g, const float* x, int64_t ld
 
 // Reverse sweep: a_l = dh_l + g_{l+1} a_{l+1} is dLoss/dh_l through all paths;
 // then dx_l = (1 - g_l) a_l and dg_l = a_l (h_{l-1} - x_l).
-void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t ld_x,
-                         const float* h, const float* dh, int64_t ld_h, float* dx, int64_t ld_dx,
-                         float* dg, int64_t ld_dg, int64_t B, int64_t T, int64_t L, int64_t D) {
+void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t ld_x, const float* h,
+                         const float* dh, int64_t ld_h, float* dx, int64_t ld_dx, float* dg,
+                         int64_t ld_dg, int64_t B, int64_t T, int64_t L, int64_t D) {
   RAT_ASSERT(g != nullptr && x != nullptr && h != nullptr && dh != nullptr && dx != nullptr &&
              dg != nullptr);
   RAT_ASSERT(B >= 0 && T >= 0 && L >= 1 && D >= 0 && ld_g >= D && ld_x >= D && ld_h >= D &&

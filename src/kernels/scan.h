@@ -16,9 +16,9 @@ void chunk_scan_forward(const float* g, int64_t ld_g, const float* x, int64_t ld
 // dg: ACCUMULATED (stride ld_dg), so the v and k scans that share g add into one buffer.
 // The gradients have their own strides: g and x are usually views into the
 // in_proj output (stride 3D + ...), while dg is a compact [N, D] buffer.
-void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t ld_x,
-                         const float* h, const float* dh, int64_t ld_h, float* dx, int64_t ld_dx,
-                         float* dg, int64_t ld_dg, int64_t B, int64_t T, int64_t L, int64_t D);
+void chunk_scan_backward(const float* g, int64_t ld_g, const float* x, int64_t ld_x, const float* h,
+                         const float* dh, int64_t ld_h, float* dx, int64_t ld_dx, float* dg,
+                         int64_t ld_dg, int64_t B, int64_t T, int64_t L, int64_t D);
 
 // The recurrence's one update, h = g * h_prev + (1 - g) * x, for one channel. Every path runs
 // it (chunk_scan_forward, the fused RAT scan, the RAT and RNN decode steps): one expression, so

@@ -18,8 +18,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // exp(scale*s - m_new), zeroes the rest (so the P V product can run over the whole tile), and
 // updates the running max m and sum l of the row; acc (the row's P V so far, P floats) is
 // rescaled by exp(m_old - m_new) when the max moves. An empty range (a >= e) only zeroes.
-inline void online_softmax_row(float* row, int64_t nk, int64_t a, int64_t e, float scale,
-                               float& m, float& l, float* acc, int64_t P) {
+inline void online_softmax_row(float* row, int64_t nk, int64_t a, int64_t e, float scale, float& m,
+                               float& l, float* acc, int64_t P) {
   if (a >= e) {
     std::memset(row, 0, sizeof(float) * size_t(nk));
     return;

@@ -33,7 +33,7 @@ inline __m512 exp16(__m512 x) {
   const __m512 ln2_lo = _mm512_set1_ps(1.42860682030941723212e-6f);
   x = _mm512_maskz_max_ps(kAll16, _mm512_set1_ps(-104.f), x);
   __m512 n = _mm512_maskz_roundscale_ps(kAll16, _mm512_mul_ps(x, log2e),
-                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, ln2_hi, x);
   r = _mm512_fnmadd_ps(n, ln2_lo, r);
   __m512 p = _mm512_set1_ps(1.f / 5040.f);
@@ -51,14 +51,16 @@ inline __mmask16 tail_mask(int64_t n) { return __mmask16((1u << n) - 1u); }
 
 // Horizontal sum / max of 16 lanes (GCC 12's _mm512_reduce_* trip -Wmaybe-uninitialized).
 inline float hsum16(__m512 v) {
-  __m256 a = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 0), _mm512_maskz_extractf32x8_ps(0xFF, v, 1));
+  __m256 a = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 0),
+                           _mm512_maskz_extractf32x8_ps(0xFF, v, 1));
   __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
   b = _mm_add_ps(b, _mm_movehl_ps(b, b));
   b = _mm_add_ss(b, _mm_movehdup_ps(b));
   return _mm_cvtss_f32(b);
 }
 inline float hmax16(__m512 v) {
-  __m256 a = _mm256_max_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 0), _mm512_maskz_extractf32x8_ps(0xFF, v, 1));
+  __m256 a = _mm256_max_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 0),
+                           _mm512_maskz_extractf32x8_ps(0xFF, v, 1));
   __m128 b = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
   b = _mm_max_ps(b, _mm_movehl_ps(b, b));
   b = _mm_max_ss(b, _mm_movehdup_ps(b));
@@ -107,7 +109,9 @@ inline float vec_max(const float* x, int64_t n) {
 #if defined(__AVX512F__)
   __m512 acc = _mm512_set1_ps(m);
   for (; i + 16 <= n; i += 16) acc = _mm512_maskz_max_ps(kAll16, acc, _mm512_loadu_ps(x + i));
-  if (i < n) acc = _mm512_mask_max_ps(acc, tail_mask(n - i), acc, _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
+  if (i < n)
+    acc = _mm512_mask_max_ps(acc, tail_mask(n - i), acc,
+                             _mm512_maskz_loadu_ps(tail_mask(n - i), x + i));
   return hmax16(acc);
 #else
   for (; i < n; ++i) m = x[i] > m ? x[i] : m;
@@ -153,7 +157,8 @@ inline void vec_exp_affine(float* x, int64_t n, float a, float b) {
     _mm512_storeu_ps(x + i, exp16(_mm512_fmsub_ps(va, _mm512_loadu_ps(x + i), vb)));
   if (i < n) {
     __mmask16 m = tail_mask(n - i);
-    _mm512_mask_storeu_ps(x + i, m, exp16(_mm512_fmsub_ps(va, _mm512_maskz_loadu_ps(m, x + i), vb)));
+    _mm512_mask_storeu_ps(x + i, m,
+                          exp16(_mm512_fmsub_ps(va, _mm512_maskz_loadu_ps(m, x + i), vb)));
   }
 #else
   for (; i < n; ++i) x[i] = std::exp(a * x[i] - b);
@@ -172,7 +177,8 @@ inline void vec_softmax_grad(const float* p, float* ds, int64_t n, float d, floa
   if (i < n) {
     __mmask16 m = tail_mask(n - i);
     __m512 g = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, ds + i), vd);
-    _mm512_mask_storeu_ps(ds + i, m, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, p + i), va), g));
+    _mm512_mask_storeu_ps(ds + i, m,
+                          _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, p + i), va), g));
   }
 #else
   for (; i < n; ++i) ds[i] = p[i] * a * (ds[i] - d);
@@ -184,7 +190,8 @@ inline float vec_dot(const float* x, const float* y, int64_t n) {
   int64_t i = 0;
 #if defined(__AVX512F__)
   __m512 acc = _mm512_setzero_ps();
-  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), acc);
+  for (; i + 16 <= n; i += 16)
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), acc);
   if (i < n) {
     __mmask16 m = tail_mask(n - i);
     acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), acc);

@@ -11,15 +11,16 @@ namespace rat {
 namespace fs = std::filesystem;
 
 std::unique_ptr<Model> load_model_dir(const std::string& dir) {
-  if (!fs::is_directory(dir)) throw Error(dir + ": not a model directory (expected config.yaml and model.safetensors inside)");
+  if (!fs::is_directory(dir))
+    throw Error(dir +
+                ": not a model directory (expected config.yaml and model.safetensors inside)");
   ModelConfig cfg = load_model_config((fs::path(dir) / "config.yaml").string());
   auto model = std::make_unique<Model>(cfg);
   SafetensorsReader st((fs::path(dir) / "model.safetensors").string());
   std::set<std::string> expected;
   for (const ParamSpec& s : model->layout().specs()) {
     expected.insert(s.name);
-    if (!st.has(s.name))
-      throw Error(st.path() + ": missing tensor '" + s.name + "'");
+    if (!st.has(s.name)) throw Error(st.path() + ": missing tensor '" + s.name + "'");
     st.read_f32(s.name, s.shape, model->params() + s.offset);
   }
   // A tied model may carry the head anyway (PyTorch's state_dict keeps both);

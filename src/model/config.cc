@@ -9,8 +9,8 @@
 #include <optional>
 #include <sstream>
 
-#include "model/mixer_kinds.h"
 #include "model/enum_names.h"
+#include "model/mixer_kinds.h"
 #include "model/yaml_reader.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -25,27 +25,6 @@ constexpr const char* kExpectedTop = "a mapping with data, model and task";
 
 [[noreturn]] void fail(const std::string& file, const std::string& key, const std::string& what) {
   yaml_fail(file, nullptr, key, what);
-}
-
-template <size_t N>
-std::string one_of(const char* const (&names)[N]) {
-  std::string s = "one of ";
-  for (size_t i = 0; i < N; ++i) s += (i ? ", " : "") + std::string(names[i]);
-  return s;
-}
-
-// Maps a name to its enum by position in `names`.
-template <typename E, size_t N>
-E parse_enum(const Section& s, const char* name, const char* const (&names)[N], const char* what,
-             std::optional<E> dflt = std::nullopt) {
-  auto v = s.opt_str(name);
-  if (!v) {
-    if (dflt) return *dflt;
-    s.missing(name, one_of(names));
-  }
-  for (size_t i = 0; i < N; ++i)
-    if (*v == names[i]) return E(i);
-  s.fail(name, std::string("unknown ") + what + " '" + *v + "', expected " + one_of(names));
 }
 
 MixerConfig parse_mixer(const Section& s) {
@@ -103,7 +82,7 @@ void check_mixer(const ModelConfig& c, const MixerConfig& m, const std::string& 
          "d_head " + std::to_string(m.d_head) + " does not divide d_model " +
              std::to_string(c.d_model) + ", expected a divisor of d_model");
   const int64_t heads = c.d_model / m.d_head;
-  bool rotary = false;
+  // Sizes only some kinds have.
   if (m.kind == MixerKind::kRat) {
     check_positive(where, key + ".ngroups", m.ngroups);
     if (heads % m.ngroups != 0)
@@ -114,20 +93,28 @@ void check_mixer(const ModelConfig& c, const MixerConfig& m, const std::string& 
     if (m.chunk_size < 1)
       fail(where, key + ".chunk_size",
            "got " + std::to_string(m.chunk_size) + ", expected an integer >= 1");
-    if (!uses_interrope(c.pe))
-      fail(where, pe_key,
-           std::string("'") + pe_name(c.pe) + "' gives rat (" + key +
-               ") no chunk-index rotation, expected interrope or rope_interrope");
-    rotary = true;
-  } else {
-    if (m.kind == MixerKind::kLocalAttention && m.window_size < 0)
-      fail(where, key + ".window_size",
-           "got " + std::to_string(m.window_size) + ", expected an integer >= 0");
-    if (!uses_rope(c.pe))
-      fail(where, pe_key,
-           std::string("'") + pe_name(c.pe) + "' gives " + mixer_name(m.kind) + " (" + key +
-               ") no token-position rotation, expected rope or rope_interrope");
-    rotary = true;
+  }
+  if (m.kind == MixerKind::kLocalAttention && m.window_size < 0)
+    fail(where, key + ".window_size",
+         "got " + std::to_string(m.window_size) + ", expected an integer >= 0");
+  // The positional encoding must give the kind the rotation its descriptor says it uses.
+  bool rotary = false;
+  switch (mixer_kind_info(m.kind).rotation) {
+    case Rotation::kChunkIndex:
+      if (!uses_interrope(c.pe))
+        fail(where, pe_key,
+             std::string("'") + pe_name(c.pe) + "' gives " + mixer_name(m.kind) + " (" + key +
+                 ") no chunk-index rotation, expected interrope or rope_interrope");
+      rotary = true;
+      break;
+    case Rotation::kTokenPosition:
+      if (!uses_rope(c.pe))
+        fail(where, pe_key,
+             std::string("'") + pe_name(c.pe) + "' gives " + mixer_name(m.kind) + " (" + key +
+                 ") no token-position rotation, expected rope or rope_interrope");
+      rotary = true;
+      break;
+    case Rotation::kNone: break;
   }
   if (rotary && m.d_head % 2 != 0)
     fail(where, key + ".d_head",
@@ -149,7 +136,6 @@ void emit_mixer(YAML::Emitter& out, const MixerConfig& m) {
 }
 
 }  // namespace
-
 
 void ModelConfig::resolve(const std::string& where) {
   check_positive(where, "data.seq_len", seq_len);
@@ -220,7 +206,8 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
 
   // model.backbone
   c.backbone = backbone.opt_str("_name_").value_or(c.backbone);
-  if (c.backbone != "sequence" && c.backbone != "sequence_interleave")  // before the keys it gives meaning to
+  if (c.backbone != "sequence" &&
+      c.backbone != "sequence_interleave")  // before the keys it gives meaning to
     backbone.fail("_name_", "unknown backbone '" + c.backbone +
                                 "', expected one of sequence, sequence_interleave");
   const bool interleave = c.backbone == "sequence_interleave";

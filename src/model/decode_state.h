@@ -68,8 +68,8 @@ struct KvRows {
 };
 
 struct RatState {
-  int64_t chunks = 0;  // C: cache rows per (slot, head)
-  KvRows kv;           // [H, S, C, P]
+  int64_t chunks = 0;               // C: cache rows per (slot, head)
+  KvRows kv;                        // [H, S, C, P]
   std::vector<float> run_k, run_v;  // [S, D]
   // bf16 products: this layer's in_proj bf16 rows regrouped by head block
   // ([z, v, g] of block 0, then block 1, ...) so each block is one GEMM; made

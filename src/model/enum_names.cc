@@ -3,11 +3,10 @@
 namespace rat {
 
 const EnumNames<Precision>& precision_names() {
-  static const EnumNames<Precision> n(
-      "precision", {{"f32", Precision::kF32},
-                    {"bf16", Precision::kBF16},
-                    {"float32", Precision::kF32},
-                    {"bfloat16", Precision::kBF16}});
+  static const EnumNames<Precision> n("precision", {{"f32", Precision::kF32},
+                                                    {"bf16", Precision::kBF16},
+                                                    {"float32", Precision::kF32},
+                                                    {"bfloat16", Precision::kBF16}});
   return n;
 }
 
@@ -20,10 +19,11 @@ const EnumNames<Activation>& activation_names() {
 }
 
 const EnumNames<PosEnc>& pos_enc_names() {
-  static const EnumNames<PosEnc> n("positional encoding", {{"rope", PosEnc::kRope},
-                                                           {"interrope", PosEnc::kInterRope},
-                                                           {"rope_interrope", PosEnc::kRopeInterRope},
-                                                           {"empty", PosEnc::kEmpty}});
+  static const EnumNames<PosEnc> n("positional encoding",
+                                   {{"rope", PosEnc::kRope},
+                                    {"interrope", PosEnc::kInterRope},
+                                    {"rope_interrope", PosEnc::kRopeInterRope},
+                                    {"empty", PosEnc::kEmpty}});
   return n;
 }
 

@@ -42,7 +42,8 @@ class EnumNames {
   // "one of a, b, c" for messages.
   std::string choices() const {
     std::string s = "one of ";
-    for (size_t i = 0; i < entries_.size(); ++i) s += (i ? ", " : "") + std::string(entries_[i].name);
+    for (size_t i = 0; i < entries_.size(); ++i)
+      s += (i ? ", " : "") + std::string(entries_[i].name);
     return s;
   }
   // What the enum is, for "unknown <what> 'x'".
@@ -68,6 +69,14 @@ template <class E>
 E parse_flag(const EnumNames<E>& names, const std::string& flag, const std::string& value) {
   if (auto v = names.parse(value)) return *v;
   throw Error(flag + ": unknown " + names.what() + " '" + value + "', expected " + names.choices());
+}
+
+// The value's canonical spelling (its first name in `names`), so that reports
+// print one spelling whichever alias was given.
+template <class E>
+const char* canonical_name(const EnumNames<E>& names, const std::string& flag,
+                           const std::string& value) {
+  return names.name(parse_flag(names, flag, value));
 }
 
 }  // namespace rat

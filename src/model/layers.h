@@ -121,5 +121,4 @@ std::unique_ptr<Block> make_identity_mixer(BlockEnv* env, const MixerConfig& m);
 // x[n, :D] = sigmoid(x[n, :D] + bias) over rows of stride ld (bias may be null).
 void sigmoid_inplace(float* x, int64_t ld, const float* bias, int64_t N, int64_t D);
 
-
 }  // namespace rat

@@ -125,8 +125,8 @@ class AttentionMixer final : public Block {
     const RopeTable& rope = env_->rope[P];
     const float scale = 1.f / std::sqrt(float(P));
     // Guided schedule and the tiny-step rule: see RatMixer::step.
-#pragma omp parallel for collapse(2) schedule(guided) num_threads(sc.step_threads()) \
-    if (n * H * (R + 2) * P >= 65536)
+#pragma omp parallel for collapse(2) schedule(guided) \
+    num_threads(sc.step_threads()) if (n * H * (R + 2) * P >= 65536)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t s = slot[i], t = pos[i];
@@ -144,11 +144,11 @@ class AttentionMixer final : public Block {
         const int64_t n_keys = std::min(t + 1, R);
         float* o = out + i * D + h * P;
         if (ks.kv.bf16)
-          decode_attend(q, ks.kv.k16.data() + base, ks.kv.v16.data() + base, n_keys, nullptr, nullptr,
-                        P, scale, scr, o);
+          decode_attend(q, ks.kv.k16.data() + base, ks.kv.v16.data() + base, n_keys, nullptr,
+                        nullptr, P, scale, scr, o);
         else
-          decode_attend(q, ks.kv.k.data() + base, ks.kv.v.data() + base, n_keys, nullptr, nullptr, P,
-                        scale, scr, o);
+          decode_attend(q, ks.kv.k.data() + base, ks.kv.v.data() + base, n_keys, nullptr, nullptr,
+                        P, scale, scr, o);
       }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
     linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f,

@@ -67,9 +67,7 @@ int64_t local_keys(const MixerConfig& m, int64_t t) { return std::min(t, m.windo
 CacheRows local_rows(const MixerConfig& m, int64_t pos) {
   return {2.0 * double(local_keys(m, pos)), 0.0};
 }
-std::string local_sizes(const MixerConfig& m) {
-  return "(W" + std::to_string(m.window_size) + ")";
-}
+std::string local_sizes(const MixerConfig& m) { return "(W" + std::to_string(m.window_size) + ")"; }
 
 // --- rnn: [z, v, g] = in_proj(u); the state is h, D floats.
 
@@ -244,7 +242,8 @@ double mixer_train_flops(const ModelConfig& cfg, const MixerConfig& m, int64_t T
 }
 
 double mixer_decode_flops(const ModelConfig& cfg, const MixerConfig& m, int64_t pos) {
-  return 2.0 * mixer_matmul_weights(cfg, m) + 4.0 * double(cfg.d_model) * double(keys_scored(m, pos));
+  return 2.0 * mixer_matmul_weights(cfg, m) +
+         4.0 * double(cfg.d_model) * double(keys_scored(m, pos));
 }
 
 double mixer_decode_cache_bytes(const ModelConfig& cfg, const MixerConfig& m, int64_t pos,

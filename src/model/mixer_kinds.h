@@ -76,8 +76,9 @@ std::string mixer_label(const MixerConfig& m);
 // (input and weight gradients; attention recompute and element-wise gates are
 // not counted).
 double mixer_matmul_weights(const ModelConfig& cfg, const MixerConfig& m);
-double mixer_prefill_flops(const ModelConfig& cfg, const MixerConfig& m, int64_t T);  // one sequence
-double mixer_train_flops(const ModelConfig& cfg, const MixerConfig& m, int64_t T);    // fwd + bwd
+double mixer_prefill_flops(const ModelConfig& cfg, const MixerConfig& m,
+                           int64_t T);                                              // one sequence
+double mixer_train_flops(const ModelConfig& cfg, const MixerConfig& m, int64_t T);  // fwd + bwd
 double mixer_decode_flops(const ModelConfig& cfg, const MixerConfig& m, int64_t pos);  // one token
 // Bytes one sequence's decode step at `pos` reads from its generation state.
 double mixer_decode_cache_bytes(const ModelConfig& cfg, const MixerConfig& m, int64_t pos,

@@ -140,7 +140,8 @@ class RatMixer final : public Block {
     for (int64_t c = 0; c < T / L; ++c) {  // finished chunks: their final token
       const int64_t t = c * L + L - 1;
       for (int64_t h = 0; h < H; ++h) {
-        rs.kv.put(((h * st.max_batch + slot) * C + c) * P, ktr + t * D + h * P, vt + t * D + h * P, P);
+        rs.kv.put(((h * st.max_batch + slot) * C + c) * P, ktr + t * D + h * P, vt + t * D + h * P,
+                  P);
       }
     }
     // The running state of an unfinished last chunk (a finished one is reset
@@ -156,17 +157,32 @@ class RatMixer final : public Block {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, G = m_.ngroups;
     RatState& rs = st.rat[size_t(state_index_)];
     StepScratch& ss = st.scratch;
-    const RatStepState state{D, P, G, m_.chunk_size, st.max_batch, rs.chunks, p_.gate_bias,
-                             &env_->rope.at(P), rs.kv.k.data(), rs.kv.v.data(), rs.kv.k16.data(),
-                             rs.kv.v16.data(), rs.kv.bf16, rs.run_k.data(), rs.run_v.data()};
-    const RatDecodeWeights w{p_.input_norm, p_.in_proj, p_.out_proj,
+    const RatStepState state{D,
+                             P,
+                             G,
+                             m_.chunk_size,
+                             st.max_batch,
+                             rs.chunks,
+                             p_.gate_bias,
+                             &env_->rope.at(P),
+                             rs.kv.k.data(),
+                             rs.kv.v.data(),
+                             rs.kv.k16.data(),
+                             rs.kv.v16.data(),
+                             rs.kv.bf16,
+                             rs.run_k.data(),
+                             rs.run_v.data()};
+    const RatDecodeWeights w{p_.input_norm,
+                             p_.in_proj,
+                             p_.out_proj,
                              env_->w16(p_.in_proj, D * in_proj_width(*env_->cfg, m_)),
                              env_->w16(p_.out_proj, D * D),
-                             env_->w16cache ? env_->w16cache->version() : 0, env_->prec};
+                             env_->w16cache ? env_->w16cache->version() : 0,
+                             env_->prec};
     const RatInProjBlocks blocks{&rs.in16_blocked, &rs.in16_of, &rs.in16_version, &rs.in16_heads};
-    const RatDecodeScratch sc{ss.u.data(),      ss.rstd.data(), ss.proj.data(),
-                              ss.proj_t.data(), ss.out.data(),  ss.out_t.data(),
-                              ss.u16.data(),    ss.out16.data(), ss.thread_scratch.data(),
+    const RatDecodeScratch sc{ss.u.data(),       ss.rstd.data(),  ss.proj.data(),
+                              ss.proj_t.data(),  ss.out.data(),   ss.out_t.data(),
+                              ss.u16.data(),     ss.out16.data(), ss.thread_scratch.data(),
                               ss.scratch_stride, ss.tasks.get()};
     const RatDecodePlan plan{ss.step_threads(), st.overlap_min_rows, st.overlap_min_work,
                              st.overlap_heads};

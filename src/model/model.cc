@@ -14,7 +14,7 @@ namespace rat {
 namespace {
 enum Acts { kFinal, kFinalRstd, kDx, kDFinal, kLogits, kStream0 };
 constexpr int64_t kLogitRows = 256;  // rows of logits label_log_probs holds at once
-}
+}  // namespace
 
 Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
   params_.assign(size_t(layout_.total()), 0.f);
@@ -102,14 +102,13 @@ const float* Model::forward_hidden(const int32_t* ids, int64_t B, int64_t T, Mod
 }
 
 CeResult Model::forward_backward(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T,
-                                 bool backward, float loss_scale,
-                                 const GradsReadyFn& grads_ready) {
+                                 bool backward, float loss_scale, const GradsReadyFn& grads_ready) {
   const int64_t D = cfg_.d_model, N = B * T, V = cfg_.vocab_size, nl = int64_t(mixers_.size());
   const float* hf = forward_hidden(ids, B, T, backward ? Mode::kTrain : Mode::kScore);
   ModelView pv = layout_.view(params_.data());
   if (!backward)
-    return lm_head_cross_entropy(hf, pv.lm_head, labels, N, D, V, cfg_.ignore_index, env_.prec,
-                                 0.f, nullptr, nullptr);
+    return lm_head_cross_entropy(hf, pv.lm_head, labels, N, D, V, cfg_.ignore_index, env_.prec, 0.f,
+                                 nullptr, nullptr);
   ModelView gv = layout_.view(grads());
   if (loss_scale <= 0.f) {
     int64_t cnt = 0;
@@ -184,8 +183,7 @@ void Model::prefill(const int32_t* ids, int64_t n, DecodeState& st, int64_t slot
   const float* x = forward_layers(ids, 1, n, Mode::kPrefill, &st, slot);
   // Only the last token's prediction is needed.
   ModelView w = layout_.view(params_.data());
-  rmsnorm_forward(x + (n - 1) * D, w.final_ln, st.scratch.hf.data(), st.scratch.rstd.data(), 1,
-                  D);
+  rmsnorm_forward(x + (n - 1) * D, w.final_ln, st.scratch.hf.data(), st.scratch.rstd.data(), 1, D);
   lm_head_logits(st.scratch.hf.data(), w.lm_head, logits, 1, D, cfg_.vocab_size, env_.prec,
                  env_.w16(w.lm_head, cfg_.vocab_size * D));
 }

@@ -83,8 +83,7 @@ class Model {
   // log p(ids[t+1] | ids[..t]) of every position: out [B, T] gets
   // log_softmax(logits)[labels] (0 where a label is ignored). Logits exist
   // a block of rows at a time (the fused head), never all at once.
-  void label_log_probs(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T,
-                       float* out);
+  void label_log_probs(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T, float* out);
 
   // Generation (SPEC.md "Generation state"; slots managed by src/generate/decoder.h).
   // A state for max_batch slots of max_len tokens; bf16: K/V rows as bf16.
@@ -109,8 +108,8 @@ class Model {
  private:
   // Runs the layers in `mode`; returns the residual stream after the last
   // one [B*T, D] (in acts_).
-  const float* forward_layers(const int32_t* ids, int64_t B, int64_t T, Mode mode,
-                              DecodeState* st, int64_t slot);
+  const float* forward_layers(const int32_t* ids, int64_t B, int64_t T, Mode mode, DecodeState* st,
+                              int64_t slot);
   // forward_layers, then the final norm into a buffer returned: hf [B*T, D].
   const float* forward_hidden(const int32_t* ids, int64_t B, int64_t T, Mode mode);
 

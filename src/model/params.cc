@@ -106,8 +106,8 @@ void ParamLayout::init(float* base, uint64_t seed) const {
       case Init::kGateBiasSeq: {
         // "chrono" init: log(U(1, M-1)) with M the chunk size (rat) or the
         // training length (rnn); a chunk of 1 or 2 keeps the bias at log 1 = 0.
-        const int64_t M = s.init == Init::kGateBiasSeq ? cfg_.seq_len
-                                                       : cfg_.layers[size_t(s.layer)].chunk_size;
+        const int64_t M =
+            s.init == Init::kGateBiasSeq ? cfg_.seq_len : cfg_.layers[size_t(s.layer)].chunk_size;
         float hi = std::max(1.0f, float(M - 1));
         std::uniform_real_distribution<float> u(1.0f, hi);
         for (int64_t i = 0; i < s.numel; ++i) p[i] = hi > 1.0f ? std::log(u(rng)) : 0.f;

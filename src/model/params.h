@@ -36,9 +36,9 @@ struct LayerView {
 };
 
 struct ModelView {
-  float* wte = nullptr;      // [V, D]
-  float* lm_head = nullptr;  // [V, D]: wte when tied
-  float* final_ln = nullptr; // [D]
+  float* wte = nullptr;       // [V, D]
+  float* lm_head = nullptr;   // [V, D]: wte when tied
+  float* final_ln = nullptr;  // [D]
   std::vector<LayerView> layers;
 };
 

@@ -190,12 +190,9 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
 
 const char* dtype_name(DType d) {
   switch (d) {
-    case DType::kF32:
-      return "F32";
-    case DType::kBF16:
-      return "BF16";
-    case DType::kF16:
-      return "F16";
+    case DType::kF32: return "F32";
+    case DType::kBF16: return "BF16";
+    case DType::kF16: return "F16";
   }
   return "?";
 }

@@ -50,12 +50,9 @@ std::string describe_yaml(const YAML::Node& n) {
       }
       return out + "'";
     }
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    default:
-      return "nothing";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    default: return "nothing";
   }
 }
 
@@ -175,7 +172,8 @@ std::optional<std::vector<double>> YamlSection::opt_double_list(const char* name
   if (v->IsSequence()) {
     for (const YAML::Node& x : *v) {
       auto d = scalar_double(x);
-      if (!d) fail(name, "item " + describe_yaml(x) + " is not a number, expected a list of numbers");
+      if (!d)
+        fail(name, "item " + describe_yaml(x) + " is not a number, expected a list of numbers");
       out.push_back(*d);
     }
     return out;

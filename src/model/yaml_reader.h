@@ -66,8 +66,8 @@ class YamlSection {
     auto v = opt_str(name);
     if (!v) return std::nullopt;
     if (auto e = names.parse(*v)) return e;
-    fail(name, std::string("unknown ") + names.what() + " '" + *v + "', expected " +
-                   names.choices());
+    fail(name,
+         std::string("unknown ") + names.what() + " '" + *v + "', expected " + names.choices());
   }
 
   // `key(name): missing[ (why)], expected <expected>`.

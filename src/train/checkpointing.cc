@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "model/safetensors.h"
@@ -35,8 +36,15 @@ void write_checkpoint_files(const fs::path& dir, Model& model, Optimizer& opt, c
   const nlohmann::json j = {
       {"step", st.step}, {"optimizer_steps", opt.steps()}, {"world", st.world}};
   write_file_atomic((dir / "trainer_state.json").string(), j.dump(2) + "\n");
-  if (!tokenizer.empty() && fs::exists(tokenizer))
-    fs::copy_file(tokenizer, dir / "tokenizer.model", fs::copy_options::overwrite_existing);
+  if (!tokenizer.empty() && fs::exists(tokenizer)) {
+    std::ifstream in(tokenizer, std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    if (!in)
+      throw Error(tokenizer + ": cannot be read, expected the tokenizer to copy into " +
+                  dir.string());
+    write_file_atomic((dir / "tokenizer.model").string(), bytes.str());
+  }
 }
 
 // run/latest -> checkpoints/NAME, by renaming a new link over the old one
@@ -47,6 +55,7 @@ void point_latest_at(const fs::path& run, const std::string& name) {
   fs::remove(link_tmp, ec);
   fs::create_directory_symlink(fs::path("checkpoints") / name, link_tmp);
   fs::rename(link_tmp, run / "latest");
+  sync_directory(run.string());
 }
 
 // Removes all but the two newest checkpoints (names sort by step).
@@ -75,6 +84,7 @@ std::string save_checkpoint(const fs::path& run, Model& model, Optimizer& opt, c
     write_checkpoint_files(tmp, model, opt, st, tokenizer);
     fs::remove_all(final_dir, ec);
     fs::rename(tmp, final_dir);
+    sync_directory(ckdir.string());
     point_latest_at(run, name);
   } catch (const fs::filesystem_error& e) {
     fs::remove_all(tmp, ec);

@@ -63,7 +63,8 @@ void wait_all(std::vector<MPI_Request>& reqs, const char* what) {
       std::snprintf(buf, sizeof buf, "%.0f", g_timeout);
       throw Error(std::string("no answer from the other ranks for ") + buf + " s in " + what +
                   " (a rank died or hangs, or the network is down; raise --comm-timeout for "
-                  "very slow steps)" + (g_hint.empty() ? "" : "; " + g_hint));
+                  "very slow steps)" +
+                  (g_hint.empty() ? "" : "; " + g_hint));
     }
     // Under oversubscription (more ranks than cores) the rank we wait for may
     // need this core.
@@ -121,8 +122,9 @@ void mpi_init(int* argc, char*** argv) {
   set_comm_failure_hint("");
   std::signal(SIGTERM, on_sigterm);
   if (provided < MPI_THREAD_FUNNELED)
-    throw Error("this MPI library does not support MPI_THREAD_FUNNELED (OpenMP threads beside "
-                "MPI); use Open MPI from Debian's openmpi-bin/libopenmpi-dev");
+    throw Error(
+        "this MPI library does not support MPI_THREAD_FUNNELED (OpenMP threads beside "
+        "MPI); use Open MPI from Debian's openmpi-bin/libopenmpi-dev");
 }
 
 void mpi_finalize() {
@@ -167,8 +169,8 @@ void maybe_abort_for_test(int64_t step, float* params) {
     return;
   }
   const bool hang = std::string(mode) == "hang";
-  std::fprintf(stderr, "rank %d: RAT_TEST_ABORT_RANK_AT=%s: %s at step %lld (test)\n", rank,
-               spec, hang ? "hanging" : "aborting", at);
+  std::fprintf(stderr, "rank %d: RAT_TEST_ABORT_RANK_AT=%s: %s at step %lld (test)\n", rank, spec,
+               hang ? "hanging" : "aborting", at);
   std::fflush(stderr);
   if (!hang) std::abort();
   for (;;) pause();  // alive but silent, as a stuck machine or a cut cable looks
@@ -213,7 +215,9 @@ struct GradReducer::Requests {
 };
 
 GradReducer::GradReducer(float* grads, int64_t n, int64_t bucket_floats)
-    : g_(grads), n_(n), bucket_(std::max<int64_t>(1, bucket_floats)),
+    : g_(grads),
+      n_(n),
+      bucket_(std::max<int64_t>(1, bucket_floats)),
       reqs_(std::make_unique<Requests>()) {}
 
 GradReducer::~GradReducer() = default;
@@ -234,8 +238,7 @@ void GradReducer::ready(int64_t begin, int64_t end) {
   if (pending_begin_ < 0) {
     pending_begin_ = begin, pending_end_ = end;
   } else {
-    if (end != pending_begin_)
-      throw Error("internal: gradient stretches announced out of order");
+    if (end != pending_begin_) throw Error("internal: gradient stretches announced out of order");
     pending_begin_ = begin;
   }
   if (pending_end_ - pending_begin_ >= bucket_ || begin == 0) {

@@ -20,8 +20,7 @@ struct EvalResult {
 // Samples [first, first + count) of the file (count < 0: all), in batches of
 // B, each scored by Model::score (kScore: memory of one layer's activations,
 // whatever the depth). `on_batch(samples_done)` is called after each batch (progress bars).
-EvalResult evaluate(Model& model, const TokenFile& data, int64_t T, int64_t B,
-                    int64_t first = 0, int64_t count = -1,
-                    const std::function<void(int64_t)>& on_batch = nullptr);
+EvalResult evaluate(Model& model, const TokenFile& data, int64_t T, int64_t B, int64_t first = 0,
+                    int64_t count = -1, const std::function<void(int64_t)>& on_batch = nullptr);
 
 }  // namespace rat

@@ -10,33 +10,67 @@
 namespace rat {
 
 const std::vector<std::string>& experiment_keys() {
-  static const std::vector<std::string> keys = {
-      "data.seq_len", "data.vocab_size", "data.num_bytes", "data.ignore_input_index",
-      "data.batch_size", "data.global_batch_size", "data.val_samples",
-      "data.train._name_", "data.train.tokenized_file_path", "data.train.tokenized_input_path",
-      "data.train.tokenized_label_path", "data.train.limit_tokens",
-      "data.val._name_", "data.val.tokenized_file_path", "data.val.tokenized_input_path",
-      "data.val.tokenized_label_path", "data.val.limit_tokens",
-      "model.backbone._name_", "model.backbone.num_layers", "model.backbone.d_model",
-      "model.backbone.interleave_step",
-      "model.backbone.seq_cell._name_", "model.backbone.seq_cell.d_head",
-      "model.backbone.seq_cell.ngroups", "model.backbone.seq_cell.chunk_size",
-      "model.backbone.seq_cell.window_size",
-      "model.backbone.seq_cell1._name_", "model.backbone.seq_cell1.d_head",
-      "model.backbone.seq_cell1.ngroups", "model.backbone.seq_cell1.chunk_size",
-      "model.backbone.seq_cell1.window_size",
-      "model.backbone.hidden_cell._name_", "model.backbone.hidden_cell.d_ffn",
-      "model.backbone.hidden_cell.act_fn", "model.backbone.hidden_cell.bias",
-      "model.embedding.vocab_size", "model.embedding.pe._name_", "model.embedding.pe.base",
-      "task.tie_embedding", "task.ignore_index",
-      "optim.optimizer._name_", "optim.optimizer.lr", "optim.optimizer.weight_decay",
-      "optim.optimizer.betas", "optim.optimizer.eps",
-      "optim.lr_scheduler._name_", "optim.lr_scheduler.warmup_iter",
-      "optim.lr_scheduler.eta_min",
-      "trainer.seed", "trainer.dtype", "trainer.max_epoch", "trainer.max_steps",
-      "trainer.gradient_clipping", "trainer.log_interval", "trainer.eval_interval",
-      "trainer.eval_when_log", "trainer.save_checkpoint", "trainer.load_checkpoint",
-      "trainer.save_interval", "trainer.save_dir", "trainer.pretrained_path"};
+  static const std::vector<std::string> keys = {"data.seq_len",
+                                                "data.vocab_size",
+                                                "data.num_bytes",
+                                                "data.ignore_input_index",
+                                                "data.batch_size",
+                                                "data.global_batch_size",
+                                                "data.val_samples",
+                                                "data.train._name_",
+                                                "data.train.tokenized_file_path",
+                                                "data.train.tokenized_input_path",
+                                                "data.train.tokenized_label_path",
+                                                "data.train.limit_tokens",
+                                                "data.val._name_",
+                                                "data.val.tokenized_file_path",
+                                                "data.val.tokenized_input_path",
+                                                "data.val.tokenized_label_path",
+                                                "data.val.limit_tokens",
+                                                "model.backbone._name_",
+                                                "model.backbone.num_layers",
+                                                "model.backbone.d_model",
+                                                "model.backbone.interleave_step",
+                                                "model.backbone.seq_cell._name_",
+                                                "model.backbone.seq_cell.d_head",
+                                                "model.backbone.seq_cell.ngroups",
+                                                "model.backbone.seq_cell.chunk_size",
+                                                "model.backbone.seq_cell.window_size",
+                                                "model.backbone.seq_cell1._name_",
+                                                "model.backbone.seq_cell1.d_head",
+                                                "model.backbone.seq_cell1.ngroups",
+                                                "model.backbone.seq_cell1.chunk_size",
+                                                "model.backbone.seq_cell1.window_size",
+                                                "model.backbone.hidden_cell._name_",
+                                                "model.backbone.hidden_cell.d_ffn",
+                                                "model.backbone.hidden_cell.act_fn",
+                                                "model.backbone.hidden_cell.bias",
+                                                "model.embedding.vocab_size",
+                                                "model.embedding.pe._name_",
+                                                "model.embedding.pe.base",
+                                                "task.tie_embedding",
+                                                "task.ignore_index",
+                                                "optim.optimizer._name_",
+                                                "optim.optimizer.lr",
+                                                "optim.optimizer.weight_decay",
+                                                "optim.optimizer.betas",
+                                                "optim.optimizer.eps",
+                                                "optim.lr_scheduler._name_",
+                                                "optim.lr_scheduler.warmup_iter",
+                                                "optim.lr_scheduler.eta_min",
+                                                "trainer.seed",
+                                                "trainer.dtype",
+                                                "trainer.max_epoch",
+                                                "trainer.max_steps",
+                                                "trainer.gradient_clipping",
+                                                "trainer.log_interval",
+                                                "trainer.eval_interval",
+                                                "trainer.eval_when_log",
+                                                "trainer.save_checkpoint",
+                                                "trainer.load_checkpoint",
+                                                "trainer.save_interval",
+                                                "trainer.save_dir",
+                                                "trainer.pretrained_path"};
   return keys;
 }
 
@@ -90,8 +124,7 @@ void assign(YAML::Node root, const std::string& dotted, const YAML::Node& value)
 // for a value that came from the command line.
 YAML::Node without_marks(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Scalar:
-      return YAML::Node(n.Scalar());
+    case YAML::NodeType::Scalar: return YAML::Node(n.Scalar());
     case YAML::NodeType::Sequence: {
       YAML::Node out(YAML::NodeType::Sequence);
       for (const YAML::Node& x : n) out.push_back(without_marks(x));
@@ -102,8 +135,7 @@ YAML::Node without_marks(const YAML::Node& n) {
       for (const auto& kv : n) out[kv.first.Scalar()] = without_marks(kv.second);
       return out;
     }
-    default:
-      return YAML::Node(YAML::NodeType::Null);
+    default: return YAML::Node(YAML::NodeType::Null);
   }
 }
 
@@ -132,15 +164,14 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     if (eq == std::string::npos || eq == 0)
       throw Error("override '" + ov + "': expected dotted.key=value");
     std::string key = ov.substr(0, eq), val = ov.substr(eq + 1);
-    bool known = std::find(keys.begin(), keys.end(), key) != keys.end() ||
-                 lookup(root, key).IsDefined();
+    bool known =
+        std::find(keys.begin(), keys.end(), key) != keys.end() || lookup(root, key).IsDefined();
     if (!known) {
       std::string best;
       size_t bd = SIZE_MAX;
       for (const std::string& k : keys)
         if (size_t d = edit_distance(key, k); d < bd) bd = d, best = k;
-      throw Error("override '" + ov + "': unknown key '" + key + "', did you mean '" + best +
-                  "'?");
+      throw Error("override '" + ov + "': unknown key '" + key + "', did you mean '" + best + "'?");
     }
     YAML::Node v;
     try {
@@ -186,7 +217,8 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   e.max_epoch = trainer.opt_int("max_epoch").value_or(e.max_epoch);
   e.max_steps = trainer.opt_int("max_steps").value_or(e.max_steps);
   // The authors write `gradient_clipping: false` (or null) for no clipping.
-  if (auto gc = trainer.find("gradient_clipping"); gc && !(gc->IsScalar() && gc->Scalar() == "false"))
+  if (auto gc = trainer.find("gradient_clipping");
+      gc && !(gc->IsScalar() && gc->Scalar() == "false"))
     e.gradient_clipping = trainer.opt_double("gradient_clipping").value_or(0.0);
   e.log_interval = trainer.opt_int("log_interval").value_or(e.log_interval);
   e.eval_interval = trainer.opt_int("eval_interval").value_or(e.eval_interval);
@@ -198,20 +230,19 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   e.pretrained_path = trainer.opt_str("pretrained_path").value_or("");
 
   if (e.batch_size <= 0)
-    data.fail("batch_size", "got " + std::to_string(e.batch_size) + ", expected a positive integer");
+    data.fail("batch_size",
+              "got " + std::to_string(e.batch_size) + ", expected a positive integer");
   if (e.global_batch_size <= 0 || e.global_batch_size % e.batch_size)
-    data.fail("global_batch_size",
-              "got " + std::to_string(e.global_batch_size) +
-                  ", expected a positive multiple of data.batch_size " +
-                  std::to_string(e.batch_size));
+    data.fail("global_batch_size", "got " + std::to_string(e.global_batch_size) +
+                                       ", expected a positive multiple of data.batch_size " +
+                                       std::to_string(e.batch_size));
   if (e.optimizer != "adamw" && e.optimizer != "adam" && e.optimizer != "sgd")
-    optimizer.fail("_name_", "unknown optimizer '" + e.optimizer +
-                                 "', expected one of adamw, adam, sgd");
+    optimizer.fail("_name_",
+                   "unknown optimizer '" + e.optimizer + "', expected one of adamw, adam, sgd");
   if (e.scheduler != "cosine" && e.scheduler != "constant")
     sched.fail("_name_",
                "unknown scheduler '" + e.scheduler + "', expected one of cosine, constant");
-  if (!(e.lr > 0))
-    optimizer.fail("lr", "got " + number(e.lr) + ", expected a positive number");
+  if (!(e.lr > 0)) optimizer.fail("lr", "got " + number(e.lr) + ", expected a positive number");
   if (e.warmup_iter < 0 || e.warmup_iter >= 1)
     sched.fail("warmup_iter", "got " + number(e.warmup_iter) + ", expected a fraction in [0, 1)");
   if (e.log_interval <= 0)

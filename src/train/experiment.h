@@ -40,13 +40,14 @@ struct Experiment {
   int64_t max_epoch = 1, max_steps = -1;
   double gradient_clipping = 0;  // 0: off
   int64_t log_interval = 10;
-  int64_t eval_interval = 0;  // ours: optimiser steps between validations (0: at log when eval_when_log)
+  int64_t eval_interval =
+      0;  // ours: optimiser steps between validations (0: at log when eval_when_log)
   bool eval_when_log = false, save_checkpoint = true, load_checkpoint = false;
   double save_interval = 0.1;  // fraction of total steps
   std::string save_dir = "runs/default", pretrained_path;
 
-  std::string source;     // the file it came from
-  YAML::Node resolved;    // the whole tree after overrides (saved in the run dir)
+  std::string source;   // the file it came from
+  YAML::Node resolved;  // the whole tree after overrides (saved in the run dir)
 };
 
 // Loads `path`, applies `overrides` ("dotted.key=value"), validates. Unknown

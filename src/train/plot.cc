@@ -23,8 +23,7 @@ std::vector<std::pair<double, double>> read_metric(const std::string& run_dir,
                                                    const std::string& metric) {
   const fs::path p = fs::path(run_dir) / "metrics.jsonl";
   std::ifstream f(p);
-  if (!f)
-    throw Error(p.string() + ": not found; expected a run directory written by `rat train`");
+  if (!f) throw Error(p.string() + ": not found; expected a run directory written by `rat train`");
   // By step: a run resumed from an earlier checkpoint logs some steps again;
   // the later record (the history that led to the final weights) wins.
   std::map<double, double> pts;
@@ -86,8 +85,7 @@ void plot_runs(const PlotOptions& opt) {
   const fs::path out = opt.out;
   // gnuplot draws into a scratch directory; the PNG then reaches `out` through
   // the atomic writer, so a failed plot never leaves a partial image there.
-  const fs::path work = fs::temp_directory_path() /
-                        ("rat_plot_" + std::to_string(::getpid()));
+  const fs::path work = fs::temp_directory_path() / ("rat_plot_" + std::to_string(::getpid()));
   std::error_code ec;
   fs::create_directories(work, ec);
   const fs::path tmp_png = work / "plot.png";
@@ -106,7 +104,8 @@ void plot_runs(const PlotOptions& opt) {
     d.precision(9);
     for (const auto& [x, y] : series[i]) d << x << " " << y << "\n";
     gp << (i ? ", " : "") << quoted(data.string()) << " using 1:2 with "
-       << (series[i].size() > 1 ? "lines" : "points") << " lw 2 title " << quoted(run_label(opt.runs, i));
+       << (series[i].size() > 1 ? "lines" : "points") << " lw 2 title "
+       << quoted(run_label(opt.runs, i));
   }
   gp << "\n";
   const fs::path script = work / "plot.gp";

@@ -11,8 +11,9 @@ namespace rat {
 struct PlotOptions {
   std::vector<std::string> runs;  // run directories (each holds metrics.jsonl)
   std::string out = "loss.png";
-  std::string metric = "loss";    // any numeric key of metrics.jsonl: loss, val_loss, val_ppl, lr, ...
-  std::string title;              // default: the metric
+  std::string metric =
+      "loss";         // any numeric key of metrics.jsonl: loss, val_loss, val_ppl, lr, ...
+  std::string title;  // default: the metric
   bool log_y = false;
   int width = 900, height = 560;
 };

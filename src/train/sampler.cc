@@ -15,12 +15,16 @@ uint64_t splitmix64(uint64_t x) {
 
 Sampler::Sampler(const DataSplit& split, const ModelConfig& cfg, int64_t batch_size,
                  int64_t global_batch_size, int rank, int world, uint64_t seed)
-    : split_(split), T_(cfg.seq_len), bs_(batch_size), iii_(cfg.ignore_input_index),
-      rank_(rank), seed_(seed) {
+    : split_(split),
+      T_(cfg.seq_len),
+      bs_(batch_size),
+      iii_(cfg.ignore_input_index),
+      rank_(rank),
+      seed_(seed) {
   if (global_batch_size % (batch_size * world))
     throw Error("data.global_batch_size " + std::to_string(global_batch_size) +
-                " is not divisible by data.batch_size x ranks = " +
-                std::to_string(batch_size) + " x " + std::to_string(world));
+                " is not divisible by data.batch_size x ranks = " + std::to_string(batch_size) +
+                " x " + std::to_string(world));
   accum_ = global_batch_size / (batch_size * world);
   const std::string& in_path = split.sft() ? split.tokenized_input_path : split.tokenized_file_path;
   inputs_ = std::make_unique<TokenFile>(in_path, int(cfg.num_bytes));
@@ -52,7 +56,7 @@ void Sampler::micro_batch(int64_t step, int64_t micro, int32_t* ids, int32_t* la
     int32_t* y = labels + i * T_;
     if (split_.random() && !split_.sft()) {
       const uint64_t h = splitmix64(seed_ ^ splitmix64(uint64_t(rank_) * 0x100000001b3ULL ^
-                                                        splitmix64(uint64_t(k * bs_ + i))));
+                                                       splitmix64(uint64_t(k * bs_ + i))));
       const int64_t off = int64_t(h % uint64_t(inputs_->num_tokens() - T_ - 1));
       for (int64_t t = 0; t < T_; ++t) {
         x[t] = int32_t(inputs_->token(off + t));

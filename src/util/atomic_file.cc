@@ -22,15 +22,23 @@ std::string parent_dir(const std::string& path) {
 // fsync of the directory holding `path`, so a completed rename is on disk.
 // Returns 0 or errno. File systems that cannot sync a directory (EINVAL,
 // ENOTSUP: some FUSE and network mounts) offer nothing more to wait for.
-int sync_parent_dir(const std::string& path) {
-  int dfd = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+int sync_dir(const std::string& dir) {
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return errno;
   int err = ::fsync(dfd) == 0 ? 0 : errno;
   ::close(dfd);
   return err == EINVAL || err == ENOTSUP ? 0 : err;
 }
 
+int sync_parent_dir(const std::string& path) { return sync_dir(parent_dir(path)); }
+
 }  // namespace
+
+void sync_directory(const std::string& dir) {
+  if (int err = sync_dir(dir))
+    throw Error(dir + ": fsync of the directory failed (" + std::strerror(err) +
+                "), expected a directory that can be synced");
+}
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {
   f_ = std::fopen(tmp_.c_str(), "wb");

@@ -48,5 +48,9 @@ void write_file_atomic(const std::string& path, const void* data, size_t n);
 // files): `fill` appends through f.write(); commit follows if it returns.
 // If it throws, the temporary is removed and the exception passes through.
 void write_file_atomic(const std::string& path, const std::function<void(AtomicFile& f)>& fill);
+// fsync of a directory, so that renames done in it (a checkpoint directory
+// renamed into place, a symlink repointed) survive a crash. Throws rat::Error
+// naming the directory; file systems that cannot sync directories pass.
+void sync_directory(const std::string& dir);
 
 }  // namespace rat

@@ -33,6 +33,7 @@ namespace detail {
 #ifdef NDEBUG
 #define RAT_ASSERT(cond) static_cast<void>(sizeof(!(cond)))
 #else
-#define RAT_ASSERT(cond) \
-  ((cond) ? static_cast<void>(0) : ::rat::detail::assert_failed(#cond, __func__, __FILE__, __LINE__))
+#define RAT_ASSERT(cond)         \
+  ((cond) ? static_cast<void>(0) \
+          : ::rat::detail::assert_failed(#cond, __func__, __FILE__, __LINE__))
 #endif

@@ -38,9 +38,9 @@ void Progress::update(int64_t done, const std::string& extra) {
   int fill = total_ > 0 ? int(double(width) * double(done) / double(total_)) : 0;
   std::string bar(size_t(fill), '#');
   bar.resize(size_t(width), '.');
-  std::fprintf(stderr, "\r%s [%s] %lld/%lld %.1f %s/s ETA %s %s\x1b[K", label_.c_str(),
-               bar.c_str(), (long long)done, (long long)total_, rate, unit_.c_str(),
-               fmt_time(eta).c_str(), extra.c_str());
+  std::fprintf(stderr, "\r%s [%s] %lld/%lld %.1f %s/s ETA %s %s\x1b[K", label_.c_str(), bar.c_str(),
+               (long long)done, (long long)total_, rate, unit_.c_str(), fmt_time(eta).c_str(),
+               extra.c_str());
   std::fflush(stderr);
 }
 

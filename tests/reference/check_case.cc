@@ -91,16 +91,17 @@ int check_case(const fs::path& dir) {
     for (int64_t b = 0; b < B; ++b) {
       const int64_t p = std::vector<int64_t>{std::max<int64_t>(1, T / 2), 1, T - 1}[size_t(b % 3)];
       dec.prefill(b, ids.data() + b * T, p, step_logits.data() + b * V);
-      c.compare("decode logits (prefill " + std::to_string(p) + ")", step_logits.data() + b * V,
-                std::vector<float>(want.begin() + (b * T + p - 1) * V,
-                                   want.begin() + (b * T + p) * V),
-                2e-5);
+      c.compare(
+          "decode logits (prefill " + std::to_string(p) + ")", step_logits.data() + b * V,
+          std::vector<float>(want.begin() + (b * T + p - 1) * V, want.begin() + (b * T + p) * V),
+          2e-5);
     }
     for (;;) {
       slots.clear();
       std::vector<int32_t> next;
       for (int64_t b = 0; b < B; ++b)
-        if (dec.length(b) < T) slots.push_back(b), next.push_back(ids[size_t(b * T + dec.length(b))]);
+        if (dec.length(b) < T)
+          slots.push_back(b), next.push_back(ids[size_t(b * T + dec.length(b))]);
       if (slots.empty()) break;
       std::vector<int64_t> pos;
       for (int64_t b : slots) pos.push_back(dec.length(b));
@@ -138,8 +139,8 @@ int check_case(const fs::path& dir) {
     if (std::fabs(r.loss - want) > 1e-5 * std::fabs(want) ||
         r.tokens != ev.at("counted_tokens").get<int64_t>()) {
       ++c.failures;
-      std::printf("  FAIL %s eval: loss %.9g vs %.9g, tokens %lld vs %lld\n",
-                  c.case_name.c_str(), r.loss, want, (long long)r.tokens,
+      std::printf("  FAIL %s eval: loss %.9g vs %.9g, tokens %lld vs %lld\n", c.case_name.c_str(),
+                  r.loss, want, (long long)r.tokens,
                   (long long)ev.at("counted_tokens").get<int64_t>());
     }
   }

@@ -3,8 +3,8 @@
 // tests/cli/metrics_check.py.
 #include <gtest/gtest.h>
 
-#include "test_util.h"
 #include "eval/metrics.h"
+#include "test_util.h"
 
 using namespace rat;
 using rat::testing::error_of;
@@ -20,8 +20,13 @@ TEST(QaNormalize, FollowsLongBench) {
   EXPECT_EQ(normalize_qa("an-swer"), "answer");  // punctuation is deleted, not a separator
   EXPECT_EQ(normalize_qa("?!...\"'"), "");
   // \b is Unicode-aware: 'a' after a letter is inside a word; after a dash it is not.
-  EXPECT_EQ(normalize_qa("\xC3\xA9" "a b"), "\xC3\xA9" "a b");               // "éa b"
-  EXPECT_EQ(normalize_qa("x \xE2\x80\x93" "a y"), "x \xE2\x80\x93 y");       // "x –a y"
+  EXPECT_EQ(normalize_qa("\xC3\xA9"
+                         "a b"),
+            "\xC3\xA9"
+            "a b");  // "éa b"
+  EXPECT_EQ(normalize_qa("x \xE2\x80\x93"
+                         "a y"),
+            "x \xE2\x80\x93 y");                                              // "x –a y"
   EXPECT_EQ(normalize_qa("\xC2\xABHello\xC2\xBB"), "\xC2\xABhello\xC2\xBB");  // «» are not ASCII
   EXPECT_EQ(normalize_qa("x\xC2\xA0y"), "x y");  // no-break space splits, as in str.split()
   EXPECT_EQ(normalize_qa("CAF\xC3\x89"), "caf\xC3\xA9");  // É -> é
@@ -34,7 +39,11 @@ TEST(QaF1, HandComputed) {
   EXPECT_EQ(qa_f1("", "Paris"), 0.0);
   EXPECT_EQ(qa_f1("", ""), 0.0);  // LongBench: nothing shared -> 0
   EXPECT_EQ(qa_f1("?!", "..."), 0.0);
-  EXPECT_EQ(qa_f1("\xC3\x9Cn\xC3\xAF" "code caf\xC3\xA9", "\xC3\xBCn\xC3\xAF" "code CAF\xC3\x89"), 1.0);
+  EXPECT_EQ(qa_f1("\xC3\x9Cn\xC3\xAF"
+                  "code caf\xC3\xA9",
+                  "\xC3\xBCn\xC3\xAF"
+                  "code CAF\xC3\x89"),
+            1.0);
   EXPECT_EQ(qa_f1("london", "paris"), 0.0);
 }
 
@@ -47,14 +56,18 @@ TEST(ExactMatch, NormalisedEquality) {
 }
 
 TEST(RougeL, HandComputed) {
-  EXPECT_EQ(rouge_tokens("Don't stop-me now!"), (std::vector<std::string>{"don", "t", "stop", "me", "now"}));
+  EXPECT_EQ(rouge_tokens("Don't stop-me now!"),
+            (std::vector<std::string>{"don", "t", "stop", "me", "now"}));
   // 6 and 5 tokens, LCS 5: P 5/6, R 1
   EXPECT_NEAR(rouge_l("the cat sat on the mat", "The cat on the mat."), 10.0 / 11.0, 1e-12);
   EXPECT_NEAR(rouge_l("b a", "a b"), 0.5, 1e-12);
   // "café" splits at é: caf|au|lait against cafe|au|lait, LCS 2 of 3
   EXPECT_NEAR(rouge_l("caf\xC3\xA9 au lait", "cafe au lait"), 2.0 / 3.0, 1e-12);
   // U+212A KELVIN SIGN lowercases to ASCII k in Python, so it is kept
-  EXPECT_EQ(rouge_l("\xE2\x84\xAA" "elvin", "kelvin"), 1.0);
+  EXPECT_EQ(rouge_l("\xE2\x84\xAA"
+                    "elvin",
+                    "kelvin"),
+            1.0);
   EXPECT_EQ(rouge_l("", "a b"), 0.0);
   EXPECT_EQ(rouge_l("...", "..."), 0.0);  // no tokens on either side
 }
@@ -64,7 +77,8 @@ TEST(EditSim, CodePoints) {
   EXPECT_EQ(edit_sim("", ""), 1.0);
   EXPECT_EQ(edit_sim("", "abc"), 0.0);
   EXPECT_NEAR(edit_sim("h\xC3\xA9llo", "hello"), 0.8, 1e-12);  // é is one character
-  EXPECT_NEAR(edit_sim("\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E", "\xE6\x97\xA5\xE6\x9C\xAC"), 2.0 / 3.0, 1e-12);
+  EXPECT_NEAR(edit_sim("\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E", "\xE6\x97\xA5\xE6\x9C\xAC"),
+              2.0 / 3.0, 1e-12);
   EXPECT_EQ(edit_sim("abc", "abc"), 1.0);
 }
 
@@ -76,11 +90,12 @@ TEST(BestScore, MaxOverAnswers) {
 
 TEST(ScorePredictions, MeanOverLines) {
   TempDir d;
-  const std::string p = d.write("p.jsonl",
-                                "{\"prediction\": \"paris\", \"answers\": [\"london\", \"Paris, France\"]}\n"
-                                "\n"
-                                "{\"prediction\": \"\", \"answers\": [\"x\"]}\n"
-                                "{\"prediction\": \"The Cat\", \"answers\": [\"cat\"], \"extra\": 1}\n");
+  const std::string p =
+      d.write("p.jsonl",
+              "{\"prediction\": \"paris\", \"answers\": [\"london\", \"Paris, France\"]}\n"
+              "\n"
+              "{\"prediction\": \"\", \"answers\": [\"x\"]}\n"
+              "{\"prediction\": \"The Cat\", \"answers\": [\"cat\"], \"extra\": 1}\n");
   const MetricReport r = score_predictions(p, Metric::kQaF1);
   ASSERT_EQ(r.n(), 3);
   EXPECT_NEAR(r.scores[0], 2.0 / 3.0, 1e-12);
@@ -95,23 +110,28 @@ TEST(ScorePredictions, BadLinesNamed) {
   struct Bad {
     std::string line, says;
   };
-  for (const Bad& b : {Bad{"{not json", "not valid JSON"}, Bad{"[1, 2]", "expected {\"prediction\""},
-                       Bad{"{\"answers\": [\"a\"]}", "\"prediction\" is missing"},
-                       Bad{"{\"prediction\": 3, \"answers\": [\"a\"]}", "\"prediction\" is not a string"},
-                       Bad{"{\"prediction\": \"a\"}", "\"answers\" is missing"},
-                       Bad{"{\"prediction\": \"a\", \"answers\": []}", "\"answers\" is empty"},
-                       Bad{"{\"prediction\": \"a\", \"answers\": \"a\"}", "\"answers\" is not a list"},
-                       Bad{"{\"prediction\": \"a\", \"answers\": [\"a\", 2]}", "non-string 2"}}) {
+  for (const Bad& b :
+       {Bad{"{not json", "not valid JSON"}, Bad{"[1, 2]", "expected {\"prediction\""},
+        Bad{"{\"answers\": [\"a\"]}", "\"prediction\" is missing"},
+        Bad{"{\"prediction\": 3, \"answers\": [\"a\"]}", "\"prediction\" is not a string"},
+        Bad{"{\"prediction\": \"a\"}", "\"answers\" is missing"},
+        Bad{"{\"prediction\": \"a\", \"answers\": []}", "\"answers\" is empty"},
+        Bad{"{\"prediction\": \"a\", \"answers\": \"a\"}", "\"answers\" is not a list"},
+        Bad{"{\"prediction\": \"a\", \"answers\": [\"a\", 2]}", "non-string 2"}}) {
     const std::string p = d.write("bad.jsonl", good + b.line + "\n");
     const std::string msg = error_of([&] { score_predictions(p, Metric::kQaF1); });
     EXPECT_NE(msg.find(p + ":2: "), std::string::npos) << msg;
     EXPECT_NE(msg.find(b.says), std::string::npos) << msg;
   }
   const std::string empty = d.write("empty.jsonl", "\n\n");
-  EXPECT_NE(error_of([&] { score_predictions(empty, Metric::kRougeL); }).find("no predictions"), std::string::npos);
-  EXPECT_NE(error_of([&] { score_predictions(d.file("missing.jsonl"), Metric::kRougeL); }).find("missing.jsonl"),
+  EXPECT_NE(error_of([&] { score_predictions(empty, Metric::kRougeL); }).find("no predictions"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_metric("bleu"); }).find("expected qa_f1, rouge_l"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              score_predictions(d.file("missing.jsonl"), Metric::kRougeL);
+            }).find("missing.jsonl"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { parse_metric("bleu"); }).find("expected qa_f1, rouge_l"),
+            std::string::npos);
 }
 
 }  // namespace

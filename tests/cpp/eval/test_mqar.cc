@@ -9,10 +9,10 @@
 #include <map>
 #include <set>
 
-#include "test_util.h"
-#include "eval/mqar.h"
 #include "data/tokens.h"
+#include "eval/mqar.h"
 #include "nlohmann/json.hpp"
+#include "test_util.h"
 
 using namespace rat;
 using rat::testing::error_of;
@@ -72,7 +72,8 @@ TEST(Mqar, AnswersAreThePairedValues) {
     int64_t answers = 0;
     for (int64_t e = 0; e < n; ++e) {
       check_example(o, &s.inputs[size_t(e * o.seq_len)], &s.labels[size_t(e * o.seq_len)]);
-      for (int64_t t = 0; t < o.seq_len; ++t) answers += s.labels[size_t(e * o.seq_len + t)] != -100;
+      for (int64_t t = 0; t < o.seq_len; ++t)
+        answers += s.labels[size_t(e * o.seq_len + t)] != -100;
     }
     EXPECT_EQ(answers, n * o.pairs) << "labels are -100 everywhere but the K answers";
   }
@@ -133,12 +134,15 @@ TEST(Mqar, WritesSftFiles) {
     std::string path;
     const std::vector<int32_t>& ids;
   };
-  for (const F& f : {F{prefix + ".train.inputs.bin", train.inputs}, F{prefix + ".train.labels.bin", train.labels},
-                     F{prefix + ".test.inputs.bin", test.inputs}, F{prefix + ".test.labels.bin", test.labels}}) {
+  for (const F& f :
+       {F{prefix + ".train.inputs.bin", train.inputs},
+        F{prefix + ".train.labels.bin", train.labels}, F{prefix + ".test.inputs.bin", test.inputs},
+        F{prefix + ".test.labels.bin", test.labels}}) {
     TokenFile tf(f.path, 4);
     ASSERT_EQ(tf.num_tokens(), int64_t(f.ids.size())) << f.path;
     for (int64_t i = 0; i < tf.num_tokens(); ++i)
-      ASSERT_EQ(tf.token(i), uint32_t(f.ids[size_t(i)])) << f.path << " at " << i;  // -100 as 0xFFFFFF9C
+      ASSERT_EQ(tf.token(i), uint32_t(f.ids[size_t(i)]))
+          << f.path << " at " << i;  // -100 as 0xFFFFFF9C
   }
   EXPECT_EQ(TokenFile(prefix + ".train.labels.bin", 4).token(0), 0xFFFFFF9Cu);
   const auto j = nlohmann::json::parse(rat::testing::slurp(prefix + ".json"));
@@ -164,7 +168,8 @@ TEST(Mqar, BadOptionsNamed) {
   EXPECT_NE(err(64, 4, 16, 0).find("--power-a"), std::string::npos);
   MqarOptions o;
   TempDir d;
-  EXPECT_NE(error_of([&] { write_mqar(o, 0, 1, 0, d.path() + "/x"); }).find("--train"), std::string::npos);
+  EXPECT_NE(error_of([&] { write_mqar(o, 0, 1, 0, d.path() + "/x"); }).find("--train"),
+            std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(d.path() + "/x.json"));
 }
 

@@ -4,13 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <sstream>
 #include <filesystem>
+#include <sstream>
 
-#include "test_util.h"
 #include "data/tokenizer.h"
 #include "eval/niah.h"
 #include "nlohmann/json.hpp"
+#include "test_util.h"
 
 using namespace rat;
 using rat::testing::error_of;
@@ -26,12 +26,13 @@ class NiahTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir;
     std::string text;
-    const char* words[] = {"special", "magic", "numbers", "hidden", "within", "following", "text",
-                           "memorize", "quiz", "afterwards", "mentioned", "provided", "pass", "key",
-                           "important", "irrelevant", "remember", "river", "mountain", "letter"};
+    const char* words[] = {"special",    "magic",    "numbers",  "hidden",   "within",
+                           "following",  "text",     "memorize", "quiz",     "afterwards",
+                           "mentioned",  "provided", "pass",     "key",      "important",
+                           "irrelevant", "remember", "river",    "mountain", "letter"};
     for (int i = 0; i < 400; ++i) {
-      text += std::string(kNoise) + " One of the " + words[i % 20] + " " + words[(i * 7) % 20] + " is: " +
-              std::to_string(1000000 + i * 7919) + ".\n";
+      text += std::string(kNoise) + " One of the " + words[i % 20] + " " + words[(i * 7) % 20] +
+              " is: " + std::to_string(1000000 + i * 7919) + ".\n";
     }
     const std::string corpus = dir_->write("corpus.txt", text);
     model_ = new std::string(train_tokenizer({corpus}, dir_->file("tok"), 400));
@@ -47,8 +48,8 @@ class NiahTest : public ::testing::Test {
   // The checks every case must pass; `unit` is the largest haystack sentence
   // in tokens (with its separator).
   static void check_case(const NiahCase& c, int64_t unit) {
-    SCOPED_TRACE(std::string(niah_kind_name(c.kind)) + " length " + std::to_string(c.length) + " depth " +
-                 std::to_string(c.depth));
+    SCOPED_TRACE(std::string(niah_kind_name(c.kind)) + " length " + std::to_string(c.length) +
+                 " depth " + std::to_string(c.depth));
     const std::string& p = c.prompt;
     // Length: the prompt and the answer's room fit, and the haystack fills
     // the target to within one more sentence.
@@ -65,8 +66,8 @@ class NiahTest : public ::testing::Test {
     }
     // Depth, found from the text: the first answer's needle, and the context
     // between the first line of the template and its question.
-    const std::string needle = passkey ? "The pass key is " + c.answers[0] + "."
-                                       : " is: " + c.answers[0] + ".";
+    const std::string needle =
+        passkey ? "The pass key is " + c.answers[0] + "." : " is: " + c.answers[0] + ".";
     size_t at = p.find(needle);
     ASSERT_NE(at, std::string::npos);
     if (!passkey) at = p.rfind("One of the special magic numbers for ", at);
@@ -83,8 +84,8 @@ class NiahTest : public ::testing::Test {
     const int64_t others = int64_t(c.kind == NiahKind::kSingle || passkey ? 0 : 3) * needle_len;
     const double want = double(begin) + c.depth * double(end - begin - needle_len - others);
     const double tol = double(unit) / 2 + 3 + double(others);
-    EXPECT_NEAR(double(needle_tok), want, tol) << "needle at token " << needle_tok << " of [" << begin << ", "
-                                               << end << ")";
+    EXPECT_NEAR(double(needle_tok), want, tol)
+        << "needle at token " << needle_tok << " of [" << begin << ", " << end << ")";
   }
 
   static TempDir* dir_;
@@ -98,8 +99,8 @@ Tokenizer* NiahTest::tok_ = nullptr;
 
 TEST_F(NiahTest, EveryKindAtEveryDepth) {
   const int64_t unit = ntok(std::string(kNoise) + "\n");
-  for (NiahKind k : {NiahKind::kSingle, NiahKind::kMultiKey, NiahKind::kMultiValue, NiahKind::kMultiQuery,
-                     NiahKind::kPasskey}) {
+  for (NiahKind k : {NiahKind::kSingle, NiahKind::kMultiKey, NiahKind::kMultiValue,
+                     NiahKind::kMultiQuery, NiahKind::kPasskey}) {
     NiahOptions o;
     o.kind = k;
     o.lengths = {800, 2000};
@@ -125,11 +126,17 @@ TEST_F(NiahTest, PromptsAreRulersAndThePasskeys) {
     return make_niah(o, *tok_)[0].prompt;
   };
   const std::string single = one(NiahKind::kSingle);
-  EXPECT_EQ(single.rfind("A special magic number is hidden within the following text. Make sure to memorize it. "
-                         "I will quiz you about the number afterwards.\n", 0), 0u) << single;
+  EXPECT_EQ(
+      single.rfind(
+          "A special magic number is hidden within the following text. Make sure to memorize it. "
+          "I will quiz you about the number afterwards.\n",
+          0),
+      0u)
+      << single;
   EXPECT_NE(single.find("\nWhat is the special magic number for "), std::string::npos);
   EXPECT_TRUE(single.ends_with(" mentioned in the provided text is")) << single;
-  EXPECT_NE(single.find(std::string("\n") + kNoise + "\n"), std::string::npos) << "noise: one sentence a line";
+  EXPECT_NE(single.find(std::string("\n") + kNoise + "\n"), std::string::npos)
+      << "noise: one sentence a line";
 
   const std::string multivalue = one(NiahKind::kMultiValue);
   EXPECT_EQ(multivalue.rfind("Some special magic numbers are hidden", 0), 0u);
@@ -137,19 +144,25 @@ TEST_F(NiahTest, PromptsAreRulersAndThePasskeys) {
   EXPECT_TRUE(multivalue.ends_with(" mentioned in the provided text are"));
 
   const std::string multiquery = one(NiahKind::kMultiQuery);
-  EXPECT_NE(multiquery.find(", and "), std::string::npos) << "RULER joins four keys as 'a, b, c, and d'";
+  EXPECT_NE(multiquery.find(", and "), std::string::npos)
+      << "RULER joins four keys as 'a, b, c, and d'";
 
   const std::string passkey = one(NiahKind::kPasskey);
-  EXPECT_EQ(passkey.rfind("There is an important info hidden inside a lot of irrelevant text. Find it and "
-                          "memorize them. I will quiz you about the important information there.\n", 0), 0u);
+  EXPECT_EQ(passkey.rfind(
+                "There is an important info hidden inside a lot of irrelevant text. Find it and "
+                "memorize them. I will quiz you about the important information there.\n",
+                0),
+            0u);
   EXPECT_TRUE(passkey.ends_with("\nWhat is the pass key? The pass key is"));
-  EXPECT_NE(passkey.find(std::string(kNoise) + " " + kNoise), std::string::npos) << "noise joined by spaces";
+  EXPECT_NE(passkey.find(std::string(kNoise) + " " + kNoise), std::string::npos)
+      << "noise joined by spaces";
 }
 
 TEST_F(NiahTest, EssayHaystack) {
   std::string essay;
   for (int i = 0; i < 30; ++i)
-    essay += "The river ran past the mountain   for " + std::string(size_t(i % 4 + 1), 'x') + " days.\n\nA letter came! ";
+    essay += "The river ran past the mountain   for " + std::string(size_t(i % 4 + 1), 'x') +
+             " days.\n\nA letter came! ";
   NiahOptions o;
   o.haystack = dir_->write("essay.txt", essay);
   o.lengths = {700};
@@ -207,14 +220,19 @@ TEST_F(NiahTest, BadOptionsNamed) {
     change(x);
     return error_of([&] { make_niah(x, *tok_); });
   };
-  EXPECT_NE(err([](NiahOptions& x) { x.lengths = {100}; }).find("--lengths 100"), std::string::npos);
+  EXPECT_NE(err([](NiahOptions& x) { x.lengths = {100}; }).find("--lengths 100"),
+            std::string::npos);
   EXPECT_NE(err([](NiahOptions& x) { x.lengths = {}; }).find("--lengths"), std::string::npos);
   EXPECT_NE(err([](NiahOptions& x) { x.depths = {1.5}; }).find("--depths"), std::string::npos);
-  EXPECT_NE(err([](NiahOptions& x) { x.haystack = "/nonexistent/essay.txt"; }).find("/nonexistent/essay.txt"),
+  EXPECT_NE(err([](NiahOptions& x) {
+              x.haystack = "/nonexistent/essay.txt";
+            }).find("/nonexistent/essay.txt"),
             std::string::npos);
-  EXPECT_NE(err([&](NiahOptions& x) { x.haystack = dir_->write("blank.txt", " \n\n "); }).find("no text"),
+  EXPECT_NE(
+      err([&](NiahOptions& x) { x.haystack = dir_->write("blank.txt", " \n\n "); }).find("no text"),
+      std::string::npos);
+  EXPECT_NE(error_of([] { parse_niah_kind("needle"); }).find("expected single, multikey"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_niah_kind("needle"); }).find("expected single, multikey"), std::string::npos);
 }
 
 }  // namespace

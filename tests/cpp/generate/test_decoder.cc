@@ -27,8 +27,8 @@
 #include "kernels/decode_attention.h"
 #include "kernels/gemm.h"
 #include "model/model.h"
-#include "util/error.h"
 #include "test_util.h"
+#include "util/error.h"
 
 namespace rat {
 namespace {
@@ -167,8 +167,7 @@ TEST(Generate, LocalAttentionRingEqualsForward) {
   // larger than T (never wraps: the ring is capped at max_len rows).
   check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 3)), 19, "local w3");
   check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 0)), 9, "local w0");
-  check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 40)), 19,
-                      "local w40");
+  check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 40)), 19, "local w40");
 }
 
 TEST(Generate, RnnPrefillStepsEqualForward) {
@@ -178,8 +177,8 @@ TEST(Generate, RnnPrefillStepsEqualForward) {
 TEST(Generate, HybridPrefillStepsEqualForward) {
   // The paper's hybrid: rat on layers 0, 2; local attention on layer 1.
   MixerConfig rat = mixer(MixerKind::kRat, 8, 2, 4);
-  check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 3, 32, &rat),
-                      22, "hybrid");
+  check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 3, 32, &rat), 22,
+                      "hybrid");
 }
 
 // Prompts of different lengths in one batch; each sequence stepped together
@@ -201,8 +200,7 @@ void check_batch(const ModelConfig& cfg, const std::string& what, int64_t overla
   std::vector<float> got(size_t(S * V));
   for (int64_t s = 0; s < S; ++s) {
     dec.prefill(s, ids[size_t(s)].data(), prompt[size_t(s)], got.data());
-    ASSERT_LE(rel_err(got.data(), full[size_t(s)].data() + (prompt[size_t(s)] - 1) * V, V),
-              kRelTol)
+    ASSERT_LE(rel_err(got.data(), full[size_t(s)].data() + (prompt[size_t(s)] - 1) * V, V), kRelTol)
         << what << ": prefill of slot " << s;
   }
   for (int64_t k = 0; k < T - prompt[0] - 1; ++k) {
@@ -219,8 +217,7 @@ void check_batch(const ModelConfig& cfg, const std::string& what, int64_t overla
     for (int64_t s : slots) pos.push_back(dec.length(s));
     dec.step(slots.data(), next.data(), int64_t(slots.size()), got.data());
     for (size_t i = 0; i < slots.size(); ++i)
-      ASSERT_LE(rel_err(got.data() + i * V, full[size_t(slots[i])].data() + pos[i] * V, V),
-                kRelTol)
+      ASSERT_LE(rel_err(got.data() + i * V, full[size_t(slots[i])].data() + pos[i] * V, V), kRelTol)
           << what << ": slot " << slots[i] << " at position " << pos[i];
   }
 }
@@ -246,13 +243,13 @@ TEST(Generate, OverlappedRatStepsEqualForward) {
   for (int threads : {2, 3}) {
     omp_set_num_threads(threads);  // before the decoders: their scratch is per thread
     for (int64_t hb : {1, 2, 3, 4}) {
-      const std::string tag = " (" + std::to_string(threads) + " threads, " +
-                              std::to_string(hb) + " heads per block)";
+      const std::string tag =
+          " (" + std::to_string(threads) + " threads, " + std::to_string(hb) + " heads per block)";
       check_prefill_steps(make_config(rat), 21, "rat overlapped" + tag, false, kRelTol, hb);
       check_batch(make_config(rat), "rat overlapped" + tag, hb);
     }
-    check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 3, 32, &rat),
-                        22, "hybrid overlapped", false, kRelTol, 3);
+    check_prefill_steps(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 3, 32, &rat), 22,
+                        "hybrid overlapped", false, kRelTol, 3);
     check_batch(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 6), 3, 32, &rat),
                 "hybrid overlapped", 2);
   }
@@ -379,8 +376,8 @@ TEST(Generate, DecodeAttendUnrolledMatchesFloat64) {
             err = std::max(err, std::fabs(want - o[size_t(i)]));
             big = std::max(big, std::fabs(want));
           }
-          EXPECT_LE(err, 1e-5 * big) << "P " << P << " n " << n << " extra " << extra
-                                     << " bf16 " << bf16;
+          EXPECT_LE(err, 1e-5 * big)
+              << "P " << P << " n " << n << " extra " << extra << " bf16 " << bf16;
         }
       }
 }

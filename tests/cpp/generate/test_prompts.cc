@@ -1,8 +1,8 @@
 // generate/prompts: `rat generate`'s --prompt-ids and --batch-file rules.
 #include <gtest/gtest.h>
 
-#include "test_util.h"
 #include "generate/prompts.h"
+#include "test_util.h"
 
 using rat::testing::error_of;
 

@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <functional>
 
-#include "test_util.h"
 #include "model/config.h"
+#include "test_util.h"
 
 namespace rat {
 namespace {
@@ -320,10 +320,12 @@ TEST(ConfigErrors, EmptyOrNotAMapping) {
   TempDir dir;
   std::string p = dir.write("config.yaml", "");
   std::string msg = error_of([&] { load_model_config(p); });
-  EXPECT_EQ(msg, p + ": not a YAML mapping (empty file), expected a mapping with data, model and task");
+  EXPECT_EQ(msg,
+            p + ": not a YAML mapping (empty file), expected a mapping with data, model and task");
   p = dir.write("config.yaml", "- 1\n- 2\n");
   msg = error_of([&] { load_model_config(p); });
-  EXPECT_EQ(msg, p + ":1: not a YAML mapping (got a list), expected a mapping with data, model and task");
+  EXPECT_EQ(
+      msg, p + ":1: not a YAML mapping (got a list), expected a mapping with data, model and task");
 }
 
 // A value in the file is cited by line; a missing key has none to cite.

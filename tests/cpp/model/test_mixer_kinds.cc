@@ -11,12 +11,12 @@
 #include <random>
 #include <vector>
 
+#include "data/tokens.h"
 #include "generate/generate.h"
 #include "model/layers.h"
 #include "model/mixer_kinds.h"
 #include "model/model.h"
 #include "model/params.h"
-#include "data/tokens.h"
 #include "train/evaluate.h"
 #include "train/experiment.h"
 #include "train/trainer.h"
@@ -93,7 +93,8 @@ TEST(MixerKinds, ProjectionWidthsAndTensors) {
             Init::kGateBiasSeq);
   EXPECT_EQ(mixer_kind_info(MixerKind::kAttention).tensors(rc, cell(MixerKind::kAttention)).size(),
             3u);
-  EXPECT_TRUE(mixer_kind_info(MixerKind::kIdentity).tensors(rc, cell(MixerKind::kIdentity)).empty());
+  EXPECT_TRUE(
+      mixer_kind_info(MixerKind::kIdentity).tensors(rc, cell(MixerKind::kIdentity)).empty());
 }
 
 TEST(MixerKinds, KeysScored) {

@@ -57,8 +57,8 @@ std::unique_ptr<Model> model_of(const ModelConfig& cfg, uint64_t seed = 3) {
   m->init(seed);
   for (const ParamSpec& s : m->layout().specs()) {
     const float k = s.name == "embedding.wte.weight" ? 0.25f / 0.02f
-                    : s.shape.size() == 2           ? (1.f / std::sqrt(float(s.shape[1]))) / 0.02f
-                                                    : 1.f;
+                    : s.shape.size() == 2            ? (1.f / std::sqrt(float(s.shape[1]))) / 0.02f
+                                                     : 1.f;
     for (int64_t i = 0; i < s.numel; ++i) m->params()[s.offset + i] *= k;
   }
   return m;

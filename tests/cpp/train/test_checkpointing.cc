@@ -5,9 +5,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "test_util.h"
 #include "model/model.h"
 #include "nlohmann/json.hpp"
+#include "test_util.h"
 #include "train/checkpointing.h"
 #include "train/optimizer.h"
 

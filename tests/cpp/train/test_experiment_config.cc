@@ -29,7 +29,7 @@ constexpr const char* kExperiment =
     "    hidden_cell: {d_ffn: 32}\n"                                         // 11
     "  embedding: {pe: {_name_: interrope}}\n"                               // 12
     "optim:\n"                                                               // 13
-    "  optimizer: {_name_: adamw, lr: 1.0e-3, betas: [0.9, 0.95]}\n"        // 14
+    "  optimizer: {_name_: adamw, lr: 1.0e-3, betas: [0.9, 0.95]}\n"         // 14
     "  lr_scheduler: {_name_: cosine, warmup_iter: 0.1}\n"                   // 15
     "trainer: {dtype: bfloat16, seed: 3}\n";                                 // 16
 
@@ -75,8 +75,7 @@ TEST(ExperimentConfig, BadValuesNameFileLineAndKey) {
       {"_name_: lm_ordered", "_name_: lm_shuffled",
        ":5: data.train._name_: unknown loader 'lm_shuffled', expected one of lm_ordered, "
        "lm_random, sft_ordered, sft_random"},
-      {"batch_size: 2", "batch_size: 0",
-       ":3: data.batch_size: got 0, expected a positive integer"},
+      {"batch_size: 2", "batch_size: 0", ":3: data.batch_size: got 0, expected a positive integer"},
       {"global_batch_size: 4", "global_batch_size: 5",
        ":4: data.global_batch_size: got 5, expected a positive multiple of data.batch_size 2"},
       {"_name_: cosine", "_name_: linear",
@@ -119,8 +118,9 @@ TEST(ExperimentConfig, NotYamlOrMissingFileNamesTheFile) {
   EXPECT_HAS(msg, "), expected an experiment config");
   const std::string list = dir.write("list.yaml", "- a\n- b\n");
   EXPECT_EQ(error_of([&] { load_experiment(list, {}); }),
-            list + ":1: not a YAML mapping (got a list), expected an experiment config (a "
-                   "mapping with data, model, optim and trainer)");
+            list +
+                ":1: not a YAML mapping (got a list), expected an experiment config (a "
+                "mapping with data, model, optim and trainer)");
   msg = error_of([&] { load_experiment(dir.file("nope.yaml"), {}); });
   EXPECT_HAS(msg, dir.file("nope.yaml") + ": cannot open (No such file or directory)");
 }

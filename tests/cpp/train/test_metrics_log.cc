@@ -4,8 +4,8 @@
 #include <fstream>
 #include <set>
 
-#include "test_util.h"
 #include "nlohmann/json.hpp"
+#include "test_util.h"
 #include "train/metrics_log.h"
 
 using rat::testing::TempDir;

@@ -8,8 +8,8 @@
 #include <random>
 #include <vector>
 
-#include "nlohmann/json.hpp"
 #include "model/model.h"
+#include "nlohmann/json.hpp"
 #include "test_util.h"
 #include "train/experiment.h"
 #include "train/optimizer.h"
@@ -47,16 +47,19 @@ fs::path write_config(const fs::path& dir, const std::string& mixer_extra) {
   f << "data: {seq_len: 24, vocab_size: 64, num_bytes: 2, ignore_input_index: 2, batch_size: 2,\n"
        "       global_batch_size: 4,\n"
        "       train: {_name_: lm_ordered, tokenized_file_path: "
-    << (dir / "train.bin").string() << "},\n"
+    << (dir / "train.bin").string()
+    << "},\n"
        "       val: {_name_: lm_ordered, tokenized_file_path: "
-    << (dir / "val.bin").string() << "}, val_samples: 8}\n"
+    << (dir / "val.bin").string()
+    << "}, val_samples: 8}\n"
        "model:\n  backbone: {_name_: sequence, num_layers: 2, d_model: 32, interleave_step: 1,\n"
        "    seq_cell: {_name_: rat, d_head: 8, ngroups: 2, chunk_size: 5"
     << mixer_extra
     << "},\n    hidden_cell: {_name_: ffn, d_ffn: 64, act_fn: gelu, bias: false}}\n"
        "  embedding: {vocab_size: 64, pe: {_name_: interrope, base: 10000}}\n"
        "task: {tie_embedding: true, ignore_index: -100}\n"
-       "optim:\n  optimizer: {_name_: adamw, lr: 3.0e-3, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}\n"
+       "optim:\n  optimizer: {_name_: adamw, lr: 3.0e-3, weight_decay: 0.1, betas: [0.9, 0.95], "
+       "eps: 1.0e-8}\n"
        "  lr_scheduler: {_name_: cosine, warmup_iter: 0.2, eta_min: 1.0e-6}\n"
        "trainer: {seed: 7, dtype: float32, max_steps: 8, gradient_clipping: 1.0, log_interval: 1,\n"
        "  eval_interval: 0, save_checkpoint: true, load_checkpoint: false, save_interval: 0.25,\n"
@@ -113,8 +116,8 @@ TEST(Train, LossDecreasesAndResumeEqualsStraightRun) {
 TEST(Train, OverridesApplyAndUnknownKeysSuggest) {
   fs::path dir = temp_dir("overrides");
   fs::path cfg = write_config(dir, "");
-  Experiment e = load_experiment(cfg.string(), {"optim.optimizer.lr=5e-4",
-                                                "model.backbone.seq_cell.chunk_size=8"});
+  Experiment e = load_experiment(
+      cfg.string(), {"optim.optimizer.lr=5e-4", "model.backbone.seq_cell.chunk_size=8"});
   EXPECT_DOUBLE_EQ(e.lr, 5e-4);
   EXPECT_EQ(e.model.layers[0].chunk_size, 8);
   std::string msg = error_of([&] { load_experiment(cfg.string(), {"optim.optimizer.lrr=1"}); });
@@ -139,8 +142,10 @@ TEST(Train, BadInputIsNamed) {
   EXPECT_NE(msg.find("/nonexistent.bin"), std::string::npos) << msg;
   msg = error_of([&] { train(load_experiment(cfg.string(), {"data.seq_len=100000"}), q); });
   EXPECT_NE(msg.find("fewer than one global batch"), std::string::npos) << msg;
-  msg = error_of([&] { train(load_experiment(cfg.string(), {"data.vocab_size=10",
-                                                            "model.embedding.vocab_size=10"}), q); });
+  msg = error_of([&] {
+    train(load_experiment(cfg.string(), {"data.vocab_size=10", "model.embedding.vocab_size=10"}),
+          q);
+  });
   EXPECT_NE(msg.find("train.bin"), std::string::npos) << msg;
   // A run directory below a regular file cannot be created.
   std::ofstream(dir / "file") << "x";
@@ -174,7 +179,8 @@ TEST(TrainFaults, NonFiniteLossStopsNamingTheStepAndKeepsLatest) {
   q.quiet = true;
   q.run_dir = (dir / "run").string();
   // save_interval 0.01 of 8 steps: a checkpoint after every step.
-  Experiment e = load_experiment(cfg.string(), {"optim.optimizer.lr=1e30", "trainer.save_interval=0.01"});
+  Experiment e =
+      load_experiment(cfg.string(), {"optim.optimizer.lr=1e30", "trainer.save_interval=0.01"});
   std::string msg = error_of([&] { train(e, q); });
   ASSERT_NE(msg.find("non-finite training"), std::string::npos) << msg;
   const size_t at = msg.find("at step ");
@@ -184,7 +190,8 @@ TEST(TrainFaults, NonFiniteLossStopsNamingTheStepAndKeepsLatest) {
   char good[32], bad[32];
   std::snprintf(good, sizeof good, "step-%08d", step - 1);
   std::snprintf(bad, sizeof bad, "step-%08d", step);
-  EXPECT_NE(msg.find(good), std::string::npos) << "message should name the last good checkpoint: " << msg;
+  EXPECT_NE(msg.find(good), std::string::npos)
+      << "message should name the last good checkpoint: " << msg;
   EXPECT_EQ(fs::read_symlink(dir / "run" / "latest"), fs::path("checkpoints") / good);
   EXPECT_FALSE(fs::exists(dir / "run" / "checkpoints" / bad));
   for (const auto& d : fs::directory_iterator(dir / "run" / "checkpoints"))

@@ -117,5 +117,13 @@ TEST(AtomicFile, RenameOntoADirectoryFailsAndRemovesTemporary) {
   EXPECT_EQ(listing(dir), std::vector<std::string>{"out"});
 }
 
+TEST(AtomicFile, SyncDirectoryPassesOnADirectoryAndNamesAMissingOne) {
+  TempDir dir;
+  sync_directory(dir.file(""));
+  const std::string missing = dir.file("nope");
+  EXPECT_HAS(error_of([&] { sync_directory(missing); }),
+             missing + ": fsync of the directory failed (No such file or directory)");
+}
+
 }  // namespace
 }  // namespace rat
