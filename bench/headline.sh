@@ -7,6 +7,7 @@
 #     engine  single layers, train mode (D 1024, P 64, B 1): RAT T 4096 vs the GEMM
 #             rate, attention T 16384, RAT vs attention at T 32768 (f32, bf16), RAT T 65536 memory
 #     train   MFU of a ~16M-parameter RAT (T 1024) in f32 and bf16; 110M RAT at T 4096 memory
+#             (training, and rat eval of its checkpoint)
 #     decode  bench/sweep_decode.sh headline (single-layer decode, max throughput, batch 1)
 #     mpi     bench/mpi_scaling.sh (1 vs 2 ranks, communication not hidden)
 set -euo pipefail
@@ -43,7 +44,12 @@ train() {
     data.vocab_size=32000 model.embedding.vocab_size=32000 model.backbone.num_layers=12 \
     model.backbone.d_model=768 model.backbone.hidden_cell.d_ffn=3072 trainer.max_steps=2 \
     trainer.log_interval=1 trainer.eval_interval=0 data.val_samples=0 \
-    trainer.save_checkpoint=false trainer.dtype=bfloat16 | grep -E "^model:|^step"
+    trainer.save_checkpoint=true trainer.save_interval=1.0 trainer.dtype=bfloat16 |
+    grep -E "^model:|^step"
+  # Scoring keeps one layer's activations (Model kScore): rat eval's peak RSS on that model at
+  # T 4096 against weights + one layer + a logits block (README "Architecture").
+  /usr/bin/time -f "rat eval peak RSS %M KiB, wall %e s" $rat eval --model bench/out/rat100m/latest \
+    --data data/pydoc/val.bin --seq-len 4096 --batch-size 1 --json | tail -1
 }
 
 run() { echo "== $1 ($(date -u +%H:%M), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"; "$@"; }
