@@ -75,24 +75,6 @@ std::string brief(const json& j) {
   return s;
 }
 
-// Reads exactly n bytes or throws naming the file.
-void read_exact(int fd, const std::string& path, void* dst, size_t n) {
-  auto* p = static_cast<uint8_t*>(dst);
-  while (n > 0) {
-    ssize_t r = ::read(fd, p, std::min<size_t>(n, size_t(1) << 30));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      int err = errno;
-      throw Error(
-          path + ": read failed (" +
-          (r == 0 ? std::string("unexpected end of file") : std::string(std::strerror(err))) +
-          "), expected a readable safetensors file");
-    }
-    p += r;
-    n -= size_t(r);
-  }
-}
-
 // Reads exactly n bytes at offset `at` or throws naming the file.
 void pread_exact(int fd, const std::string& path, void* dst, size_t n, uint64_t at) {
   auto* p = static_cast<uint8_t*>(dst);
@@ -239,7 +221,7 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
     throw Error(path + ": file is " + std::to_string(size) +
                 " bytes, shorter than the 8-byte header length, expected a safetensors file");
   uint8_t len_bytes[8];
-  read_exact(f.fd, path, len_bytes, 8);
+  pread_exact(f.fd, path, len_bytes, 8, 0);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
   if (header_len > size - 8)
@@ -247,7 +229,7 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
                 std::to_string(size - 8) +
                 " bytes after it, expected a safetensors file (truncated or not safetensors?)");
   std::string header(header_len, '\0');
-  read_exact(f.fd, path, header.data(), header_len);
+  pread_exact(f.fd, path, header.data(), header_len, 8);
   const uint64_t data_size = size - 8 - header_len;
 
   json h;
