@@ -22,5 +22,6 @@ void register_sft_data(CLI::App& app, Runner& run);
 void register_plot(CLI::App& app, Runner& run);
 void register_metrics(CLI::App& app, Runner& run);
 void register_tasks(CLI::App& app, Runner& run);
+void register_score(CLI::App& app, Runner& run);
 
 }  // namespace rat::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   rat::cli::register_plot(app, run);
   rat::cli::register_metrics(app, run);
   rat::cli::register_tasks(app, run);
+  rat::cli::register_score(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
