@@ -2,6 +2,7 @@
 // (eval/gen_task.h), scored per line and on average; gen with a text metric
 // (eval/metrics.h), niah with RULER's string_match_all, reported per length
 // and per (length, depth), and optionally drawn (eval/heatmap.h).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -37,7 +38,8 @@ struct Mean {
 int run_eval_gen(const EvalOpts& o) {
   const bool niah = o.task == "niah";
   if (niah && !o.metric.empty())
-    throw Error("--metric: niah is scored with RULER's string_match_all; --metric is for --task gen");
+    throw Error(
+        "--metric: niah is scored with RULER's string_match_all; --metric is for --task gen");
   if (!niah && !o.heatmap.empty()) throw Error("--heatmap is for --task niah");
   const Metric metric = parse_metric(o.metric.empty() ? "qa_f1" : o.metric);
   if (o.max_prompt_tokens == 0 || o.max_prompt_tokens < -1)
@@ -70,8 +72,8 @@ int run_eval_gen(const EvalOpts& o) {
 
   Progress bar(o.task, int64_t(cases.size()), "cases");
   const double t0 = now_seconds();
-  const std::vector<GenOutput> outs = run_gen_cases(model.operator*(), tok ? &*tok : nullptr, cases,
-                                                    g, o.file, [&](int64_t n) { bar.update(n); });
+  const std::vector<GenOutput> outs = run_gen_cases(*model, tok ? &*tok : nullptr, cases, g, o.file,
+                                                    [&](int64_t n) { bar.update(n); });
   bar.finish();
   const double secs = now_seconds() - t0;
 
@@ -100,16 +102,11 @@ int run_eval_gen(const EvalOpts& o) {
   if (!o.out.empty()) write_predictions(o.out, cases, outs, scores);
 
   const char* name = niah ? "string_match_all" : metric_name(metric);
-  nlohmann::json j = {{"task", o.task},
-                      {"metric", name},
-                      {"score", all.value()},
-                      {"n", N},
-                      {"truncated", truncated},
-                      {"over_context", over},
-                      {"context", g.context},
-                      {"new_tokens", new_tokens},
-                      {"seconds", secs},
-                      {"model", o.model},
+  nlohmann::json j = {{"task", o.task},         {"metric", name},
+                      {"score", all.value()},   {"n", N},
+                      {"truncated", truncated}, {"over_context", over},
+                      {"context", g.context},   {"new_tokens", new_tokens},
+                      {"seconds", secs},        {"model", o.model},
                       {"file", o.file}};
   if (!o.out.empty()) j["predictions"] = o.out;
   if (niah) {
@@ -135,7 +132,8 @@ int run_eval_gen(const EvalOpts& o) {
       j["heatmap"] = o.heatmap;
     }
     nlohmann::json jl = nlohmann::json::array(), jc = nlohmann::json::array();
-    for (const auto& [l, m] : by_length) jl.push_back({{"length", l}, {"score", m.value()}, {"n", m.n}});
+    for (const auto& [l, m] : by_length)
+      jl.push_back({{"length", l}, {"score", m.value()}, {"n", m.n}});
     for (const HeatCell& c : cells)
       jc.push_back({{"length", c.length}, {"depth", c.depth}, {"score", c.score}, {"n", c.n}});
     j["by_length"] = jl;
@@ -153,10 +151,11 @@ int run_eval_gen(const EvalOpts& o) {
                     (long long)m.n);
     }
   } else if (!o.json) {
-    std::printf("model %s, gen %s: %lld cases (%lld prompts cut in the middle), %lld new tokens in "
-                "%.1f s\n",
-                o.model.c_str(), o.file.c_str(), (long long)N, (long long)truncated,
-                (long long)new_tokens, secs);
+    std::printf(
+        "model %s, gen %s: %lld cases (%lld prompts cut in the middle), %lld new tokens in "
+        "%.1f s\n",
+        o.model.c_str(), o.file.c_str(), (long long)N, (long long)truncated, (long long)new_tokens,
+        secs);
   }
   if (o.json) {
     std::printf("%s\n", j.dump().c_str());

@@ -17,9 +17,7 @@ const char* kExpected =
     "expected {\"prompt\": TEXT or \"prompt_ids\": [ids], \"answers\": [TEXT, ...], "
     "\"max_new_tokens\"?: n}";
 
-bool is_int(const nlohmann::json& v) {
-  return v.is_number_integer() || v.is_number_unsigned();
-}
+bool is_int(const nlohmann::json& v) { return v.is_number_integer() || v.is_number_unsigned(); }
 
 GenCase parse_case(const std::string& text, const std::string& where, bool niah) {
   nlohmann::json j;
@@ -32,8 +30,8 @@ GenCase parse_case(const std::string& text, const std::string& where, bool niah)
   GenCase c;
   const bool has_text = j.contains("prompt"), has_ids = j.contains("prompt_ids");
   if (has_text == has_ids)
-    throw Error(where + (has_text ? "both \"prompt\" and \"prompt_ids\"" : "no \"prompt\"") +
-                "; " + kExpected);
+    throw Error(where + (has_text ? "both \"prompt\" and \"prompt_ids\"" : "no \"prompt\"") + "; " +
+                kExpected);
   if (has_text) {
     if (!j["prompt"].is_string()) throw Error(where + "\"prompt\" is not a string; " + kExpected);
     c.prompt = j["prompt"].get<std::string>();
@@ -65,7 +63,8 @@ GenCase parse_case(const std::string& text, const std::string& where, bool niah)
   if (niah) {
     const auto l = j.find("length"), d = j.find("depth");
     if (l == j.end() || !is_int(*l))
-      throw Error(where + "\"length\" is missing or not an integer (a niah case of rat tasks niah)");
+      throw Error(where +
+                  "\"length\" is missing or not an integer (a niah case of rat tasks niah)");
     if (d == j.end() || !d->is_number())
       throw Error(where + "\"depth\" is missing or not a number (a niah case of rat tasks niah)");
     c.length = l->get<int64_t>();
@@ -116,8 +115,8 @@ double string_match_all(const std::string& prediction, const std::vector<std::st
 }
 
 std::vector<GenOutput> run_gen_cases(Model& model, const Tokenizer* tok,
-                                     const std::vector<GenCase>& cases,
-                                     const GenTaskOptions& opt, const std::string& path,
+                                     const std::vector<GenCase>& cases, const GenTaskOptions& opt,
+                                     const std::string& path,
                                      const std::function<void(int64_t)>& on_done) {
   if (opt.batch_size <= 0) throw Error("--batch-size must be positive");
   const int64_t V = model.config().vocab_size, N = int64_t(cases.size());
@@ -137,9 +136,10 @@ std::vector<GenOutput> run_gen_cases(Model& model, const Tokenizer* tok,
       ids = c.prompt_ids;
     } else {
       if (!tok)
-        throw Error(where + "a text \"prompt\" needs the model's tokenizer.model, which the model "
-                            "directory lacks: give \"prompt_ids\", or copy the tokenizer the "
-                            "model was trained with into the model directory");
+        throw Error(where +
+                    "a text \"prompt\" needs the model's tokenizer.model, which the model "
+                    "directory lacks: give \"prompt_ids\", or copy the tokenizer the "
+                    "model was trained with into the model directory");
       ids = tok->encode(c.prompt);
       if (ids.empty()) throw Error(where + "the prompt encodes to no tokens");
     }

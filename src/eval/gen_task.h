@@ -70,12 +70,12 @@ struct GenTaskOptions {
 };
 
 struct GenOutput {
-  std::vector<int32_t> ids;  // generated (eos included when produced)
-  std::string prediction;    // the text (or, without tokenizer, the ids joined by spaces)
-  std::string finish;        // "length" or "eos"
-  int64_t prompt_tokens = 0;  // after truncation
+  std::vector<int32_t> ids;      // generated (eos included when produced)
+  std::string prediction;        // the text (or, without tokenizer, the ids joined by spaces)
+  std::string finish;            // "length" or "eos"
+  int64_t prompt_tokens = 0;     // after truncation
   int64_t prompt_tokens_in = 0;  // before
-  int64_t new_tokens = 0;     // the case's budget
+  int64_t new_tokens = 0;        // the case's budget
 };
 
 // Greedy generation of every case, batch_size cases at a time in file order
@@ -86,8 +86,8 @@ struct GenOutput {
 // encodes to nothing, or no room for the prompt (limit < 1).
 // on_done(n) reports the number of cases finished.
 std::vector<GenOutput> run_gen_cases(Model& model, const Tokenizer* tok,
-                                     const std::vector<GenCase>& cases,
-                                     const GenTaskOptions& opt, const std::string& path,
+                                     const std::vector<GenCase>& cases, const GenTaskOptions& opt,
+                                     const std::string& path,
                                      const std::function<void(int64_t)>& on_done = {});
 
 // The predictions file: one JSON object per case, the line's fields with

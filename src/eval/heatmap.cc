@@ -47,9 +47,8 @@ void write_heatmap(const std::string& out, const std::vector<HeatCell>& cells,
       std::ofstream d(data);
       for (const HeatCell& c : cells) {
         char line[96];
-        std::snprintf(line, sizeof line, "%lld %lld %.6f\n",
-                      (long long)index_of(lengths, c.length), (long long)index_of(depths, c.depth),
-                      std::clamp(c.score, 0.0, 1.0));
+        std::snprintf(line, sizeof line, "%lld %lld %.6f\n", (long long)index_of(lengths, c.length),
+                      (long long)index_of(depths, c.depth), std::clamp(c.score, 0.0, 1.0));
         d << line;
       }
     }

@@ -77,8 +77,10 @@ void plot_runs(const PlotOptions& opt) {
     gp << "set terminal pngcairo size " << opt.width << "," << opt.height
        << " enhanced font 'Sans,11'\n"
        << "set output " << gnuplot_quoted(png) << "\n"
-       << "set title " << gnuplot_quoted(opt.title.empty() ? opt.metric : opt.title) << " noenhanced\n"
-       << "set xlabel 'optimiser step'\nset ylabel " << gnuplot_quoted(opt.metric) << " noenhanced\n"
+       << "set title " << gnuplot_quoted(opt.title.empty() ? opt.metric : opt.title)
+       << " noenhanced\n"
+       << "set xlabel 'optimiser step'\nset ylabel " << gnuplot_quoted(opt.metric)
+       << " noenhanced\n"
        << "set grid\nset key top right noenhanced\n";
     if (opt.log_y) gp << "set logscale y\n";
     gp << "plot ";

@@ -42,9 +42,9 @@ void require_gnuplot(const std::string& out) {
   if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) throw Error(not_found(out));
 }
 
-void gnuplot_png(const std::string& out,
-                 const std::function<std::string(const std::string& png, const std::string& dir)>&
-                     script) {
+void gnuplot_png(
+    const std::string& out,
+    const std::function<std::string(const std::string& png, const std::string& dir)>& script) {
   static std::atomic<int> serial{0};
   const fs::path work = fs::temp_directory_path() / ("rat_gnuplot_" + std::to_string(::getpid()) +
                                                      "_" + std::to_string(serial++));

@@ -16,9 +16,9 @@ std::string gnuplot_quoted(const std::string& s);
 // directory for its data files, removed afterwards. Throws rat::Error when
 // gnuplot is missing (naming the package to install) or fails (with its
 // message), or when `script` throws.
-void gnuplot_png(const std::string& out,
-                 const std::function<std::string(const std::string& png, const std::string& dir)>&
-                     script);
+void gnuplot_png(
+    const std::string& out,
+    const std::function<std::string(const std::string& png, const std::string& dir)>& script);
 
 // Throws the "gnuplot not found" rat::Error of gnuplot_png, naming `out`,
 // unless gnuplot runs: for commands that draw after a long computation.

@@ -7,9 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <set>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "data/tokenizer.h"
 #include "eval/gen_task.h"
@@ -52,9 +52,9 @@ TEST(TruncateMiddle, HandCases) {
 
 TEST(StringMatchAll, HandCases) {
   EXPECT_DOUBLE_EQ(string_match_all("The special magic number is 1234567.", {"1234567"}), 1.0);
-  EXPECT_DOUBLE_EQ(string_match_all("numbers 1111111 and 3333333", {"1111111", "2222222",
-                                                                     "3333333", "4444444"}),
-                   0.5);
+  EXPECT_DOUBLE_EQ(
+      string_match_all("numbers 1111111 and 3333333", {"1111111", "2222222", "3333333", "4444444"}),
+      0.5);
   EXPECT_DOUBLE_EQ(string_match_all("The answer is GREEN.", {"green"}), 1.0);  // case
   EXPECT_DOUBLE_EQ(string_match_all("the answer is green", {"Green Grass"}), 0.0);
   EXPECT_DOUBLE_EQ(string_match_all("", {"12345"}), 0.0);  // none found
@@ -64,11 +64,11 @@ TEST(StringMatchAll, HandCases) {
 
 TEST(ReadGenCases, ReadsFieldsAndLimit) {
   TempDir d;
-  const std::string p = d.write(
-      "c.jsonl",
-      "{\"prompt\": \"Q?\", \"answers\": [\"a\", \"b\"], \"id\": 7}\r\n\n"
-      "{\"prompt_ids\": [3, 4], \"answers\": [\"x\"], \"max_new_tokens\": 5}\n"
-      "{\"prompt\": \"R\", \"answers\": [\"c\"]}\n");
+  const std::string p =
+      d.write("c.jsonl",
+              "{\"prompt\": \"Q?\", \"answers\": [\"a\", \"b\"], \"id\": 7}\r\n\n"
+              "{\"prompt_ids\": [3, 4], \"answers\": [\"x\"], \"max_new_tokens\": 5}\n"
+              "{\"prompt\": \"R\", \"answers\": [\"c\"]}\n");
   auto c = read_gen_cases(p, -1, false);
   ASSERT_EQ(c.size(), 3u);
   EXPECT_EQ(c[0].prompt, "Q?");
@@ -86,8 +86,8 @@ TEST(ReadGenCases, ReadsFieldsAndLimit) {
 TEST(ReadGenCases, MalformedLinesNamed) {
   TempDir d;
   auto err = [&](const std::string& line, bool niah = false) {
-    const std::string p = d.write("bad.jsonl", "{\"prompt\": \"ok\", \"answers\": [\"a\"]}\n\n" +
-                                                   line + "\n");
+    const std::string p =
+        d.write("bad.jsonl", "{\"prompt\": \"ok\", \"answers\": [\"a\"]}\n\n" + line + "\n");
     return error_of([&] { read_gen_cases(p, -1, niah); });
   };
   const std::string at = d.file("bad.jsonl") + ":3: ";
@@ -97,8 +97,8 @@ TEST(ReadGenCases, MalformedLinesNamed) {
   EXPECT_EQ(err("{\"prompt\": \"p\", \"prompt_ids\": [1], \"answers\": [\"a\"]}")
                 .rfind(at + "both \"prompt\" and \"prompt_ids\"", 0),
             0u);
-  EXPECT_EQ(err("{\"prompt\": 3, \"answers\": [\"a\"]}").rfind(at + "\"prompt\" is not a string", 0),
-            0u);
+  EXPECT_EQ(
+      err("{\"prompt\": 3, \"answers\": [\"a\"]}").rfind(at + "\"prompt\" is not a string", 0), 0u);
   EXPECT_EQ(err("{\"prompt_ids\": [], \"answers\": [\"a\"]}").rfind(at + "\"prompt_ids\"", 0), 0u);
   EXPECT_EQ(err("{\"prompt_ids\": [1, -2], \"answers\": [\"a\"]}")
                 .rfind(at + "\"prompt_ids\" holds -2", 0),
@@ -114,9 +114,9 @@ TEST(ReadGenCases, MalformedLinesNamed) {
             0u);  // the first line already lacks niah's fields
   const std::string empty = d.write("empty.jsonl", "\n  \n");
   EXPECT_NE(error_of([&] { read_gen_cases(empty, -1, false); }).find("no case"), std::string::npos);
-  EXPECT_NE(error_of([&] { read_gen_cases(d.file("missing.jsonl"), -1, false); })
-                .find("cannot read"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { read_gen_cases(d.file("missing.jsonl"), -1, false); }).find("cannot read"),
+      std::string::npos);
 }
 
 // A 2-layer RAT model trained for 40 steps on a repetitive text, with the
@@ -302,21 +302,22 @@ TEST_F(GenTaskModel, LongPromptsCutInTheMiddle) {
   o.max_prompt_tokens = 17;
   EXPECT_EQ(run_gen_cases(*model_, tok_, {c}, o, "t.jsonl")[0].prompt_tokens, 17);
   o.max_prompt_tokens = -1;  // niah: evaluated past the context
-  EXPECT_EQ(run_gen_cases(*model_, tok_, {c}, o, "t.jsonl")[0].prompt_tokens,
-            int64_t(all.size()));
+  EXPECT_EQ(run_gen_cases(*model_, tok_, {c}, o, "t.jsonl")[0].prompt_tokens, int64_t(all.size()));
   // No room left for any prompt token.
   o.max_prompt_tokens = 0;
   o.max_new_tokens = 48;
-  EXPECT_NE(error_of([&] { run_gen_cases(*model_, tok_, {c}, o, "t.jsonl"); })
-                .find("t.jsonl:1: max_new_tokens 48 leaves no room"),
+  EXPECT_NE(error_of([&] {
+              run_gen_cases(*model_, tok_, {c}, o, "t.jsonl");
+            }).find("t.jsonl:1: max_new_tokens 48 leaves no room"),
             std::string::npos);
 }
 
 TEST_F(GenTaskModel, BadCasesNamed) {
   auto cs = cases();
   // A text prompt without tokenizer; ids-only cases need none and print ids.
-  EXPECT_NE(error_of([&] { run_gen_cases(*model_, nullptr, cs, options(2), "t.jsonl"); })
-                .find("t.jsonl:1: a text \"prompt\" needs the model's tokenizer.model"),
+  EXPECT_NE(error_of([&] {
+              run_gen_cases(*model_, nullptr, cs, options(2), "t.jsonl");
+            }).find("t.jsonl:1: a text \"prompt\" needs the model's tokenizer.model"),
             std::string::npos);
   std::vector<GenCase> ids_only = {cs[5]};
   const auto r = run_gen_cases(*model_, nullptr, ids_only, options(2), "t.jsonl");
@@ -332,8 +333,9 @@ TEST_F(GenTaskModel, BadCasesNamed) {
                       " is outside the model's vocabulary"),
             std::string::npos);
   cs[2].prompt = "";
-  EXPECT_NE(error_of([&] { run_gen_cases(*model_, tok_, cs, options(2), "t.jsonl"); })
-                .find("t.jsonl:3: the prompt encodes to no tokens"),
+  EXPECT_NE(error_of([&] {
+              run_gen_cases(*model_, tok_, cs, options(2), "t.jsonl");
+            }).find("t.jsonl:3: the prompt encodes to no tokens"),
             std::string::npos);
 }
 
@@ -364,7 +366,9 @@ TEST(Heatmap, WritesPngWhenGnuplotRuns) {
   }
   const std::string out = d.file("heat.png");
   write_heatmap(out,
-                {{1024, 0.0, 1.0, 2}, {1024, 0.5, 0.5, 2}, {4096, 0.0, 0.25, 1},
+                {{1024, 0.0, 1.0, 2},
+                 {1024, 0.5, 0.5, 2},
+                 {4096, 0.0, 0.25, 1},
                  {4096, 1.0, 0.0, 1}},  // sparse: (1024, 1.0) and (4096, 0.5) are missing
                 "test");
   const std::string png = slurp(out);
