@@ -1,8 +1,5 @@
 #include "train/plot.h"
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,8 +9,8 @@
 #include <sstream>
 
 #include "nlohmann/json.hpp"
-#include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/gnuplot.h"
 
 namespace rat {
 
@@ -55,13 +52,6 @@ std::vector<std::pair<double, double>> read_metric(const std::string& run_dir,
 
 namespace {
 
-// gnuplot string literal in single quotes ('' is a literal quote).
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
-
 // The directory's name, or the path as given when two runs share a name.
 std::string run_label(const std::vector<std::string>& runs, size_t i) {
   auto name = [](const std::string& r) {
@@ -82,57 +72,30 @@ void plot_runs(const PlotOptions& opt) {
   std::vector<std::vector<std::pair<double, double>>> series;
   for (const std::string& r : opt.runs) series.push_back(read_metric(r, opt.metric));
 
-  const fs::path out = opt.out;
-  // gnuplot draws into a scratch directory; the PNG then reaches `out` through
-  // the atomic writer, so a failed plot never leaves a partial image there.
-  const fs::path work = fs::temp_directory_path() / ("rat_plot_" + std::to_string(::getpid()));
-  std::error_code ec;
-  fs::create_directories(work, ec);
-  const fs::path tmp_png = work / "plot.png";
-  std::ostringstream gp;
-  gp << "set terminal pngcairo size " << opt.width << "," << opt.height
-     << " enhanced font 'Sans,11'\n"
-     << "set output " << quoted(tmp_png.string()) << "\n"
-     << "set title " << quoted(opt.title.empty() ? opt.metric : opt.title) << " noenhanced\n"
-     << "set xlabel 'optimiser step'\nset ylabel " << quoted(opt.metric) << " noenhanced\n"
-     << "set grid\nset key top right noenhanced\n";
-  if (opt.log_y) gp << "set logscale y\n";
-  gp << "plot ";
-  for (size_t i = 0; i < series.size(); ++i) {
-    const fs::path data = work / ("run" + std::to_string(i) + ".dat");
-    std::ofstream d(data);
-    d.precision(9);
-    for (const auto& [x, y] : series[i]) d << x << " " << y << "\n";
-    gp << (i ? ", " : "") << quoted(data.string()) << " using 1:2 with "
-       << (series[i].size() > 1 ? "lines" : "points") << " lw 2 title "
-       << quoted(run_label(opt.runs, i));
-  }
-  gp << "\n";
-  const fs::path script = work / "plot.gp";
-  std::ofstream(script) << gp.str();
-  const std::string cmd = "gnuplot " + quoted(script.string()) + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  std::string msg;
-  int status = -1;
-  if (pipe) {
-    char buf[512];
-    while (std::fgets(buf, sizeof buf, pipe)) msg += buf;
-    status = ::pclose(pipe);
-  }
-  const bool ok = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-                  fs::exists(tmp_png) && fs::file_size(tmp_png, ec) > 0;
-  std::string png;
-  if (ok) {
-    std::ifstream in(tmp_png, std::ios::binary);
-    png.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  fs::remove_all(work, ec);
-  if (!ok) {
-    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 127)
-      throw Error("gnuplot not found; install gnuplot-nox (scripts/install_deps.sh)");
-    throw Error(out.string() + ": gnuplot failed" + (msg.empty() ? "" : ": " + msg));
-  }
-  write_file_atomic(out.string(), png);
+  gnuplot_png(opt.out, [&](const std::string& png, const std::string& dir) {
+    std::ostringstream gp;
+    gp << "set terminal pngcairo size " << opt.width << "," << opt.height
+       << " enhanced font 'Sans,11'\n"
+       << "set output " << gnuplot_quoted(png) << "\n"
+       << "set title " << gnuplot_quoted(opt.title.empty() ? opt.metric : opt.title)
+       << " noenhanced\n"
+       << "set xlabel 'optimiser step'\nset ylabel " << gnuplot_quoted(opt.metric)
+       << " noenhanced\n"
+       << "set grid\nset key top right noenhanced\n";
+    if (opt.log_y) gp << "set logscale y\n";
+    gp << "plot ";
+    for (size_t i = 0; i < series.size(); ++i) {
+      const fs::path data = fs::path(dir) / ("run" + std::to_string(i) + ".dat");
+      std::ofstream d(data);
+      d.precision(9);
+      for (const auto& [x, y] : series[i]) d << x << " " << y << "\n";
+      gp << (i ? ", " : "") << gnuplot_quoted(data.string()) << " using 1:2 with "
+         << (series[i].size() > 1 ? "lines" : "points") << " lw 2 title "
+         << gnuplot_quoted(run_label(opt.runs, i));
+    }
+    gp << "\n";
+    return gp.str();
+  });
 }
 
 }  // namespace rat
