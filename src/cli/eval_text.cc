@@ -32,11 +32,16 @@ size_t first_invalid_utf8(const std::string& s) {
     const unsigned c = p[i];
     size_t len = 0;
     unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
-    if (c < 0x80) len = 1;
-    else if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else return i;
+    if (c < 0x80)
+      len = 1;
+    else if (c >= 0xC2 && c <= 0xDF)
+      len = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+      len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+      len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+      return i;
     if (i + len > n) return i;
     for (size_t k = 1; k < len; ++k) {
       const unsigned b = p[i + k];
@@ -52,7 +57,8 @@ int64_t count_words(const std::string& s) {
   int64_t words = 0;
   bool in_word = false;
   for (char ch : s) {
-    const bool space = ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
+    const bool space =
+        ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
     words += !space && !in_word;
     in_word = !space;
   }
@@ -71,7 +77,8 @@ int run_eval_text(const EvalOpts& o) {
   buf << in.rdbuf();
   if (!in || in.bad()) throw Error("--text " + o.text + ": cannot read the file");
   const std::string text = buf.str();
-  if (text.empty()) throw Error("--text " + o.text + ": the file is empty, there is nothing to score");
+  if (text.empty())
+    throw Error("--text " + o.text + ": the file is empty, there is nothing to score");
   if (const size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
     const size_t line_start = text.rfind('\n', bad == 0 ? 0 : bad - 1);
     const size_t line = size_t(std::count(text.begin(), text.begin() + long(bad), '\n')) + 1;
@@ -139,7 +146,8 @@ int run_eval_text(const EvalOpts& o) {
                         {"tokens", r.tokens},
                         {"bytes", r.bytes},
                         {"windows", r.windows},
-                        {"seq_len", r.window_len},
+                        {"seq_len", T},
+                        {"window_len", r.window_len},  // min(T, tokens)
                         {"stride", S},
                         {"eod_id", eod},
                         {"stderr_method",

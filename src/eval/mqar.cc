@@ -154,7 +154,8 @@ int64_t report_int(const nlohmann::json& j, const std::string& path, const std::
     v = &(*v)[part];
   }
   if (!v || !v->is_number_integer())
-    throw Error(path + ": key " + key + ": expected an integer (the report `rat tasks mqar` writes)");
+    throw Error(path + ": key " + key +
+                ": expected an integer (the report `rat tasks mqar` writes)");
   return v->get<int64_t>();
 }
 

@@ -36,15 +36,15 @@ struct RollingWindow {
 std::vector<RollingWindow> rolling_windows(int64_t n, int64_t T, int64_t S);
 
 struct RollingResult {
-  double nll = 0;            // sum over tokens of -ln p(token | its context)
-  double nll_sq = 0;         // sum of squares of the per-token NLLs
-  int64_t tokens = 0;        // n: every id of the text is scored once
-  int64_t bytes = 0;         // UTF-8 bytes of the text
-  int64_t windows = 0;       // forward rows
-  int64_t window_len = 0;    // min(T, n)
-  double mean_nll() const;   // nll / tokens (nats per token)
-  double ppl() const;        // exp(mean_nll)
-  double bpb() const;        // nll / (ln 2 * bytes): bits per byte, tokenizer-independent
+  double nll = 0;           // sum over tokens of -ln p(token | its context)
+  double nll_sq = 0;        // sum of squares of the per-token NLLs
+  int64_t tokens = 0;       // n: every id of the text is scored once
+  int64_t bytes = 0;        // UTF-8 bytes of the text
+  int64_t windows = 0;      // forward rows
+  int64_t window_len = 0;   // min(T, n)
+  double mean_nll() const;  // nll / tokens (nats per token)
+  double ppl() const;       // exp(mean_nll)
+  double bpb() const;       // nll / (ln 2 * bytes): bits per byte, tokenizer-independent
   // Standard errors, treating the per-token NLLs as independent draws (they
   // are not quite: neighbouring tokens correlate, so these understate the
   // spread between texts): the sample stddev of the token NLLs / sqrt(n),

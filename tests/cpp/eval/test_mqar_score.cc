@@ -239,8 +239,9 @@ TEST(MqarScore, ModelVocabBelowTheTaskIsRefused) {
   TaskFiles f;
   auto m = small_model(32, 1);
   const MqarTask t = read_mqar_test(f.prefix);
-  EXPECT_NE(error_of([&] { score_mqar(*m, t, 2); })
-                .find("the model's vocab_size 32 is below the task's vocab 40"),
+  EXPECT_NE(error_of([&] {
+              score_mqar(*m, t, 2);
+            }).find("the model's vocab_size 32 is below the task's vocab 40"),
             std::string::npos);
 }
 

@@ -36,8 +36,7 @@ using rat::testing::TempDir;
 
 namespace {
 
-void expect_windows(const std::vector<RollingWindow>& got,
-                    const std::vector<RollingWindow>& want) {
+void expect_windows(const std::vector<RollingWindow>& got, const std::vector<RollingWindow>& want) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t k = 0; k < want.size(); ++k) {
     EXPECT_EQ(got[k].begin, want[k].begin) << "window " << k;
@@ -100,21 +99,23 @@ bool have_torch() {
 
 void expect_rel(double got, double want, double tol, const std::string& what) {
   EXPECT_TRUE(std::isfinite(got)) << what;
-  EXPECT_LE(std::fabs(got - want), tol * std::fabs(want)) << what << ": got " << got << " want "
-                                                          << want;
+  EXPECT_LE(std::fabs(got - want), tol * std::fabs(want))
+      << what << ": got " << got << " want " << want;
 }
 
 TEST(RollingOracle, EveryMixerAndHybridMatchesFloat64Torch) {
   if (!have_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch and PyYAML not available";
   TempDir dir;
-  const std::string cmd = "/usr/bin/python3 " RAT_PYTHON_DIR "/eval_oracle.py rolling-cases --out " +
+  const std::string cmd = "/usr/bin/python3 " RAT_PYTHON_DIR
+                          "/eval_oracle.py rolling-cases --out " +
                           dir.path() + " >/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   int cases = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
     const std::string name = entry.path().filename().string();
     auto model = load_model_dir((entry.path() / "model").string());
-    const auto runs = nlohmann::json::parse(slurp((entry.path() / "rolling.json").string()))["runs"];
+    const auto runs =
+        nlohmann::json::parse(slurp((entry.path() / "rolling.json").string()))["runs"];
     ASSERT_EQ(runs.size(), 4u) << name;
     for (const auto& run : runs) {
       const std::vector<int32_t> ids = run["ids"].get<std::vector<int32_t>>();
@@ -123,8 +124,8 @@ TEST(RollingOracle, EveryMixerAndHybridMatchesFloat64Torch) {
                                std::to_string(T) + " S " + std::to_string(S);
       // Batches of 1, of 3 (a partial last batch) and of all windows at once.
       for (int64_t B : {1, 3, 64}) {
-        const RollingResult r = rolling_perplexity(*model, ids, run["eod"].get<int32_t>(), bytes,
-                                                   T, S, B);
+        const RollingResult r =
+            rolling_perplexity(*model, ids, run["eod"].get<int32_t>(), bytes, T, S, B);
         EXPECT_EQ(r.tokens, run["tokens"].get<int64_t>()) << what;
         EXPECT_EQ(r.windows, run["windows"].get<int64_t>()) << what;
         EXPECT_EQ(r.bytes, bytes);
@@ -159,17 +160,21 @@ TEST(RollingOracle, IdsOutsideTheModelAreNamed) {
   Model m(c);
   m.init(1);
   const std::vector<int32_t> ids = {1, 2, 16, 3};
-  EXPECT_NE(error_of([&] { rolling_perplexity(m, ids, 0, 4, 8, 4, 1); })
-                .find("text token 2 16 is not an id of the model (vocab_size 16)"),
+  EXPECT_NE(error_of([&] {
+              rolling_perplexity(m, ids, 0, 4, 8, 4, 1);
+            }).find("text token 2 16 is not an id of the model (vocab_size 16)"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { rolling_perplexity(m, std::vector<int32_t>{1}, -1, 4, 8, 4, 1); })
-                .find("end-of-document id -1"),
+  EXPECT_NE(error_of([&] {
+              rolling_perplexity(m, std::vector<int32_t>{1}, -1, 4, 8, 4, 1);
+            }).find("end-of-document id -1"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { rolling_perplexity(m, std::vector<int32_t>{1}, 0, 4, 8, 4, 0); })
-                .find("--batch-size 0"),
+  EXPECT_NE(error_of([&] {
+              rolling_perplexity(m, std::vector<int32_t>{1}, 0, 4, 8, 4, 0);
+            }).find("--batch-size 0"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { rolling_perplexity(m, std::vector<int32_t>{1}, 0, 0, 8, 4, 1); })
-                .find("no bytes"),
+  EXPECT_NE(error_of([&] {
+              rolling_perplexity(m, std::vector<int32_t>{1}, 0, 0, 8, 4, 1);
+            }).find("no bytes"),
             std::string::npos);
 }
 
