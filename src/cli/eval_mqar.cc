@@ -16,7 +16,8 @@ namespace rat::cli {
 int run_eval_mqar(const EvalOpts& o) {
   if (o.batch_size <= 0)
     throw Error("--batch-size " + std::to_string(o.batch_size) + ": expected at least 1");
-  if (o.limit == 0) throw Error("--limit 0: expected at least 1 example");
+  if (o.limit == 0 || o.limit < -1)
+    throw Error("--limit " + std::to_string(o.limit) + ": expected at least 1 example");
   const MqarTask task = read_mqar_test(o.file, o.limit);
   auto model = load_model_dir(o.model);
   model->set_frozen_weight_cache(true);  // weights are fixed from here on

@@ -195,6 +195,7 @@ def main():
           and abs(j.get("acc", -1) - j.get("correct", 0) / 15) < 1e-15, "mqar --limit 5 --json: %r %r" % (out, err))
     expect_error(rat, ["eval", "--model", model, "--task", "mqar", pre + "x"], pre + "x.json: cannot read")
     expect_error(rat, ["eval", "--model", model, "--task", "mqar"], "the task file is missing")
+    expect_error(rat, ["eval", "--model", model, "--task", "mqar", pre, "--limit", -3], "--limit -3: expected")
     long_pre = os.path.join(work, "mqar", "long")
     run(rat, "tasks", "mqar", "--vocab", 64, "--pairs", 3, "--seq-len", 32, "--train", 1, "--test", 3,
         "--out", long_pre)
