@@ -17,12 +17,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "nlohmann/json.hpp"
 
 namespace rat {
+
+class Model;
 
 struct MqarOptions {
   int64_t vocab = 8192;   // V: ids [0, V); the model's vocab_size must be >= V
@@ -55,5 +58,42 @@ struct MqarReport {
 // labels}.bin (stream 1) and PREFIX.json, atomically, creating directories.
 MqarReport write_mqar(const MqarOptions& opt, int64_t train, int64_t test, uint64_t seed,
                       const std::string& prefix);
+
+// ---- Evaluation (`rat eval --task mqar PREFIX`).
+
+// The test split of a task written by write_mqar, read back: the options
+// from PREFIX.json and PREFIX.test.{inputs,labels}.bin (-100 restored).
+struct MqarTask {
+  MqarOptions opt;
+  int64_t examples = 0;                 // read (at most the limit)
+  std::vector<int32_t> inputs, labels;  // examples * seq_len each
+};
+
+// limit >= 0 keeps the first `limit` examples. Throws rat::Error naming the
+// file and what was expected: PREFIX.json missing, not JSON, not an mqar
+// report or lacking a key; a token file missing, of another length than
+// the report's examples x seq_len, or holding an id outside the vocabulary.
+MqarTask read_mqar_test(const std::string& prefix, int64_t limit = -1);
+
+struct MqarScore {
+  int64_t answers = 0;           // positions with a label (one per query)
+  int64_t correct = 0;           // of them, argmax of the logits == label
+  int64_t examples = 0;          // examples scored
+  int64_t examples_correct = 0;  // examples with every answer right
+  double answer_nll = 0;         // sum of -ln p(label) over the answers
+  double acc() const { return answers ? double(correct) / double(answers) : 0.0; }
+  double example_acc() const {
+    return examples ? double(examples_correct) / double(examples) : 0.0;
+  }
+  // Binomial standard error sqrt(acc (1 - acc) / answers), answers taken as
+  // independent (queries of one example are not quite).
+  double acc_stderr() const;
+};
+
+// Runs the examples B at a time through the forward-only path
+// (Model::label_log_probs with its argmax). Throws rat::Error when the
+// model's vocab_size is below the task's vocab. progress(examples done).
+MqarScore score_mqar(Model& model, const MqarTask& task, int64_t B,
+                     const std::function<void(int64_t)>& progress = nullptr);
 
 }  // namespace rat

@@ -143,7 +143,7 @@ void Model::logits(const int32_t* ids, int64_t B, int64_t T, float* out, Mode mo
 }
 
 void Model::label_log_probs(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T,
-                            float* out) {
+                            float* out, int32_t* argmax) {
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size, N = B * T;
   const float* hf = forward_hidden(ids, B, T, Mode::kScore);
   ModelView pv = layout_.view(params_.data());
@@ -155,13 +155,21 @@ void Model::label_log_probs(const int32_t* ids, const int32_t* labels, int64_t B
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < m; ++r) {
       const int32_t y = labels[r0 + r];
+      const float* row = lg + r * V;
+      float mx = row[0];
+      if (argmax) {
+        // The softmax's max pass also finds the argmax: strict > keeps the first of equals.
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; ++v)
+          if (row[v] > mx) mx = row[v], best = v;
+        argmax[r0 + r] = int32_t(best);
+      }
       if (y == cfg_.ignore_index) {
         out[r0 + r] = 0.f;
         continue;
       }
-      const float* row = lg + r * V;
-      float mx = row[0];
-      for (int64_t v = 1; v < V; ++v) mx = std::max(mx, row[v]);
+      if (!argmax)
+        for (int64_t v = 1; v < V; ++v) mx = std::max(mx, row[v]);
       double sum = 0;
       for (int64_t v = 0; v < V; ++v) sum += std::exp(double(row[v] - mx));
       out[r0 + r] = float(double(row[y] - mx) - std::log(sum));

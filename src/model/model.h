@@ -82,8 +82,12 @@ class Model {
   void logits(const int32_t* ids, int64_t B, int64_t T, float* out, Mode mode = Mode::kScore);
   // log p(ids[t+1] | ids[..t]) of every position: out [B, T] gets
   // log_softmax(logits)[labels] (0 where a label is ignored). Logits exist
-  // a block of rows at a time (the fused head), never all at once.
-  void label_log_probs(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T, float* out);
+  // a block of rows at a time (the fused head), never all at once. With
+  // argmax [B, T], it also gets the greedy prediction of every position
+  // (ignored labels too): the first id of the largest logit, as torch.argmax
+  // picks, so `argmax == label` is lm-eval's is_greedy test per token.
+  void label_log_probs(const int32_t* ids, const int32_t* labels, int64_t B, int64_t T, float* out,
+                       int32_t* argmax = nullptr);
 
   // Generation (SPEC.md "Generation state"; slots managed by src/generate/decoder.h).
   // A state for max_batch slots of max_len tokens; bf16: K/V rows as bf16.
