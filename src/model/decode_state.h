@@ -69,6 +69,7 @@ struct KvRows {
 
 struct RatState {
   int64_t chunks = 0;               // C: cache rows per (slot, head)
+  int64_t heads = 0, chunk_size = 0;  // H, L (copy_slot walks the rows)
   KvRows kv;                        // [H, S, C, P]
   std::vector<float> run_k, run_v;  // [S, D]
   // bf16 products: this layer's in_proj bf16 rows regrouped by head block
@@ -86,8 +87,9 @@ struct RatState {
 };
 
 struct KvState {
-  int64_t rows = 0;  // R: cache rows per (slot, head)
-  KvRows kv;         // [S, H, R, P]
+  int64_t rows = 0;   // R: cache rows per (slot, head)
+  int64_t heads = 0;  // H (copy_slot walks the rows)
+  KvRows kv;          // [S, H, R, P]
   int64_t cache_bytes() const { return kv.bytes(); }
 };
 
@@ -150,6 +152,14 @@ struct DecodeState {
     if (int64_t(v.size()) <= i) v.resize(size_t(i) + 1);
     return v[size_t(i)];
   }
+
+  // Makes slot `to` hold what slot `from` holds after len tokens: every
+  // layer's state of that slot (RAT: kt, vt rows of the len / L finished
+  // chunks and the running kt, vt; attention: K, V rows of positions < len;
+  // local attention: its ring; RNN: h). Stepping `to` at position len then
+  // gives what stepping `from` would: scoring prefills a context shared by
+  // several continuations once and decodes each from a copy.
+  void copy_slot(int64_t from, int64_t to, int64_t len);
 
   // Bytes of the caches proper (not the scratch): what the slots keep.
   int64_t cache_bytes() const;
