@@ -37,9 +37,9 @@ int run_eval_mc(const EvalOpts& o) {
                         {"file", o.file}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("model %s, %s: %lld items, %lld choices, %lld prefills, %.2f s\n",
-                o.model.c_str(), o.file.c_str(), (long long)r.n, (long long)s.requests,
-                (long long)s.groups, s.seconds);
+    std::printf("model %s, %s: %lld items, %lld choices, %lld prefills, %.2f s\n", o.model.c_str(),
+                o.file.c_str(), (long long)r.n, (long long)s.requests, (long long)s.groups,
+                s.seconds);
     std::printf("acc=%.6f acc_norm=%.6f n=%lld\n", r.acc, r.acc_norm, (long long)r.n);
   }
   return 0;

@@ -86,8 +86,8 @@ McTask read_mc_task(const std::string& path, const ScoreVocab& vocab, int64_t T,
     };
     if (j.contains("choices")) {
       need_text();
-      const std::string ctx = string_of(j.contains("context") ? j["context"] : nlohmann::json(),
-                                        "\"context\"", where);
+      const std::string ctx =
+          string_of(j.contains("context") ? j["context"] : nlohmann::json(), "\"context\"", where);
       const std::string delim =
           j.contains("target_delimiter")
               ? string_of(j["target_delimiter"], "\"target_delimiter\"", where)
@@ -114,9 +114,9 @@ McTask read_mc_task(const std::string& path, const ScoreVocab& vocab, int64_t T,
       }
     } else if (j.contains("contexts")) {
       need_text();
-      const std::string cont = string_of(
-          j.contains("continuation") ? j["continuation"] : nlohmann::json(), "\"continuation\"",
-          where);
+      const std::string cont =
+          string_of(j.contains("continuation") ? j["continuation"] : nlohmann::json(),
+                    "\"continuation\"", where);
       const auto& ctxs = list_of(j, "contexts", where);
       for (size_t c = 0; c < ctxs.size(); ++c) {
         reqs.push_back(

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 
@@ -36,8 +36,8 @@ uint32_t last_code_point(std::string_view s, size_t end, size_t* begin) {
 
 bool py_isspace(uint32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 const char* kExpected =
@@ -107,9 +107,9 @@ std::vector<int32_t> parse_ids(const nlohmann::json& value, const std::string& k
     if (!x.is_number_integer())
       throw Error(where + "\"" + key + "\"[" + std::to_string(i) + "] = " + x.dump() +
                   " is not an integer token id");
-    const int64_t id = x.is_number_unsigned() ? int64_t(std::min<uint64_t>(x.get<uint64_t>(),
-                                                                           uint64_t(INT64_MAX)))
-                                              : x.get<int64_t>();
+    const int64_t id = x.is_number_unsigned()
+                           ? int64_t(std::min<uint64_t>(x.get<uint64_t>(), uint64_t(INT64_MAX)))
+                           : x.get<int64_t>();
     if (id < 0 || id >= vocab_size)
       throw Error(where + "\"" + key + "\"[" + std::to_string(i) + "] = " + x.dump() +
                   " is outside the model's vocabulary [0, " + std::to_string(vocab_size) + ")");
@@ -121,8 +121,9 @@ std::vector<int32_t> parse_ids(const nlohmann::json& value, const std::string& k
 void check_request(const ScoreRequest& r, const ScoreVocab& vocab, int64_t T,
                    const std::string& where) {
   if (r.continuation.empty())
-    throw Error(where + "the continuation is empty (it encodes to no tokens); a request scores "
-                        "at least one token");
+    throw Error(where +
+                "the continuation is empty (it encodes to no tokens); a request scores "
+                "at least one token");
   if (r.context.empty()) throw Error(where + "the context is empty");
   for (const auto* ids : {&r.context, &r.continuation})
     for (int32_t id : *ids)
@@ -181,7 +182,8 @@ std::vector<ScoreRequest> read_score_requests(const std::string& path, const Sco
       for (const char* k : {"context_ids", "continuation_ids"})
         if (!j.contains(k)) throw Error(where + "\"" + k + "\" is missing; " + kExpected);
       r.context = parse_ids(j["context_ids"], "context_ids", vocab.vocab_size, where);
-      r.continuation = parse_ids(j["continuation_ids"], "continuation_ids", vocab.vocab_size, where);
+      r.continuation =
+          parse_ids(j["continuation_ids"], "continuation_ids", vocab.vocab_size, where);
       if (r.context.empty()) {  // lm-eval's empty context: the end-of-text token
         if (vocab.eod < 0)
           throw Error(where +
@@ -233,6 +235,7 @@ std::vector<ScoreResult> score_requests(Model& model, const std::vector<ScoreReq
                                         int64_t T, int64_t batch, ScoreStats* stats) {
   const double t0 = now_seconds();
   const int64_t V = model.config().vocab_size;
+  batch = std::max<int64_t>(1, std::min(batch, int64_t(reqs.size())));  // no slot left idle
   const auto groups = group_by_context(reqs, T);
   std::vector<ScoreResult> res(reqs.size());
   auto st = model.make_decode_state(batch + 1, T);

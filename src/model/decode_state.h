@@ -69,9 +69,10 @@ struct KvRows {
 
 struct RatState {
   int64_t chunks = 0;               // C: cache rows per (slot, head)
-  int64_t heads = 0, chunk_size = 0;  // H, L (copy_slot walks the rows)
   KvRows kv;                        // [H, S, C, P]
   std::vector<float> run_k, run_v;  // [S, D]
+  // H and L: copy_slot walks one slot's rows.
+  int64_t heads = 0, chunk_size = 0;
   // bf16 products: this layer's in_proj bf16 rows regrouped by head block
   // ([z, v, g] of block 0, then block 1, ...) so each block is one GEMM; made
   // from the model's bf16 copy `in16_of` at its cache version, with
@@ -87,9 +88,10 @@ struct RatState {
 };
 
 struct KvState {
-  int64_t rows = 0;   // R: cache rows per (slot, head)
-  int64_t heads = 0;  // H (copy_slot walks the rows)
-  KvRows kv;          // [S, H, R, P]
+  int64_t rows = 0;  // R: cache rows per (slot, head)
+  KvRows kv;         // [S, H, R, P]
+  // H: copy_slot walks one slot's rows.
+  int64_t heads = 0;
   int64_t cache_bytes() const { return kv.bytes(); }
 };
 

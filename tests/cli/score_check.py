@@ -149,6 +149,96 @@ def check_case(rat, work, name, yaml_path, rng):
     return worst, len(reqs)
 
 
+TEXT_PAIRS = [  # (context, continuation) as a user writes them
+    ("def add(a, b):\n    return", " a + b"),
+    ("def add(a, b):\n    return", " a - b"),
+    ("The quick brown fox ", "jumps over the lazy dog."),  # trailing space moves
+    ("import numpy as\t \n", "np"),
+    ("", "print('hello')"),  # empty context: the end-of-document id
+    ("   ", "x = 1"),  # empty once its whitespace moved
+]
+
+
+def check_text(rat, work):
+    """Text requests through the model's tokenizer.model: the ids rat scores must be lm-eval's
+    _encode_pair of the texts. The reference ids come from `rat tokenize` of each string as its
+    own document (sentencepiece itself, not the pair rule), the rule is applied here in Python."""
+    out = os.path.join(work, "text")
+    docs = os.path.join(out, "docs")
+    os.makedirs(docs)
+    mc_items = [("def add(a, b):\n    return", ["a + b", "a - b"], 1),
+                ("The quick brown fox", ["jumps over the lazy dog.", "a"], 0)]
+    pieces = []
+    for c, k in TEXT_PAIRS + [(c, " " + x) for c, ch, _ in mc_items for x in ch]:
+        n = len(c) - len(c.rstrip())
+        c, k = c[:len(c) - n], c[len(c) - n:] + k
+        pieces += [c + k, k] + ([c] if c else [])
+    filler = "\n".join("x_%d = add(%d, %d)  # the quick brown fox" % (i, i, i * 7) for i in range(400))
+    strings = pieces + [filler]
+    for i, t in enumerate(strings):
+        with open(os.path.join(docs, "d%03d.txt" % i), "w") as f:
+            f.write(t)
+    tok = os.path.join(out, "tok")
+    run([rat, "tokenize", "--input", docs, "--out-dir", tok, "--vocab-size", "320", "--val-fraction", "0"])
+    info = json.load(open(os.path.join(tok, "tokenize.json")))
+    eos, V = info["eos_id"], info["vocab_size"]
+    flat = [int(x) for x in memoryview(open(os.path.join(tok, "train.bin"), "rb").read()).cast("H")]
+    enc, cur, i = {}, [], 0
+    for x in flat:
+        if x == eos:
+            enc[strings[i]] = cur
+            cur, i = [], i + 1
+        else:
+            cur.append(x)
+    cfg = R.load_config(os.path.join(HERE, "..", "python", "cases", "hybrid_rat_local.yaml"))
+    cfg.raw["data"]["vocab_size"] = cfg.raw["model"]["embedding"]["vocab_size"] = V
+    cfg.raw["data"]["ignore_input_index"] = eos
+    cfg.raw["data"]["seq_len"] = 40
+    yaml_path = os.path.join(out, "cfg.yaml")
+    R.save_config(R.ModelConfig(cfg.raw), yaml_path)
+    make_case.main(["--config", yaml_path, "--out", os.path.join(out, "case"), "--greedy-steps", "1"])
+    mdir = os.path.join(out, "case", "model")
+    shutil.copy(os.path.join(tok, "tokenizer.model"), mdir)
+    mcfg = R.load_config(os.path.join(mdir, "config.yaml"))
+    model = R.LM(mcfg, torch.float64)
+    model.load_weights(st.load_file(os.path.join(mdir, "model.safetensors"), out_dtype=torch.float64))
+
+    def pair(c, k):  # lm-eval's _encode_pair, and [eot] for an empty context
+        n = len(c) - len(c.rstrip())
+        c, k = c[:len(c) - n], c[len(c) - n:] + k
+        if not c:
+            return [eos], enc[k]
+        whole, ctx = enc[c + k], enc[c]
+        return ctx, whole[len(ctx):]
+
+    path = os.path.join(out, "requests.jsonl")
+    with open(path, "w") as f:
+        for c, k in TEXT_PAIRS:
+            f.write(json.dumps({"context": c, "continuation": k}) + "\n")
+    got = [json.loads(l) for l in run([rat, "score", "--model", mdir, "--requests", path]).splitlines()]
+    lls = []
+    for (c, k), g in zip(TEXT_PAIRS, got):
+        ci, ki = pair(c, k)
+        ll, _, _ = O.score(model, ci, ki, 40)
+        lls.append(ll)
+        if g["tokens"] != len(ki) or abs(g["loglikelihood"] - ll) > REL * abs(ll) + ABS:
+            raise SystemExit("FAIL text request %r + %r: %r, oracle %.9g over %d tokens" % (c, k, g, ll, len(ki)))
+    # Multiple choice over the same texts: choices with a delimiter, normalised by bytes.
+    mc = os.path.join(out, "mc.jsonl")
+    with open(mc, "w") as f:
+        for c, ch, gold in mc_items:
+            f.write(json.dumps({"context": c, "choices": ch, "gold": gold, "target_delimiter": " "}) + "\n")
+    lines = run([rat, "eval", "--model", mdir, "--task", "mc", mc]).splitlines()
+    want = []
+    for c, ch, gold in mc_items:
+        ll = [O.score(model, *pair(c, " " + x), 40)[0] for x in ch]
+        want.append(O.multiple_choice(ll, [len(x.encode()) for x in ch], gold))
+    expect = "acc=%.6f acc_norm=%.6f n=2" % (sum(a for a, _ in want) / 2, sum(b for _, b in want) / 2)
+    if lines[-1] != expect:
+        raise SystemExit("FAIL text mc: %r, oracle %r" % (lines[-1], expect))
+    print("text requests (tokenizer.model, lm-eval pair encoding) and text mc equal the oracle")
+
+
 def main():
     rat, work = sys.argv[1], sys.argv[2]
     shutil.rmtree(work, ignore_errors=True)
@@ -158,6 +248,7 @@ def main():
     for name in cases:
         worst, n = check_case(rat, work, name, os.path.join(HERE, "..", "python", "cases", name + ".yaml"), rng)
         print("%-30s %2d requests x 2 runs + mc: max relative error %.2e" % (name, n, worst))
+    check_text(rat, work)
     print("rat score and rat eval --task mc equal the float64 oracle on %d cases" % len(cases))
 
 

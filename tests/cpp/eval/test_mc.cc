@@ -56,14 +56,14 @@ ScoreVocab vocab(bool with_tokenizer) {
 
 TEST(Mc, ReadsTheFourFormsAndLimit) {
   TempDir d;
-  const std::string p = d.write(
-      "mc.jsonl",
-      "{\"context\": \"Q:\", \"choices\": [\"ab\", \"caf\\u00e9\"], \"gold\": 1, "
-      "\"target_delimiter\": \" \"}\n"
-      "\n"
-      "{\"context_ids\": [5, 6], \"choices_ids\": [[7], [8, 9, 10]], \"gold\": 0}\n"
-      "{\"contexts\": [\"x\", \"yy\"], \"continuation\": \" z\", \"gold\": 1}\n"
-      "{\"contexts_ids\": [[], [4]], \"continuation_ids\": [11, 12], \"gold\": 0}\n");
+  const std::string p =
+      d.write("mc.jsonl",
+              "{\"context\": \"Q:\", \"choices\": [\"ab\", \"caf\\u00e9\"], \"gold\": 1, "
+              "\"target_delimiter\": \" \"}\n"
+              "\n"
+              "{\"context_ids\": [5, 6], \"choices_ids\": [[7], [8, 9, 10]], \"gold\": 0}\n"
+              "{\"contexts\": [\"x\", \"yy\"], \"continuation\": \" z\", \"gold\": 1}\n"
+              "{\"contexts_ids\": [[], [4]], \"continuation_ids\": [11, 12], \"gold\": 0}\n");
   const McTask t = read_mc_task(p, vocab(true), 16);
   ASSERT_EQ(t.items.size(), 4u);
   ASSERT_EQ(t.requests.size(), 8u);
@@ -140,12 +140,12 @@ TEST(Mc, MalformedLinesNameFileLineAndWhatWasExpected) {
     EXPECT_NE(msg.find(p + ":1: "), std::string::npos) << b.line << " -> " << msg;
     EXPECT_NE(msg.find(b.want), std::string::npos) << b.line << " -> " << msg;
   }
-  EXPECT_NE(error_of([&] { read_mc_task(d.write("e.jsonl", "\n"), vocab(true), 8); })
-                .find("no items"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { read_mc_task(d.file("none.jsonl"), vocab(true), 8); })
-                .find("cannot read"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { read_mc_task(d.write("e.jsonl", "\n"), vocab(true), 8); }).find("no items"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of([&] { read_mc_task(d.file("none.jsonl"), vocab(true), 8); }).find("cannot read"),
+      std::string::npos);
 }
 
 }  // namespace

@@ -162,9 +162,10 @@ TEST(Score, MalformedLinesNameFileLineAndWhatWasExpected) {
       {"{\"context\": \"a\"}", "\"continuation\" is missing"},
   };
   for (const Bad& b : bad) {
-    const std::string p = d.write("bad.jsonl", "{\"context_ids\": [1], \"continuation_ids\": [2]}\n"
-                                               "\n" +
-                                                   b.line + "\n");
+    const std::string p = d.write("bad.jsonl",
+                                  "{\"context_ids\": [1], \"continuation_ids\": [2]}\n"
+                                  "\n" +
+                                      b.line + "\n");
     const std::string msg = error_of([&] { read_score_requests(p, v, 8); });
     EXPECT_NE(msg.find(p + ":3: "), std::string::npos) << b.line << " -> " << msg;
     EXPECT_NE(msg.find(b.want), std::string::npos) << b.line << " -> " << msg;
@@ -184,12 +185,12 @@ TEST(Score, MalformedLinesNameFileLineAndWhatWasExpected) {
   const std::string q = d.write("t.jsonl", "{\"context\": \"a\", \"continuation\": \"b\"}\n");
   EXPECT_NE(error_of([&] { read_score_requests(q, big, 8); }).find("does not match the model"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { read_score_requests(d.write("n.jsonl", "\n \n"), v, 8); })
-                .find("no requests"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { read_score_requests(d.file("missing.jsonl"), v, 8); })
-                .find("cannot read"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { read_score_requests(d.write("n.jsonl", "\n \n"), v, 8); }).find("no requests"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of([&] { read_score_requests(d.file("missing.jsonl"), v, 8); }).find("cannot read"),
+      std::string::npos);
 }
 
 // ---------------------------------------------------------------------------
@@ -308,8 +309,10 @@ TEST(Score, EqualsAFullForwardSharesPrefillsAndBatches) {
     };
     const Ids shared = ids(6), tail = ids(10), tail_cont = ids(3);
     std::vector<ScoreRequest> reqs = {
-        {shared, ids(1)},  {shared, ids(4)},
-        {ids(2), ids(3)},  {shared, ids(2)},
+        {shared, ids(1)},
+        {shared, ids(4)},
+        {ids(2), ids(3)},
+        {shared, ids(2)},
         {ids(15), ids(2)},  // cut from the left
         {ids(3), ids(T)},   // a continuation of T tokens keeps one context token
         {shared, ids(5)},
