@@ -46,7 +46,7 @@ int run_score(const ScoreOpts& o) {
                         {"continuation_tokens", s.continuation_tokens},
                         {"steps", s.steps},
                         {"ctx", T},
-                        {"batch_size", o.batch_size},
+                        {"batch_size", s.batch},
                         {"seconds", s.seconds}};
     std::fprintf(stderr, "%s\n", j.dump().c_str());
   } else {
@@ -54,7 +54,7 @@ int run_score(const ScoreOpts& o) {
                  "score: %lld requests, %lld prefills of shared contexts (%lld tokens), %lld "
                  "continuation tokens in %lld steps of up to %lld rows, %.2f s\n",
                  (long long)s.requests, (long long)s.groups, (long long)s.context_tokens,
-                 (long long)s.continuation_tokens, (long long)s.steps, (long long)o.batch_size,
+                 (long long)s.continuation_tokens, (long long)s.steps, (long long)s.batch,
                  s.seconds);
   }
   return 0;

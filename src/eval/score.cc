@@ -303,7 +303,7 @@ std::vector<ScoreResult> score_requests(Model& model, const std::vector<ScoreReq
     }
   }
   while (!active.empty()) step_all();
-  s.requests = int64_t(reqs.size());
+  s.requests = int64_t(reqs.size()), s.batch = batch;
   s.seconds = now_seconds() - t0;
   if (stats) *stats = s;
   return res;

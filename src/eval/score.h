@@ -101,6 +101,7 @@ struct ScoreStats {
   int64_t context_tokens = 0;        // tokens prefilled
   int64_t continuation_tokens = 0;
   int64_t steps = 0;  // Model::step calls (each up to `batch` rows)
+  int64_t batch = 0;  // rows per step at most: --batch-size, or fewer requests
   double seconds = 0;
 };
 
