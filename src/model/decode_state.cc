@@ -59,6 +59,51 @@ int64_t DecodeState::bytes() const {
   return b;
 }
 
+namespace {
+
+// Copies n values at element offset `from` to offset `to` of a KvRows' k and v.
+void copy_kv(KvRows& kv, int64_t from, int64_t to, int64_t n) {
+  if (kv.bf16) {
+    std::copy_n(kv.k16.data() + from, n, kv.k16.data() + to);
+    std::copy_n(kv.v16.data() + from, n, kv.v16.data() + to);
+  } else {
+    std::copy_n(kv.k.data() + from, n, kv.k.data() + to);
+    std::copy_n(kv.v.data() + from, n, kv.v.data() + to);
+  }
+}
+
+void copy_row(std::vector<float>& v, int64_t from, int64_t to, int64_t width) {
+  std::copy_n(v.data() + from * width, width, v.data() + to * width);
+}
+
+// K, V of one slot of a KvState [S, H, R, P]: the rows a step at position len
+// can read (all R of a ring once it has wrapped).
+void copy_kv_slot(KvState& s, int64_t S, int64_t from, int64_t to, int64_t len) {
+  if (s.heads == 0) return;
+  const int64_t per_slot = int64_t(s.kv.bf16 ? s.kv.k16.size() : s.kv.k.size()) / S;
+  const int64_t P = per_slot / (s.heads * s.rows), rows = std::min(len, s.rows);
+  for (int64_t h = 0; h < s.heads; ++h)
+    copy_kv(s.kv, (from * s.heads + h) * s.rows * P, (to * s.heads + h) * s.rows * P, rows * P);
+}
+
+}  // namespace
+
+void DecodeState::copy_slot(int64_t from, int64_t to, int64_t len) {
+  if (from == to) return;
+  const int64_t S = max_batch;
+  for (RatState& s : rat) {
+    // kv [H, S, C, P]: chunk c's row is written when its last token is.
+    const int64_t D = int64_t(s.run_k.size()) / S;
+    const int64_t P = D / s.heads, rows = std::min(s.chunks, len / s.chunk_size);
+    for (int64_t h = 0; h < s.heads; ++h)
+      copy_kv(s.kv, (h * S + from) * s.chunks * P, (h * S + to) * s.chunks * P, rows * P);
+    copy_row(s.run_k, from, to, D), copy_row(s.run_v, from, to, D);
+  }
+  for (KvState& s : attention) copy_kv_slot(s, S, from, to, len);
+  for (KvState& s : local) copy_kv_slot(s, S, from, to, len);
+  for (RnnState& s : rnn) copy_row(s.h, from, to, int64_t(s.h.size()) / S);
+}
+
 void DecodeState::fill_random(uint64_t seed) {
   uint64_t n = 0;  // a different stream per buffer
   auto h = [&] { return seed * 0x9E3779B97F4A7C15ull + (++n) * 0xD1B54A32D192ED03ull; };

@@ -71,6 +71,8 @@ struct RatState {
   int64_t chunks = 0;               // C: cache rows per (slot, head)
   KvRows kv;                        // [H, S, C, P]
   std::vector<float> run_k, run_v;  // [S, D]
+  // H and L: copy_slot walks one slot's rows.
+  int64_t heads = 0, chunk_size = 0;
   // bf16 products: this layer's in_proj bf16 rows regrouped by head block
   // ([z, v, g] of block 0, then block 1, ...) so each block is one GEMM; made
   // from the model's bf16 copy `in16_of` at its cache version, with
@@ -88,6 +90,8 @@ struct RatState {
 struct KvState {
   int64_t rows = 0;  // R: cache rows per (slot, head)
   KvRows kv;         // [S, H, R, P]
+  // H: copy_slot walks one slot's rows.
+  int64_t heads = 0;
   int64_t cache_bytes() const { return kv.bytes(); }
 };
 
@@ -150,6 +154,14 @@ struct DecodeState {
     if (int64_t(v.size()) <= i) v.resize(size_t(i) + 1);
     return v[size_t(i)];
   }
+
+  // Makes slot `to` hold what slot `from` holds after len tokens: every
+  // layer's state of that slot (RAT: kt, vt rows of the len / L finished
+  // chunks and the running kt, vt; attention: K, V rows of positions < len;
+  // local attention: its ring; RNN: h). Stepping `to` at position len then
+  // gives what stepping `from` would: scoring prefills a context shared by
+  // several continuations once and decodes each from a copy.
+  void copy_slot(int64_t from, int64_t to, int64_t len);
 
   // Bytes of the caches proper (not the scratch): what the slots keep.
   int64_t cache_bytes() const;

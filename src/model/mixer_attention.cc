@@ -91,7 +91,7 @@ class AttentionMixer final : public Block {
   void init_state(DecodeState& st) override {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, S = st.max_batch;
     KvState& ks = DecodeState::at(caches(st), state_index_);
-    ks.rows = cache_rows(st.max_len);
+    ks.rows = cache_rows(st.max_len), ks.heads = D / P;
     ks.kv.bf16 = st.bf16;
     ks.kv.alloc(S * ks.rows * D);
     st.scratch.need(S, D, 3 * D, ks.rows + 1);

@@ -118,7 +118,7 @@ class RatMixer final : public Block {
     const int64_t S = st.max_batch, C = (st.max_len + L - 1) / L;
     const int64_t W = in_proj_width(*env_->cfg, m_);
     RatState& rs = DecodeState::at(st.rat, state_index_);
-    rs.chunks = C;
+    rs.chunks = C, rs.heads = D / P, rs.chunk_size = L;
     rs.kv.bf16 = st.bf16;
     rs.kv.alloc(S * C * D);
     rs.run_k.assign(size_t(S * D), 0.f);
