@@ -509,6 +509,9 @@ class Report:
         inv = st.get("invocations", [])
         if inv:
             self.w(f"| whole study (wall, last invocation) | | {inv[-1]['seconds'] / 60:.1f} | |")
+            if len(inv) > 1:  # resumed: earlier invocations did part of the work
+                self.w(f"| whole study (wall, all {len(inv)} invocations) | | "
+                       f"{sum(i['seconds'] for i in inv) / 60:.1f} | |")
         self.w()
         self.w("The commands, one of each kind (the rat family; every step's command is in "
                "OUT/times/*.json):")
