@@ -131,7 +131,13 @@ train() {
   if [[ -s $dir/train.json ]]; then return 0; fi
   rm -rf "$dir/run"
   step "$part" "$name" "$dir/train.json" "$dir/train.log" \
-    nice "$RAT" train "$cfg" --run-dir "$dir/run" --json "$@"
+    nice "$RAT" train "$cfg" --run-dir "$dir/run" --json "$@" || return 1
+  # Ctrl-C makes rat train save and exit 0 with "interrupted":true: not a finished run.
+  if tail -n 1 "$dir/train.json" | grep -q '"interrupted":true'; then
+    mv "$dir/train.json" "$dir/train.interrupted.json"
+    echo "accuracy_study: $name was interrupted; rerun the study to train it again" >&2
+    return 1
+  fi
 }
 
 # At most JOBS background units at a time.
