@@ -15,6 +15,8 @@ class Node;
 
 namespace rat {
 
+struct KeySchema;  // model/yaml_reader.h
+
 // Descriptors (names, sizes, tensors, counts, factory): model/mixer_kinds.h.
 enum class MixerKind { kRat, kAttention, kLocalAttention, kRnn, kIdentity };
 enum class PosEnc { kRope, kInterRope, kRopeInterRope, kEmpty };
@@ -85,9 +87,17 @@ double keys_scored_total(const MixerConfig& m, int64_t T);
 // window_size for local_attention; interleave_step and seq_cell1 for
 // sequence_interleave; model.embedding.pe._name_ unless every mixer is rnn or
 // identity (then `empty`).
-// Defaults: the member initialisers above. Unknown keys are ignored and a null
-// value (`key: null`) counts as absent, as the authors' resolved configs write.
+// Defaults: the member initialisers above. A null value (`key: null`) counts
+// as absent, as the authors' resolved configs write. Every key must be one of
+// config_file_schema() (an experiment file is a model config too): an unknown
+// key names the closest valid one (model/yaml_reader.h check_known_keys).
 ModelConfig load_model_config(const std::string& path);
+// The keys of rat's config files (SPEC.md "Experiment configs"): `keys` every
+// key rat reads (model, data, optim, trainer), `unsupported` the authors'
+// options rat does not implement. One list for model config.yaml files and
+// experiment files, so both are strict in the same way.
+const KeySchema& config_file_schema();
+
 // The same from an already parsed tree (experiment configs carry the model
 // keys among others); `path` names the source in messages.
 ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& path);

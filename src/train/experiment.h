@@ -51,13 +51,12 @@ struct Experiment {
 };
 
 // Loads `path`, applies `overrides` ("dotted.key=value"), validates. Unknown
-// override keys are rejected naming the closest valid key.
+// keys, in the file or as overrides, are rejected naming the closest valid key.
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides);
 
-// Every dotted key an experiment understands (for suggestions and --help).
+// Every dotted key an experiment understands (for suggestions and --help):
+// config_file_schema().keys (model/config.h). Keys in the file outside it are
+// errors naming the closest valid key (model/yaml_reader.h check_known_keys).
 const std::vector<std::string>& experiment_keys();
-
-// Levenshtein distance, for "did you mean".
-size_t edit_distance(const std::string& a, const std::string& b);
 
 }  // namespace rat
