@@ -2,7 +2,7 @@
 #include "model/checkpoint.h"
 
 #include <filesystem>
-#include <set>
+#include <map>
 
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -21,33 +21,43 @@ const char* const kEmbedding = "embedding.wte.weight";
 
 void load_weights_by_name(Model& model, const std::string& file, const std::string& model_words) {
   SafetensorsReader st(file);
-  // Every name and shape first, so a mismatch leaves the model as it was.
-  std::set<std::string> expected;
+  // The stored name of each model name: torch.compile's state_dict prefixes
+  // every key with `_orig_mod.`, which the authors' loader strips.
+  const std::string compiled = "_orig_mod.";
+  std::map<std::string, std::string> stored;
+  for (const std::string& name : st.names()) {
+    const bool prefixed = name.rfind(compiled, 0) == 0;
+    const std::string bare = prefixed ? name.substr(compiled.size()) : name;
+    if (!stored.emplace(bare, name).second)
+      throw Error(file + ": tensor '" + bare + "' is stored twice (with and without '" + compiled +
+                  "')");
+  }
+  // Every name and shape first, so a mismatch is reported before any read.
   for (const ParamSpec& s : model.layout().specs()) {
-    expected.insert(s.name);
-    if (!st.has(s.name))
+    auto it = stored.find(s.name);
+    if (it == stored.end())
       throw Error(file + ": tensor '" + s.name + "' is missing, " + model_words +
                   " needs it (shape " + shape_str(s.shape) + ")");
-    const TensorInfo& t = st.info(s.name);
+    const TensorInfo& t = st.info(it->second);
     if (t.shape != s.shape)
       throw Error(file + ": tensor '" + s.name + "' has shape " + shape_str(t.shape) + ", " +
                   model_words + " needs " + shape_str(s.shape));
   }
   const ParamSpec* wte = model.layout().find(kEmbedding);
   const bool tied = model.config().tie_embedding;
-  for (const std::string& name : st.names()) {
-    if (expected.count(name)) continue;
-    if (name == kHead && tied && wte && st.info(name).shape == wte->shape) continue;
+  for (const auto& [bare, name] : stored) {
+    if (model.layout().find(bare)) continue;
+    if (bare == kHead && tied && wte && st.info(name).shape == wte->shape) continue;
     throw Error(file + ": tensor '" + name + "' (shape " + shape_str(st.info(name).shape) +
                 ") is not part of " + model_words);
   }
   for (const ParamSpec& s : model.layout().specs())
-    st.read_f32(s.name, s.shape, model.params() + s.offset);
+    st.read_f32(stored.at(s.name), s.shape, model.params() + s.offset);
   // A tied model may carry the head anyway (PyTorch's state_dict keeps both);
   // it must then equal the embedding.
-  if (tied && wte && st.has(kHead)) {
+  if (auto head = stored.find(kHead); tied && wte && head != stored.end()) {
     std::vector<float> tmp(size_t(wte->numel));
-    st.read_f32(kHead, wte->shape, tmp.data());
+    st.read_f32(head->second, wte->shape, tmp.data());
     for (int64_t i = 0; i < wte->numel; ++i)
       if (tmp[size_t(i)] != model.params()[wte->offset + i])
         throw Error(file + ": tensor '" + kHead + "' differs from '" + kEmbedding +

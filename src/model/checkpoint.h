@@ -10,7 +10,8 @@ namespace rat {
 class Model;
 
 // Reads every parameter of `model` from the safetensors file `file` by its
-// SPEC.md name, after checking all of them: each one-line error names the
+// SPEC.md name (a stored `_orig_mod.` prefix, torch.compile's, is stripped
+// as the authors' loader does), after checking all of them: each one-line error names the
 // file and the tensor,
 //   FILE: tensor 'NAME' has shape [A], <model> needs [B]
 //   FILE: tensor 'NAME' is missing, <model> needs it (shape [B])

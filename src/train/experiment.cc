@@ -121,6 +121,12 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   e.train = read_split(data.section("train"));
   e.val = read_split(data.section("val"));
   e.optimizer = optimizer.opt_str("_name_").value_or(e.optimizer);
+  // The authors' defaults per optimizer (configs/optim/optimizer/*.yaml, and
+  // PyTorch's where their file has none: Adam's weight decay 0, eps 1e-8).
+  if (e.optimizer == "sgd")
+    e.lr = 0.1, e.weight_decay = 5e-4;
+  else if (e.optimizer == "adam")
+    e.weight_decay = 0.0;
   e.lr = optimizer.opt_double("lr").value_or(e.lr);
   e.weight_decay = optimizer.opt_double("weight_decay").value_or(e.weight_decay);
   if (auto betas = optimizer.opt_double_list("betas")) {

@@ -65,9 +65,9 @@ TEST(StrictKeys, AuthorsOptionsAreNotSupportedRatherThanUnknown) {
   EXPECT_EQ(error_of([&] { load_model_config(p); }),
             p + ":7: model.backbone.dropout: '0.1'" + rat + "0");
   p = with_line(dir, 6, "    init: {_name_: fixed, initializer_range: 0.01}");
-  EXPECT_EQ(error_of([&] { load_model_config(p); }),
-            p + ":7: model.backbone.init: a mapping" + rat +
-                "{_name_: fixed, initializer_range: 0.02}");
+  EXPECT_EQ(
+      error_of([&] { load_model_config(p); }),
+      p + ":7: model.backbone.init: a mapping" + rat + "{_name_: fixed, initializer_range: 0.02}");
   p = with_line(dir, 7, "    seq_cell1: {bias: true}");
   EXPECT_EQ(error_of([&] { load_model_config(p); }),
             p + ":8: model.backbone.seq_cell1.bias: 'true'" + rat + "false");

@@ -247,9 +247,9 @@ TEST(Train, PretrainedPathBringsOnlyWeights) {
   EXPECT_EQ(m->config().seq_len, 12) << "the fine-tuned model trains at the experiment's seq_len";
   // A weights file given directly works the same.
   quiet.run_dir = (dir / "ft2").string();
-  train(load_experiment(cfg.string(),
-                        {"trainer.pretrained_path=" + weights, "trainer.max_steps=1"}),
-        quiet);
+  train(
+      load_experiment(cfg.string(), {"trainer.pretrained_path=" + weights, "trainer.max_steps=1"}),
+      quiet);
 
   auto error_with = [&](std::vector<std::string> ov) {
     ov.insert(ov.begin(), "trainer.pretrained_path=" + ckpt);
