@@ -91,8 +91,22 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     if (eq == std::string::npos || eq == 0)
       throw Error("override '" + ov + "': expected dotted.key=value");
     std::string key = ov.substr(0, eq), val = ov.substr(eq + 1);
-    bool known =
-        std::find(keys.begin(), keys.end(), key) != keys.end() || lookup(root, key).IsDefined();
+    const KeySchema& schema = config_file_schema();
+    auto listed = [&](const std::vector<std::string>& v) {
+      return std::find(v.begin(), v.end(), key) != v.end();
+    };
+    // Under an ignored key (`wandb.mode` under `wandb`) is ignored too.
+    auto under_ignored = [&] {
+      for (size_t dot = key.find('.'); dot != std::string::npos; dot = key.find('.', dot + 1))
+        if (std::find(schema.ignored.begin(), schema.ignored.end(), key.substr(0, dot)) !=
+            schema.ignored.end())
+          return true;
+      return false;
+    };
+    const bool known = listed(keys) || listed(schema.ignored) || under_ignored() ||
+                       lookup(root, key).IsDefined() ||
+                       std::any_of(schema.unsupported.begin(), schema.unsupported.end(),
+                                   [&](const auto& u) { return u.first == key; });
     if (!known)
       throw Error("override '" + ov + "': unknown key '" + key + "', did you mean '" +
                   closest_key(key, keys) + "'?");
@@ -103,8 +117,9 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       v = YAML::Node(val);  // not YAML (e.g. "a: b: c"): the text as a string
     }
     assign(root, key, v);
-    // A mapping given as a value (`model.backbone.seq_cell={...}`) brings its own keys.
-    if (v.IsMap()) check_known_keys(root, "override '" + ov + "'", config_file_schema());
+    // The file passed, so anything wrong now is the override's: an authors'
+    // option set to a value rat lacks, or a mapping value with unknown keys.
+    check_known_keys(root, "override '" + ov + "'", schema);
   }
 
   Experiment e;

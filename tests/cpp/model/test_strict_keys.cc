@@ -101,6 +101,14 @@ TEST(StrictKeys, ExperimentFileAndOverridesAreCheckedAlike) {
             "override '" + ov +
                 "': unknown key 'model.backbone.seq_cell.chunk', did you mean "
                 "'model.backbone.seq_cell.chunk_size'?");
+  // The authors' options and ignored keys are accepted as overrides as in a file.
+  EXPECT_EQ(error_of([&] { load_experiment(p, {"model.backbone.ln=layernorm"}); }),
+            "override 'model.backbone.ln=layernorm': model.backbone.ln: 'layernorm' is not "
+            "supported by rat, expected it absent, null or rmsnorm");
+  EXPECT_EQ(error_of([&] {
+              load_experiment(p, {"model.backbone.ln=rmsnorm", "wandb.mode=off"});
+            }),
+            p + ": data.train.tokenized_file_path: missing, expected the training data file");
 }
 
 TEST(StrictKeys, ClosestKeyAndEditDistance) {
