@@ -27,6 +27,14 @@ constexpr const char* kExpectedTop = "a mapping with data, model and task";
   yaml_fail(file, nullptr, key, what);
 }
 
+// The authors' defaults for a key a config omits (SPEC.md "Experiment
+// configs"), from CLAIRE-Labo/RAT configs/model/backbone: layer/*.yaml (the
+// MixerConfig initialisers; layer/ffn.yaml: d_ffn 4 * d_model, act_fn gelu,
+// bias false), sequence.yaml (num_layers 12, d_model 768) and
+// sequence_interleave.yaml (interleave_step 2).
+constexpr int64_t kDefaultFfnMult = 4;
+constexpr int64_t kDefaultNumLayers = 12, kDefaultDModel = 768, kDefaultInterleaveStep = 2;
+
 MixerConfig parse_mixer(const Section& s) {
   MixerConfig m;
   if (!s.present())
@@ -35,23 +43,10 @@ MixerConfig parse_mixer(const Section& s) {
   auto name = s.opt_str("_name_");
   if (!name) s.missing("_name_", "one of " + mixer_kind_names());
   m.kind = mixer_kind_from_name(*name, s.file() + ": " + s.key("_name_"));
-  const char* kind = mixer_name(m.kind);
-  if (!mixer_kind_info(m.kind).heads) {
-    m.d_head = s.opt_int("d_head").value_or(m.d_head);
-  } else {
-    m.d_head = s.req_int("d_head", (std::string("needed by ") + kind).c_str());
-  }
-  m.ngroups = s.opt_int("ngroups").value_or(1);
-  if (m.kind == MixerKind::kRat) {
-    m.chunk_size = s.req_int("chunk_size", "needed by rat");
-  } else {
-    m.chunk_size = s.opt_int("chunk_size").value_or(m.chunk_size);
-  }
-  if (m.kind == MixerKind::kLocalAttention) {
-    m.window_size = s.req_int("window_size", "needed by local_attention");
-  } else {
-    m.window_size = s.opt_int("window_size").value_or(m.window_size);
-  }
+  m.d_head = s.opt_int("d_head").value_or(m.d_head);
+  m.ngroups = s.opt_int("ngroups").value_or(m.ngroups);
+  m.chunk_size = s.opt_int("chunk_size").value_or(m.chunk_size);
+  m.window_size = s.opt_int("window_size").value_or(m.window_size);
   return m;
 }
 
@@ -169,8 +164,83 @@ void ModelConfig::resolve(const std::string& where) {
     layers.push_back(interleave && i % interleave_step == 0 ? seq_cell1 : seq_cell);
 }
 
+const KeySchema& config_file_schema() {
+  static const KeySchema schema = [] {
+    KeySchema s;
+    auto add = [&](const std::string& section, std::initializer_list<const char*> names) {
+      for (const char* n : names) s.keys.push_back(section + "." + n);
+    };
+    // The model (this file) ...
+    add("data", {"seq_len", "vocab_size", "num_bytes", "ignore_input_index"});
+    add("model.backbone", {"_name_", "num_layers", "d_model", "interleave_step"});
+    for (const char* cell : {"seq_cell", "seq_cell1"})
+      add(std::string("model.backbone.") + cell,
+          {"_name_", "d_head", "ngroups", "chunk_size", "window_size"});
+    add("model.backbone.hidden_cell", {"_name_", "d_ffn", "act_fn", "bias"});
+    add("model.embedding", {"vocab_size"});
+    add("model.embedding.pe", {"_name_", "base"});
+    add("task", {"tie_embedding", "ignore_index"});
+    // ... and what an experiment adds (train/experiment.cc reads them).
+    add("data", {"batch_size", "global_batch_size", "val_samples"});
+    for (const char* split : {"train", "val"})
+      add(std::string("data.") + split, {"_name_", "tokenized_file_path", "tokenized_input_path",
+                                         "tokenized_label_path", "limit_tokens"});
+    add("optim.optimizer", {"_name_", "lr", "weight_decay", "betas", "eps"});
+    add("optim.lr_scheduler", {"_name_", "warmup_iter", "eta_min"});
+    add("trainer", {"seed", "dtype", "max_epoch", "max_steps", "gradient_clipping", "log_interval",
+                    "eval_interval", "eval_when_log", "save_checkpoint", "load_checkpoint",
+                    "save_interval", "save_dir", "pretrained_path"});
+
+    // The authors' keys (CLAIRE-Labo/RAT configs/) that rat reads no value
+    // from. Ignored, whatever their value: bookkeeping (wandb, hydra) and the
+    // sizes their layer configs repeat, which rat derives.
+    auto ignored = [&](const std::string& section, std::initializer_list<const char*> names) {
+      for (const char* n : names) s.ignored.push_back(section.empty() ? n : section + "." + n);
+    };
+    ignored("", {"defaults", "base_dir", "wandb", "wandb_use", "hydra"});
+    ignored("data", {"_name_"});
+    for (const char* split : {"data.train", "data.val"})
+      ignored(split, {"batch_size", "global_batch_size", "seq_len", "num_bytes", "vocab_size",
+                      "ignore_input_index"});
+    for (const char* cell : {"seq_cell", "seq_cell1", "hidden_cell"})
+      ignored(std::string("model.backbone.") + cell,
+              {"d_model", "num_head", "k_channel", "seq_len"});
+    ignored("model.embedding", {"seq_len", "d_model"});
+    ignored("model.embedding.pe", {"dim", "max_num_chunk", "chunk_size", "max_seq_len"});
+    ignored("model.head", {"vocab_size", "d_model"});
+    ignored("task", {"loss", "metric"});
+    ignored("optim.lr_scheduler", {"T_max"});
+    ignored("trainer",
+            {"test_speed", "device", "torch_compile", "global_batch_size", "check_gradient_norm"});
+    // Their options rat does not implement, at the value rat's fixed
+    // behaviour amounts to (anything else would build a different model).
+    const char* init = "{_name_: fixed, initializer_range: 0.02}";  // SPEC.md "Initialisation"
+    auto unsupported = [&](const std::string& key, const char* rat_value) {
+      s.unsupported.emplace_back(key, rat_value);
+    };
+    for (const std::string sec : {"model.backbone", "model.backbone.seq_cell",
+                                  "model.backbone.seq_cell1", "model.backbone.hidden_cell"}) {
+      if (sec != "model.backbone.hidden_cell") unsupported(sec + ".bias", "false");
+      unsupported(sec + ".ln", "rmsnorm");
+      unsupported(sec + ".dropout", "0");
+      unsupported(sec + ".init", init);
+    }
+    unsupported("model.embedding._name_", "lm");
+    unsupported("model.embedding.dropout", "0");
+    unsupported("model.embedding.init", init);
+    unsupported("model.head._name_", "lm");
+    unsupported("model.head.init", init);
+    unsupported("task._name_", "lm");
+    unsupported("optim.optimizer.momentum", "0");
+    return s;
+  }();
+  return schema;
+}
+
 ModelConfig load_model_config(const std::string& path) {
-  return model_config_from_yaml(load_yaml_mapping(path, kExpectedTop), path);
+  const YAML::Node root = load_yaml_mapping(path, kExpectedTop);
+  check_known_keys(root, path, config_file_schema());
+  return model_config_from_yaml(root, path);
 }
 
 ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& path) {
@@ -211,12 +281,11 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
     backbone.fail("_name_", "unknown backbone '" + c.backbone +
                                 "', expected one of sequence, sequence_interleave");
   const bool interleave = c.backbone == "sequence_interleave";
-  c.num_layers = backbone.req_int("num_layers");
-  c.d_model = backbone.req_int("d_model");
-  if (interleave)
-    c.interleave_step = backbone.req_int("interleave_step", "needed by sequence_interleave");
-  else
-    c.interleave_step = backbone.opt_int("interleave_step").value_or(1);
+  c.num_layers = backbone.opt_int("num_layers").value_or(kDefaultNumLayers);
+  c.d_model = backbone.opt_int("d_model").value_or(kDefaultDModel);
+  // sequence has no interleave_step in the authors' tree; 1 is what it does.
+  c.interleave_step =
+      backbone.opt_int("interleave_step").value_or(interleave ? kDefaultInterleaveStep : 1);
   c.seq_cell = parse_mixer(backbone.section("seq_cell"));
   if (interleave) c.seq_cell1 = parse_mixer(backbone.section("seq_cell1"));
 
@@ -224,7 +293,7 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
   if (!hidden.present()) backbone.missing("hidden_cell", "a mapping with _name_: ffn and d_ffn");
   if (auto name = hidden.opt_str("_name_"); name && *name != "ffn")
     hidden.fail("_name_", "unknown hidden cell '" + *name + "', expected ffn");
-  c.ffn.d_ffn = hidden.req_int("d_ffn");
+  c.ffn.d_ffn = hidden.opt_int("d_ffn").value_or(kDefaultFfnMult * c.d_model);
   c.ffn.act = hidden.opt_enum("act_fn", activation_names()).value_or(Activation::kGelu);
   c.ffn.bias = hidden.opt_bool("bias").value_or(false);
 

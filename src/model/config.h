@@ -15,6 +15,8 @@ class Node;
 
 namespace rat {
 
+struct KeySchema;  // model/yaml_reader.h
+
 // Descriptors (names, sizes, tensors, counts, factory): model/mixer_kinds.h.
 enum class MixerKind { kRat, kAttention, kLocalAttention, kRnn, kIdentity };
 enum class PosEnc { kRope, kInterRope, kRopeInterRope, kEmpty };
@@ -24,12 +26,14 @@ const char* mixer_name(MixerKind k);
 const char* activation_name(Activation a);
 const char* pe_name(PosEnc p);
 
+// Initialisers: the authors' defaults (configs/model/backbone/layer/*.yaml),
+// which a config file that omits the key gets.
 struct MixerConfig {
   MixerKind kind = MixerKind::kRat;
   int64_t d_head = 64;
-  int64_t ngroups = 1;      // rat only: q/k groups, must divide H
-  int64_t chunk_size = 16;  // rat only: L
-  int64_t window_size = 0;  // local_attention only: keys t-window..t
+  int64_t ngroups = 2;         // rat only: q/k groups, must divide H
+  int64_t chunk_size = 64;     // rat only: L
+  int64_t window_size = 1024;  // local_attention only: keys t-window..t
 };
 
 struct FfnConfig {
@@ -78,16 +82,28 @@ double keys_scored_total(const MixerConfig& m, int64_t T);
 // Reads config.yaml (the authors' resolved schema) and resolves it. Throws
 // rat::Error, one line `<file>[:<line>]: <dotted.key>: <problem>, expected
 // <what>` (model/yaml_reader.h).
-// Required: model.backbone.{num_layers, d_model, seq_cell._name_,
-// hidden_cell.d_ffn}; a vocab size in data.vocab_size or
-// model.embedding.vocab_size (equal if both); d_head for rat, attention and
-// local_attention (optional for rnn and identity); chunk_size for rat;
-// window_size for local_attention; interleave_step and seq_cell1 for
-// sequence_interleave; model.embedding.pe._name_ unless every mixer is rnn or
-// identity (then `empty`).
-// Defaults: the member initialisers above. Unknown keys are ignored and a null
-// value (`key: null`) counts as absent, as the authors' resolved configs write.
+// Required: model.backbone.seq_cell._name_; a vocab size in data.vocab_size
+// or model.embedding.vocab_size (equal if both); model.embedding.pe._name_
+// unless every mixer is rnn or identity (then `empty`); seq_cell1 for
+// sequence_interleave.
+// A model key the file omits takes the authors' default (SPEC.md "Experiment
+// configs"; their configs/model/backbone tree): num_layers 12, d_model 768,
+// interleave_step 2 (sequence_interleave; 1 for sequence), d_head 64,
+// ngroups 2, chunk_size 64, window_size 1024, d_ffn 4 * d_model, act_fn
+// gelu, bias false, pe.base 10000, tie_embedding true, ignore_index -100.
+// The data keys have no default in their tree (each dataset sets them):
+// seq_len 1024, num_bytes 2, ignore_input_index -1 (none) here.
+// A null value (`key: null`) counts
+// as absent, as the authors' resolved configs write. Every key must be one of
+// config_file_schema() (an experiment file is a model config too): an unknown
+// key names the closest valid one (model/yaml_reader.h check_known_keys).
 ModelConfig load_model_config(const std::string& path);
+// The keys of rat's config files (SPEC.md "Experiment configs"): `keys` every
+// key rat reads (model, data, optim, trainer), `unsupported` the authors'
+// options rat does not implement. One list for model config.yaml files and
+// experiment files, so both are strict in the same way.
+const KeySchema& config_file_schema();
+
 // The same from an already parsed tree (experiment configs carry the model
 // keys among others); `path` names the source in messages.
 ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& path);

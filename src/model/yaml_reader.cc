@@ -1,8 +1,10 @@
 #include "model/yaml_reader.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -54,6 +56,106 @@ std::string describe_yaml(const YAML::Node& n) {
     case YAML::NodeType::Map: return "a mapping";
     default: return "nothing";
   }
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string closest_key(const std::string& key, const std::vector<std::string>& valid) {
+  // Ties go to the longer common prefix: `chunk` is closer to `chunk_size`
+  // than to `d_head`, though both are five edits away.
+  auto common = [&](const std::string& k) {
+    size_t n = 0;
+    while (n < k.size() && n < key.size() && k[n] == key[n]) ++n;
+    return n;
+  };
+  std::string best;
+  size_t bd = SIZE_MAX, bc = 0;
+  for (const std::string& k : valid) {
+    const size_t d = edit_distance(key, k), c = common(k);
+    if (d < bd || (d == bd && c > bc)) bd = d, bc = c, best = k;
+  }
+  return best;
+}
+
+namespace {
+
+bool is_prefix_of_any(const std::string& section, const std::vector<std::string>& keys) {
+  const std::string head = section + ".";
+  for (const std::string& k : keys)
+    if (k.compare(0, head.size(), head) == 0) return true;
+  return false;
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+std::optional<double> scalar_double(const YAML::Node& v);
+std::optional<bool> scalar_bool(const YAML::Node& v);
+
+// `got` says what `rat` says: equal scalars (numbers as numbers, YAML 1.1
+// booleans as booleans), or a mapping whose every key says what rat's does.
+bool same_value(const YAML::Node& got, const YAML::Node& rat) {
+  if (got.IsScalar() && rat.IsScalar()) {
+    if (got.Scalar() == rat.Scalar()) return true;
+    auto a = scalar_double(got), b = scalar_double(rat);
+    if (a && b) return *a == *b;
+    auto x = scalar_bool(got), y = scalar_bool(rat);
+    return x && y && *x == *y;
+  }
+  if (got.IsMap() && rat.IsMap()) {
+    for (const auto& kv : got) {
+      const YAML::Node& r = rat;  // const: never inserts
+      YAML::Node want = r[kv.first.Scalar()];
+      if (!want.IsDefined() || !same_value(kv.second, want)) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+void check_mapping(const YAML::Node& map, const std::string& prefix, const std::string& file,
+                   const KeySchema& schema) {
+  for (const auto& kv : map) {
+    const YAML::Node& at = kv.first;
+    const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : describe_yaml(kv.first);
+    const std::string dotted = prefix.empty() ? name : prefix + "." + name;
+    if (contains(schema.keys, dotted) || contains(schema.ignored, dotted)) continue;
+    if (is_prefix_of_any(dotted, schema.keys) || is_prefix_of_any(dotted, schema.ignored) ||
+        std::any_of(schema.unsupported.begin(), schema.unsupported.end(),
+                    [&](const auto& u) { return u.first.rfind(dotted + ".", 0) == 0; })) {
+      // A section: its keys are checked; any other value is the reader's
+      // "expected a mapping" error, which names it better.
+      if (kv.second.IsMap()) check_mapping(kv.second, dotted, file, schema);
+      continue;
+    }
+    const std::pair<std::string, std::string>* option = nullptr;
+    for (const auto& u : schema.unsupported)
+      if (u.first == dotted) option = &u;
+    if (!option)
+      throw Error(yaml_where(file, &at) + ": unknown key '" + dotted + "', did you mean '" +
+                  closest_key(dotted, schema.keys) + "'?");
+    if (kv.second.IsNull() || same_value(kv.second, YAML::Load(option->second))) continue;
+    yaml_fail(file, &at, dotted,
+              describe_yaml(kv.second) + " is not supported by rat, expected it absent, null or " +
+                  option->second);
+  }
+}
+
+}  // namespace
+
+void check_known_keys(const YAML::Node& root, const std::string& file, const KeySchema& schema) {
+  if (root.IsMap()) check_mapping(root, "", file, schema);
 }
 
 YAML::Node parse_yaml_mapping(const std::string& text, const std::string& path,
@@ -145,6 +247,16 @@ int64_t YamlSection::req_int(const char* name, const char* why) const {
 }
 
 namespace {
+
+std::optional<bool> scalar_bool(const YAML::Node& v) {
+  if (!v.IsScalar()) return std::nullopt;
+  std::string s = v.Scalar();
+  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+  // YAML 1.1 booleans, as PyYAML reads them.
+  if (s == "true" || s == "yes" || s == "on") return true;
+  if (s == "false" || s == "no" || s == "off") return false;
+  return std::nullopt;
+}
 
 std::optional<double> scalar_double(const YAML::Node& v) {
   if (!v.IsScalar() || v.Scalar().empty()) return std::nullopt;

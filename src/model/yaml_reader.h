@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/enum_names.h"
@@ -34,6 +35,30 @@ std::string yaml_where(const std::string& file, const YAML::Node* at);
 // How a node looks in a message: the scalar quoted (control characters
 // escaped, long text cut, so the message stays one line), or its kind.
 std::string describe_yaml(const YAML::Node& n);
+
+// Levenshtein distance, for "did you mean".
+size_t edit_distance(const std::string& a, const std::string& b);
+// The entry of `valid` closest to `key` by edit distance ("" if none).
+std::string closest_key(const std::string& key, const std::vector<std::string>& valid);
+
+// The keys a file may hold, as dotted paths. `keys` are the leaves rat reads.
+// `ignored` are the authors' keys that do not change the model or the run
+// in rat (wandb, hydra, sizes rat derives): any value. `unsupported` are the
+// authors' options rat does not implement, each with the value (YAML text)
+// rat's fixed behaviour amounts to: accepted when null or equal to it.
+struct KeySchema {
+  std::vector<std::string> keys;
+  std::vector<std::string> ignored;
+  std::vector<std::pair<std::string, std::string>> unsupported;
+};
+
+// Strict files: every key of `root` is a schema key, a section that holds
+// some (a mapping, or null), an ignored key, or an unsupported one at rat's
+// value. Otherwise one line, at the key's line when it has one:
+//   FILE:LINE: unknown key 'a.b.c', did you mean 'a.b.d'?
+//   FILE:LINE: a.b.ln: 'layernorm' is not supported by rat, expected it absent, null or rmsnorm
+// (the same words as for an unknown command-line override).
+void check_known_keys(const YAML::Node& root, const std::string& file, const KeySchema& schema);
 
 // A mapping in the file and its dotted path. A missing section is an empty
 // section (node undefined or null), so its keys all read as absent. Null

@@ -9,82 +9,7 @@
 
 namespace rat {
 
-const std::vector<std::string>& experiment_keys() {
-  static const std::vector<std::string> keys = {"data.seq_len",
-                                                "data.vocab_size",
-                                                "data.num_bytes",
-                                                "data.ignore_input_index",
-                                                "data.batch_size",
-                                                "data.global_batch_size",
-                                                "data.val_samples",
-                                                "data.train._name_",
-                                                "data.train.tokenized_file_path",
-                                                "data.train.tokenized_input_path",
-                                                "data.train.tokenized_label_path",
-                                                "data.train.limit_tokens",
-                                                "data.val._name_",
-                                                "data.val.tokenized_file_path",
-                                                "data.val.tokenized_input_path",
-                                                "data.val.tokenized_label_path",
-                                                "data.val.limit_tokens",
-                                                "model.backbone._name_",
-                                                "model.backbone.num_layers",
-                                                "model.backbone.d_model",
-                                                "model.backbone.interleave_step",
-                                                "model.backbone.seq_cell._name_",
-                                                "model.backbone.seq_cell.d_head",
-                                                "model.backbone.seq_cell.ngroups",
-                                                "model.backbone.seq_cell.chunk_size",
-                                                "model.backbone.seq_cell.window_size",
-                                                "model.backbone.seq_cell1._name_",
-                                                "model.backbone.seq_cell1.d_head",
-                                                "model.backbone.seq_cell1.ngroups",
-                                                "model.backbone.seq_cell1.chunk_size",
-                                                "model.backbone.seq_cell1.window_size",
-                                                "model.backbone.hidden_cell._name_",
-                                                "model.backbone.hidden_cell.d_ffn",
-                                                "model.backbone.hidden_cell.act_fn",
-                                                "model.backbone.hidden_cell.bias",
-                                                "model.embedding.vocab_size",
-                                                "model.embedding.pe._name_",
-                                                "model.embedding.pe.base",
-                                                "task.tie_embedding",
-                                                "task.ignore_index",
-                                                "optim.optimizer._name_",
-                                                "optim.optimizer.lr",
-                                                "optim.optimizer.weight_decay",
-                                                "optim.optimizer.betas",
-                                                "optim.optimizer.eps",
-                                                "optim.lr_scheduler._name_",
-                                                "optim.lr_scheduler.warmup_iter",
-                                                "optim.lr_scheduler.eta_min",
-                                                "trainer.seed",
-                                                "trainer.dtype",
-                                                "trainer.max_epoch",
-                                                "trainer.max_steps",
-                                                "trainer.gradient_clipping",
-                                                "trainer.log_interval",
-                                                "trainer.eval_interval",
-                                                "trainer.eval_when_log",
-                                                "trainer.save_checkpoint",
-                                                "trainer.load_checkpoint",
-                                                "trainer.save_interval",
-                                                "trainer.save_dir",
-                                                "trainer.pretrained_path"};
-  return keys;
-}
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
+const std::vector<std::string>& experiment_keys() { return config_file_schema().keys; }
 
 namespace {
 
@@ -158,21 +83,33 @@ DataSplit read_split(const YamlSection& s) {
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
   YAML::Node root = load_yaml_mapping(
       path, "an experiment config (a mapping with data, model, optim and trainer)");
+  // The file's own keys first, so their errors cite its lines.
+  check_known_keys(root, path, config_file_schema());
   const auto& keys = experiment_keys();
   for (const std::string& ov : overrides) {
     size_t eq = ov.find('=');
     if (eq == std::string::npos || eq == 0)
       throw Error("override '" + ov + "': expected dotted.key=value");
     std::string key = ov.substr(0, eq), val = ov.substr(eq + 1);
-    bool known =
-        std::find(keys.begin(), keys.end(), key) != keys.end() || lookup(root, key).IsDefined();
-    if (!known) {
-      std::string best;
-      size_t bd = SIZE_MAX;
-      for (const std::string& k : keys)
-        if (size_t d = edit_distance(key, k); d < bd) bd = d, best = k;
-      throw Error("override '" + ov + "': unknown key '" + key + "', did you mean '" + best + "'?");
-    }
+    const KeySchema& schema = config_file_schema();
+    auto listed = [&](const std::vector<std::string>& v) {
+      return std::find(v.begin(), v.end(), key) != v.end();
+    };
+    // Under an ignored key (`wandb.mode` under `wandb`) is ignored too.
+    auto under_ignored = [&] {
+      for (size_t dot = key.find('.'); dot != std::string::npos; dot = key.find('.', dot + 1))
+        if (std::find(schema.ignored.begin(), schema.ignored.end(), key.substr(0, dot)) !=
+            schema.ignored.end())
+          return true;
+      return false;
+    };
+    const bool known = listed(keys) || listed(schema.ignored) || under_ignored() ||
+                       lookup(root, key).IsDefined() ||
+                       std::any_of(schema.unsupported.begin(), schema.unsupported.end(),
+                                   [&](const auto& u) { return u.first == key; });
+    if (!known)
+      throw Error("override '" + ov + "': unknown key '" + key + "', did you mean '" +
+                  closest_key(key, keys) + "'?");
     YAML::Node v;
     try {
       v = without_marks(YAML::Load(val));
@@ -180,6 +117,9 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       v = YAML::Node(val);  // not YAML (e.g. "a: b: c"): the text as a string
     }
     assign(root, key, v);
+    // The file passed, so anything wrong now is the override's: an authors'
+    // option set to a value rat lacks, or a mapping value with unknown keys.
+    check_known_keys(root, "override '" + ov + "'", schema);
   }
 
   Experiment e;
@@ -196,6 +136,12 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   e.train = read_split(data.section("train"));
   e.val = read_split(data.section("val"));
   e.optimizer = optimizer.opt_str("_name_").value_or(e.optimizer);
+  // The authors' defaults per optimizer (configs/optim/optimizer/*.yaml, and
+  // PyTorch's where their file has none: Adam's weight decay 0, eps 1e-8).
+  if (e.optimizer == "sgd")
+    e.lr = 0.1, e.weight_decay = 5e-4;
+  else if (e.optimizer == "adam")
+    e.weight_decay = 0.0;
   e.lr = optimizer.opt_double("lr").value_or(e.lr);
   e.weight_decay = optimizer.opt_double("weight_decay").value_or(e.weight_decay);
   if (auto betas = optimizer.opt_double_list("betas")) {

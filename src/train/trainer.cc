@@ -10,6 +10,7 @@
 
 #include "kernels/ceilings.h"
 #include "kernels/gemm.h"
+#include "model/checkpoint.h"
 #include "model/enum_names.h"
 #include "model/mixer_kinds.h"
 #include "model/model.h"
@@ -72,16 +73,16 @@ fs::path prepare_run_dir(const Experiment& e, const TrainOptions& opt, bool lead
   return run;
 }
 
-// The model to train: the pretrained directory's, or the experiment's freshly
-// initialised.
+// The model to train, built from the experiment's config; with
+// trainer.pretrained_path the checkpoint only brings weights, by name and
+// shape-checked, as in the authors' trainer: its own config.yaml is not read,
+// so data.seq_len, batch and the rest stay the experiment's.
 std::unique_ptr<Model> make_model(const Experiment& e) {
-  std::unique_ptr<Model> model;
-  if (!e.pretrained_path.empty()) {
-    model = load_model_dir(e.pretrained_path);
-  } else {
-    model = std::make_unique<Model>(e.model);
+  auto model = std::make_unique<Model>(e.model);
+  if (!e.pretrained_path.empty())
+    load_weights_by_name(*model, weights_file_of(e.pretrained_path), "the experiment's model");
+  else
     model->init(e.seed);
-  }
   model->set_precision(e.precision);
   return model;
 }

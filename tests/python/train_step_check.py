@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Step-by-step check of `rat train` against the PyTorch reference trainer (torch_train_ref.py).
 
-    train_step_check.py --rat build/rat --out DIR [--case cases/rat_g2_ragged.yaml] [--keep]
+    train_step_check.py --rat build/rat --out DIR [--case cases/rat_g2_ragged.yaml] [--seq-len T]
 
 1. make_case.py writes a golden model directory (F32 weights) from --case.
 2. A token file of 22 samples (random ids, ~12% document ends = ignore_input_index) is written; with
@@ -10,6 +10,10 @@
 3. An experiment config starting from that model (trainer.pretrained_path): f32, micro-batch 2 x
    accumulation 2, AdamW with weight decay 0.1, cosine schedule with W = int(0.34 * 6) = 2 warm-up
    steps, eta_min 1e-4, clipping at a norm chosen so some steps clip and others do not.
+   With --seq-len T the experiment's data.seq_len is T, not the checkpoint's: as in the authors'
+   trainer, the experiment builds the model and the data and the checkpoint only brings weights, so
+   both sides must train on T-token samples (CTest train_vs_torch_seq_len; the reference reads T from
+   the experiment) and rat's checkpoint must record T.
 4. `rat train` and torch_train_ref.py run the same config; per-step loss, lr and grad_norm (from
    metrics.jsonl and the reference log) and the final weights (run/latest vs --save-model) are compared.
 
@@ -69,6 +73,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--case", default=os.path.join(HERE, "cases", "rat_g2_ragged.yaml"))
     ap.add_argument("--clip", type=float, default=None, help="default: between the step norms")
+    ap.add_argument("--seq-len", type=int, default=None,
+                    help="the experiment's data.seq_len (default: the checkpoint's)")
     a = ap.parse_args()
     shutil.rmtree(a.out, ignore_errors=True)
     os.makedirs(a.out)
@@ -78,6 +84,10 @@ def main():
     with open(os.path.join(model_dir, "config.yaml")) as f:
         exp = yaml.safe_load(f)
     d = exp["data"]
+    if a.seq_len is not None:
+        if a.seq_len == int(d["seq_len"]):
+            sys.exit("--seq-len %d equals the checkpoint's; give another to test pretrained_path" % a.seq_len)
+        d["seq_len"] = a.seq_len
     T = int(d["seq_len"])
     tokens = os.path.join(a.out, "train.bin")
     write_tokens(tokens, T, int(d["vocab_size"]), d.get("ignore_input_index"), d["num_bytes"], 11)
@@ -115,9 +125,16 @@ def main():
          "--out", ref_log, "--save-model", ref_model])
     run([a.rat, "train", expf, "--quiet"])
 
-    ref = json.load(open(ref_log))["steps"]
+    ref_log_all = json.load(open(ref_log))
+    ref = ref_log_all["steps"]
+    if int(ref_log_all["hparams"]["seq"]) != T:
+        sys.exit("FAILED: the reference trained at T %s, the experiment says %d" % (ref_log_all["hparams"]["seq"], T))
+    with open(os.path.join(a.out, "run", "latest", "config.yaml")) as f:
+        saved_T = int(yaml.safe_load(f)["data"]["seq_len"])
     got = [json.loads(l) for l in open(os.path.join(a.out, "run", "metrics.jsonl")) if '"loss"' in l]
     bad = []
+    if saved_T != T:
+        bad.append("rat's checkpoint says data.seq_len %d, the experiment %d" % (saved_T, T))
     if len(got) != STEPS or len(ref) != STEPS:
         sys.exit("FAILED: %d C++ steps logged, %d reference steps, want %d" % (len(got), len(ref), STEPS))
     clipped = sum(r["clip_scale"] < 1.0 for r in ref)
@@ -163,7 +180,7 @@ def main():
     if bad:
         print("FAILED:\n  " + "\n  ".join(bad))
         return 1
-    print("OK: %d steps of rat train match torch_train_ref.py" % STEPS)
+    print("OK: %d steps of rat train match torch_train_ref.py (T %d)" % (STEPS, T))
     return 0
 
 

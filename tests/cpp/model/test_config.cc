@@ -149,6 +149,34 @@ TEST(ConfigLoad, InterleaveStepThree) {
   EXPECT_EQ(kinds, "RLLRLLR");
 }
 
+// Sizes a config omits take the values of the authors' config tree
+// (CLAIRE-Labo/RAT configs/model/backbone: sequence.yaml, sequence_interleave.yaml,
+// layer/rat.yaml, layer/attention.yaml, layer/local_attention.yaml, layer/ffn.yaml).
+TEST(ConfigLoad, OmittedSizesTakeTheAuthorsDefaults) {
+  TempDir dir;
+  ModelConfig c = load_model_config(write_edited(dir, kHybrid, [](YAML::Node& r) {
+    for (const char* k : {"num_layers", "d_model", "interleave_step"}) backbone(r).remove(k);
+    for (const char* k : {"d_head", "window_size"}) backbone(r)["seq_cell"].remove(k);
+    for (const char* k : {"d_head", "chunk_size", "ngroups"}) backbone(r)["seq_cell1"].remove(k);
+    backbone(r)["hidden_cell"].remove("d_ffn");
+  }));
+  EXPECT_EQ(c.num_layers, 12);
+  EXPECT_EQ(c.d_model, 768);
+  EXPECT_EQ(c.interleave_step, 2);
+  EXPECT_EQ(c.ffn.d_ffn, 4 * 768);
+  EXPECT_EQ(c.seq_cell.kind, MixerKind::kLocalAttention);
+  EXPECT_EQ(c.seq_cell.d_head, 64);
+  EXPECT_EQ(c.seq_cell.window_size, 1024);
+  EXPECT_EQ(c.seq_cell1.kind, MixerKind::kRat);
+  EXPECT_EQ(c.seq_cell1.d_head, 64);
+  EXPECT_EQ(c.seq_cell1.chunk_size, 64);
+  EXPECT_EQ(c.seq_cell1.ngroups, 2);
+  // d_ffn follows the file's d_model when only d_ffn is omitted.
+  c = load_model_config(write_edited(
+      dir, kHybrid, [](YAML::Node& r) { backbone(r)["hidden_cell"].remove("d_ffn"); }));
+  EXPECT_EQ(c.ffn.d_ffn, 4 * 64);
+}
+
 TEST(ConfigLoad, DefaultsFillOptionalKeys) {
   TempDir dir;
   ModelConfig c = load_model_config(dir.write("config.yaml", kMinimalRat));
@@ -157,7 +185,7 @@ TEST(ConfigLoad, DefaultsFillOptionalKeys) {
   EXPECT_EQ(c.ignore_input_index, -1);
   EXPECT_EQ(c.backbone, "sequence");
   EXPECT_EQ(c.interleave_step, 1);
-  EXPECT_EQ(c.seq_cell.ngroups, 1);
+  EXPECT_EQ(c.seq_cell.ngroups, 2);  // the authors' layer/rat.yaml
   EXPECT_EQ(c.ffn.act, Activation::kGelu);
   EXPECT_FALSE(c.ffn.bias);
   EXPECT_EQ(c.rope_base, 10000.0);
@@ -343,10 +371,11 @@ TEST(ConfigErrors, BadValueNamesItsLine) {
             p + ":10: model.embedding.pe._name_: unknown positional encoding 'alibi', expected "
                 "one of rope, interrope, rope_interrope, empty");
   text = kMinimalRat;
-  text.replace(text.find("{d_ffn: 64}"), 11, "{act_fn: gelu}");
+  text.replace(text.find("{vocab_size: 100}"), 17, "{seq_len: 8}");
   p = dir.write("config.yaml", text);
   EXPECT_EQ(error_of([&] { load_model_config(p); }),
-            p + ": model.backbone.hidden_cell.d_ffn: missing, expected an integer");
+            p + ": data.vocab_size: missing, expected a positive integer here or in "
+                "model.embedding.vocab_size");
 }
 
 TEST(ConfigErrors, UnknownMixer) {
@@ -368,28 +397,12 @@ TEST(ConfigErrors, MissingRequiredSizes) {
     const char* key;
   };
   std::vector<Case> cases = {
-      {[](YAML::Node& r) { backbone(r).remove("d_model"); }, "model.backbone.d_model: missing"},
-      {[](YAML::Node& r) { backbone(r).remove("num_layers"); },
-       "model.backbone.num_layers: missing"},
-      {[](YAML::Node& r) { backbone(r)["seq_cell"].remove("d_head"); },
-       "model.backbone.seq_cell.d_head: missing (needed by local_attention), expected an integer"},
-      {[](YAML::Node& r) { backbone(r)["seq_cell1"].remove("d_head"); },
-       "model.backbone.seq_cell1.d_head: missing (needed by rat)"},
-      {[](YAML::Node& r) { backbone(r)["seq_cell1"].remove("chunk_size"); },
-       "model.backbone.seq_cell1.chunk_size: missing (needed by rat), expected an integer"},
-      {[](YAML::Node& r) { backbone(r)["seq_cell"].remove("window_size"); },
-       "model.backbone.seq_cell.window_size: missing (needed by local_attention)"},
-      {[](YAML::Node& r) { backbone(r)["hidden_cell"].remove("d_ffn"); },
-       "model.backbone.hidden_cell.d_ffn: missing, expected an integer"},
       {[](YAML::Node& r) { backbone(r).remove("hidden_cell"); },
        "model.backbone.hidden_cell: missing, expected a mapping"},
       {[](YAML::Node& r) { backbone(r).remove("seq_cell"); },
        "model.backbone.seq_cell: missing, expected a mapping"},
       {[](YAML::Node& r) { backbone(r).remove("seq_cell1"); },
        "model.backbone.seq_cell1: missing, expected a mapping"},
-      {[](YAML::Node& r) { backbone(r).remove("interleave_step"); },
-       "model.backbone.interleave_step: missing (needed by sequence_interleave), expected an "
-       "integer"},
       {[](YAML::Node& r) { r.remove("model"); }, "model: missing, expected a mapping"},
       {[](YAML::Node& r) { r["model"].remove("backbone"); },
        "model.backbone: missing, expected a mapping"},

@@ -127,3 +127,47 @@ TEST(ExperimentConfig, NotYamlOrMissingFileNamesTheFile) {
 
 }  // namespace
 }  // namespace rat
+
+namespace rat {
+namespace {
+
+// Keys an experiment omits take the authors' defaults (CLAIRE-Labo/RAT
+// configs/config.yaml trainer, configs/optim/optimizer/*.yaml,
+// configs/optim/lr_scheduler/cosine.yaml; PyTorch's Adam weight decay 0).
+TEST(ExperimentConfig, OmittedKeysTakeTheAuthorsDefaults) {
+  TempDir dir;
+  std::string text = kExperiment;
+  text = text.substr(0, text.find("optim:")) + "optim: {optimizer: {_name_: adamw}}\n";
+  Experiment e = load_experiment(dir.write("exp.yaml", text), {});
+  EXPECT_EQ(e.lr, 1e-4);
+  EXPECT_EQ(e.weight_decay, 0.1);
+  EXPECT_EQ(e.beta1, 0.9);
+  EXPECT_EQ(e.beta2, 0.999);
+  EXPECT_EQ(e.eps, 1e-8);
+  EXPECT_EQ(e.scheduler, "cosine");
+  EXPECT_EQ(e.warmup_iter, 0.1);
+  EXPECT_EQ(e.eta_min, 1e-7);
+  EXPECT_EQ(e.seed, 1005u);
+  EXPECT_EQ(e.precision, Precision::kF32);
+  EXPECT_EQ(e.max_epoch, 1);
+  EXPECT_EQ(e.gradient_clipping, 0.0);
+  EXPECT_EQ(e.log_interval, 50);
+  EXPECT_FALSE(e.eval_when_log);
+  EXPECT_FALSE(e.save_checkpoint);
+  EXPECT_FALSE(e.load_checkpoint);
+  EXPECT_EQ(e.save_interval, 0.1);
+  EXPECT_EQ(e.model.seq_cell.ngroups, 2);
+  const std::string p = dir.write("exp.yaml", text);
+  Experiment sgd = load_experiment(p, {"optim.optimizer._name_=sgd"});
+  EXPECT_EQ(sgd.lr, 0.1);
+  EXPECT_EQ(sgd.weight_decay, 5e-4);
+  Experiment adam = load_experiment(p, {"optim.optimizer._name_=adam"});
+  EXPECT_EQ(adam.lr, 1e-4);
+  EXPECT_EQ(adam.weight_decay, 0.0);
+  EXPECT_EQ(adam.beta2, 0.999);
+  // Values in the file still win.
+  EXPECT_EQ(load_experiment(p, {"optim.optimizer._name_=sgd", "optim.optimizer.lr=0.5"}).lr, 0.5);
+}
+
+}  // namespace
+}  // namespace rat

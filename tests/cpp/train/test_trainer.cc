@@ -225,3 +225,52 @@ TEST(Train, ZeroValidationSamplesSkipsValidation) {
   }
   EXPECT_EQ(records, 2);
 }
+
+// trainer.pretrained_path as the authors': the experiment builds the model and
+// the data (here seq_len 12, the checkpoint was trained at 24); the checkpoint
+// only brings weights, each checked by name and shape.
+TEST(Train, PretrainedPathBringsOnlyWeights) {
+  fs::path dir = temp_dir("pretrained");
+  fs::path cfg = write_config(dir, "");
+  TrainOptions quiet;
+  quiet.quiet = true;
+  quiet.run_dir = (dir / "base").string();
+  train(load_experiment(cfg.string(), {"trainer.max_steps=2"}), quiet);
+  const std::string ckpt = (dir / "base" / "latest").string();
+  const std::string weights = ckpt + "/model.safetensors";
+
+  quiet.run_dir = (dir / "ft").string();
+  Experiment ft = load_experiment(
+      cfg.string(), {"trainer.pretrained_path=" + ckpt, "data.seq_len=12", "trainer.max_steps=2"});
+  train(ft, quiet);
+  std::unique_ptr<Model> m = load_model_dir((dir / "ft" / "latest").string());
+  EXPECT_EQ(m->config().seq_len, 12) << "the fine-tuned model trains at the experiment's seq_len";
+  // A weights file given directly works the same.
+  quiet.run_dir = (dir / "ft2").string();
+  train(
+      load_experiment(cfg.string(), {"trainer.pretrained_path=" + weights, "trainer.max_steps=1"}),
+      quiet);
+
+  auto error_with = [&](std::vector<std::string> ov) {
+    ov.insert(ov.begin(), "trainer.pretrained_path=" + ckpt);
+    quiet.run_dir = (dir / "bad").string();
+    return error_of([&] { train(load_experiment(cfg.string(), ov), quiet); });
+  };
+  EXPECT_EQ(error_with({"model.backbone.hidden_cell.d_ffn=96"}),
+            weights +
+                ": tensor 'backbone.layers.0.hidden_layer.fc1.weight' has shape [64, 32], the "
+                "experiment's model needs [96, 32]");
+  EXPECT_EQ(error_with({"task.tie_embedding=false"}),
+            weights +
+                ": tensor 'head.lm_head.weight' is missing, the experiment's model needs it "
+                "(shape [64, 32])");
+  std::string msg = error_with({"model.backbone.num_layers=3"});
+  EXPECT_EQ(msg.rfind(weights + ": tensor 'backbone.layers.2.", 0), 0u) << msg;
+  EXPECT_NE(msg.find("' is missing, the experiment's model needs it (shape ["), std::string::npos)
+      << msg;
+  msg = error_with({"model.backbone.num_layers=1"});
+  EXPECT_EQ(msg.rfind(weights + ": tensor 'backbone.layers.1.", 0), 0u) << msg;
+  EXPECT_NE(msg.find(") is not part of the experiment's model"), std::string::npos) << msg;
+  msg = error_with({"trainer.pretrained_path=" + (dir / "nowhere").string()});
+  EXPECT_NE(msg.find((dir / "nowhere").string()), std::string::npos) << msg;
+}
