@@ -214,6 +214,7 @@ void write_predictions(const std::string& out, const std::vector<GenCase>& cases
     // does not throw; replace keeps a stray byte from the input fields safe.
     text += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
+  make_parent_directories(out, "--out");
   write_file_atomic(out, text);
 }
 

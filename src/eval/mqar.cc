@@ -121,13 +121,7 @@ MqarReport write_mqar(const MqarOptions& o, int64_t train, int64_t test, uint64_
   r.test_inputs = prefix + ".test.inputs.bin";
   r.test_labels = prefix + ".test.labels.bin";
   r.report_path = prefix + ".json";
-  const std::filesystem::path parent = std::filesystem::path(prefix).parent_path();
-  if (!parent.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(parent, ec);
-    if (!std::filesystem::is_directory(parent))
-      throw Error("--out " + prefix + ": cannot create directory " + parent.string());
-  }
+  make_parent_directories(prefix, "--out");
   // Both splits are generated before anything is written.
   const MqarSplit tr = make_mqar(o, train, seed, 0), te = make_mqar(o, test, seed, 1);
   write_sft_ids(r.train_inputs, tr.inputs, r.num_bytes);

@@ -355,6 +355,7 @@ std::vector<NiahCase> write_niah(const NiahOptions& o, const Tokenizer& tok,
   std::vector<NiahCase> cases = make_niah(o, tok);
   std::string text;
   for (const auto& c : cases) text += c.to_json().dump() + "\n";
+  make_parent_directories(path, "--out");
   write_file_atomic(path, text);
   return cases;
 }

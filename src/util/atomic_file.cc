@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "util/error.h"
 
@@ -101,6 +102,16 @@ void write_file_atomic(const std::string& path, const std::function<void(AtomicF
   AtomicFile f(path);
   fill(f);  // a throw leaves commit() unreached: the destructor removes the temporary
   f.commit();
+}
+
+void make_parent_directories(const std::string& path, const std::string& flag) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (parent.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(parent, ec);
+  if (!std::filesystem::is_directory(parent))
+    throw Error(flag + " " + path + ": cannot create the directory " + parent.string() +
+                (ec ? " (" + ec.message() + ")" : std::string()));
 }
 
 }  // namespace rat

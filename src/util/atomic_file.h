@@ -52,5 +52,9 @@ void write_file_atomic(const std::string& path, const std::function<void(AtomicF
 // renamed into place, a symlink repointed) survive a crash. Throws rat::Error
 // naming the directory; file systems that cannot sync directories pass.
 void sync_directory(const std::string& dir);
+// Creates the directories above an output path a user named (`--out
+// runs/eval/preds.jsonl`), as `mkdir -p` would; throws rat::Error naming
+// `flag` and the directory when one cannot be made.
+void make_parent_directories(const std::string& path, const std::string& flag);
 
 }  // namespace rat

@@ -83,6 +83,7 @@ void gnuplot_png(
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
     throw Error(out + ": gnuplot failed" + (msg.empty() ? "" : ": " + msg));
   }
+  make_parent_directories(out, "output");
   write_file_atomic(out, png);
 }
 
