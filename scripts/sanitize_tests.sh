@@ -6,13 +6,13 @@
 #   scripts/sanitize_tests.sh [extra gtest arguments]
 #
 # Environment: RAT_ASAN_BUILD_DIR (default <repo>/build-asan), RAT_JOBS
-# (default 2), RAT_SANITIZE_FILTER (default: the parser, file-writer, prompt and metric tests).
+# (default 2), RAT_SANITIZE_FILTER (default: the parser, file-writer, prompt, metric and evaluation-input tests).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RAT_ASAN_BUILD_DIR:-$root/build-asan}"
 jobs="${RAT_JOBS:-2}"
-filter="${RAT_SANITIZE_FILTER:-Config*:ExperimentConfig*:Safetensors*:Tokens*:SftTest.*:AtomicFile*:PromptIds*:BatchFile*:StopFilter*:QaF1*:QaNormalize*:RougeL*:EditSim*:ExactMatch*:BestScore*:ScorePredictions*}"
+filter="${RAT_SANITIZE_FILTER:-Config*:ExperimentConfig*:Safetensors*:Tokens*:SftTest.*:AtomicFile*:PromptIds*:BatchFile*:StopFilter*:QaF1*:QaNormalize*:RougeL*:EditSim*:ExactMatch*:BestScore*:ScorePredictions*:Score.*:Mc.*:ReadGenCases*:TruncateMiddle*:StringMatchAll*:RollingWindows*:MqarRead*:StrictKeys*:WeightsByName*}"
 
 # Debug (-O0 -g): fastest to compile, exact stack traces; the parser tests run
 # in well under a second either way.
