@@ -223,7 +223,7 @@ class Report:
         if len(ps) >= 2:
             self.w(f"Parameter counts (from each checkpoint's model.safetensors, the tied "
                    f"output layer counted once) differ by at most "
-                   f"{100 * (max(ps) / min(ps) - 1):.1f}% (largest over smallest).")
+                   f"{100 * (max(ps) / min(ps) - 1):.2f}% (largest over smallest).")
             self.w()
         self.figure(os.path.join(self.out, "fig", "lm_loss.png"), "lm_loss.png",
                     "training loss per step")
@@ -256,10 +256,24 @@ class Report:
         self.w("## b) MQAR (multi-query associative recall)")
         self.w()
         fill = s.get("fill", "zero")
+        # The recipe as trained: read from the resolved config of the first run (the
+        # configs are flat `key: value` / `{...}` YAML; a regex keeps this stdlib-only).
+        recipe = "AdamW with warm-up and cosine decay"
+        batch = DASH
+        cfg = os.path.join(self.out, "b", f"k{points[0][0]}_t{points[0][1]}", "attention", "run",
+                           "config.yaml") if points else ""
+        if cfg and os.path.exists(cfg):
+            text = open(cfg, encoding="utf-8").read()
+            m_lr = re.search(r"optimizer:.*?\blr: ([0-9.eE+-]+)", text)
+            m_b = re.search(r"^  batch_size: (\d+)", text, re.M)
+            if m_lr:
+                recipe = f"AdamW lr {float(m_lr.group(1)):g} with warm-up and cosine decay"
+            if m_b:
+                batch = m_b.group(1)
         self.w(f"`rat tasks mqar --vocab {vocab}` ({s.get('train')} training, {s.get('test')} "
                f"test examples per point, {'non-query positions 0 (--zero-fill)' if fill == 'zero' else 'random ids at non-query positions'}); "
                f"every family: 2 blocks, d_model 128, d_head 32 (configs/study/mqar-*.yaml), "
-               f"{s.get('steps')} steps of 32 examples, AdamW lr 3e-3 with warm-up and cosine decay, "
+               f"{s.get('steps')} steps of {batch} examples, {recipe}, "
                "loss on the queried values only (sft_ordered). Accuracy is the fraction of "
                f"queried values predicted exactly (`rat eval --task mqar`); chance is "
                f"{self.chance:.4f} (1 of {vocab // 2} value ids), and a model that has only "
