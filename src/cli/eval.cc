@@ -89,7 +89,8 @@ void register_eval(CLI::App& app, Runner& run) {
   c->add_option("--max-new-tokens", o.max_new_tokens,
                 "niah/gen: tokens generated per case (default: the line's, else 32)");
   c->add_option("--max-prompt-tokens", o.max_prompt_tokens,
-                "gen: longer prompts keep their first and last halves (default: T - new tokens)");
+                "gen, niah: longer prompts keep their first and last halves (gen default: T - new "
+                "tokens; niah prompts are not cut by default)");
   c->add_option("--out", o.out, "niah/gen: write predictions here (JSONL)");
   c->add_option("--metric", o.metric, "gen: qa_f1 | rouge_l | exact_match | edit_sim");
   c->add_option("--heatmap", o.heatmap, "niah: write a depth x length score heatmap (PNG)");
