@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "data/tokenizer.h"
+#include "data/tokens.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 
@@ -142,6 +143,16 @@ SftReport build_sft_data(const SftOptions& opt) {
   write_sft_ids(r.labels_path, shifted, r.num_bytes);
   write_file_atomic(r.report_path, r.to_json().dump(2) + "\n");
   return r;
+}
+
+void sft_sample(const TokenFile& inputs, const TokenFile& labels, int64_t r, int64_t T, int32_t* x,
+                int32_t* y) {
+  const uint32_t neg = inputs.num_bytes() == 2 ? 0xffffu : 0xffffffffu;
+  for (int64_t t = 0; t < T; ++t) {
+    x[t] = int32_t(inputs.token(r * T + t));
+    const uint32_t l = labels.token(r * T + t);
+    y[t] = l == neg - 99 ? -100 : int32_t(l);
+  }
 }
 
 }  // namespace rat

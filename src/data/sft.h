@@ -19,6 +19,8 @@
 
 namespace rat {
 
+class TokenFile;
+
 struct SftOptions {
   std::string jsonl;       // input: one {"prompt", "answer"} object per line
   std::string tokenizer;   // sentencepiece .model; must define eos
@@ -55,5 +57,12 @@ void write_sft_ids(const std::string& path, const std::vector<int32_t>& ids, int
 // written unless every line is good; files are written atomically. Throws when
 // DIR already holds a different tokenizer.model.
 SftReport build_sft_data(const SftOptions& opt);
+
+// Sample r of length T of an SFT pair (sft_ordered / sft_random): inputs and
+// labels [rT, rT+T) as stored (a label already names the token to predict at
+// its position; -100 is stored as the file's unsigned pattern of -100).
+// The caller checks r < inputs.num_tokens() / T.
+void sft_sample(const TokenFile& inputs, const TokenFile& labels, int64_t r, int64_t T, int32_t* x,
+                int32_t* y);
 
 }  // namespace rat

@@ -4,26 +4,30 @@
 #include <cmath>
 #include <vector>
 
+#include "data/sft.h"
 #include "util/error.h"
 
 namespace rat {
 
-EvalResult evaluate(Model& model, const TokenFile& data, int64_t T, int64_t B, int64_t first,
-                    int64_t count, const std::function<void(int64_t)>& on_batch) {
-  const int64_t total = data.num_samples(T);
+namespace {
+
+// Scores samples [first, first + count) of `total`, B at a time; fill(r, x, y)
+// writes sample r's ids and labels.
+template <class Fill>
+EvalResult evaluate_samples(Model& model, const std::string& path, int64_t total, int64_t T,
+                            int64_t B, int64_t first, int64_t count, const Fill& fill,
+                            const std::function<void(int64_t)>& on_batch) {
   if (count < 0) count = total - first;
   if (first < 0 || first + count > total)
-    throw Error(data.path() + ": samples [" + std::to_string(first) + ", " +
+    throw Error(path + ": samples [" + std::to_string(first) + ", " +
                 std::to_string(first + count) + ") requested but the file holds " +
                 std::to_string(total) + " samples of length " + std::to_string(T));
   std::vector<int32_t> ids(size_t(B * T)), labels(size_t(B * T));
-  const int64_t iii = model.config().ignore_input_index;
   double nll = 0;
   EvalResult r;
   for (int64_t s = 0; s < count; s += B) {
     const int64_t b = std::min(B, count - s);
-    for (int64_t i = 0; i < b; ++i)
-      data.sample(first + s + i, T, iii, ids.data() + i * T, labels.data() + i * T);
+    for (int64_t i = 0; i < b; ++i) fill(first + s + i, ids.data() + i * T, labels.data() + i * T);
     CeResult ce = model.score(ids.data(), labels.data(), b, T);  // one layer's activations
     nll += ce.loss_sum;
     r.tokens += ce.count;
@@ -33,6 +37,26 @@ EvalResult evaluate(Model& model, const TokenFile& data, int64_t T, int64_t B, i
   r.loss = r.tokens ? nll / double(r.tokens) : 0.0;
   r.ppl = std::exp(r.loss);
   return r;
+}
+
+}  // namespace
+
+EvalResult evaluate(Model& model, const TokenFile& data, int64_t T, int64_t B, int64_t first,
+                    int64_t count, const std::function<void(int64_t)>& on_batch) {
+  const int64_t iii = model.config().ignore_input_index;
+  return evaluate_samples(
+      model, data.path(), data.num_samples(T), T, B, first, count,
+      [&](int64_t r, int32_t* x, int32_t* y) { data.sample(r, T, iii, x, y); }, on_batch);
+}
+
+EvalResult evaluate_sft(Model& model, const TokenFile& inputs, const TokenFile& labels, int64_t T,
+                        int64_t B, int64_t first, int64_t count,
+                        const std::function<void(int64_t)>& on_batch) {
+  if (T <= 0)
+    throw Error(inputs.path() + ": sample length " + std::to_string(T) + ", expected T >= 1");
+  return evaluate_samples(
+      model, inputs.path(), inputs.num_tokens() / T, T, B, first, count,
+      [&](int64_t r, int32_t* x, int32_t* y) { sft_sample(inputs, labels, r, T, x, y); }, on_batch);
 }
 
 }  // namespace rat

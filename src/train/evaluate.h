@@ -23,4 +23,10 @@ struct EvalResult {
 EvalResult evaluate(Model& model, const TokenFile& data, int64_t T, int64_t B, int64_t first = 0,
                     int64_t count = -1, const std::function<void(int64_t)>& on_batch = nullptr);
 
+// The same over an SFT pair (data.val._name_ sft_*): sample r is inputs and
+// labels [rT, rT+T) as stored, so only the answer positions count.
+EvalResult evaluate_sft(Model& model, const TokenFile& inputs, const TokenFile& labels, int64_t T,
+                        int64_t B, int64_t first = 0, int64_t count = -1,
+                        const std::function<void(int64_t)>& on_batch = nullptr);
+
 }  // namespace rat

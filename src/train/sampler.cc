@@ -1,5 +1,7 @@
 #include "train/sampler.h"
 
+#include "data/sft.h"
+
 #include "util/error.h"
 
 namespace rat {
@@ -75,13 +77,7 @@ void Sampler::micro_batch(int64_t step, int64_t micro, int32_t* ids, int32_t* la
     if (!split_.sft()) {
       inputs_->sample(r, T_, iii_, x, y);
     } else {
-      const uint32_t neg = inputs_->num_bytes() == 2 ? 0xffffu : 0xffffffffu;
-      for (int64_t t = 0; t < T_; ++t) {
-        x[t] = int32_t(inputs_->token(r * T_ + t));
-        const uint32_t l = labels_->token(r * T_ + t);
-        // -100 stored in the file's unsigned width.
-        y[t] = l == neg - 99 ? -100 : int32_t(l);
-      }
+      sft_sample(*inputs_, *labels_, r, T_, x, y);
     }
   }
 }

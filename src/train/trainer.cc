@@ -99,12 +99,35 @@ OptimConfig optim_config(const Experiment& e) {
           .eta_min = e.eta_min};
 }
 
-// The validation tokens, if the experiment has any.
-std::unique_ptr<TokenFile> open_validation(const DataSplit& val, const ModelConfig& cfg) {
-  if (val.tokenized_file_path.empty()) return nullptr;
-  auto f = std::make_unique<TokenFile>(val.tokenized_file_path, int(cfg.num_bytes));
-  f->check_vocab(cfg.vocab_size);
-  return f;
+// The validation data, if the experiment has any: a token file (lm_*), or an
+// inputs and a labels file (sft_*) of equal length.
+struct ValData {
+  std::unique_ptr<TokenFile> inputs, labels;
+  explicit operator bool() const { return inputs != nullptr; }
+  int64_t num_samples(int64_t T) const {
+    return labels ? inputs->num_tokens() / T : inputs->num_samples(T);
+  }
+};
+
+ValData open_validation(const DataSplit& val, const ModelConfig& cfg) {
+  ValData v;
+  const std::string& in = val.sft() ? val.tokenized_input_path : val.tokenized_file_path;
+  if (in.empty()) return v;
+  v.inputs = std::make_unique<TokenFile>(in, int(cfg.num_bytes));
+  v.inputs->check_vocab(cfg.vocab_size);
+  if (val.sft()) {
+    if (val.tokenized_label_path.empty())
+      throw Error(
+          "data.val.tokenized_label_path: missing, expected the labels file of the SFT "
+          "validation split " +
+          in);
+    v.labels = std::make_unique<TokenFile>(val.tokenized_label_path, int(cfg.num_bytes));
+    if (v.labels->num_tokens() != v.inputs->num_tokens())
+      throw Error(val.tokenized_label_path + ": " + std::to_string(v.labels->num_tokens()) +
+                  " labels but " + in + " has " + std::to_string(v.inputs->num_tokens()) +
+                  " inputs; SFT files must be of equal length");
+  }
+  return v;
 }
 
 // The tokenizer that sits beside the training data, copied into checkpoints
@@ -158,7 +181,7 @@ class Trainer {
   const fs::path run_;
   std::unique_ptr<Model> model_;
   Sampler sampler_;
-  std::unique_ptr<TokenFile> val_;
+  ValData val_;
   const std::string tokenizer_;
   const int64_t total_, accum_, B_, T_, n_;
   const OptimConfig oc_;
@@ -350,11 +373,13 @@ void Trainer::log(const Step& step) {
 // Each rank scores its share of the validation samples; NLL and counts are summed.
 void Trainer::validate() {
   if (!val_) return;
-  const int64_t nval = val_->num_samples(T_);
+  const int64_t nval = val_.num_samples(T_);
   const int64_t cnt = e_.val_samples >= 0 ? std::min(nval, e_.val_samples) : nval;
   if (cnt == 0) return;  // data.val_samples: 0 turns validation off (same on every rank)
   const int64_t first = cnt * w_.rank / w_.size, mine = cnt * (w_.rank + 1) / w_.size - first;
-  EvalResult r = evaluate(*model_, *val_, T_, B_, first, mine);
+  EvalResult r = val_.labels
+                     ? evaluate_sft(*model_, *val_.inputs, *val_.labels, T_, B_, first, mine)
+                     : evaluate(*model_, *val_.inputs, T_, B_, first, mine);
   double tot[3] = {r.loss * double(r.tokens), double(r.tokens), double(r.samples)};
   allreduce_sum(tot, 3);
   r.tokens = int64_t(tot[1]), r.samples = int64_t(tot[2]);
