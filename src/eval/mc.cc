@@ -43,112 +43,102 @@ int64_t argmax(const std::vector<double>& x) {
 }  // namespace
 
 McTask read_mc_task(const std::string& path, const ScoreVocab& vocab, int64_t T, int64_t limit) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot read the task file");
   McTask task;
-  std::string line;
-  int64_t lineno = 0;
-  while ((limit < 0 || int64_t(task.items.size()) < limit) && std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(lineno) + ": ";
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw Error(where + "not valid JSON (" + std::string(e.what()) + "); " + kExpected);
-    }
-    if (!j.is_object()) throw Error(where + "not a JSON object; " + kExpected);
-    McItem item;
-    item.first = int64_t(task.requests.size());
-    std::vector<ScoreRequest> reqs;
-    auto need_text = [&] {
-      if (!vocab.encode)
-        throw Error(where + "a text line needs the model's tokenizer, but " + vocab.no_tokenizer +
-                    "; give the _ids form instead");
-    };
-    auto pair = [&](const std::string& ctx, const std::string& cont) {
-      try {
-        return encode_pair(vocab.encode, ctx, cont, vocab.eod);
-      } catch (const Error& e) {
-        throw Error(where + e.what());
-      }
-    };
-    auto ids_context = [&](const nlohmann::json& v, const std::string& key) {
-      std::vector<int32_t> ids = parse_ids(v, key, vocab.vocab_size, where);
-      if (ids.empty()) {  // lm-eval's empty context: the end-of-text token
-        if (vocab.eod < 0)
-          throw Error(where + "an empty context is scored after the end-of-document id, but the " +
-                      "model has none (data.ignore_input_index unset and no tokenizer eos)");
-        ids = {vocab.eod};
-      }
-      return ids;
-    };
-    if (j.contains("choices")) {
-      need_text();
-      const std::string ctx =
-          string_of(j.contains("context") ? j["context"] : nlohmann::json(), "\"context\"", where);
-      const std::string delim =
-          j.contains("target_delimiter")
-              ? string_of(j["target_delimiter"], "\"target_delimiter\"", where)
-              : std::string();
-      const auto& choices = list_of(j, "choices", where);
-      for (size_t c = 0; c < choices.size(); ++c) {
-        const std::string ch =
-            string_of(choices[c], "\"choices\"[" + std::to_string(c) + "]", where);
-        if (ch.empty())
-          throw Error(where + "\"choices\"[" + std::to_string(c) + "] is empty (acc_norm " +
-                      "divides by its length)");
-        reqs.push_back(pair(ctx, delim + ch));
-        item.lengths.push_back(double(ch.size()));
-      }
-    } else if (j.contains("choices_ids")) {
-      if (!j.contains("context_ids"))
-        throw Error(where + "\"context_ids\" is missing; " + kExpected);
-      const std::vector<int32_t> ctx = ids_context(j["context_ids"], "context_ids");
-      const auto& choices = list_of(j, "choices_ids", where);
-      for (size_t c = 0; c < choices.size(); ++c) {
-        const std::string key = "choices_ids[" + std::to_string(c) + "]";
-        reqs.push_back({ctx, parse_ids(choices[c], key, vocab.vocab_size, where)});
-        item.lengths.push_back(double(reqs.back().continuation.size()));
-      }
-    } else if (j.contains("contexts")) {
-      need_text();
-      const std::string cont =
-          string_of(j.contains("continuation") ? j["continuation"] : nlohmann::json(),
-                    "\"continuation\"", where);
-      const auto& ctxs = list_of(j, "contexts", where);
-      for (size_t c = 0; c < ctxs.size(); ++c) {
-        reqs.push_back(
-            pair(string_of(ctxs[c], "\"contexts\"[" + std::to_string(c) + "]", where), cont));
-        item.lengths.push_back(double(cont.size()));
-      }
-    } else if (j.contains("contexts_ids")) {
-      if (!j.contains("continuation_ids"))
-        throw Error(where + "\"continuation_ids\" is missing; " + kExpected);
-      const std::vector<int32_t> cont =
-          parse_ids(j["continuation_ids"], "continuation_ids", vocab.vocab_size, where);
-      const auto& ctxs = list_of(j, "contexts_ids", where);
-      for (size_t c = 0; c < ctxs.size(); ++c) {
-        reqs.push_back({ids_context(ctxs[c], "contexts_ids[" + std::to_string(c) + "]"), cont});
-        item.lengths.push_back(double(cont.size()));
-      }
-    } else {
-      throw Error(where + "has none of \"choices\", \"choices_ids\", \"contexts\", " +
-                  "\"contexts_ids\"; " + kExpected);
-    }
-    const auto g = j.find("gold");
-    if (g == j.end()) throw Error(where + "\"gold\" is missing; " + kExpected);
-    if (!g->is_number_integer() || g->get<int64_t>() < 0 ||
-        g->get<int64_t>() >= int64_t(reqs.size()))
-      throw Error(where + "\"gold\" = " + g->dump() + " is not a choice index in [0, " +
-                  std::to_string(reqs.size()) + ")");
-    item.gold = g->get<int64_t>();
-    for (size_t c = 0; c < reqs.size(); ++c)
-      check_request(reqs[c], vocab, T, where + "choice " + std::to_string(c) + ": ");
-    for (auto& r : reqs) task.requests.push_back(std::move(r));
-    task.items.push_back(std::move(item));
-  }
+  if (limit == 0) return task;
+  for_each_jsonl_object(
+      path, "task file", kExpected, [&](const nlohmann::json& j, const std::string& where) {
+        McItem item;
+        item.first = int64_t(task.requests.size());
+        std::vector<ScoreRequest> reqs;
+        auto need_text = [&] {
+          if (!vocab.encode)
+            throw Error(where + "a text line needs the model's tokenizer, but " +
+                        vocab.no_tokenizer + "; give the _ids form instead");
+        };
+        auto pair = [&](const std::string& ctx, const std::string& cont) {
+          try {
+            return encode_pair(vocab.encode, ctx, cont, vocab.eod);
+          } catch (const Error& e) {
+            throw Error(where + e.what());
+          }
+        };
+        auto ids_context = [&](const nlohmann::json& v, const std::string& key) {
+          std::vector<int32_t> ids = parse_ids(v, key, vocab.vocab_size, where);
+          if (ids.empty()) {  // lm-eval's empty context: the end-of-text token
+            if (vocab.eod < 0)
+              throw Error(where +
+                          "an empty context is scored after the end-of-document id, but the " +
+                          "model has none (data.ignore_input_index unset and no tokenizer eos)");
+            ids = {vocab.eod};
+          }
+          return ids;
+        };
+        if (j.contains("choices")) {
+          need_text();
+          const std::string ctx = string_of(j.contains("context") ? j["context"] : nlohmann::json(),
+                                            "\"context\"", where);
+          const std::string delim =
+              j.contains("target_delimiter")
+                  ? string_of(j["target_delimiter"], "\"target_delimiter\"", where)
+                  : std::string();
+          const auto& choices = list_of(j, "choices", where);
+          for (size_t c = 0; c < choices.size(); ++c) {
+            const std::string ch =
+                string_of(choices[c], "\"choices\"[" + std::to_string(c) + "]", where);
+            if (ch.empty())
+              throw Error(where + "\"choices\"[" + std::to_string(c) + "] is empty (acc_norm " +
+                          "divides by its length)");
+            reqs.push_back(pair(ctx, delim + ch));
+            item.lengths.push_back(double(ch.size()));
+          }
+        } else if (j.contains("choices_ids")) {
+          if (!j.contains("context_ids"))
+            throw Error(where + "\"context_ids\" is missing; " + kExpected);
+          const std::vector<int32_t> ctx = ids_context(j["context_ids"], "context_ids");
+          const auto& choices = list_of(j, "choices_ids", where);
+          for (size_t c = 0; c < choices.size(); ++c) {
+            const std::string key = "choices_ids[" + std::to_string(c) + "]";
+            reqs.push_back({ctx, parse_ids(choices[c], key, vocab.vocab_size, where)});
+            item.lengths.push_back(double(reqs.back().continuation.size()));
+          }
+        } else if (j.contains("contexts")) {
+          need_text();
+          const std::string cont =
+              string_of(j.contains("continuation") ? j["continuation"] : nlohmann::json(),
+                        "\"continuation\"", where);
+          const auto& ctxs = list_of(j, "contexts", where);
+          for (size_t c = 0; c < ctxs.size(); ++c) {
+            reqs.push_back(
+                pair(string_of(ctxs[c], "\"contexts\"[" + std::to_string(c) + "]", where), cont));
+            item.lengths.push_back(double(cont.size()));
+          }
+        } else if (j.contains("contexts_ids")) {
+          if (!j.contains("continuation_ids"))
+            throw Error(where + "\"continuation_ids\" is missing; " + kExpected);
+          const std::vector<int32_t> cont =
+              parse_ids(j["continuation_ids"], "continuation_ids", vocab.vocab_size, where);
+          const auto& ctxs = list_of(j, "contexts_ids", where);
+          for (size_t c = 0; c < ctxs.size(); ++c) {
+            reqs.push_back({ids_context(ctxs[c], "contexts_ids[" + std::to_string(c) + "]"), cont});
+            item.lengths.push_back(double(cont.size()));
+          }
+        } else {
+          throw Error(where + "has none of \"choices\", \"choices_ids\", \"contexts\", " +
+                      "\"contexts_ids\"; " + kExpected);
+        }
+        const auto g = j.find("gold");
+        if (g == j.end()) throw Error(where + "\"gold\" is missing; " + kExpected);
+        if (!g->is_number_integer() || g->get<int64_t>() < 0 ||
+            g->get<int64_t>() >= int64_t(reqs.size()))
+          throw Error(where + "\"gold\" = " + g->dump() + " is not a choice index in [0, " +
+                      std::to_string(reqs.size()) + ")");
+        item.gold = g->get<int64_t>();
+        for (size_t c = 0; c < reqs.size(); ++c)
+          check_request(reqs[c], vocab, T, where + "choice " + std::to_string(c) + ": ");
+        for (auto& r : reqs) task.requests.push_back(std::move(r));
+        task.items.push_back(std::move(item));
+        return limit < 0 || int64_t(task.items.size()) < limit;
+      });
   if (task.items.empty()) throw Error(path + ": no items (" + std::string(kExpected) + ")");
   return task;
 }

@@ -154,61 +154,70 @@ ScoreVocab load_score_vocab(const std::string& model_dir, int64_t vocab_size,
   return v;
 }
 
-std::vector<ScoreRequest> read_score_requests(const std::string& path, const ScoreVocab& vocab,
-                                              int64_t T) {
+void for_each_jsonl_object(
+    const std::string& path, const std::string& what, const std::string& expected,
+    const std::function<bool(const nlohmann::json&, const std::string&)>& fn) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot read the requests file");
-  std::vector<ScoreRequest> reqs;
+  if (!in) throw Error(path + ": cannot read the " + what);
   std::string line;
-  int64_t lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
+  for (int64_t lineno = 1; std::getline(in, line); ++lineno) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(lineno) + ": ";
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::parse_error& e) {
-      throw Error(where + "not valid JSON (" + std::string(e.what()) + "); " + kExpected);
+      throw Error(where + "not valid JSON (" + std::string(e.what()) + "); " + expected);
     }
-    if (!j.is_object()) throw Error(where + "not a JSON object; " + kExpected);
-    const bool text = j.contains("context") || j.contains("continuation");
-    const bool ids = j.contains("context_ids") || j.contains("continuation_ids");
-    if (text && ids)
-      throw Error(where + "mixes text keys and _ids keys; " + std::string(kExpected));
-    if (!text && !ids) throw Error(where + "has no continuation; " + std::string(kExpected));
-    ScoreRequest r;
-    if (ids) {
-      for (const char* k : {"context_ids", "continuation_ids"})
-        if (!j.contains(k)) throw Error(where + "\"" + k + "\" is missing; " + kExpected);
-      r.context = parse_ids(j["context_ids"], "context_ids", vocab.vocab_size, where);
-      r.continuation =
-          parse_ids(j["continuation_ids"], "continuation_ids", vocab.vocab_size, where);
-      if (r.context.empty()) {  // lm-eval's empty context: the end-of-text token
-        if (vocab.eod < 0)
-          throw Error(where +
-                      "an empty context is scored after the end-of-document id, but the model "
-                      "has none (data.ignore_input_index unset and no tokenizer eos)");
-        r.context = {vocab.eod};
-      }
-    } else {
-      for (const char* k : {"context", "continuation"}) {
-        if (!j.contains(k)) throw Error(where + "\"" + k + "\" is missing; " + kExpected);
-        if (!j[k].is_string()) throw Error(where + "\"" + k + "\" is not a string; " + kExpected);
-      }
-      if (!vocab.encode)
-        throw Error(where + "a text request needs the model's tokenizer, but " +
-                    vocab.no_tokenizer + "; give context_ids and continuation_ids instead");
-      try {
-        r = encode_pair(vocab.encode, j["context"].get<std::string>(),
-                        j["continuation"].get<std::string>(), vocab.eod);
-      } catch (const Error& e) {
-        throw Error(where + e.what());
-      }
-    }
-    check_request(r, vocab, T, where);
-    reqs.push_back(std::move(r));
+    if (!j.is_object()) throw Error(where + "not a JSON object; " + expected);
+    if (!fn(j, where)) return;
   }
+}
+
+std::vector<ScoreRequest> read_score_requests(const std::string& path, const ScoreVocab& vocab,
+                                              int64_t T) {
+  std::vector<ScoreRequest> reqs;
+  for_each_jsonl_object(
+      path, "requests file", kExpected, [&](const nlohmann::json& j, const std::string& where) {
+        const bool text = j.contains("context") || j.contains("continuation");
+        const bool ids = j.contains("context_ids") || j.contains("continuation_ids");
+        if (text && ids)
+          throw Error(where + "mixes text keys and _ids keys; " + std::string(kExpected));
+        if (!text && !ids) throw Error(where + "has no continuation; " + std::string(kExpected));
+        ScoreRequest r;
+        if (ids) {
+          for (const char* k : {"context_ids", "continuation_ids"})
+            if (!j.contains(k)) throw Error(where + "\"" + k + "\" is missing; " + kExpected);
+          r.context = parse_ids(j["context_ids"], "context_ids", vocab.vocab_size, where);
+          r.continuation =
+              parse_ids(j["continuation_ids"], "continuation_ids", vocab.vocab_size, where);
+          if (r.context.empty()) {  // lm-eval's empty context: the end-of-text token
+            if (vocab.eod < 0)
+              throw Error(where +
+                          "an empty context is scored after the end-of-document id, but the model "
+                          "has none (data.ignore_input_index unset and no tokenizer eos)");
+            r.context = {vocab.eod};
+          }
+        } else {
+          for (const char* k : {"context", "continuation"}) {
+            if (!j.contains(k)) throw Error(where + "\"" + k + "\" is missing; " + kExpected);
+            if (!j[k].is_string())
+              throw Error(where + "\"" + k + "\" is not a string; " + kExpected);
+          }
+          if (!vocab.encode)
+            throw Error(where + "a text request needs the model's tokenizer, but " +
+                        vocab.no_tokenizer + "; give context_ids and continuation_ids instead");
+          try {
+            r = encode_pair(vocab.encode, j["context"].get<std::string>(),
+                            j["continuation"].get<std::string>(), vocab.eod);
+          } catch (const Error& e) {
+            throw Error(where + e.what());
+          }
+        }
+        check_request(r, vocab, T, where);
+        reqs.push_back(std::move(r));
+        return true;
+      });
   if (reqs.empty()) throw Error(path + ": no requests (" + std::string(kExpected) + " per line)");
   return reqs;
 }

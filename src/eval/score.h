@@ -75,6 +75,13 @@ struct ScoreVocab {
 ScoreVocab load_score_vocab(const std::string& model_dir, int64_t vocab_size,
                             int64_t ignore_input_index);
 
+// Calls fn(object, "FILE:LINE: ") for each non-blank line of the JSONL file
+// `path` (`what` names it in the open error) while fn returns true; a line that
+// is not a JSON object is an error naming FILE:LINE and `expected`.
+void for_each_jsonl_object(
+    const std::string& path, const std::string& what, const std::string& expected,
+    const std::function<bool(const nlohmann::json&, const std::string&)>& fn);
+
 // Reads `path`, lines {"context": TEXT, "continuation": TEXT} or
 // {"context_ids": [..], "continuation_ids": [..]} (blank lines skipped), and
 // checks every request against the vocabulary and the context T (a
