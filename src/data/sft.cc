@@ -44,6 +44,32 @@ void write_sft_ids(const std::string& path, const std::vector<int32_t>& ids, int
   f.commit();
 }
 
+namespace {
+
+std::string slurp_file(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+}  // namespace
+
+std::string sft_tokenizer_path(const std::string& tokenizer, const std::string& dir,
+                               const std::string& what, bool* copy) {
+  // `rat train` copies DIR/tokenizer.model of the data into every checkpoint,
+  // so the fine-tuned model directory carries its tokenizer.
+  const std::string path =
+      (dir.empty() ? fs::path("tokenizer.model") : fs::path(dir) / "tokenizer.model").string();
+  *copy = !fs::exists(path);
+  if (!*copy && !fs::equivalent(path, tokenizer) && slurp_file(path) != slurp_file(tokenizer))
+    throw Error(what + ": " + path + " is a different tokenizer than " + tokenizer +
+                "; write the SFT files to another directory");
+  return path;
+}
+
+void copy_sft_tokenizer(const std::string& tokenizer, const std::string& path) {
+  write_file_atomic(path, slurp_file(tokenizer));
+}
+
 SftReport build_sft_data(const SftOptions& opt) {
   const size_t at = opt.prompt_template.find("{prompt}");
   if (at == std::string::npos || opt.prompt_template.find("{prompt}", at + 1) != std::string::npos)
@@ -122,23 +148,9 @@ SftReport build_sft_data(const SftOptions& opt) {
   r.inputs_path = opt.out_prefix + ".inputs.bin";
   r.labels_path = opt.out_prefix + ".labels.bin";
   r.report_path = opt.out_prefix + ".json";
-  // `rat train` copies DIR/tokenizer.model of the data into every checkpoint,
-  // so the fine-tuned model directory carries its tokenizer.
-  r.tokenizer_path =
-      (parent.empty() ? fs::path("tokenizer.model") : parent / "tokenizer.model").string();
-  auto slurp = [](const std::string& p) {
-    std::ifstream f(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-  };
-  if (fs::exists(r.tokenizer_path)) {
-    if (!fs::equivalent(r.tokenizer_path, opt.tokenizer) &&
-        slurp(r.tokenizer_path) != slurp(opt.tokenizer))
-      throw Error("--out " + opt.out_prefix + ": " + r.tokenizer_path +
-                  " is a different tokenizer than " + opt.tokenizer +
-                  "; write the SFT files to another directory");
-  } else {
-    write_file_atomic(r.tokenizer_path, slurp(opt.tokenizer));
-  }
+  bool copy = false;
+  r.tokenizer_path = sft_tokenizer_path(opt.tokenizer, parent.string(), "--out " + opt.out_prefix, &copy);
+  if (copy) copy_sft_tokenizer(opt.tokenizer, r.tokenizer_path);
   write_sft_ids(r.inputs_path, ids, r.num_bytes);
   write_sft_ids(r.labels_path, shifted, r.num_bytes);
   write_file_atomic(r.report_path, r.to_json().dump(2) + "\n");

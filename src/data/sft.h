@@ -58,6 +58,13 @@ void write_sft_ids(const std::string& path, const std::vector<int32_t>& ids, int
 // DIR already holds a different tokenizer.model.
 SftReport build_sft_data(const SftOptions& opt);
 
+// DIR/tokenizer.model, which `rat train` copies into every checkpoint: throws
+// naming `what` when DIR already holds a different tokenizer; *copy says
+// whether copy_sft_tokenizer still has to write it.
+std::string sft_tokenizer_path(const std::string& tokenizer, const std::string& dir,
+                               const std::string& what, bool* copy);
+void copy_sft_tokenizer(const std::string& tokenizer, const std::string& path);
+
 // Sample r of length T of an SFT pair (sft_ordered / sft_random): inputs and
 // labels [rT, rT+T) as stored (a label already names the token to predict at
 // its position; -100 is stored as the file's unsigned pattern of -100).

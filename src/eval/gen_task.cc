@@ -60,6 +60,12 @@ GenCase parse_case(const std::string& text, const std::string& where, bool niah)
       throw Error(where + "\"max_new_tokens\" is " + m.dump() + ", expected an integer >= 0");
     c.max_new_tokens = m.get<int64_t>();
   }
+  if (j.contains("max_prompt_tokens")) {
+    const auto& m = j["max_prompt_tokens"];
+    if (!is_int(m) || m.get<int64_t>() < 1)
+      throw Error(where + "\"max_prompt_tokens\" is " + m.dump() + ", expected an integer >= 1");
+    c.max_prompt_tokens = m.get<int64_t>();
+  }
   if (niah) {
     const auto l = j.find("length"), d = j.find("depth");
     if (l == j.end() || !is_int(*l))
@@ -149,6 +155,7 @@ std::vector<GenOutput> run_gen_cases(Model& model, const Tokenizer* tok,
                     " is outside the model's vocabulary [0, " + std::to_string(V) + ")");
     o.prompt_tokens_in = int64_t(ids.size());
     int64_t limit = opt.max_prompt_tokens;
+    if (limit == 0 && c.max_prompt_tokens > 0) limit = c.max_prompt_tokens;
     if (limit == 0) {
       limit = opt.context - o.new_tokens;
       if (limit < 1)

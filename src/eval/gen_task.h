@@ -4,7 +4,7 @@
 // `--task niah`).
 //
 // A case is one line {"prompt": TEXT | "prompt_ids": [ids], "answers":
-// [TEXT, ...], "max_new_tokens"?: n, ...}; niah cases (rat tasks niah) also
+// [TEXT, ...], "max_new_tokens"?: n, "max_prompt_tokens"?: n, ...}; niah cases (rat tasks niah) also
 // carry "length" and "depth". Every other field passes through to the
 // predictions file.
 #pragma once
@@ -28,6 +28,7 @@ struct GenCase {
   bool has_ids = false;  // given as "prompt_ids" (no tokenizer needed)
   std::vector<std::string> answers;
   int64_t max_new_tokens = -1;  // -1: the line has none
+  int64_t max_prompt_tokens = -1;  // -1: none; else the case's prompt limit (rat sft-data's test.jsonl)
   int64_t length = 0;           // niah only: the target length in tokens
   double depth = 0;             // niah only
   nlohmann::json fields;        // the whole line
@@ -61,8 +62,8 @@ struct GenTaskOptions {
   int64_t max_new_tokens = -1;      // >= 0: every case's (overrides the line's)
   int64_t default_new_tokens = 32;  // for a line without max_new_tokens
   // Prompt limit in tokens: > 0 cuts longer prompts (truncate_middle); 0: the
-  // context minus the case's new tokens (gen's default); -1: never cut
-  // (niah's default, so that no needle is lost).
+  // line's max_prompt_tokens, else the context minus the case's new tokens
+  // (gen's default); -1: never cut (niah's default, so that no needle is lost).
   int64_t max_prompt_tokens = 0;
   int64_t context = 0;      // the model's context T (data.seq_len or --seq-len)
   int32_t eos_id = -1;      // a case stops after this id (not part of its text)
