@@ -149,7 +149,8 @@ SftReport build_sft_data(const SftOptions& opt) {
   r.labels_path = opt.out_prefix + ".labels.bin";
   r.report_path = opt.out_prefix + ".json";
   bool copy = false;
-  r.tokenizer_path = sft_tokenizer_path(opt.tokenizer, parent.string(), "--out " + opt.out_prefix, &copy);
+  r.tokenizer_path =
+      sft_tokenizer_path(opt.tokenizer, parent.string(), "--out " + opt.out_prefix, &copy);
   if (copy) copy_sft_tokenizer(opt.tokenizer, r.tokenizer_path);
   write_sft_ids(r.inputs_path, ids, r.num_bytes);
   write_sft_ids(r.labels_path, shifted, r.num_bytes);

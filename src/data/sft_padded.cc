@@ -136,9 +136,13 @@ SftPaddedReport build_sft_padded(const SftPaddedOptions& opt) {
   // ids their generation emits then fill seq_len exactly.
   if (r.prefill_tokens == 0) r.prefill_tokens = r.seq_len - r.max_new_tokens;
   if (!opt.test.empty() && (r.prefill_tokens < 4 || r.prefill_tokens > r.seq_len))
-    throw Error("test prompt budget " + std::to_string(r.prefill_tokens) + " (--prefill-tokens" +
-                (opt.prefill_tokens ? "" : ", else --seq-len minus --max-new-tokens") +
-                "): expected in [4, " + std::to_string(r.seq_len) + "]");
+    throw Error("test prompt budget " + std::to_string(r.prefill_tokens) +
+                (opt.prefill_tokens
+                     ? " (--prefill-tokens)"
+                     : " (--seq-len " + std::to_string(r.seq_len) + " minus --max-new-tokens " +
+                           std::to_string(r.max_new_tokens) + ")") +
+                ": expected in [4, " + std::to_string(r.seq_len) +
+                "]; give --max-new-tokens or --prefill-tokens");
 
   const Tokenizer tok = Tokenizer::load(opt.tokenizer);
   if (tok.eos_id() < 0)
@@ -157,9 +161,11 @@ SftPaddedReport build_sft_padded(const SftPaddedOptions& opt) {
   const fs::path dir = fs::path(opt.out_dir) / opt.task;
   r.dir = dir.string();
   bool copy_tokenizer = false;
-  r.tokenizer_path = sft_tokenizer_path(opt.tokenizer, r.dir, "--out " + opt.out_dir, &copy_tokenizer);
+  r.tokenizer_path =
+      sft_tokenizer_path(opt.tokenizer, r.dir, "--out " + opt.out_dir, &copy_tokenizer);
   auto file = [&](const std::string& split, const char* what) {
-    return (dir / (opt.prefix + "-" + split + "-" + std::to_string(r.seq_len) + "-" + what + ".bin"))
+    return (dir /
+            (opt.prefix + "-" + split + "-" + std::to_string(r.seq_len) + "-" + what + ".bin"))
         .string();
   };
 
@@ -226,7 +232,8 @@ SftPaddedReport build_sft_padded(const SftPaddedOptions& opt) {
 
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir)) throw Error("--out " + opt.out_dir + ": cannot create " + r.dir);
+  if (ec || !fs::is_directory(dir))
+    throw Error("--out " + opt.out_dir + ": cannot create " + r.dir);
   if (copy_tokenizer) copy_sft_tokenizer(opt.tokenizer, r.tokenizer_path);
   for (size_t i = 0; i < rows.size(); ++i) {
     write_sft_ids(r.splits[i].inputs_path, rows[i].inputs, r.num_bytes);

@@ -37,7 +37,7 @@ bool sft_padded_row(const std::vector<int32_t>& prompt, const std::vector<int32_
                     int32_t* labels);
 
 struct SftPaddedOptions {
-  std::string task;  // find_sft_task's names, or another with prompt_template
+  std::string task;                     // find_sft_task's names, or another with prompt_template
   std::string train, validation, test;  // JSONL files of the dataset's splits (each optional)
   std::string tokenizer;                // sentencepiece .model; must define eos
   std::string out_dir;                  // the files go to OUT_DIR/TASK/

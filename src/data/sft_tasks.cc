@@ -14,17 +14,30 @@ const std::vector<SftTask>& tasks() {
       "\"answers\": [{\"text\"}]} (deepmind/narrativeqa), {\"summary\"|\"text\"|\"full_text\", "
       "\"question\", \"answer\"}, or {\"context\", \"input\", \"answer\"|\"answers\"}";
   static const std::vector<SftTask> t = {
-      {"narrativeqa_summary", "Story: {context}\n\nQuestion: {input}\n\nAnswer:", 128,
-       {{4096, 3840}, {16384, 16256}}, kNqa},
-      {"narrativeqa_text", "Story: {context}\n\nQuestion: {input}\n\nAnswer:", 128,
-       {{4096, 3840}, {16384, 16256}}, kNqa},
-      {"narrativeqa_full", "Story: {context}\n\nQuestion: {input}\n\nAnswer:", 128,
-       {{4096, 3840}, {16384, 16256}}, kNqa},
-      {"qmsum", "Transcript: {context}\n\nQuestion: {input}\n\nAnswer:", 384,
+      {"narrativeqa_summary",
+       "Story: {context}\n\nQuestion: {input}\n\nAnswer:",
+       128,
+       {{4096, 3840}, {16384, 16256}},
+       kNqa},
+      {"narrativeqa_text",
+       "Story: {context}\n\nQuestion: {input}\n\nAnswer:",
+       128,
+       {{4096, 3840}, {16384, 16256}},
+       kNqa},
+      {"narrativeqa_full",
+       "Story: {context}\n\nQuestion: {input}\n\nAnswer:",
+       128,
+       {{4096, 3840}, {16384, 16256}},
+       kNqa},
+      {"qmsum",
+       "Transcript: {context}\n\nQuestion: {input}\n\nAnswer:",
+       384,
        {{4096, 3712}, {16384, 16000}},
        "qmsum: {\"prompt\", \"input\", \"output\"} (pszemraj/qmsum-cleaned) or {\"context\", "
        "\"input\", \"answers\"|\"answer\"} (THUDM/LongBench)"},
-      {"wikisum", "Article: {context}\n\nQuestion: {input}\n\nAnswer:", 256,
+      {"wikisum",
+       "Article: {context}\n\nQuestion: {input}\n\nAnswer:",
+       256,
        {{4096, 3840}, {16384, 16128}},
        "wikisum: {\"article\", \"title\", \"summary\"} (d0rj/wikisum) or {\"context\", \"input\", "
        "\"answer\"|\"answers\"}"},
@@ -64,7 +77,8 @@ const nlohmann::json* lookup(const nlohmann::json& j, const std::string& path) {
   size_t at = 0;
   while (true) {
     const size_t dot = path.find('.', at);
-    const std::string key = path.substr(at, dot == std::string::npos ? std::string::npos : dot - at);
+    const std::string key =
+        path.substr(at, dot == std::string::npos ? std::string::npos : dot - at);
     if (!v->is_object()) return nullptr;
     auto it = v->find(key);
     if (it == v->end()) return nullptr;
@@ -76,7 +90,8 @@ const nlohmann::json* lookup(const nlohmann::json& j, const std::string& path) {
 
 std::string string_at(const nlohmann::json& j, const std::string& path, const std::string& where) {
   const nlohmann::json* v = lookup(j, path);
-  if (!v->is_string()) throw Error(where + "field \"" + path + "\" is " + v->dump() + ", expected a string");
+  if (!v->is_string())
+    throw Error(where + "field \"" + path + "\" is " + v->dump() + ", expected a string");
   return v->get<std::string>();
 }
 
@@ -201,7 +216,8 @@ void walk_template(const std::string& tmpl, const Lit& lit, const Field& field) 
 }  // namespace
 
 void check_sft_template(const std::string& tmpl) {
-  walk_template(tmpl, [](char) {}, [](const std::string&) {});
+  walk_template(
+      tmpl, [](char) {}, [](const std::string&) {});
 }
 
 std::string format_sft_prompt(const std::string& tmpl, const SftRecord& r) {

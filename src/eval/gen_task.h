@@ -4,9 +4,9 @@
 // `--task niah`).
 //
 // A case is one line {"prompt": TEXT | "prompt_ids": [ids], "answers":
-// [TEXT, ...], "max_new_tokens"?: n, "max_prompt_tokens"?: n, ...}; niah cases (rat tasks niah) also
-// carry "length" and "depth". Every other field passes through to the
-// predictions file.
+// [TEXT, ...], "max_new_tokens"?: n, "max_prompt_tokens"?: n, ...}; niah
+// cases (rat tasks niah) also carry "length" and "depth". Every other field
+// passes through to the predictions file.
 #pragma once
 
 #include <cstdint>
@@ -28,10 +28,11 @@ struct GenCase {
   bool has_ids = false;  // given as "prompt_ids" (no tokenizer needed)
   std::vector<std::string> answers;
   int64_t max_new_tokens = -1;  // -1: the line has none
-  int64_t max_prompt_tokens = -1;  // -1: none; else the case's prompt limit (rat sft-data's test.jsonl)
   int64_t length = 0;           // niah only: the target length in tokens
   double depth = 0;             // niah only
   nlohmann::json fields;        // the whole line
+  // -1: the line has none (rat sft-data writes the authors' prompt budget here)
+  int64_t max_prompt_tokens = -1;
 };
 
 // Reads the cases of `path` (blank lines skipped), at most `limit` of them
