@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 #include "data/sft.h"
 #include "data/sft_tasks.h"
@@ -173,12 +174,11 @@ SftPaddedReport build_sft_padded(const SftPaddedOptions& opt) {
   const int64_t T = r.seq_len;
   std::vector<Rows> rows;
   std::string test_text;
-  for (const char* split : {"train", "validation", "test"}) {
-    const std::string& path = std::string(split) == "train"        ? opt.train
-                              : std::string(split) == "validation" ? opt.validation
-                                                                   : opt.test;
+  const std::pair<std::string, std::string> splits[] = {
+      {"train", opt.train}, {"validation", opt.validation}, {"test", opt.test}};
+  for (const auto& [split, path] : splits) {
     if (path.empty()) continue;
-    const bool test = std::string(split) == "test";
+    const bool test = split == "test";
     const std::vector<Line> lines = read_split(path, opt.task);
     SftSplitReport s;
     s.split = split;
