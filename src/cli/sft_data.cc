@@ -54,15 +54,16 @@ void register_sft_data(CLI::App& app, Runner& run) {
       "dataset's JSONL (fields: see README \"Fine-tune (SFT)\"). Writes, as their data config\n"
       "reads them, OUT/NAME/llama-{train,validation,test}-SEQ-{inputs,labels}.bin, the test\n"
       "split as OUT/NAME/test.jsonl cases for `rat eval --task gen`, tokenizer.model and\n"
-      "sft-data.json. NAME: " +
+      "sft-data.json. NAME (their templates and budgets), or any other with --template:\n  " +
           sft_task_names() +
-          " (their templates and\n"
-          "budgets), or any other with --template.\n"
+          "\n"
+          "Example:\n"
           "  rat sft-data --task wikisum --train train.jsonl --validation val.jsonl \\\n"
           "      --test test.jsonl --seq-len 4096 --tokenizer tokenizer.model --out data/sft\n"
           "\n"
           "--jsonl FILE: {\"prompt\", \"answer\"} lines packed back to back, TEMPLATE(prompt) +\n"
           "answer + eos each; writes PREFIX.inputs.bin, PREFIX.labels.bin, PREFIX.json.\n"
+          "Example:\n"
           "  rat sft-data --jsonl qa.jsonl --tokenizer data/pydoc/tokenizer.model --out "
           "data/sft/qa");
   auto* task = c->add_option("--task", p.task, "the authors' layout for this dataset");
