@@ -46,7 +46,11 @@ std::string at(const ComposedConfig& c, const std::string& dotted) {
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
-  return n.IsNull() ? "<null>" : n.IsScalar() ? n.Scalar() : "<" + std::to_string(n.size()) + ">";
+  if (n.IsNull()) return "<null>";
+  if (n.IsScalar()) return n.Scalar();
+  std::string size = std::to_string(n.size());  // a mapping or list: its size
+  size.insert(0, "<");
+  return size + ">";
 }
 
 TEST(Compose, SelfPositionDecidesWhoWins) {
