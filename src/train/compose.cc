@@ -133,9 +133,12 @@ class Composer {
     Override o;
     o.text = ov;
     std::string s = ov;
-    if (s.rfind("++", 0) == 0) o.kind = Override::kForce, s = s.substr(2);
-    else if (s.rfind("+", 0) == 0) o.kind = Override::kAdd, s = s.substr(1);
-    else if (s.rfind("~", 0) == 0) o.kind = Override::kDelete, s = s.substr(1);
+    if (s.rfind("++", 0) == 0)
+      o.kind = Override::kForce, s = s.substr(2);
+    else if (s.rfind("+", 0) == 0)
+      o.kind = Override::kAdd, s = s.substr(1);
+    else if (s.rfind("~", 0) == 0)
+      o.kind = Override::kDelete, s = s.substr(1);
     size_t eq = s.find('=');
     if (eq == 0 || (eq == std::string::npos && o.kind != Override::kDelete))
       throw Error("override '" + ov + "': expected key=value, group=option, +key=value or ~key");
@@ -183,10 +186,12 @@ class Composer {
     std::string key = item.begin()->first.Scalar();
     e.option = item.begin()->second;
     if (!e.option.IsNull() && !e.option.IsScalar())
-      bad("option of '" + key + "' is " + describe_yaml(e.option) + " (lists of options are not supported)");
+      bad("option of '" + key + "' is " + describe_yaml(e.option) +
+          " (lists of options are not supported)");
     if (key.rfind("optional ", 0) == 0) e.optional = true, key = key.substr(9);
     if (key.rfind("override ", 0) == 0)
-      bad("'" + key + "': `override` entries are not supported by rat; use group=option on the command line");
+      bad("'" + key +
+          "': `override` entries are not supported by rat; use group=option on the command line");
     size_t at = key.find('@');
     if (at != std::string::npos) e.package = key.substr(at + 1), key = key.substr(0, at);
     if (key.empty()) bad("empty group");
@@ -228,8 +233,7 @@ class Composer {
       }
     }
     YAML::Node node;
-    if (text.find_first_not_of(" \t\r\n") != std::string::npos &&
-        !YAML::Load(text).IsNull())
+    if (text.find_first_not_of(" \t\r\n") != std::string::npos && !YAML::Load(text).IsNull())
       node = parse_yaml_mapping(text, file, "a config mapping");
     else
       node = YAML::Node(YAML::NodeType::Map);
@@ -314,7 +318,8 @@ class Composer {
     origin_[path] = line_of(file, key);
     if (v.IsMap() && dst[k].IsMap()) {
       YAML::Node sub = dst[k];
-      for (const auto& kv : v) merge(sub, kv.first, kv.second, path + "." + kv.first.Scalar(), file);
+      for (const auto& kv : v)
+        merge(sub, kv.first, kv.second, path + "." + kv.first.Scalar(), file);
       return;
     }
     dst[k] = YAML::Clone(v);
@@ -362,11 +367,10 @@ class Composer {
     }
     const bool parent_ok = n.IsMap();
     const bool exists = parent_ok && static_cast<const YAML::Node&>(n)[parts.back()].IsDefined();
-    const bool addable =
-        std::find(addable_.begin(), addable_.end(), o.key) != addable_.end();
+    const bool addable = std::find(addable_.begin(), addable_.end(), o.key) != addable_.end();
     if (o.kind == Override::kAdd && exists)
-      throw Error("override '" + o.text + "': '" + o.key +
-                  "' is already in the config, expected " + o.key + "=VALUE to change it");
+      throw Error("override '" + o.text + "': '" + o.key + "' is already in the config, expected " +
+                  o.key + "=VALUE to change it");
     if (!exists && (o.kind == Override::kDelete || (o.kind == Override::kSet && !addable))) {
       std::vector<std::string> keys;
       keys_of(tree_, "", keys);
@@ -396,7 +400,8 @@ class Composer {
     for (size_t dot = o.key.find('.'); dot != std::string::npos; dot = o.key.find('.', dot + 1))
       origin_.emplace(o.key.substr(0, dot), "override '" + o.text + "'");  // sections it created
     origin_[o.key] = "override '" + o.text + "'";
-    for (auto it = origin_.lower_bound(o.key + "."); it != origin_.end() && it->first.rfind(o.key + ".", 0) == 0;)
+    for (auto it = origin_.lower_bound(o.key + ".");
+         it != origin_.end() && it->first.rfind(o.key + ".", 0) == 0;)
       it = origin_.erase(it);
   }
 
@@ -438,8 +443,9 @@ ComposedConfig compose(const std::string& config_dir, const std::vector<std::str
                        const std::vector<std::string>& addable) {
   std::error_code ec;
   if (!fs::is_regular_file(fs::path(config_dir) / "config.yaml", ec))
-    throw Error(config_dir + ": no config.yaml, expected a config folder laid out as the authors' "
-                             "(config.yaml with a defaults list, data/, model/, optim/, experiment/)");
+    throw Error(config_dir +
+                ": no config.yaml, expected a config folder laid out as the authors' "
+                "(config.yaml with a defaults list, data/, model/, optim/, experiment/)");
   return Composer(config_dir, overrides, addable).run();
 }
 
@@ -459,8 +465,9 @@ ComposedConfig compose_file(const std::string& path, const std::vector<std::stri
   fs::path root = file.parent_path();
   while (!fs::is_regular_file(root / "config.yaml", ec)) {
     if (root == root.root_path() || root.empty())
-      throw Error(path + ": has a defaults list but no folder above it holds config.yaml, "
-                         "expected it inside a config tree laid out as the authors'");
+      throw Error(path +
+                  ": has a defaults list but no folder above it holds config.yaml, "
+                  "expected it inside a config tree laid out as the authors'");
     root = root.parent_path();
   }
   const fs::path rel = fs::relative(file, root).replace_extension();
@@ -501,8 +508,8 @@ bool is_section(const std::string& dotted, const KeySchema& s) {
                      [&](const auto& u) { return under(u.first); });
 }
 
-void check_under(const ComposedConfig& c, const YAML::Node& map, const std::vector<std::string>& path,
-                 const KeySchema& schema) {
+void check_under(const ComposedConfig& c, const YAML::Node& map,
+                 const std::vector<std::string>& path, const KeySchema& schema) {
   for (const auto& kv : map) {
     std::vector<std::string> p = path;
     p.push_back(kv.first.Scalar());

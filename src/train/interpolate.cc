@@ -98,9 +98,12 @@ class Arithmetic {
   Num sum() {
     Num a = product();
     for (;;) {
-      if (eat("+")) a = add(a, product(), +1);
-      else if (eat("-")) a = add(a, product(), -1);
-      else return a;
+      if (eat("+"))
+        a = add(a, product(), +1);
+      else if (eat("-"))
+        a = add(a, product(), -1);
+      else
+        return a;
     }
   }
   Num add(Num a, Num b, int sign) {
@@ -174,11 +177,10 @@ class Arithmetic {
     }
     size_t start = i_;
     bool real = false;
-    while (i_ < s_.size() &&
-           (std::isdigit((unsigned char)s_[i_]) || s_[i_] == '.' || s_[i_] == '_' ||
-            ((s_[i_] == 'e' || s_[i_] == 'E') && i_ > start) ||
-            ((s_[i_] == '-' || s_[i_] == '+') && i_ > start &&
-             (s_[i_ - 1] == 'e' || s_[i_ - 1] == 'E')))) {
+    while (i_ < s_.size() && (std::isdigit((unsigned char)s_[i_]) || s_[i_] == '.' ||
+                              s_[i_] == '_' || ((s_[i_] == 'e' || s_[i_] == 'E') && i_ > start) ||
+                              ((s_[i_] == '-' || s_[i_] == '+') && i_ > start &&
+                               (s_[i_ - 1] == 'e' || s_[i_ - 1] == 'E')))) {
       real |= !std::isdigit((unsigned char)s_[i_]) && s_[i_] != '_';
       ++i_;
     }
@@ -212,7 +214,7 @@ class Resolver {
   Resolver(YAML::Node root, const OriginOf& origin) : root_(root), origin_(origin) {}
 
   void resolve_subtree(const Path& at) {
-    std::optional<YAML::Node> n = get(at, at);
+    std::optional<YAML::Node> n = get(at);
     if (!n) return;
     if (n->IsMap()) {
       std::vector<std::string> keys;
@@ -240,8 +242,9 @@ class Resolver {
     if (n.IsMap()) {
       YAML::Node c = n[k];  // const: never inserts
       if (c.IsDefined()) return c;
-    } else if (n.IsSequence() && !k.empty() &&
-               std::all_of(k.begin(), k.end(), [](char c) { return std::isdigit((unsigned char)c); })) {
+    } else if (n.IsSequence() && !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
+                 return std::isdigit((unsigned char)c);
+               })) {
       size_t i = std::stoul(k);
       if (i < n.size()) return n[i];
     }
@@ -249,8 +252,8 @@ class Resolver {
   }
 
   // The node at `p`, with the interpolations met on the way (and at `p`)
-  // resolved; nullopt when the tree has no such key. `from`: for cycles.
-  std::optional<YAML::Node> get(const Path& p, const Path& from) {
+  // resolved; nullopt when the tree has no such key.
+  std::optional<YAML::Node> get(const Path& p) {
     YAML::Node n = root_;
     Path cur;
     for (const std::string& k : p) {
@@ -260,7 +263,6 @@ class Resolver {
       n.reset(*c);
       cur.push_back(k);
     }
-    (void)from;
     if (has_interp(n)) n.reset(resolve_value(cur));
     return n;
   }
@@ -303,7 +305,8 @@ class Resolver {
           if (s[j] == '{') ++depth;
           if (s[j] == '}') --depth;
         }
-        if (depth > 0) fail(at, "unterminated interpolation in '" + s + "', expected a closing '}'");
+        if (depth > 0)
+          fail(at, "unterminated interpolation in '" + s + "', expected a closing '}'");
         if (!text.empty()) out.push_back({false, text});
         text.clear();
         out.push_back({true, s.substr(i + 2, j - 1 - (i + 2))});
@@ -356,8 +359,9 @@ class Resolver {
     if (resolver) return call(b.substr(0, colon), b.substr(colon + 1), at);
     const std::string key = text_of(b, at);  // `${a.${b}}`: the inner one first
     std::optional<YAML::Node> v = select(key, at);
-    if (!v) fail(at, "interpolation '${" + raw + "}' names '" + absolute(key, at) +
-                         "', which the config does not have, expected an existing key");
+    if (!v)
+      fail(at, "interpolation '${" + raw + "}' names '" + absolute(key, at) +
+                   "', which the config does not have, expected an existing key");
     return *v;
   }
 
@@ -378,14 +382,14 @@ class Resolver {
   std::optional<YAML::Node> select(const std::string& key, const Path& at) {
     const std::string dotted = absolute(key, at);
     Path p = dotted.empty() ? Path{} : split_dots(dotted);
-    std::optional<YAML::Node> n = get(p, at);
+    std::optional<YAML::Node> n = get(p);
     if (!n) return std::nullopt;
     if (n->IsScalar() && n->Scalar() == "???")
       fail(at, "'" + dotted + "' is '\?\?\?' (a mandatory value nobody set), expected " + dotted +
                    "=VALUE on the command line");
     if (n->IsMap() || n->IsSequence()) {
       resolve_subtree(p);
-      return YAML::Clone(*get(p, at));
+      return YAML::Clone(*get(p));
     }
     return YAML::Clone(*n);
   }
@@ -431,8 +435,10 @@ class Resolver {
     const std::vector<std::string> raw = split_args(args_text);
     auto need = [&](size_t lo, size_t hi) {
       if (raw.size() < lo || raw.size() > hi)
-        fail(at, "${" + name + ":...} got " + std::to_string(raw.size()) + " argument(s), expected " +
-                     (lo == hi ? std::to_string(lo) : std::to_string(lo) + " to " + std::to_string(hi)));
+        fail(
+            at,
+            "${" + name + ":...} got " + std::to_string(raw.size()) + " argument(s), expected " +
+                (lo == hi ? std::to_string(lo) : std::to_string(lo) + " to " + std::to_string(hi)));
     };
     if (name == "eval") {
       need(1, 1);
@@ -455,9 +461,11 @@ class Resolver {
     if (name == "oc.env") {
       need(1, 2);
       YAML::Node var = arg(raw[0], at);
-      if (const char* v = std::getenv(var.IsScalar() ? var.Scalar().c_str() : "")) return YAML::Node(std::string(v));
+      if (const char* v = std::getenv(var.IsScalar() ? var.Scalar().c_str() : ""))
+        return YAML::Node(std::string(v));
       if (raw.size() > 1) return arg(raw[1], at);
-      fail(at, "${oc.env:" + args_text + "}: the environment has no such variable, expected it set or a default");
+      fail(at, "${oc.env:" + args_text +
+                   "}: the environment has no such variable, expected it set or a default");
     }
     if (name == "now") {
       need(1, 1);

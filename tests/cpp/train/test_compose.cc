@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <sstream>
 #include <string>
 
 #include "test_util.h"
@@ -48,9 +49,7 @@ std::string at(const ComposedConfig& c, const std::string& dotted) {
   }
   if (n.IsNull()) return "<null>";
   if (n.IsScalar()) return n.Scalar();
-  std::string size = std::to_string(n.size());  // a mapping or list: its size
-  size.insert(0, "<");
-  return size + ">";
+  return (std::ostringstream() << "<" << n.size() << ">").str();  // a mapping or list: its size
 }
 
 TEST(Compose, SelfPositionDecidesWhoWins) {
@@ -127,7 +126,7 @@ TEST(Compose, Interpolations) {
   EXPECT_EQ(at(c, "sizes.big"), "110000000000");
   EXPECT_EQ(at(c, "sizes.neg"), "-4");  // Python floors
   EXPECT_EQ(at(c, "sizes.real"), "3.5");
-  EXPECT_EQ(at(c, "sizes.pow"), "512");  // right-associative
+  EXPECT_EQ(at(c, "sizes.pow"), "512");           // right-associative
   EXPECT_EQ(at(c, "cell.init._name_"), "fixed");  // a mapping, copied
   EXPECT_EQ(at(c, "cell.k"), "128");
   EXPECT_EQ(at(c, "cell.none"), "<null>");
@@ -165,10 +164,10 @@ TEST(Compose, Errors) {
   t.add("data/a.yaml", "_name_: a\n");
   t.add("data/sub/b.yaml", "_name_: b\n");
   t.add("config.yaml",
-        "defaults:\n"             // 1
-        "  - data: a\n"           // 2
-        "x: 1\n"                  // 3
-        "y: '${data.nope}'\n");   // 4
+        "defaults:\n"            // 1
+        "  - data: a\n"          // 2
+        "x: 1\n"                 // 3
+        "y: '${data.nope}'\n");  // 4
   std::string e = error_of([&] { t.compose({"data=c"}); });
   EXPECT_NE(e.find("override 'data=c': group 'data' has no option 'c'"), std::string::npos) << e;
   EXPECT_NE(e.find("expected one of: a, sub/b"), std::string::npos) << e;
@@ -313,8 +312,7 @@ TEST(ComposeShipped, SftAsTheAuthorsFiles) {
   EXPECT_EQ(e.train.name, "sft_random");
   EXPECT_EQ(e.val.name, "sft_ordered");
   EXPECT_EQ(e.train.tokenized_input_path, "./data/sft/narrativeqa/llama-train-4096-inputs.bin");
-  EXPECT_EQ(e.val.tokenized_label_path,
-            "./data/sft/narrativeqa/llama-validation-4096-labels.bin");
+  EXPECT_EQ(e.val.tokenized_label_path, "./data/sft/narrativeqa/llama-validation-4096-labels.bin");
   EXPECT_EQ(e.pretrained_path, "./pretrain_1B_100BT_fineweb/ratl16");  // chunk_size interpolated
   EXPECT_EQ(e.save_dir, "./exp/ckpt/sft_narrativeqa");
   // The authors' README: data._name_ picks the dataset, and every path follows.
