@@ -117,7 +117,9 @@ TEST(Compose, Interpolations) {
         "cell: {init: '${init}', k: '${oc.select:sizes.d_head,null}',\n"
         "       none: '${oc.select:sizes.absent,null}', dflt: '${oc.select:sizes.absent,7}'}\n"
         "job: {type: 'sft_${..d.name}', none: 'x${cell.none}'}\n"
-        "chain: {a: '${chain.b}', b: '${chain.c}', c: 5}\n");
+        "chain: {a: '${chain.b}', b: '${chain.c}', c: 5}\n"
+        "stamp: 'y${now:%Y}'\n"
+        "hydra: {run: {dir: '${now:%H}'}}\n");
   ComposedConfig c = t.compose();
   EXPECT_EQ(at(c, "d.train.path"), "/data/nqa/x-4096.bin");
   EXPECT_EQ(at(c, "d.train.seq"), "4096");
@@ -134,6 +136,9 @@ TEST(Compose, Interpolations) {
   EXPECT_EQ(at(c, "job.type"), "sft_nqa");
   EXPECT_EQ(at(c, "job.none"), "xNone");  // OmegaConf's str(None)
   EXPECT_EQ(at(c, "chain.a"), "5");
+  EXPECT_EQ(at(c, "stamp").size(), 5u);  // y and a four-digit year
+  EXPECT_EQ(at(c, "stamp").find_first_not_of("y0123456789"), std::string::npos);
+  EXPECT_EQ(at(c, "hydra"), "<absent>");  // Hydra's own settings leave the job's config
 }
 
 TEST(Compose, OverridesGroupsAndKeysBeforeInterpolation) {
