@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev libyaml-cpp-dev nlohmann-json3-dev
       libcli11-dev libsentencepiece-dev sentencepiece libopenmpi-dev openmpi-bin libgtest-dev
-      gnuplot-nox python3-torch python3-numpy python3-yaml python3.11-doc)
+      gnuplot-nox python3-torch python3-numpy python3-yaml python3.11-doc
+      python3-omegaconf)  # the oracle of the config composition test
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "model/params.h"
 #include "nlohmann/json.hpp"
+#include "train/compose.h"
 #include "util/error.h"
 #include "util/machine.h"
 #include "util/timer.h"
@@ -108,7 +109,13 @@ ModelConfig preset_config(const std::string& mixer, const ModelBenchOpts& o) {
 Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, double bw_gbps,
             double gemm_gflops) {
   const std::string path = name;
-  ModelConfig cfg = preset ? preset_config(name, o) : load_model_config(path);
+  ModelConfig cfg = preset                     ? preset_config(name, o)
+                    : !has_defaults_list(path) ? load_model_config(path)
+                                               : [&] {  // an experiment of the authors' tree
+                                                   ComposedConfig c = compose_file(path, {});
+                                                   check_composed_keys(c, config_file_schema());
+                                                   return model_config_from_yaml(c.tree, c.source);
+                                                 }();
   if (!preset && o.layers > 0) {
     cfg.num_layers = o.layers;
     cfg.resolve(path);

@@ -1,11 +1,15 @@
-// `rat train CONFIG [key=value ...]`: train a model from an experiment config.
+// `rat train CONFIG [key=value ...]` or `rat train experiment=NAME [...]`:
+// train a model from an experiment config, a plain file or composed from a
+// config tree laid out as the authors' (train/compose.h).
 #include <omp.h>
 
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 
 #include "cli/commands.h"
 #include "nlohmann/json.hpp"
+#include "train/compose.h"
 #include "train/distributed.h"
 #include "train/trainer.h"
 #include "util/error.h"
@@ -14,7 +18,7 @@ namespace rat::cli {
 
 namespace {
 struct TrainOpts {
-  std::string config;
+  std::string config, config_dir;
   std::vector<std::string> overrides;
   TrainOptions t;
   bool print_config = false;
@@ -24,6 +28,47 @@ struct TrainOpts {
 };
 
 void on_sigint(int) { request_stop(); }
+
+// ./configs when it is a config tree (the usual case: rat run from its
+// checkout), else the tree of the checkout rat was built from.
+std::string default_config_dir() {
+  std::error_code ec;
+  if (std::filesystem::is_regular_file("configs/config.yaml", ec)) return "configs";
+  return std::string(RAT_SOURCE_DIR) + "/configs";
+}
+
+// A plain experiment file loads as it is; a file with a defaults list, or
+// `experiment=NAME` without a file, composes its tree first (with the
+// overrides, Hydra's way), then loads through the same strict reader.
+Experiment load_train_experiment(const TrainOpts& o) {
+  std::string config = o.config;
+  std::vector<std::string> overrides = o.overrides;
+  std::error_code ec;
+  if (config.find('=') != std::string::npos && !std::filesystem::exists(config, ec)) {
+    overrides.insert(overrides.begin(), config);  // `rat train experiment=NAME ...`
+    config.clear();
+  }
+  ComposedConfig c;
+  if (!config.empty()) {
+    if (!std::filesystem::is_regular_file(config, ec))
+      throw Error(config + ": no such file, expected an experiment config (or experiment=NAME)");
+    if (!has_defaults_list(config)) return load_experiment(config, overrides);
+    c = compose_file(config, overrides, experiment_keys());
+  } else {
+    const std::string dir = o.config_dir.empty() ? default_config_dir() : o.config_dir;
+    if (std::none_of(overrides.begin(), overrides.end(), [](const std::string& ov) {
+          return ov.rfind("experiment=", 0) == 0 || ov.rfind("+experiment=", 0) == 0;
+        })) {
+      std::string names;
+      for (const std::string& n : group_options(dir, "experiment")) names += " " + n;
+      throw Error("no experiment: give a config file or experiment=NAME, expected NAME one of" +
+                  (names.empty() ? " the options of " + dir + "/experiment/" : names));
+    }
+    c = compose(dir, overrides, experiment_keys());
+  }
+  check_composed_keys(c, config_file_schema());
+  return load_experiment(c.tree, c.source, {});
+}
 }  // namespace
 
 void register_train(CLI::App& app, Runner& run) {
@@ -34,6 +79,15 @@ void register_train(CLI::App& app, Runner& run) {
       "Override any key on the command line with dotted paths:\n"
       "  rat train configs/experiment/pydoc/rat-small.yaml optim.optimizer.lr=3e-4 \\\n"
       "      model.backbone.seq_cell.chunk_size=32 trainer.max_steps=200\n"
+      "The authors' experiments compose from the config tree (Hydra's way: config.yaml's\n"
+      "defaults list, group=option and key=value overrides, ${...} interpolations):\n"
+      "  rat train experiment=fineweb_edu/rat-xl --print-config\n"
+      "  rat train experiment=sft/rat-xl data._name_=narrativeqa_summary optim/optimizer=adam\n"
+      "The tree is --config-dir, else ./configs when it holds config.yaml, else the configs/\n"
+      "of rat's source checkout. A CONFIG file with a `defaults:` list composes too, in the\n"
+      "nearest folder above it holding config.yaml (configs/experiment/sft/rat-xl.yaml is\n"
+      "experiment=sft/rat-xl). Keys rat has but the tree lacks (trainer.max_steps) take\n"
+      "key=value; any other new key needs +key=value.\n"
       "The run directory (trainer.save_dir or --run-dir) receives the resolved config.yaml,\n"
       "metrics.jsonl and checkpoints/; run-dir/latest is a model directory that\n"
       "`rat eval` and `rat generate` accept. Ctrl-C finishes the step, saves and exits;\n"
@@ -45,8 +99,11 @@ void register_train(CLI::App& app, Runner& run) {
       "are accumulated to reach it). Only rank 0 writes the run directory (README \"Many\n"
       "machines\"). Under mpirun, "
       "`kill -USR1 <mpirun pid>` finishes the step, saves and exits (mpirun forwards it).");
-  c->add_option("config", o.config, "experiment YAML")->required()->check(CLI::ExistingFile);
-  c->add_option("overrides", o.overrides, "dotted.key=value overrides");
+  c->add_option("config", o.config, "experiment YAML (or leave out and give experiment=NAME)");
+  c->add_option("overrides", o.overrides, "dotted.key=value and group=option overrides");
+  c->add_option("--config-dir", o.config_dir,
+                "config tree for experiment=NAME (default: ./configs if it holds config.yaml, "
+                "else rat's source configs/)");
   c->add_option("--run-dir", o.t.run_dir, "run directory (default: trainer.save_dir)");
   c->add_flag("--json", o.t.json, "log lines as JSON objects");
   c->add_flag("--quiet", o.t.quiet, "no log lines (metrics.jsonl is still written)");
@@ -70,7 +127,7 @@ void register_train(CLI::App& app, Runner& run) {
       ->check(CLI::PositiveNumber);
   c->callback([&run] {
     run = [] {
-      Experiment e = load_experiment(o.config, o.overrides);
+      Experiment e = load_train_experiment(o);
       YAML::Emitter out;
       out << e.resolved;
       if (o.print_config) {

@@ -81,8 +81,14 @@ DataSplit read_split(const YamlSection& s) {
 }  // namespace
 
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
-  YAML::Node root = load_yaml_mapping(
-      path, "an experiment config (a mapping with data, model, optim and trainer)");
+  return load_experiment(
+      load_yaml_mapping(path,
+                        "an experiment config (a mapping with data, model, optim and trainer)"),
+      path, overrides);
+}
+
+Experiment load_experiment(YAML::Node root, const std::string& path,
+                           const std::vector<std::string>& overrides) {
   // The file's own keys first, so their errors cite its lines.
   check_known_keys(root, path, config_file_schema());
   const auto& keys = experiment_keys();

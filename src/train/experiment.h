@@ -57,6 +57,10 @@ struct Experiment {
 // Loads `path`, applies `overrides` ("dotted.key=value"), validates. Unknown
 // keys, in the file or as overrides, are rejected naming the closest valid key.
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides);
+// The same for a tree already loaded (a composed config, train/compose.h);
+// `source` names it in messages.
+Experiment load_experiment(YAML::Node root, const std::string& source,
+                           const std::vector<std::string>& overrides);
 
 // Every dotted key an experiment understands (for suggestions and --help):
 // config_file_schema().keys (model/config.h). Keys in the file outside it are
