@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "compare.h"
 #include "data/tokens.h"
 #include "generate/decoder.h"
 #include "generate/sampling.h"
@@ -42,13 +43,10 @@ struct Checker {
   int failures = 0;
   void compare(const std::string& what, const float* got, const std::vector<float>& want,
                double rel_tol) {
-    double max_ref = 0, max_err = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-      max_ref = std::max(max_ref, double(std::fabs(want[i])));
-      max_err = std::max(max_err, double(std::fabs(got[i] - want[i])));
-    }
-    bool ok = std::isfinite(max_err) && max_err <= rel_tol * std::max(max_ref, 1e-12);
-    if (!ok) {
+    rat::testing::MaxAbsError m;
+    for (size_t i = 0; i < want.size(); ++i) m.add(got[i], want[i]);
+    const double max_ref = m.ref, max_err = m.err;
+    if (!m.within_relative(rel_tol)) {
       ++failures;
       std::printf("  FAIL %s %s: max|err| %.3g, max|ref| %.3g, rel %.3g > %.1g\n",
                   case_name.c_str(), what.c_str(), max_err, max_ref, max_err / max_ref, rel_tol);
@@ -122,7 +120,7 @@ int check_case(const fs::path& dir) {
   nlohmann::json ej = nlohmann::json::parse(jf);
   const double want_loss = ej.at("loss").get<double>();
   const double got_loss = ce.loss_sum / double(ce.count);
-  if (std::fabs(got_loss - want_loss) > 1e-5 * std::fabs(want_loss)) {
+  if (!rat::testing::within(std::fabs(got_loss - want_loss), 1e-5 * std::fabs(want_loss))) {
     ++c.failures;
     std::printf("  FAIL %s loss: %.9g vs %.9g\n", c.case_name.c_str(), got_loss, want_loss);
   }
@@ -136,7 +134,7 @@ int check_case(const fs::path& dir) {
     TokenFile tokens((dir / "tokens.bin").string(), int(cfg.num_bytes));
     EvalResult r = evaluate(*model, tokens, cfg.seq_len, 2);
     const double want = ev.at("loss").get<double>();
-    if (std::fabs(r.loss - want) > 1e-5 * std::fabs(want) ||
+    if (!rat::testing::within(std::fabs(r.loss - want), 1e-5 * std::fabs(want)) ||
         r.tokens != ev.at("counted_tokens").get<int64_t>()) {
       ++c.failures;
       std::printf("  FAIL %s eval: loss %.9g vs %.9g, tokens %lld vs %lld\n", c.case_name.c_str(),
