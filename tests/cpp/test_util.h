@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "../reference/compare.h"
 #include "kernels/gemm.h"
 #include "util/error.h"
 

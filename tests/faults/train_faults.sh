@@ -9,6 +9,14 @@
 #                                           message naming ENOSPC, no partial checkpoint is left, and
 #                                           the first checkpoint resumes. Exits 77 (CTest: skipped)
 #                                           where mounting is not permitted.
+#   train_faults.sh file_limit RAT OUT_DIR  the same failure without privileges, so it runs
+#                                           everywhere: RLIMIT_FSIZE (ulimit -f) below the size of
+#                                           a checkpoint's optimizer state, SIGXFSZ ignored, so the
+#                                           write fails with EFBIG. The first save fails with a
+#                                           message naming the checkpoint and the error, exit
+#                                           non-zero, no temporary file or half checkpoint left,
+#                                           no `latest`; the same run then completes without the
+#                                           limit.
 set -euo pipefail
 mode=$1
 rat=$(realpath "$2")
@@ -111,7 +119,26 @@ disk_full)
   [[ $(readlink run/latest) == checkpoints/step-00000008 ]] || fail "resumed run ended at $(readlink run/latest)"
   echo "OK: full disk at step 4 kept step 2, which resumed to step 8"
   ;;
+file_limit)
+  write_config 8 0.25   # a checkpoint every 2 steps; optimizer.safetensors about 170 KB
+  rc=0
+  # 100 blocks of 1024 bytes: metrics.jsonl and the config fit, a checkpoint does not.
+  ( trap '' XFSZ; ulimit -f 100; exec "$rat" train exp.yaml --quiet > train.out 2> train.err ) || rc=$?
+  cat train.out train.err
+  (( rc != 0 )) || fail "rat train succeeded with every checkpoint too large to write"
+  (( rc < 128 )) || fail "rat train died of a signal ($rc) instead of reporting the failed write"
+  grep -q "saving checkpoint step-00000002 failed" train.err || fail "error should name the checkpoint being saved"
+  grep -q "File too large" train.err || fail "error should name EFBIG"
+  [[ -z $(find run -name '*.tmp*') ]] || fail "temporary files left: $(find run -name '*.tmp*')"
+  [[ ! -e run/latest ]] || fail "latest exists after the only save failed"
+  [[ -z $(ls run/checkpoints 2>/dev/null) ]] || fail "checkpoints left: $(ls run/checkpoints)"
+  (( $(wc -l < train.err) <= 3 )) || fail "more than a short message on stderr"
+  rm -rf run
+  "$rat" train exp.yaml --quiet > again.out 2>&1 || { cat again.out; fail "the same run without the limit failed"; }
+  [[ $(readlink run/latest) == checkpoints/step-00000008 ]] || fail "unlimited run ended at $(readlink run/latest)"
+  echo "OK: a file size limit failed the first save cleanly (EFBIG named, nothing left half-written)"
+  ;;
 *)
-  fail "unknown mode '$mode' (sigint | disk_full)"
+  fail "unknown mode '$mode' (sigint | disk_full | file_limit)"
   ;;
 esac

@@ -23,6 +23,7 @@ backward is computed identically in every layout and only the order in which
 micro-batch gradients and losses are summed differs.
 """
 import json
+import re
 import os
 import shutil
 import signal
@@ -191,6 +192,27 @@ def test_equivalence(r, d):
               "comm_wait_s logged every step")
 
 
+def loss_steps(run_dir):
+    """The steps of the metrics file's loss records, in file order."""
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [j["step"] for j in map(json.loads, f) if "loss" in j]
+
+
+def resume_and_check(r, n_ranks, cfg, run_dir, at_step):
+    """Resumes run_dir and checks it was a real resume at `at_step`, not a silent
+    restart with the same seed (which would reach the same final losses and, the
+    last record of a step winning, the same per-step table): the trainer says
+    where it resumed, and the records this run added are exactly steps
+    at_step+1 .. STEPS, once each."""
+    before = loss_steps(run_dir)
+    p = r.run(n_ranks, cfg, run_dir, "trainer.load_checkpoint=true")
+    check(re.search(r"resumed from \S*step-%08d at step %d\b" % (at_step, at_step), p.stdout),
+          "resumed at step %d: %s" % (at_step, p.stdout.strip().splitlines()[:2]))
+    added = loss_steps(run_dir)[len(before):]
+    check(added == list(range(at_step + 1, STEPS + 1)),
+          "the resumed run logged steps %d..%d once each (got %s)" % (at_step + 1, STEPS, added))
+
+
 def test_resume(r, d):
     write_tokens(os.path.join(d, "train.bin"), make_samples(SAMPLES, 2))
     tb = os.path.join(d, "train.bin")
@@ -213,7 +235,7 @@ def test_resume(r, d):
         p = r.run(n, cfg, part, "trainer.load_checkpoint=true", check=False)
         check(p.returncode != 0 and "written by 2 ranks but this run has %d" % max(n, 1)
               in p.stderr, "resume with %d rank(s) refused with a clear message" % max(n, 1))
-    r.run(2, cfg, part, "trainer.load_checkpoint=true")
+    resume_and_check(r, 2, cfg, part, 3)
     test_stop_signal_to_one_rank(r, d, tb)
     a, va = metrics(straight)
     b, vb = metrics(part)
@@ -317,7 +339,7 @@ def test_rank_failure(r, d):
                   "surviving rank says why it ended and how to resume")
         step = check_latest_complete(run)
         check(step in (2, 3), "last checkpoint is from step %d (rank 1 failed in step 4)" % step)
-        r.run(2, cfg, run, "trainer.load_checkpoint=true")
+        resume_and_check(r, 2, cfg, run, step)
         a, _ = metrics(straight)
         b, _ = metrics(run)
         check(all(a[s]["loss"] == b[s]["loss"] for s in range(step + 1, STEPS + 1)),

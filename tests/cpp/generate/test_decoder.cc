@@ -32,6 +32,7 @@
 
 namespace rat {
 namespace {
+using rat::testing::max_or_nan;
 
 constexpr double kRelTol = 2e-5;
 
@@ -99,8 +100,8 @@ using rat::testing::random_ids;
 double rel_err(const float* got, const float* want, int64_t V) {
   double e = 0, m = 0;
   for (int64_t v = 0; v < V; ++v) {
-    e = std::max(e, std::fabs(double(got[v]) - double(want[v])));
-    m = std::max(m, std::fabs(double(want[v])));
+    e = max_or_nan(e, std::fabs(double(got[v]) - double(want[v])));
+    m = max_or_nan(m, std::fabs(double(want[v])));
   }
   return e / m;
 }
@@ -126,13 +127,13 @@ double check_prefill_steps(const ModelConfig& cfg, int64_t T, const std::string&
     double e = rel_err(got.data(), full.data() + (p - 1) * V, V);
     EXPECT_LE(e, tol) << what << ": prefill of " << p << " tokens";
     if (e > tol) return e;
-    worst = std::max(worst, e);
+    worst = max_or_nan(worst, e);
     for (int64_t t = p; t < T; ++t) {
       dec.step(&slot, &ids[size_t(t)], 1, got.data());
       e = rel_err(got.data(), full.data() + t * V, V);
       EXPECT_LE(e, tol) << what << ": prompt " << p << ", step at position " << t;
       if (e > tol) return e;
-      worst = std::max(worst, e);
+      worst = max_or_nan(worst, e);
     }
     EXPECT_EQ(dec.length(slot), T);
   }
@@ -295,7 +296,7 @@ TEST(Generate, OverlappedBf16ProductsMatchWholeBatch) {
       EXPECT_LE(e, 1e-3) << "step " << k << ", row " << i;
       EXPECT_LE(rel_err(c.data() + i * V, a.data() + i * V, V), 1e-3)
           << "decoder made before bf16 was set: step " << k << ", row " << i;
-      worst = std::max(worst, e);
+      worst = max_or_nan(worst, e);
     }
   }
   // New weights (as after training steps): the overlapped path's regrouped
@@ -373,8 +374,8 @@ TEST(Generate, DecodeAttendUnrolledMatchesFloat64) {
               const float* row = j < n ? &vv[size_t(j * P)] : ve.data();
               want += std::exp(s[size_t(j)] - mx) / z * row[i];
             }
-            err = std::max(err, std::fabs(want - o[size_t(i)]));
-            big = std::max(big, std::fabs(want));
+            err = max_or_nan(err, std::fabs(want - o[size_t(i)]));
+            big = max_or_nan(big, std::fabs(want));
           }
           EXPECT_LE(err, 1e-5 * big)
               << "P " << P << " n " << n << " extra " << extra << " bf16 " << bf16;

@@ -24,6 +24,7 @@
 
 namespace rat {
 namespace {
+using rat::testing::max_or_nan;
 
 constexpr float kSentinel = 12345.f;
 
@@ -38,14 +39,14 @@ double max_abs_diff(const float* a, const float* b, int64_t rows, int64_t cols, 
   double m = 0;
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c)
-      m = std::max(m, std::fabs(double(a[r * ld + off + c]) - double(b[r * ld + off + c])));
+      m = max_or_nan(m, std::fabs(double(a[r * ld + off + c]) - double(b[r * ld + off + c])));
   return m;
 }
 
 double max_abs(const float* a, int64_t rows, int64_t cols, int64_t ld, int64_t off = 0) {
   double m = 0;
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) m = std::max(m, std::fabs(double(a[r * ld + off + c])));
+    for (int64_t c = 0; c < cols; ++c) m = max_or_nan(m, std::fabs(double(a[r * ld + off + c])));
   return m;
 }
 
@@ -79,7 +80,7 @@ TEST(VecMath, ExpWithinTwoUlp) {
   vec_exp(x.data(), y.data(), int64_t(x.size()));
   double worst = 0;
   for (size_t i = 0; i < x.size(); ++i)
-    worst = std::max(worst, ulp_error(y[i], std::exp(double(x[i]))));
+    worst = max_or_nan(worst, ulp_error(y[i], std::exp(double(x[i]))));
   EXPECT_LE(worst, 2.0);
 }
 

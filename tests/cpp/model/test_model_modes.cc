@@ -15,10 +15,12 @@
 
 #include "model/decode_state.h"
 #include "model/model.h"
+#include "test_util.h"
 #include "util/error.h"
 
 namespace rat {
 namespace {
+using rat::testing::max_or_nan;
 
 MixerConfig cell(MixerKind kind, int64_t L = 4, int64_t window = 0) {
   MixerConfig m;
@@ -171,8 +173,8 @@ TEST(ModelModes, PrefillStateEqualsExportAfterTrainForward) {
         // so a few ulps (see test_generate.cc for the 2e-5 bound).
         double err = 0, top = 0;
         for (int64_t v = 0; v < V; ++v) {
-          err = std::max(err, std::fabs(double(last[size_t(v)]) - all[size_t((n - 1) * V + v)]));
-          top = std::max(top, std::fabs(double(all[size_t((n - 1) * V + v)])));
+          err = max_or_nan(err, std::fabs(double(last[size_t(v)]) - all[size_t((n - 1) * V + v)]));
+          top = max_or_nan(top, std::fabs(double(all[size_t((n - 1) * V + v)])));
         }
         EXPECT_LE(err, 2e-5 * top) << what;
         ASSERT_EQ(pre->rat.size(), exp->rat.size());
