@@ -121,12 +121,14 @@ def optimizer_state(ck, src, cfg, params):
     return out, (steps.pop() if steps else 0)
 
 
-def check_with_rat(rat, model_dir):
+def check_with_rat(rat, model_dir, src):
     p = subprocess.run([rat, "generate", "--model", model_dir, "--prompt-ids", "0", "--max-new-tokens", "1",
                         "--greedy", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
         lines = [l for l in p.stderr.strip().splitlines() if l.strip()] or ["rat exited %d" % p.returncode]
-        raise A.ConvertError("the converted model does not load in rat: " + lines[-1].replace(model_dir, "OUT"))
+        why = lines[-1].replace(model_dir + os.sep, "").replace(model_dir, "")
+        why = why[len("error: "):] if why.startswith("error: ") else why
+        raise A.ConvertError("%s: its model does not load in rat: %s" % (src, why))
 
 
 def convert(a):
@@ -154,7 +156,7 @@ def convert(a):
         with open(os.path.join(tmp, "config.yaml"), "w") as f:
             yaml.safe_dump(rc, f, sort_keys=False)
         A.write_safetensors(os.path.join(tmp, "model.safetensors"), params, "BF16" if a.dtype == "bf16" else "F32")
-        check_with_rat(rat, tmp)
+        check_with_rat(rat, tmp, a.input)
         if resume:
             step = int(ck["step"]) + 1  # the authors count the last finished step from 0
             name = A.checkpoint_name(step)

@@ -7,7 +7,7 @@
                        [--seq T] [--save-model OUTDIR] [--exp-config EXP.yaml]
                        [--optimizer adamw|adam|sgd|rmsprop] [--alpha 0.99] [--momentum 0] [--centered]
                        [--scheduler cosine|constant|step] [--step-size N] [--gamma 0.1]
-                       [--save-pth OUT.pth] [--resume-pth IN.pth]
+                       [--save-pth OUT.pth] [--resume-pth IN.pth] [--stop-after K]
 
 DIR holds config.yaml + model.safetensors (e.g. a make_case.py case's model/); the weights are read
 (any of F32/BF16/F16) and widened to float32; all compute is float32 on the CPU.
@@ -47,8 +47,8 @@ The optimiser's parameters are in the order of the authors' task.parameters() (a
 their state_dict order with the tied head left out, so --save-pth writes the optimizer state_dict
 their trainer's load_checkpoint reads. --save-pth OUT.pth writes the authors' checkpoint after the last
 step: {"task": state_dict with "_orig_mod." prefixes (torch.compile's), "config": easydict.EasyDict of
-the experiment, "step": last step index (steps - 1), "optimizer", "lr_scheduler" (StepLR's, or a
-{"last_epoch"} record for the others), "resume_kwargs": {"resume_step": steps - 1}}. --resume-pth IN.pth
+the experiment, "step": index of the last step run (--steps - 1, or K - 1 with --stop-after K), "optimizer", "lr_scheduler" (StepLR's, or a
+{"last_epoch"} record for the others), "resume_kwargs": {"resume_step": step}}. --resume-pth IN.pth
 loads such a file (weights, optimizer and scheduler state) and runs steps k+1 .. --steps - 1 of the
 same run, k its "step"; the log holds only those steps.
 
@@ -235,6 +235,8 @@ def main(argv=None):
     ap.add_argument("--gamma", type=float, default=0.1)
     ap.add_argument("--save-pth", help="write the authors' {step}.pth checkpoint after the last step")
     ap.add_argument("--resume-pth", help="resume from an authors' checkpoint (as --save-pth writes)")
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="stop after this many steps of the --steps run (0: run them all)")
     if argv is None:
         argv = sys.argv[1:]
     a = ap.parse_args(argv)
@@ -280,7 +282,8 @@ def main(argv=None):
     hp = {k: v for k, v in vars(a).items()}
     hp["seq"] = T
     log = {"hparams": hp, "num_samples": n, "steps": []}
-    for s in range(first, a.steps):
+    last = min(a.steps, first + a.stop_after) if a.stop_after > 0 else a.steps
+    for s in range(first, last):
         if sched is not None:
             lr = opt.param_groups[0]["lr"]
         else:
@@ -316,7 +319,7 @@ def main(argv=None):
     with open(a.out, "w") as f:
         json.dump(log, f, indent=1)
     if a.save_pth:
-        save_authors_pth(a, cfg, model, opt, sched, a.steps - 1)
+        save_authors_pth(a, cfg, model, opt, sched, last - 1)
     if a.save_model:
         os.makedirs(a.save_model, exist_ok=True)
         R.save_config(cfg, os.path.join(a.save_model, "config.yaml"))
