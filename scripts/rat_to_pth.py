@@ -104,6 +104,19 @@ def torch_optimizer(o, params):
                                momentum=o["momentum"], centered=bool(o["centered"]))
 
 
+def torch_step_entry(o, osteps):
+    """The per-parameter "step" of this torch version's optimizer class (a float tensor for Adam(W)
+    since torch 1.12, an int for RMSprop in 1.13, none for SGD): one step of it on a dummy shows which."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch_optimizer(o, [p])
+    p.grad = torch.zeros(1)
+    opt.step()
+    v = opt.state[p].get("step")
+    if v is None:
+        return None
+    return torch.tensor(float(osteps), dtype=v.dtype) if torch.is_tensor(v) else type(v)(osteps)
+
+
 def lr_at(o, s, step, total):
     """rat's lr of optimiser step `step` (src/train/optimizer.cc lr_at); None if it needs an unknown total."""
     base = float(o["lr"])
@@ -186,8 +199,9 @@ def convert(a):
         if "initial_lr" not in osd["param_groups"][0]:
             osd["param_groups"][0]["initial_lr"] = float(o["lr"])
         state = {}
+        step_entry = torch_step_entry(o, osteps)
         for i, n in enumerate(order):
-            e = {} if o["_name_"] == "sgd" else {"step": torch.tensor(float(osteps))}
+            e = {} if step_entry is None else {"step": step_entry}
             for sn in names:
                 key = sn + "." + n
                 if key not in st:

@@ -99,7 +99,10 @@ def tensors_equal(what, a, b):
         fail("%s: names differ: only left %s, only right %s" % (what, sorted(set(a) - set(b)), sorted(set(b) - set(a))))
         return
     for k in a:
-        if a[k].dtype != b[k].dtype or a[k].shape != b[k].shape or not torch.equal(a[k], b[k]):
+        if not torch.is_tensor(a[k]):
+            if type(a[k]) != type(b[k]) or a[k] != b[k]:
+                fail("%s: %s is %r, want %r" % (what, k, b[k], a[k]))
+        elif a[k].dtype != b[k].dtype or a[k].shape != b[k].shape or not torch.equal(a[k], b[k]):
             fail("%s: tensor %s differs" % (what, k))
 
 
