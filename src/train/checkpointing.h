@@ -4,7 +4,8 @@
 //                                   `rat eval` and `rat generate` take it as is;
 //   optimizer.safetensors           STATE.NAME per parameter NAME and state tensor of the
 //                                   optimiser (f32, torch's state names): exp_avg, exp_avg_sq
-//                                   (adam, adamw); square_avg [momentum_buffer] [grad_avg] (rmsprop);
+//                                   (adam, adamw); square_avg [momentum_buffer] [grad_avg]
+//                                   (rmsprop);
 //   trainer_state.json              {"step", "optimizer_steps", "world"};
 //   tokenizer.model                 copied from the training data's folder, if there.
 // run/latest is a relative symlink to the newest; the two newest are kept.

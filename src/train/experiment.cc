@@ -162,8 +162,8 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       if (optimizer.has(k))
         optimizer.fail(k, "is an rmsprop option, but optim.optimizer._name_ is " + e.optimizer);
   if (e.optimizer != "rmsprop" && e.optimizer != "sgd" && optimizer.has("momentum"))
-    optimizer.fail("momentum", "is an sgd/rmsprop option, but optim.optimizer._name_ is " +
-                                   e.optimizer);
+    optimizer.fail("momentum",
+                   "is an sgd/rmsprop option, but optim.optimizer._name_ is " + e.optimizer);
   if (e.momentum < 0)
     optimizer.fail("momentum", "got " + number(e.momentum) + ", expected a number >= 0");
   if (e.optimizer == "rmsprop" && !(e.alpha >= 0 && e.alpha < 1))
@@ -178,8 +178,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   e.gamma = sched.opt_double("gamma").value_or(e.gamma);
   if (e.scheduler == "step" && e.step_size <= 0) {
     if (!sched.has("step_size")) sched.missing("step_size", "a positive number of optimiser steps");
-    sched.fail("step_size",
-               "got " + std::to_string(e.step_size) + ", expected a positive integer");
+    sched.fail("step_size", "got " + std::to_string(e.step_size) + ", expected a positive integer");
   }
   e.warmup_iter = sched.opt_double("warmup_iter").value_or(e.warmup_iter);
   e.eta_min = sched.opt_double("eta_min").value_or(e.eta_min);
@@ -189,8 +188,9 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     e.seed = uint64_t(*seed);
   }
   if (auto dt = trainer.opt_str("dtype"); dt && (*dt == "float16" || *dt == "f16"))
-    trainer.fail("dtype", "float16 is not supported by rat (no fp16 kernels or loss scaling), "
-                          "expected float32 or bfloat16");
+    trainer.fail("dtype",
+                 "float16 is not supported by rat (no fp16 kernels or loss scaling), "
+                 "expected float32 or bfloat16");
   e.precision = trainer.opt_enum("dtype", precision_names()).value_or(e.precision);
   e.max_epoch = trainer.opt_int("max_epoch").value_or(e.max_epoch);
   e.max_steps = trainer.opt_int("max_steps").value_or(e.max_steps);

@@ -44,7 +44,8 @@ struct Experiment {
   double gamma = 0.1;      // step (StepLR's default)
   // trainer
   uint64_t seed = 1005;
-  Precision precision = Precision::kF32;  // trainer.dtype: float32 | bfloat16 (or f32 | bf16); float16 refused
+  Precision precision =
+      Precision::kF32;  // trainer.dtype: float32 | bfloat16 (or f32 | bf16); float16 refused
   int64_t max_epoch = 1, max_steps = -1;
   double gradient_clipping = 0;  // 0: off
   int64_t log_interval = 50;

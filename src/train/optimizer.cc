@@ -38,7 +38,9 @@ double clip_by_norm(float* g, int64_t n, double norm, double clip) {
 }
 
 Optimizer::Optimizer(const OptimConfig& c, int64_t n) : c_(c), n_(n) {
-  auto add = [&](const char* name) { state_.push_back({name, std::vector<float>(size_t(n), 0.f)}); };
+  auto add = [&](const char* name) {
+    state_.push_back({name, std::vector<float>(size_t(n), 0.f)});
+  };
   if (c.name == "adamw" || c.name == "adam") {
     add("exp_avg");
     add("exp_avg_sq");

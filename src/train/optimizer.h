@@ -13,10 +13,10 @@ namespace rat {
 struct OptimConfig {
   std::string name = "adamw";  // adamw | adam | sgd | rmsprop
   double lr = 8e-4, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
-  double alpha = 0.99;    // rmsprop (torch.optim.RMSprop's default)
-  double momentum = 0;    // rmsprop, sgd
-  bool centered = false;  // rmsprop
-  std::string scheduler = "cosine";   // cosine | constant | step
+  double alpha = 0.99;               // rmsprop (torch.optim.RMSprop's default)
+  double momentum = 0;               // rmsprop, sgd
+  bool centered = false;             // rmsprop
+  std::string scheduler = "cosine";  // cosine | constant | step
   double warmup_iter = 0.05, eta_min = 1e-6;
   int64_t step_size = 1;  // step: lr *= gamma every step_size optimiser steps
   double gamma = 0.1;

@@ -125,8 +125,8 @@ TEST(ExperimentConfig, RmspropSgdAndStepKeys) {
   EXPECT_EQ(r.momentum, 0.5);
   EXPECT_TRUE(r.centered);
   EXPECT_EQ(load_experiment(p, {"optim.optimizer._name_=sgd"}).momentum, 0.9);  // their sgd.yaml
-  Experiment s = load_experiment(p, {"optim.lr_scheduler._name_=step",
-                                     "optim.lr_scheduler.step_size=7"});
+  Experiment s =
+      load_experiment(p, {"optim.lr_scheduler._name_=step", "optim.lr_scheduler.step_size=7"});
   EXPECT_EQ(s.scheduler, "step");
   EXPECT_EQ(s.step_size, 7);
   EXPECT_EQ(s.gamma, 0.1);  // StepLR's default
