@@ -162,7 +162,7 @@ def easydict_class():
                     self[k] = v
                     setattr(self, k, v)
 
-        EasyDict.__module__ = "easydict"
+        EasyDict.__module__, EasyDict.__qualname__ = "easydict", "EasyDict"
         mod.EasyDict = EasyDict
         sys.modules["easydict"] = mod
         return EasyDict

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The authors' (CLAIRE-Labo/RAT) checkpoint -> a rat model directory, and a rat training checkpoint.
 
-    pth_to_rat.py IN.pth OUT_DIR [--dtype f32|bf16] [--weights-only] [--rat PATH]
+    pth_to_rat.py IN.pth OUT_DIR [--dtype f32|bf16] [--weights-only] [--tokenizer tokenizer.model] [--rat PATH]
 
 OUT_DIR/config.yaml       data (seq_len, vocab_size, num_bytes, ignore_input_index), model (the
                           checkpoint's, whole) and task (tie_embedding, ignore_index) of its config;
@@ -156,6 +156,10 @@ def convert(a):
         with open(os.path.join(tmp, "config.yaml"), "w") as f:
             yaml.safe_dump(rc, f, sort_keys=False)
         A.write_safetensors(os.path.join(tmp, "model.safetensors"), params, "BF16" if a.dtype == "bf16" else "F32")
+        if a.tokenizer:
+            if not os.path.isfile(a.tokenizer):
+                raise A.ConvertError("%s: no such file (--tokenizer)" % a.tokenizer)
+            shutil.copy(a.tokenizer, os.path.join(tmp, "tokenizer.model"))
         check_with_rat(rat, tmp, a.input)
         if resume:
             step = int(ck["step"]) + 1  # the authors count the last finished step from 0
@@ -189,6 +193,7 @@ def main():
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="of OUT_DIR/model.safetensors")
     ap.add_argument("--weights-only", action="store_true", help="no resumable run, even with optimizer state")
     ap.add_argument("--rat", help="the rat binary that checks the result")
+    ap.add_argument("--tokenizer", help="tokenizer.model to copy into OUT_DIR (for rat generate --prompt)")
     a = ap.parse_args()
     try:
         convert(a)
