@@ -81,7 +81,10 @@ def optimizer_state(ck, src, cfg, params):
     """{rat state name.param name: tensor} and the optimiser step count from the torch optimizer
     state_dict, whose integer keys index the authors' task.parameters() order."""
     opt_cfg = (cfg.get("optim") or {}).get("optimizer") or {}
-    state_names = A.rat_state_names(opt_cfg)
+    try:
+        state_names = A.rat_state_names(opt_cfg)
+    except A.ConvertError as e:
+        raise A.ConvertError("%s: config.%s (or convert with --weights-only)" % (src, e))
     sched = ((cfg.get("optim") or {}).get("lr_scheduler") or {}).get("_name_", "cosine")
     if sched not in ("cosine", "constant", "step"):
         raise A.ConvertError("%s: config.optim.lr_scheduler._name_ '%s' is not supported by rat, expected one "
