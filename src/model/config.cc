@@ -185,8 +185,9 @@ const KeySchema& config_file_schema() {
     for (const char* split : {"train", "val"})
       add(std::string("data.") + split, {"_name_", "tokenized_file_path", "tokenized_input_path",
                                          "tokenized_label_path", "limit_tokens"});
-    add("optim.optimizer", {"_name_", "lr", "weight_decay", "betas", "eps"});
-    add("optim.lr_scheduler", {"_name_", "warmup_iter", "eta_min"});
+    add("optim.optimizer",
+        {"_name_", "lr", "weight_decay", "betas", "eps", "alpha", "momentum", "centered"});
+    add("optim.lr_scheduler", {"_name_", "warmup_iter", "eta_min", "step_size", "gamma"});
     add("trainer", {"seed", "dtype", "max_epoch", "max_steps", "gradient_clipping", "log_interval",
                     "eval_interval", "eval_when_log", "save_checkpoint", "load_checkpoint",
                     "save_interval", "save_dir", "pretrained_path"});
@@ -231,7 +232,6 @@ const KeySchema& config_file_schema() {
     unsupported("model.head._name_", "lm");
     unsupported("model.head.init", init);
     unsupported("task._name_", "lm");
-    unsupported("optim.optimizer.momentum", "0");
     return s;
   }();
   return schema;

@@ -28,10 +28,9 @@ void write_checkpoint_files(const fs::path& dir, Model& model, Optimizer& opt, c
                             const std::string& tokenizer) {
   save_model_dir(model, dir.string());
   std::vector<TensorToWrite> ts;
-  for (const ParamSpec& s : model.layout().specs()) {
-    ts.push_back({"exp_avg." + s.name, s.shape, opt.exp_avg().data() + s.offset});
-    ts.push_back({"exp_avg_sq." + s.name, s.shape, opt.exp_avg_sq().data() + s.offset});
-  }
+  for (const ParamSpec& s : model.layout().specs())
+    for (OptimState& b : opt.state())
+      ts.push_back({b.name + "." + s.name, s.shape, b.data.data() + s.offset});
   write_safetensors((dir / "optimizer.safetensors").string(), ts, DType::kF32);
   const nlohmann::json j = {
       {"step", st.step}, {"optimizer_steps", opt.steps()}, {"world", st.world}};
@@ -107,10 +106,9 @@ void load_checkpoint(const fs::path& dir, Model& model, Optimizer& opt, TrainSta
   for (const ParamSpec& s : model.layout().specs())
     w.read_f32(s.name, s.shape, model.params() + s.offset);
   SafetensorsReader o((dir / "optimizer.safetensors").string());
-  for (const ParamSpec& s : model.layout().specs()) {
-    o.read_f32("exp_avg." + s.name, s.shape, opt.exp_avg().data() + s.offset);
-    o.read_f32("exp_avg_sq." + s.name, s.shape, opt.exp_avg_sq().data() + s.offset);
-  }
+  for (const ParamSpec& s : model.layout().specs())
+    for (OptimState& b : opt.state())
+      o.read_f32(b.name + "." + s.name, s.shape, b.data.data() + s.offset);
   const fs::path state = dir / "trainer_state.json";
   int64_t step = 0, optimizer_steps = 0;
   int world = 1;

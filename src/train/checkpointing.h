@@ -2,7 +2,10 @@
 // run/checkpoints/step-NNNNNNNN (N: optimiser steps done), holding
 //   config.yaml, model.safetensors  a model directory (model/checkpoint.cc), so
 //                                   `rat eval` and `rat generate` take it as is;
-//   optimizer.safetensors           exp_avg.NAME and exp_avg_sq.NAME per parameter (f32);
+//   optimizer.safetensors           STATE.NAME per parameter NAME and state tensor of the
+//                                   optimiser (f32, torch's state names): exp_avg, exp_avg_sq
+//                                   (adam, adamw); square_avg [momentum_buffer] [grad_avg]
+//                                   (rmsprop);
 //   trainer_state.json              {"step", "optimizer_steps", "world"};
 //   tokenizer.model                 copied from the training data's folder, if there.
 // run/latest is a relative symlink to the newest; the two newest are kept.

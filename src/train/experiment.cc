@@ -144,10 +144,13 @@ Experiment load_experiment(YAML::Node root, const std::string& path,
   e.optimizer = optimizer.opt_str("_name_").value_or(e.optimizer);
   // The authors' defaults per optimizer (configs/optim/optimizer/*.yaml, and
   // PyTorch's where their file has none: Adam's weight decay 0, eps 1e-8).
+  // rmsprop: the authors have no file, so torch.optim.RMSprop's defaults.
   if (e.optimizer == "sgd")
-    e.lr = 0.1, e.weight_decay = 5e-4;
+    e.lr = 0.1, e.weight_decay = 5e-4, e.momentum = 0.9;
   else if (e.optimizer == "adam")
     e.weight_decay = 0.0;
+  else if (e.optimizer == "rmsprop")
+    e.lr = 1e-2, e.weight_decay = 0.0;
   e.lr = optimizer.opt_double("lr").value_or(e.lr);
   e.weight_decay = optimizer.opt_double("weight_decay").value_or(e.weight_decay);
   if (auto betas = optimizer.opt_double_list("betas")) {
@@ -157,7 +160,32 @@ Experiment load_experiment(YAML::Node root, const std::string& path,
     e.beta1 = (*betas)[0], e.beta2 = (*betas)[1];
   }
   e.eps = optimizer.opt_double("eps").value_or(e.eps);
+  e.alpha = optimizer.opt_double("alpha").value_or(e.alpha);
+  e.momentum = optimizer.opt_double("momentum").value_or(e.momentum);
+  e.centered = optimizer.opt_bool("centered").value_or(e.centered);
+  if (e.optimizer != "rmsprop")
+    for (const char* k : {"alpha", "centered"})
+      if (optimizer.has(k))
+        optimizer.fail(k, "is an rmsprop option, but optim.optimizer._name_ is " + e.optimizer);
+  if (e.optimizer != "rmsprop" && e.optimizer != "sgd" && optimizer.has("momentum"))
+    optimizer.fail("momentum",
+                   "is an sgd/rmsprop option, but optim.optimizer._name_ is " + e.optimizer);
+  if (e.momentum < 0)
+    optimizer.fail("momentum", "got " + number(e.momentum) + ", expected a number >= 0");
+  if (e.optimizer == "rmsprop" && !(e.alpha >= 0 && e.alpha < 1))
+    optimizer.fail("alpha", "got " + number(e.alpha) + ", expected a number in [0, 1)");
   e.scheduler = sched.opt_str("_name_").value_or(e.scheduler);
+  if (e.scheduler == "plateau")
+    sched.fail("_name_",
+               "plateau (ReduceLROnPlateau) is not supported by rat: it needs the validation "
+               "metric at each step and the authors' trainer calls lr_scheduler.step() without "
+               "one; expected one of cosine, constant, step");
+  e.step_size = sched.opt_int("step_size").value_or(e.step_size);
+  e.gamma = sched.opt_double("gamma").value_or(e.gamma);
+  if (e.scheduler == "step" && e.step_size <= 0) {
+    if (!sched.has("step_size")) sched.missing("step_size", "a positive number of optimiser steps");
+    sched.fail("step_size", "got " + std::to_string(e.step_size) + ", expected a positive integer");
+  }
   e.warmup_iter = sched.opt_double("warmup_iter").value_or(e.warmup_iter);
   e.eta_min = sched.opt_double("eta_min").value_or(e.eta_min);
   if (auto seed = trainer.opt_int("seed")) {
@@ -165,6 +193,10 @@ Experiment load_experiment(YAML::Node root, const std::string& path,
       trainer.fail("seed", "got " + std::to_string(*seed) + ", expected a non-negative integer");
     e.seed = uint64_t(*seed);
   }
+  if (auto dt = trainer.opt_str("dtype"); dt && (*dt == "float16" || *dt == "f16"))
+    trainer.fail("dtype",
+                 "float16 is not supported by rat (no fp16 kernels or loss scaling), "
+                 "expected float32 or bfloat16");
   e.precision = trainer.opt_enum("dtype", precision_names()).value_or(e.precision);
   e.max_epoch = trainer.opt_int("max_epoch").value_or(e.max_epoch);
   e.max_steps = trainer.opt_int("max_steps").value_or(e.max_steps);
@@ -188,12 +220,13 @@ Experiment load_experiment(YAML::Node root, const std::string& path,
     data.fail("global_batch_size", "got " + std::to_string(e.global_batch_size) +
                                        ", expected a positive multiple of data.batch_size " +
                                        std::to_string(e.batch_size));
-  if (e.optimizer != "adamw" && e.optimizer != "adam" && e.optimizer != "sgd")
-    optimizer.fail("_name_",
-                   "unknown optimizer '" + e.optimizer + "', expected one of adamw, adam, sgd");
-  if (e.scheduler != "cosine" && e.scheduler != "constant")
+  if (e.optimizer != "adamw" && e.optimizer != "adam" && e.optimizer != "sgd" &&
+      e.optimizer != "rmsprop")
+    optimizer.fail("_name_", "unknown optimizer '" + e.optimizer +
+                                 "', expected one of adamw, adam, sgd, rmsprop");
+  if (e.scheduler != "cosine" && e.scheduler != "constant" && e.scheduler != "step")
     sched.fail("_name_",
-               "unknown scheduler '" + e.scheduler + "', expected one of cosine, constant");
+               "unknown scheduler '" + e.scheduler + "', expected one of cosine, constant, step");
   if (!(e.lr > 0)) optimizer.fail("lr", "got " + number(e.lr) + ", expected a positive number");
   if (e.warmup_iter < 0 || e.warmup_iter >= 1)
     sched.fail("warmup_iter", "got " + number(e.warmup_iter) + ", expected a fraction in [0, 1)");

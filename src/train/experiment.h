@@ -34,13 +34,18 @@ struct Experiment {
   // otherwise. The paper's recipe (SPEC.md) sets lr 8e-4, betas 0.9/0.95,
   // warm-up 0.05, eta_min 1e-6 explicitly, as their experiment files do.
   // optim
-  std::string optimizer = "adamw";  // adamw | adam | sgd
+  std::string optimizer = "adamw";  // adamw | adam | sgd | rmsprop
   double lr = 1e-4, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  std::string scheduler = "cosine";
+  double alpha = 0.99, momentum = 0;  // rmsprop; momentum also sgd
+  bool centered = false;              // rmsprop
+  std::string scheduler = "cosine";   // cosine | constant | step (torch's StepLR)
   double warmup_iter = 0.1, eta_min = 1e-7;
+  int64_t step_size = -1;  // step: required
+  double gamma = 0.1;      // step (StepLR's default)
   // trainer
   uint64_t seed = 1005;
-  Precision precision = Precision::kF32;  // trainer.dtype: float32 | bfloat16 (or f32 | bf16)
+  Precision precision =
+      Precision::kF32;  // trainer.dtype: float32 | bfloat16 (or f32 | bf16); float16 refused
   int64_t max_epoch = 1, max_steps = -1;
   double gradient_clipping = 0;  // 0: off
   int64_t log_interval = 50;

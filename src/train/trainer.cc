@@ -94,9 +94,14 @@ OptimConfig optim_config(const Experiment& e) {
           .beta1 = e.beta1,
           .beta2 = e.beta2,
           .eps = e.eps,
+          .alpha = e.alpha,
+          .momentum = e.momentum,
+          .centered = e.centered,
           .scheduler = e.scheduler,
           .warmup_iter = e.warmup_iter,
-          .eta_min = e.eta_min};
+          .eta_min = e.eta_min,
+          .step_size = e.step_size,
+          .gamma = e.gamma};
 }
 
 // The validation data, if the experiment has any: a token file (lm_*), or an
@@ -259,8 +264,7 @@ void Trainer::resume_or_start() {
 // Rank 0's weights and optimiser moments to every rank.
 void Trainer::broadcast_state() {
   broadcast(model_->params(), n_);
-  broadcast(optim_.exp_avg().data(), n_);
-  broadcast(optim_.exp_avg_sq().data(), n_);
+  for (OptimState& b : optim_.state()) broadcast(b.data.data(), n_);
 }
 
 // What the run is, before the first step: size, work per step, and the

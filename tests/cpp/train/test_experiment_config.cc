@@ -80,7 +80,7 @@ TEST(ExperimentConfig, BadValuesNameFileLineAndKey) {
        ":4: data.global_batch_size: got 5, expected a positive multiple of data.batch_size 2"},
       {"_name_: cosine", "_name_: linear",
        ":15: optim.lr_scheduler._name_: unknown scheduler 'linear', expected one of cosine, "
-       "constant"},
+       "constant, step"},
       {"seed: 3", "seed: [3]", ":16: trainer.seed: got a list, expected an integer"},
       {"d_model: 16", "d_model: 16.5",
        ":9: model.backbone.d_model: got '16.5', expected an integer"},
