@@ -16,8 +16,9 @@ void register_serve(CLI::App& app, Runner& run) {
       "Examples:\n"
       "  rat serve --model runs/rat-small/latest --parallel 8\n"
       "  curl -s localhost:8080/v1/completions -d '{\"prompt\": \"def f(\", \"max_tokens\": 32}'");
-  c->add_option("--model", o.model_dir, "model directory (config.yaml, model.safetensors, "
-                                        "tokenizer.model for text, optional chat_template.json)")
+  c->add_option("--model", o.model_dir,
+                "model directory (config.yaml, model.safetensors, "
+                "tokenizer.model for text, optional chat_template.json)")
       ->required();
   c->add_option("--name", o.name,
                 "model id clients pass as \"model\" (default: the directory's name)");

@@ -27,9 +27,9 @@ ChatTemplate load_chat_template(const std::string& model_dir) {
   ss << in.rdbuf();
   json j = json::parse(ss.str(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw Error(path + ": not a JSON object");
-  for (auto [key, field] : {std::pair{"system", &t.system}, std::pair{"user", &t.user},
-                            std::pair{"assistant", &t.assistant},
-                            std::pair{"generation", &t.generation}}) {
+  for (auto [key, field] :
+       {std::pair{"system", &t.system}, std::pair{"user", &t.user},
+        std::pair{"assistant", &t.assistant}, std::pair{"generation", &t.generation}}) {
     if (!j.contains(key)) continue;
     if (!j[key].is_string()) throw Error(path + ": \"" + key + "\" must be a string");
     *field = j[key].get<std::string>();
@@ -39,9 +39,7 @@ ChatTemplate load_chat_template(const std::string& model_dir) {
 
 namespace {
 
-ApiError bad(const std::string& param, const std::string& msg) {
-  return ApiError(400, msg, param);
-}
+ApiError bad(const std::string& param, const std::string& msg) { return ApiError(400, msg, param); }
 
 // A field that is absent or null keeps its default.
 bool given(const json& b, const char* key) { return b.contains(key) && !b[key].is_null(); }
@@ -60,8 +58,8 @@ int64_t integer(const json& b, const char* key, int64_t lo, int64_t hi) {
   const json& v = b[key];
   if (!v.is_number_integer())
     throw bad(key, std::string("'") + key + "' must be an integer, got " + v.dump());
-  const int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi) ? hi + 1
-                                                                              : v.get<int64_t>();
+  const int64_t x =
+      v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(hi) ? hi + 1 : v.get<int64_t>();
   if (x < lo || x > hi)
     throw bad(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " +
                        std::to_string(hi) + "], got " + v.dump());
@@ -101,8 +99,9 @@ std::string message_text(const json& content, size_t i) {
     for (const json& part : content) {
       if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
           !part["text"].is_string())
-        throw bad(param, param + ": only text parts ({\"type\": \"text\", \"text\": ...}) are "
-                                 "supported");
+        throw bad(param, param +
+                             ": only text parts ({\"type\": \"text\", \"text\": ...}) are "
+                             "supported");
       s += part["text"].get<std::string>();
     }
     return s;
@@ -137,8 +136,8 @@ std::string render_chat(const json& messages, const ChatTemplate& t) {
     else if (role == "assistant")
       out += replace_content(t.assistant, text);
     else
-      throw bad(param + ".role", "unknown role '" + role +
-                                     "' (system, developer, user or assistant)");
+      throw bad(param + ".role",
+                "unknown role '" + role + "' (system, developer, user or assistant)");
   }
   return out + t.generation;
 }
@@ -180,13 +179,15 @@ CompletionRequest parse_request(const json& b, bool chat, const ModelInfo& m) {
         } else if (q.is_array()) {
           r.prompts.push_back(ids_of(q, m));
         } else {
-          throw bad("prompt", "'prompt' must be a string, an array of strings, an array of "
-                              "token ids or an array of arrays of token ids");
+          throw bad("prompt",
+                    "'prompt' must be a string, an array of strings, an array of "
+                    "token ids or an array of arrays of token ids");
         }
       }
     } else {
-      throw bad("prompt", "'prompt' must be a non-empty string, an array of strings, an array "
-                          "of token ids or an array of arrays of token ids");
+      throw bad("prompt",
+                "'prompt' must be a non-empty string, an array of strings, an array "
+                "of token ids or an array of arrays of token ids");
     }
     if (!r.prompt_texts.empty() && r.prompt_texts.size() != r.prompts.size())
       throw bad("prompt", "'prompt' mixes text and token ids");
@@ -196,8 +197,7 @@ CompletionRequest parse_request(const json& b, bool chat, const ModelInfo& m) {
   if (r.prompt_texts.empty()) r.prompt_texts.assign(r.prompts.size(), "");
   int64_t longest = 0;
   for (const auto& p : r.prompts) {
-    if (p.empty())
-      throw bad(chat ? "messages" : "prompt", "the prompt encodes to no tokens");
+    if (p.empty()) throw bad(chat ? "messages" : "prompt", "the prompt encodes to no tokens");
     longest = std::max<int64_t>(longest, int64_t(p.size()));
   }
   // Room for at least one generated token: the slot holds the prompt and
@@ -233,7 +233,8 @@ CompletionRequest parse_request(const json& b, bool chat, const ModelInfo& m) {
   if (given(b, "min_p")) s.min_p = float(number(b, "min_p", 0, 1));
   if (given(b, "repetition_penalty"))
     s.repetition_penalty = float(number(b, "repetition_penalty", 1e-3, 100));
-  if (given(b, "presence_penalty")) r.presence_penalty = float(number(b, "presence_penalty", -2, 2));
+  if (given(b, "presence_penalty"))
+    r.presence_penalty = float(number(b, "presence_penalty", -2, 2));
   if (given(b, "frequency_penalty"))
     r.frequency_penalty = float(number(b, "frequency_penalty", -2, 2));
   s.greedy = s.temperature <= 0.f;
@@ -274,8 +275,9 @@ CompletionRequest parse_request(const json& b, bool chat, const ModelInfo& m) {
   } else if (given(b, "logprobs")) {
     r.logprobs = int(integer(b, "logprobs", 0, 20));
     if (r.echo)
-      throw bad("logprobs", "'logprobs' with 'echo' (log-probabilities of the prompt) is not "
-                            "supported");
+      throw bad("logprobs",
+                "'logprobs' with 'echo' (log-probabilities of the prompt) is not "
+                "supported");
   }
 
   if (given(b, "stream")) r.stream = boolean(b, "stream");

@@ -17,8 +17,8 @@ namespace rat::serve {
 
 class ApiError : public std::runtime_error {
  public:
-  ApiError(int status, const std::string& message, std::string param = "",
-           std::string code = "", std::string type = "invalid_request_error")
+  ApiError(int status, const std::string& message, std::string param = "", std::string code = "",
+           std::string type = "invalid_request_error")
       : std::runtime_error(message),
         status(status),
         type(std::move(type)),
@@ -48,10 +48,10 @@ ChatTemplate load_chat_template(const std::string& model_dir);
 
 // What the request handler needs to know about the served model.
 struct ModelInfo {
-  std::string id;              // the name clients pass as "model"
+  std::string id;  // the name clients pass as "model"
   const Tokenizer* tok = nullptr;
   int64_t vocab_size = 0;
-  int64_t ctx = 0;             // tokens a slot holds
+  int64_t ctx = 0;  // tokens a slot holds
   ChatTemplate chat;
 };
 
@@ -66,7 +66,7 @@ struct CompletionRequest {
   int n = 1;
   bool echo = false;
   bool ignore_eos = false;  // llama.cpp's extension: generate past the end-of-document id
-  int logprobs = -1;  // -1: none; else top alternatives per token (0..20)
+  int logprobs = -1;        // -1: none; else top alternatives per token (0..20)
   bool stream = false, include_usage = false;
   std::vector<std::string> stop;
 };

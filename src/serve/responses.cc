@@ -32,8 +32,7 @@ json completion_logprobs_init() {
 
 }  // namespace
 
-std::string take_events(Choice& c, std::deque<TokenEvent>& events, const ModelInfo& m,
-                        bool chat) {
+std::string take_events(Choice& c, std::deque<TokenEvent>& events, const ModelInfo& m, bool chat) {
   std::string added;
   const bool want_lp = c.job->top_logprobs >= 0;
   if (want_lp && c.logprobs.is_null())
@@ -49,8 +48,10 @@ std::string take_events(Choice& c, std::deque<TokenEvent>& events, const ModelIn
             const std::string t = token_text(id, m);
             top.push_back({{"token", t}, {"logprob", lp}, {"bytes", bytes_of(t)}});
           }
-          c.logprobs["content"].push_back(
-              {{"token", tt}, {"logprob", ev.logprob}, {"bytes", bytes_of(tt)}, {"top_logprobs", top}});
+          c.logprobs["content"].push_back({{"token", tt},
+                                           {"logprob", ev.logprob},
+                                           {"bytes", bytes_of(tt)},
+                                           {"top_logprobs", top}});
         } else {
           json top = json::object();
           for (auto [id, lp] : ev.top) top[token_text(id, m)] = lp;

@@ -17,12 +17,12 @@ namespace rat::serve {
 // One request's jobs and what has been taken from them so far.
 struct Choice {
   std::shared_ptr<Job> job;
-  int64_t prompt = 0;          // index into CompletionRequest::prompts
-  std::string text;            // visible text so far
-  nlohmann::json logprobs;     // completions: {tokens, ...}; chat: {content: [...]}
-  int64_t tokens = 0;          // generated tokens taken
-  bool started = false;        // stream: the first chunk was sent
-  bool finished = false;       // stream: the finish chunk was sent
+  int64_t prompt = 0;       // index into CompletionRequest::prompts
+  std::string text;         // visible text so far
+  nlohmann::json logprobs;  // completions: {tokens, ...}; chat: {content: [...]}
+  int64_t tokens = 0;       // generated tokens taken
+  bool started = false;     // stream: the first chunk was sent
+  bool finished = false;    // stream: the finish chunk was sent
 };
 
 struct ResponseHead {
@@ -32,8 +32,7 @@ struct ResponseHead {
 };
 
 // Appends events to c (text and log-probabilities); returns the text they add.
-std::string take_events(Choice& c, std::deque<TokenEvent>& events, const ModelInfo& m,
-                        bool chat);
+std::string take_events(Choice& c, std::deque<TokenEvent>& events, const ModelInfo& m, bool chat);
 // "stop" or "length"; a job that ended otherwise has none.
 std::string finish_reason(const Job& j);
 nlohmann::json usage(const CompletionRequest& r, const std::vector<Choice>& cs);
@@ -43,8 +42,7 @@ nlohmann::json full_response(const ResponseHead& h, const CompletionRequest& r,
 // One stream chunk for choice `index`: new text (and its logprobs), or the
 // finish reason when finish is not empty.
 nlohmann::json stream_chunk(const ResponseHead& h, int64_t index, const std::string& text,
-                            const nlohmann::json& logprobs, bool first,
-                            const std::string& finish);
+                            const nlohmann::json& logprobs, bool first, const std::string& finish);
 // JSON text that never throws on bytes that are not UTF-8 (a token may be
 // part of a character): they become U+FFFD.
 std::string dump(const nlohmann::json& j);

@@ -128,11 +128,14 @@ SchedulerStats Scheduler::stats() const {
 
 // Every shape the loop will run, once, so that the first requests do not pay
 // for oneDNN's plans, the bf16 weight copies and first-touch page faults: a
-// prefill in every slot, then a step of every batch size 1..parallel.
+// prefill in every slot (the first of up to 512 tokens, so the model's
+// forward buffers are grown for ordinary prompts), then a step of every batch
+// size 1..parallel.
 void Scheduler::warm_up() {
   const int64_t V = model_.config().vocab_size, P = opt_.parallel;
   std::vector<float> logits(size_t(P * V));
-  const int64_t n = std::min<int64_t>(opt_.ctx - 1, 64);
+  // Room left for the P steps in slot 0 (its length is n, then n + 1, ...).
+  const int64_t n = std::max<int64_t>(1, std::min<int64_t>(opt_.ctx - 1 - P, 512));
   std::vector<int32_t> ids(size_t(n), 0);
   for (int64_t s = 0; s < P; ++s) dec_->prefill(s, ids.data(), s == 0 ? n : 1, logits.data());
   std::vector<int64_t> slots;
@@ -321,7 +324,8 @@ void Scheduler::loop() {
       }
       continue;
     }
-    for (size_t i = 0; i < running.size(); ++i) advance(*running[i], logits.data() + int64_t(i) * V);
+    for (size_t i = 0; i < running.size(); ++i)
+      advance(*running[i], logits.data() + int64_t(i) * V);
   }
 }
 

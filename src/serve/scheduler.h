@@ -31,9 +31,9 @@ namespace rat::serve {
 
 // One generated token as a client sees it.
 struct TokenEvent {
-  int32_t id = 0;  // -1: no token, only the text held back until the end (a last event)
-  std::string text;      // newly visible text (StreamDecoder + stop strings); may be empty
-  float logprob = 0.f;   // log p(id) under the model's raw distribution
+  int32_t id = 0;       // -1: no token, only the text held back until the end (a last event)
+  std::string text;     // newly visible text (StreamDecoder + stop strings); may be empty
+  float logprob = 0.f;  // log p(id) under the model's raw distribution
   std::vector<std::pair<int32_t, float>> top;  // top_logprobs (id, log p), most likely first
 };
 
@@ -52,10 +52,10 @@ struct Job {
   std::vector<int32_t> prompt;
   SamplingOptions sampling;
   float presence_penalty = 0.f, frequency_penalty = 0.f;  // OpenAI's, over generated ids
-  uint64_t seed = 0;           // the TokenSampler seed (see seed_for)
-  int64_t max_tokens = 16;     // generated tokens at most
-  int32_t eos_id = -1;         // ends the sequence with finish "stop"; -1: never
-  int top_logprobs = -1;       // -1: no logprobs; k >= 0: the k most likely with each token
+  uint64_t seed = 0;                                      // the TokenSampler seed (see seed_for)
+  int64_t max_tokens = 16;                                // generated tokens at most
+  int32_t eos_id = -1;    // ends the sequence with finish "stop"; -1: never
+  int top_logprobs = -1;  // -1: no logprobs; k >= 0: the k most likely with each token
   std::vector<std::string> stop;
   // Set by the client side to end it early (a disconnected stream).
   std::atomic<bool> cancel{false};
@@ -76,8 +76,8 @@ inline uint64_t seed_for(uint64_t seed, int64_t i) {
 }
 
 struct SchedulerOptions {
-  int64_t parallel = 4;     // slots: sequences decoded together
-  int64_t ctx = 2048;       // tokens a slot holds (prompt + generated)
+  int64_t parallel = 4;  // slots: sequences decoded together
+  int64_t ctx = 2048;    // tokens a slot holds (prompt + generated)
   bool bf16_cache = false;
   int threads = 0;          // OpenMP threads of the model's work; 0: OpenMP's default
   int64_t max_queue = 256;  // waiting jobs beyond which submit() refuses

@@ -1,7 +1,7 @@
 #include "serve/server.h"
 
-#include <httplib.h>
 #include <arpa/inet.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,17 +30,14 @@ using nlohmann::json;
 namespace {
 
 struct Counters {
-  std::atomic<int64_t> completions{0}, chat{0}, rejected_full{0}, rejected_bad{0},
-      rejected_auth{0}, disconnects{0};
+  std::atomic<int64_t> completions{0}, chat{0}, rejected_full{0}, rejected_bad{0}, rejected_auth{0},
+      disconnects{0};
 };
 
 class Server {
  public:
-  Server(const ServeOptions& opt, Model& model, const Tokenizer* tok, Scheduler& sched,
-         ModelInfo info)
-      : opt_(opt), model_(model), sched_(sched), info_(std::move(info)) {
-    (void)tok;
-  }
+  Server(const ServeOptions& opt, Scheduler& sched, ModelInfo info)
+      : opt_(opt), sched_(sched), info_(std::move(info)) {}
 
   void routes(httplib::Server& svr);
   std::atomic<bool> draining{false};
@@ -54,7 +51,6 @@ class Server {
   void metrics(httplib::Response& res);
 
   const ServeOptions& opt_;
-  Model& model_;
   Scheduler& sched_;
   ModelInfo info_;
   Counters n_;
@@ -100,8 +96,8 @@ std::optional<std::vector<Choice>> submit_all(Scheduler& sched, const Completion
 void Server::completion(const httplib::Request& req, httplib::Response& res, bool chat) {
   (chat ? n_.chat : n_.completions)++;
   if (draining) {
-    send_error(res, ApiError(503, "the server is shutting down", "", "shutting_down",
-                             "server_error"));
+    send_error(res,
+               ApiError(503, "the server is shutting down", "", "shutting_down", "server_error"));
     return;
   }
   CompletionRequest r;
@@ -146,11 +142,11 @@ void Server::completion(const httplib::Request& req, httplib::Response& res, boo
       }
       take_events(c, evs, info_, chat);
       if (c.job->finish == "error")
-        return send_error(res, ApiError(500, "generation failed: " + c.job->error, "", "",
-                                        "server_error"));
+        return send_error(
+            res, ApiError(500, "generation failed: " + c.job->error, "", "", "server_error"));
       if (c.job->finish == "cancelled")
-        return send_error(res, ApiError(503, "the server shut down before the request finished",
-                                        "", "shutting_down", "server_error"));
+        return send_error(res, ApiError(503, "the server shut down before the request finished", "",
+                                        "shutting_down", "server_error"));
     }
     res.set_content(dump(full_response(head, r, *cs)), "application/json");
     return;
@@ -221,8 +217,8 @@ void Server::completion(const httplib::Request& req, httplib::Response& res, boo
                          "", "", "server_error");
               line = "data: " + dump(error_body(e)) + "\n\n";
             } else {
-              line = "data: " +
-                     dump(stream_chunk(head, int64_t(i), "", json(), !c.started, why)) + "\n\n";
+              line = "data: " + dump(stream_chunk(head, int64_t(i), "", json(), !c.started, why)) +
+                     "\n\n";
             }
             if (!send(line)) return cancel_all();
             c.started = c.finished = true;
@@ -265,8 +261,8 @@ void Server::metrics(httplib::Response& res) {
          "rat_requests_total{endpoint=\"completions\"} " + std::to_string(n_.completions) +
              "\nrat_requests_total{endpoint=\"chat\"} " + std::to_string(n_.chat) + "\n");
   metric("rat_requests_rejected_total", "counter", "requests answered with an error",
-         "rat_requests_rejected_total{reason=\"bad_request\"} " +
-             std::to_string(n_.rejected_bad) + "\nrat_requests_rejected_total{reason=\"queue_full\"} " +
+         "rat_requests_rejected_total{reason=\"bad_request\"} " + std::to_string(n_.rejected_bad) +
+             "\nrat_requests_rejected_total{reason=\"queue_full\"} " +
              std::to_string(n_.rejected_full) + "\nrat_requests_rejected_total{reason=\"auth\"} " +
              std::to_string(n_.rejected_auth) + "\n");
   metric("rat_stream_disconnects_total", "counter", "streams whose client went away",
@@ -287,13 +283,15 @@ void Server::metrics(httplib::Response& res) {
          one("rat_cache_bytes", s.cache_bytes));
   metric("rat_decode_steps_total", "counter", "batched decode steps",
          one("rat_decode_steps_total", s.steps));
-  metric("rat_prefills_total", "counter", "prompts prefilled", one("rat_prefills_total", s.prefills));
+  metric("rat_prefills_total", "counter", "prompts prefilled",
+         one("rat_prefills_total", s.prefills));
   res.set_content(out, "text/plain; version=0.0.4");
 }
 
 void Server::routes(httplib::Server& svr) {
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (opt_.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    if (opt_.api_key.empty() || req.path == "/health")
+      return httplib::Server::HandlerResponse::Unhandled;
     if (req.get_header_value("Authorization") == "Bearer " + opt_.api_key)
       return httplib::Server::HandlerResponse::Unhandled;
     ++n_.rejected_auth;
@@ -301,14 +299,15 @@ void Server::routes(httplib::Server& svr) {
                              "invalid_api_key"));
     return httplib::Server::HandlerResponse::Handled;
   });
-  svr.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& s) {
-    completion(q, s, false);
-  });
-  svr.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) {
-    completion(q, s, true);
-  });
+  svr.Post("/v1/completions",
+           [this](const httplib::Request& q, httplib::Response& s) { completion(q, s, false); });
+  svr.Post("/v1/chat/completions",
+           [this](const httplib::Request& q, httplib::Response& s) { completion(q, s, true); });
   svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-    json m = {{"id", info_.id}, {"object", "model"}, {"created", 0}, {"owned_by", "rat"},
+    json m = {{"id", info_.id},
+              {"object", "model"},
+              {"created", 0},
+              {"owned_by", "rat"},
               {"context_length", info_.ctx}};
     res.set_content(dump({{"object", "list"}, {"data", json::array({m})}}), "application/json");
   });
@@ -424,7 +423,7 @@ int run_server(const ServeOptions& opt) {
   sched.start();
 
   httplib::Server svr;
-  Server server(opt, *model, info.tok, sched, info);
+  Server server(opt, sched, info);
   server.routes(svr);
   svr.set_payload_max_length(size_t(opt.max_body_bytes));
   svr.set_keep_alive_timeout(2);
@@ -458,9 +457,11 @@ int run_server(const ServeOptions& opt) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     svr.stop();
   });
-  std::fprintf(stderr, "rat serve: %s (%lld slots x %lld tokens, cache %.1f MiB) listening on http://%s:%d\n",
-               info.id.c_str(), (long long)so.parallel, (long long)so.ctx,
-               double(sched.stats().cache_bytes) / (1 << 20), opt.host.c_str(), port);
+  std::fprintf(
+      stderr,
+      "rat serve: %s (%lld slots x %lld tokens, cache %.1f MiB) listening on http://%s:%d\n",
+      info.id.c_str(), (long long)so.parallel, (long long)so.ctx,
+      double(sched.stats().cache_bytes) / (1 << 20), opt.host.c_str(), port);
   const bool ok = svr.listen_after_bind();
   if (!stopping) {
     stopping = true;

@@ -16,7 +16,7 @@ namespace rat::serve {
 struct ServeOptions {
   std::string model_dir, name;  // name: the model id clients pass; "" = the directory's name
   std::string host = "127.0.0.1";
-  int port = 8080;  // 0: any free port (the one taken is printed)
+  int port = 8080;                // 0: any free port (the one taken is printed)
   int64_t parallel = 4, ctx = 0;  // ctx 0: the model's seq_len
   std::string dtype = "f32", cache_dtype = "f32";
   std::string api_key;
