@@ -110,6 +110,10 @@ void Server::completion(const httplib::Request& req, httplib::Response& res, boo
     ++n_.rejected_bad;
     send_error(res, e);
     return;
+  } catch (const nlohmann::json::exception& e) {  // a field of an unexpected JSON type
+    ++n_.rejected_bad;
+    send_error(res, ApiError(400, std::string("bad request body: ") + e.what()));
+    return;
   }
   auto submitted = submit_all(sched_, r, info_);
   if (!submitted) {
@@ -217,8 +221,13 @@ void Server::completion(const httplib::Request& req, httplib::Response& res, boo
                          "", "", "server_error");
               line = "data: " + dump(error_body(e)) + "\n\n";
             } else {
-              line = "data: " + dump(stream_chunk(head, int64_t(i), "", json(), !c.started, why)) +
-                     "\n\n";
+              // echo: a choice that ended before its first token still shows its prompt.
+              const std::string text = !c.started && req_copy->echo && !head.chat
+                                           ? req_copy->prompt_texts[size_t(c.prompt)]
+                                           : std::string();
+              line =
+                  "data: " + dump(stream_chunk(head, int64_t(i), text, json(), !c.started, why)) +
+                  "\n\n";
             }
             if (!send(line)) return cancel_all();
             c.started = c.finished = true;

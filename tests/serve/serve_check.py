@@ -202,6 +202,22 @@ whole = srv.post("/v1/completions", {"model": MODEL_ID, "prompt": "The sky", "ma
 check("".join(c["choices"][0]["text"] for c in chunks) == whole["choices"][0]["text"],
       "SSE text == non-streamed text")
 
+# echo: the prompt's text before the new text, streamed or not, also with no new token.
+for stream in (False, True):
+    for n in (0, 4):
+        st, text = srv.request("POST", "/v1/completions",
+                               {"prompt": "The sky is", "max_tokens": n, "temperature": 0,
+                                "echo": True, "stream": stream}, headers=AUTH)
+        if stream:
+            got = "".join(json.loads(e[6:])["choices"][0]["text"] for e in text.split("\n\n")
+                          if e.startswith("data: {"))
+        else:
+            got = json.loads(text)["choices"][0]["text"]
+        plain = srv.post("/v1/completions", {"prompt": "The sky is", "max_tokens": n,
+                                             "temperature": 0}, headers=AUTH)[1]
+        check(st == 200 and got == "The sky is" + plain["choices"][0]["text"],
+              f"echo (stream {stream}, max_tokens {n}): {got!r}")
+
 # Bad requests: an OpenAI error object each, and the server lives on.
 def curl_error(data, path="/v1/completions", headers=("Authorization: Bearer " + KEY,)):
     args = ["curl", "-sS", "--max-time", "30", "-w", "\n%{http_code}", "-H",
@@ -235,6 +251,9 @@ bad = [
     ("empty messages", json.dumps({"messages": []}), 400, "messages", None),
     ("bad role", json.dumps({"messages": [{"role": "robot", "content": "x"}]}), 400,
      "messages[0].role", None),
+    ("content part of a wrong type", json.dumps({"messages": [{"role": "user",
+                                                               "content": [{"type": 5}]}]}),
+     400, None, None),
 ]
 for what, data, want_status, param, code in bad:
     path = "/v1/chat/completions" if "messages" in data else "/v1/completions"
