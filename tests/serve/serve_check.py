@@ -382,10 +382,17 @@ def slow(i):
                               "stream": True, "ignore_eos": True}, timeout=60)
 
 
+def wait_metric(name, value):
+    deadline = time.time() + 30
+    while time.time() < deadline and srv.metrics()[name] != value:
+        time.sleep(0.02)
+
+
 busy = [threading.Thread(target=slow, args=(i,)) for i in range(2)]
-for t in busy:
-    t.start()
-    time.sleep(0.5)  # the first holds the slot, the second waits in the queue
+busy[0].start()
+wait_metric("rat_slots_busy", 1)  # the first holds the slot,
+busy[1].start()
+wait_metric("rat_queue_length", 1)  # the second waits in the queue
 st, j = srv.post("/v1/completions", {"prompt": "The", "max_tokens": 2})
 check(st == 503 and is_error_object(j, st, None, "queue_full"), f"queue full: {st} {j}")
 rc, took, log = srv.stop()
