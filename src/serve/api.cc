@@ -222,6 +222,7 @@ CompletionRequest parse_request(const json& b, bool chat, const ModelInfo& m) {
   }
 
   if (given(b, "ignore_eos")) r.ignore_eos = boolean(b, "ignore_eos");
+  if (given(b, "return_token_ids")) r.return_token_ids = boolean(b, "return_token_ids");
 
   // Sampling (OpenAI's ranges; top_k, min_p, repetition_penalty are the
   // common extensions of local servers).

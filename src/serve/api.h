@@ -65,8 +65,10 @@ struct CompletionRequest {
   uint64_t seed = 0;
   int n = 1;
   bool echo = false;
-  bool ignore_eos = false;  // llama.cpp's extension: generate past the end-of-document id
-  int logprobs = -1;        // -1: none; else top alternatives per token (0..20)
+  bool ignore_eos = false;
+  bool return_token_ids = false;  // vLLM's extension: "token_ids" of each choice  // llama.cpp's
+                                  // extension: generate past the end-of-document id
+  int logprobs = -1;              // -1: none; else top alternatives per token (0..20)
   bool stream = false, include_usage = false;
   std::vector<std::string> stop;
 };

@@ -40,6 +40,7 @@ std::string take_events(Choice& c, std::deque<TokenEvent>& events, const ModelIn
   for (TokenEvent& ev : events) {
     if (ev.id >= 0) {
       ++c.tokens;
+      c.ids.push_back(ev.id);
       if (want_lp) {
         const std::string tt = token_text(ev.id, m);
         if (chat) {
@@ -89,6 +90,7 @@ json full_response(const ResponseHead& h, const CompletionRequest& r,
     const Choice& c = cs[i];
     json ch = {{"index", i}, {"finish_reason", finish_reason(*c.job)}};
     ch["logprobs"] = c.logprobs.is_null() ? json(nullptr) : c.logprobs;
+    if (r.return_token_ids) ch["token_ids"] = c.ids;
     if (h.chat) {
       ch["message"] = {{"role", "assistant"}, {"content", c.text}};
     } else {

@@ -17,12 +17,13 @@ namespace rat::serve {
 // One request's jobs and what has been taken from them so far.
 struct Choice {
   std::shared_ptr<Job> job;
-  int64_t prompt = 0;       // index into CompletionRequest::prompts
-  std::string text;         // visible text so far
-  nlohmann::json logprobs;  // completions: {tokens, ...}; chat: {content: [...]}
-  int64_t tokens = 0;       // generated tokens taken
-  bool started = false;     // stream: the first chunk was sent
-  bool finished = false;    // stream: the finish chunk was sent
+  int64_t prompt = 0;        // index into CompletionRequest::prompts
+  std::string text;          // visible text so far
+  nlohmann::json logprobs;   // completions: {tokens, ...}; chat: {content: [...]}
+  int64_t tokens = 0;        // generated tokens taken
+  std::vector<int32_t> ids;  // their ids
+  bool started = false;      // stream: the first chunk was sent
+  bool finished = false;     // stream: the finish chunk was sent
 };
 
 struct ResponseHead {

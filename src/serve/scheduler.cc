@@ -24,7 +24,10 @@ struct Scheduler::Running {
   std::vector<int32_t> generated_ids;  // distinct ids with counts > 0
   std::unique_ptr<StreamDecoder> text;
   StopFilter stops;
-  int32_t last = -1;
+  int32_t last = -1;  // the token the next step feeds
+  // Prefix reuse: prompt tokens still to feed before the first sample.
+  std::vector<int32_t> feed;
+  size_t fed = 0;
 
   Running(std::shared_ptr<Job> j, int64_t s, int64_t V, const Tokenizer* tok)
       : job(std::move(j)),
@@ -119,7 +122,7 @@ SchedulerStats Scheduler::stats() const {
     std::lock_guard<std::mutex> lk(mu_);
     s.queued = int64_t(queue_.size());
   }
-  s.busy = busy_, s.slots = opt_.parallel;
+  s.busy = busy_, s.slots = opt_.parallel, s.reused_tokens = reused_tokens_;
   s.prompt_tokens = prompt_tokens_, s.completion_tokens = completion_tokens_;
   s.jobs_done = jobs_done_, s.jobs_cancelled = jobs_cancelled_;
   s.cache_bytes = cache_bytes_, s.steps = steps_, s.prefills = prefills_;
@@ -222,6 +225,8 @@ void Scheduler::loop() {
     if (opt_.threads > 0) omp_set_num_threads(opt_.threads);
     dec_ = std::make_unique<Decoder>(model_, opt_.parallel, opt_.ctx, opt_.bf16_cache);
     slots_.resize(size_t(opt_.parallel));
+    held_.resize(size_t(opt_.parallel));
+    last_used_.assign(size_t(opt_.parallel), 0);
     cache_bytes_ = dec_->cache_bytes();
     warm_up();
   } catch (const std::exception& e) {
@@ -243,9 +248,11 @@ void Scheduler::loop() {
   std::vector<Running*> running;
   for (;;) {
     std::shared_ptr<Job> admit;
-    int64_t free_slot = -1;
-    for (int64_t s = 0; s < P && free_slot < 0; ++s)
-      if (!slots_[size_t(s)]) free_slot = s;
+    int64_t free_slot = -1;  // the least recently used free slot
+    for (int64_t s = 0; s < P; ++s)
+      if (!slots_[size_t(s)] &&
+          (free_slot < 0 || last_used_[size_t(s)] < last_used_[size_t(free_slot)]))
+        free_slot = s;
     std::vector<std::shared_ptr<Job>> dropped;
     {
       std::unique_lock<std::mutex> lk(mu_);
@@ -273,6 +280,19 @@ void Scheduler::loop() {
       ++jobs_done_, ++jobs_cancelled_;
     }
     if (admit) {
+      // The free slot holding the longest whole prefix of the prompt, if any.
+      const auto& pr = admit->prompt;
+      int64_t reuse = -1;
+      for (int64_t s = 0; s < P; ++s) {
+        const auto& h = held_[size_t(s)];
+        if (slots_[size_t(s)] || h.empty() || h.size() >= pr.size() ||
+            int64_t(pr.size() - h.size()) > kMaxFedTokens ||
+            (reuse >= 0 && h.size() <= held_[size_t(reuse)].size()))
+          continue;
+        if (std::equal(h.begin(), h.end(), pr.begin())) reuse = s;
+      }
+      if (reuse >= 0) free_slot = reuse;
+      last_used_[size_t(free_slot)] = ++clock_;
       ++busy_;
       slots_[size_t(free_slot)] = std::make_unique<Running>(admit, free_slot, V, tok_);
       Running& r = *slots_[size_t(free_slot)];
@@ -280,10 +300,19 @@ void Scheduler::loop() {
         finish(r, "cancelled");
       } else if (admit->max_tokens <= 0) {
         finish(r, "length");
+      } else if (reuse >= 0) {
+        const size_t have = held_[size_t(reuse)].size();
+        r.feed.assign(pr.begin() + int64_t(have), pr.end());
+        r.last = r.feed[0];
+        r.fed = 1;
+        prompt_tokens_ += int64_t(pr.size());
+        reused_tokens_ += int64_t(have);
       } else {
         try {
+          held_[size_t(free_slot)].clear();
           dec_->prefill(free_slot, admit->prompt.data(), int64_t(admit->prompt.size()),
                         logits.data());
+          held_[size_t(free_slot)] = admit->prompt;
           prompt_tokens_ += int64_t(admit->prompt.size());
           ++prefills_;
           advance(r, logits.data());
@@ -312,10 +341,12 @@ void Scheduler::loop() {
     rows.clear(), ids.clear();
     for (Running* r : running) rows.push_back(r->slot), ids.push_back(r->last);
     try {
+      for (Running* r : running) held_[size_t(r->slot)].push_back(r->last);
       dec_->step(rows.data(), ids.data(), int64_t(rows.size()), logits.data());
       ++steps_;
     } catch (const std::exception& e) {
       for (Running* r : running) {
+        held_[size_t(r->slot)].clear();  // its state is unknown now
         {
           std::lock_guard<std::mutex> lk(r->job->ch->mu);
           r->job->error = e.what();
@@ -324,8 +355,14 @@ void Scheduler::loop() {
       }
       continue;
     }
-    for (size_t i = 0; i < running.size(); ++i)
-      advance(*running[i], logits.data() + int64_t(i) * V);
+    for (size_t i = 0; i < running.size(); ++i) {
+      Running& r = *running[i];
+      if (r.fed < r.feed.size()) {  // still feeding a reused prompt's rest: no sample yet
+        r.last = r.feed[r.fed++];
+        continue;
+      }
+      advance(r, logits.data() + int64_t(i) * V);
+    }
   }
 }
 

@@ -4,6 +4,13 @@
 // prefilled into a free slot), then advances every running job by one token
 // in a single Model::step, so jobs join and leave the batch between steps and
 // a new prompt's prefill delays the running streams by one prefill at most.
+// Prefix reuse: a slot keeps its state when its sequence ends; a new prompt
+// that starts with everything a free slot holds (a conversation sent again
+// with one more turn) continues that state: the rest of the prompt (at most
+// kMaxFedTokens) is fed one token per step with the batch instead of
+// prefilling the whole prompt. Every mixer's state after those tokens is
+// exact (attention rows, RAT chunk states and running chunk, the local ring,
+// the RNN h), so this holds for all of them and the hybrids alike.
 // Each job samples with its own TokenSampler, seeded as `rat generate` seeds
 // sequence i, so its tokens do not depend on its batch mates (greedy rows are
 // argmax of logits that Model::step computes per row).
@@ -85,12 +92,14 @@ struct SchedulerOptions {
 
 struct SchedulerStats {
   int64_t queued = 0, busy = 0, slots = 0;
+  int64_t reused_tokens = 0;  // prompt tokens whose state a free slot still held (not prefilled)
   int64_t prompt_tokens = 0, completion_tokens = 0, jobs_done = 0, jobs_cancelled = 0;
   int64_t cache_bytes = 0, steps = 0, prefills = 0;
 };
 
 class Scheduler {
  public:
+  static constexpr int64_t kMaxFedTokens = 64;
   // tok may be null (ids only: no text, no stop strings).
   Scheduler(Model& model, const Tokenizer* tok, const SchedulerOptions& opt);
   ~Scheduler();
@@ -134,8 +143,14 @@ class Scheduler {
   std::vector<float> raw_;      // a logits row before sampling edits it (logprobs)
   std::vector<int32_t> order_;  // top_logprobs' partial sort
   std::vector<std::unique_ptr<Running>> slots_;
-  std::atomic<int64_t> busy_{0}, prompt_tokens_{0}, completion_tokens_{0}, jobs_done_{0},
-      jobs_cancelled_{0}, cache_bytes_{0}, steps_{0}, prefills_{0};
+  // Prefix reuse: the tokens whose state each slot holds (its last sequence's
+  // prompt and every token fed after it), kept when the sequence ends, and
+  // when the slot was last used (least recently used slots are taken first).
+  std::vector<std::vector<int32_t>> held_;
+  std::vector<int64_t> last_used_;
+  int64_t clock_ = 0;
+  std::atomic<int64_t> busy_{0}, reused_tokens_{0}, prompt_tokens_{0}, completion_tokens_{0},
+      jobs_done_{0}, jobs_cancelled_{0}, cache_bytes_{0}, steps_{0}, prefills_{0};
 };
 
 }  // namespace rat::serve

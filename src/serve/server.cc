@@ -278,6 +278,9 @@ void Server::metrics(httplib::Response& res) {
          one("rat_stream_disconnects_total", n_.disconnects));
   metric("rat_prompt_tokens_total", "counter", "prompt tokens prefilled",
          one("rat_prompt_tokens_total", s.prompt_tokens));
+  metric("rat_prompt_tokens_reused_total", "counter",
+         "prompt tokens not prefilled: a free slot still held their state (prefix reuse)",
+         one("rat_prompt_tokens_reused_total", s.reused_tokens));
   metric("rat_completion_tokens_total", "counter", "tokens generated",
          one("rat_completion_tokens_total", s.completion_tokens));
   metric("rat_sequences_total", "counter", "sequences finished (choices)",
