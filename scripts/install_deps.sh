@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev libyaml-cpp-dev nlohmann-json3-dev
       libcli11-dev libsentencepiece-dev sentencepiece libopenmpi-dev openmpi-bin libgtest-dev
       gnuplot-nox python3-torch python3-numpy python3-yaml python3.11-doc
-      python3-omegaconf)  # the oracle of the config composition test
+      python3-omegaconf python3-easydict  # oracles: config composition, the authors' checkpoints
+      libcpp-httplib-dev curl nodejs)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -16,3 +17,10 @@ if ((${#missing[@]})); then
   apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
+# `rat serve`'s test (tests/serve) drives the real OpenAI client: npm's `openai`, pinned by
+# tests/serve/package-lock.json. Debian's nodejs comes without npm; NodeSource's includes it.
+if ! command -v npm >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then echo "error: npm is missing; install it (apt-get install npm)" >&2; exit 1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm >/dev/null
+fi
+(cd "$(dirname "$0")/../tests/serve" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

@@ -23,5 +23,6 @@ void register_plot(CLI::App& app, Runner& run);
 void register_metrics(CLI::App& app, Runner& run);
 void register_tasks(CLI::App& app, Runner& run);
 void register_score(CLI::App& app, Runner& run);
+void register_serve(CLI::App& app, Runner& run);
 
 }  // namespace rat::cli

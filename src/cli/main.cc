@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   rat::cli::register_metrics(app, run);
   rat::cli::register_tasks(app, run);
   rat::cli::register_score(app, run);
+  rat::cli::register_serve(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,369 @@
+#include "serve/scheduler.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <exception>
+
+#include "generate/decoder.h"
+#include "generate/stop_filter.h"
+#include "util/error.h"
+#include "util/timer.h"
+
+namespace rat::serve {
+
+// A job while it holds a slot.
+struct Scheduler::Running {
+  std::shared_ptr<Job> job;
+  int64_t slot = 0;
+  TokenSampler sampler;
+  std::vector<int32_t> history;        // prompt + generated: the repetition penalty's ids
+  std::vector<int32_t> counts;         // [V] times each id was generated (OpenAI penalties)
+  std::vector<int32_t> generated_ids;  // distinct ids with counts > 0
+  std::unique_ptr<StreamDecoder> text;
+  StopFilter stops;
+  int32_t last = -1;  // the token the next step feeds
+  // Prefix reuse: prompt tokens still to feed before the first sample.
+  std::vector<int32_t> feed;
+  size_t fed = 0;
+
+  Running(std::shared_ptr<Job> j, int64_t s, int64_t V, const Tokenizer* tok)
+      : job(std::move(j)),
+        slot(s),
+        sampler(job->sampling, V, job->seed),
+        history(job->prompt),
+        stops(job->stop) {
+    if (job->presence_penalty != 0.f || job->frequency_penalty != 0.f) counts.assign(size_t(V), 0);
+    if (tok) {
+      text = std::make_unique<StreamDecoder>(*tok);
+      // The prompt goes through the decoder first (its text is not returned)
+      // so that the first new word keeps its leading space, as in generate.
+      for (int32_t id : job->prompt)
+        if (id < tok->vocab_size()) text->push(id);
+    }
+  }
+};
+
+namespace {
+
+// log_softmax(row)[id] and, with k > 0, the k largest entries of it.
+void log_probs(const float* row, int64_t V, int32_t id, int k, float* lp_id,
+               std::vector<std::pair<int32_t, float>>* top, std::vector<int32_t>& order) {
+  float mx = row[0];
+  for (int64_t v = 1; v < V; ++v) mx = std::max(mx, row[v]);
+  double sum = 0;
+  for (int64_t v = 0; v < V; ++v) sum += std::exp(double(row[v] - mx));
+  const float lse = mx + float(std::log(sum));
+  *lp_id = row[id] - lse;
+  top->clear();
+  if (k <= 0) return;
+  k = int(std::min<int64_t>(k, V));
+  order.resize(size_t(V));
+  for (int64_t v = 0; v < V; ++v) order[size_t(v)] = int32_t(v);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+    return row[a] > row[b] || (row[a] == row[b] && a < b);
+  });
+  for (int i = 0; i < k; ++i) top->emplace_back(order[size_t(i)], row[order[size_t(i)]] - lse);
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+Scheduler::Scheduler(Model& model, const Tokenizer* tok, const SchedulerOptions& opt)
+    : model_(model), tok_(tok), opt_(opt) {
+  if (opt.parallel <= 0) throw Error("--parallel must be >= 1");
+  if (opt.ctx < 2) throw Error("--ctx must be >= 2");
+  if (opt.max_queue < 0) throw Error("--max-queue must be >= 0");
+}
+
+Scheduler::~Scheduler() {
+  if (thread_.joinable()) drain(0);
+}
+
+void Scheduler::start() {
+  thread_ = std::thread([this] { loop(); });
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return warm_ || !warm_error_.empty(); });
+  if (!warm_error_.empty()) {
+    lk.unlock();
+    thread_.join();
+    throw Error(warm_error_);
+  }
+}
+
+bool Scheduler::submit(const std::shared_ptr<Job>& job) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (draining_ || int64_t(queue_.size()) >= opt_.max_queue) return false;
+    queue_.push_back(job);
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void Scheduler::drain(double grace_s) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!draining_) cancel_at_ = now_s() + std::max(0.0, grace_s);
+    draining_ = stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+SchedulerStats Scheduler::stats() const {
+  SchedulerStats s;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    s.queued = int64_t(queue_.size());
+  }
+  s.busy = busy_, s.slots = opt_.parallel, s.reused_tokens = reused_tokens_;
+  s.prompt_tokens = prompt_tokens_, s.completion_tokens = completion_tokens_;
+  s.jobs_done = jobs_done_, s.jobs_cancelled = jobs_cancelled_;
+  s.cache_bytes = cache_bytes_, s.steps = steps_, s.prefills = prefills_;
+  return s;
+}
+
+// Every shape the loop will run, once, so that the first requests do not pay
+// for oneDNN's plans, the bf16 weight copies and first-touch page faults: a
+// prefill in every slot (the first of up to 512 tokens, so the model's
+// forward buffers are grown for ordinary prompts), then a step of every batch
+// size 1..parallel.
+void Scheduler::warm_up() {
+  const int64_t V = model_.config().vocab_size, P = opt_.parallel;
+  std::vector<float> logits(size_t(P * V));
+  // Room left for the P steps in slot 0 (its length is n, then n + 1, ...).
+  const int64_t n = std::max<int64_t>(1, std::min<int64_t>(opt_.ctx - 1 - P, 512));
+  std::vector<int32_t> ids(size_t(n), 0);
+  for (int64_t s = 0; s < P; ++s) dec_->prefill(s, ids.data(), s == 0 ? n : 1, logits.data());
+  std::vector<int64_t> slots;
+  for (int64_t b = 1; b <= P; ++b) {
+    slots.clear();
+    for (int64_t s = 0; s < b; ++s)
+      if (dec_->length(s) < opt_.ctx) slots.push_back(s);
+    dec_->step(slots.data(), ids.data(), int64_t(slots.size()), logits.data());
+  }
+}
+
+void Scheduler::finish(Running& r, const std::string& why) {
+  Job& j = *r.job;
+  TokenEvent tail;
+  tail.id = -1;
+  if (r.text && why != "cancelled") {
+    if (!r.stops.hit()) tail.text = r.stops.feed(r.text->flush());
+    tail.text += r.stops.finish();
+  }
+  {
+    std::lock_guard<std::mutex> lk(j.ch->mu);
+    if (!tail.text.empty()) j.events.push_back(std::move(tail));
+    j.done = true;
+    j.finish = why;
+  }
+  j.ch->cv.notify_all();
+  ++jobs_done_;
+  if (why == "cancelled") ++jobs_cancelled_;
+  const int64_t s = r.slot;
+  slots_[size_t(s)].reset();  // r is gone from here on
+  --busy_;
+}
+
+bool Scheduler::advance(Running& r, float* logits) {
+  Job& j = *r.job;
+  const int64_t V = model_.config().vocab_size;
+  if (!r.counts.empty())
+    for (int32_t id : r.generated_ids)
+      logits[id] -= j.presence_penalty + j.frequency_penalty * float(r.counts[size_t(id)]);
+  TokenEvent ev;
+  // Log-probabilities are of the distribution the request's penalties leave
+  // (before temperature, filters and the repetition penalty of sample(), as
+  // OpenAI's are before temperature); the row is kept before sample() edits it.
+  float lp = 0.f;
+  int32_t id;
+  if (j.top_logprobs >= 0) {
+    raw_.assign(logits, logits + V);
+    id = r.sampler.sample(logits, r.history);
+    log_probs(raw_.data(), V, id, j.top_logprobs, &lp, &ev.top, order_);
+  } else {
+    id = r.sampler.sample(logits, r.history);
+  }
+  r.history.push_back(id);
+  r.last = id;
+  ++completion_tokens_;
+  ++j.generated;
+  if (id == j.eos_id) {
+    finish(r, "stop");
+    return false;
+  }
+  if (!r.counts.empty() && r.counts[size_t(id)]++ == 0) r.generated_ids.push_back(id);
+  ev.id = id;
+  ev.logprob = lp;
+  if (r.text && id < tok_->vocab_size()) ev.text = r.stops.feed(r.text->push(id));
+  const bool hit = r.stops.hit();
+  {
+    std::lock_guard<std::mutex> lk(j.ch->mu);
+    j.events.push_back(std::move(ev));
+  }
+  j.ch->cv.notify_all();
+  if (hit) {
+    finish(r, "stop");
+    return false;
+  }
+  if (j.generated >= j.max_tokens || dec_->length(r.slot) >= opt_.ctx) {
+    finish(r, "length");
+    return false;
+  }
+  return true;
+}
+
+void Scheduler::loop() {
+  try {
+    if (opt_.threads > 0) omp_set_num_threads(opt_.threads);
+    dec_ = std::make_unique<Decoder>(model_, opt_.parallel, opt_.ctx, opt_.bf16_cache);
+    slots_.resize(size_t(opt_.parallel));
+    held_.resize(size_t(opt_.parallel));
+    last_used_.assign(size_t(opt_.parallel), 0);
+    cache_bytes_ = dec_->cache_bytes();
+    warm_up();
+  } catch (const std::exception& e) {
+    std::lock_guard<std::mutex> lk(mu_);
+    warm_error_ = std::string("warming the model: ") + e.what();
+    cv_.notify_all();
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    warm_ = true;
+  }
+  cv_.notify_all();
+
+  const int64_t V = model_.config().vocab_size, P = opt_.parallel;
+  std::vector<float> logits(size_t(P * V));
+  std::vector<int64_t> rows;
+  std::vector<int32_t> ids;
+  std::vector<Running*> running;
+  for (;;) {
+    std::shared_ptr<Job> admit;
+    int64_t free_slot = -1;  // the least recently used free slot
+    for (int64_t s = 0; s < P; ++s)
+      if (!slots_[size_t(s)] &&
+          (free_slot < 0 || last_used_[size_t(s)] < last_used_[size_t(free_slot)]))
+        free_slot = s;
+    std::vector<std::shared_ptr<Job>> dropped;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || busy_ > 0 || !queue_.empty(); });
+      if (stop_ && now_s() >= cancel_at_) {
+        // Drain's grace is over: nothing queued starts, everything running stops.
+        dropped.assign(queue_.begin(), queue_.end());
+        queue_.clear();
+        for (auto& r : slots_)
+          if (r) r->job->cancel = true;
+      }
+      if (stop_ && busy_ == 0 && queue_.empty() && dropped.empty()) break;
+      if (free_slot >= 0 && !queue_.empty()) {
+        admit = queue_.front();
+        queue_.pop_front();
+      }
+    }
+    for (auto& j : dropped) {
+      {
+        std::lock_guard<std::mutex> lk(j->ch->mu);
+        j->done = true;
+        j->finish = "cancelled";
+      }
+      j->ch->cv.notify_all();
+      ++jobs_done_, ++jobs_cancelled_;
+    }
+    if (admit) {
+      // The free slot holding the longest whole prefix of the prompt, if any.
+      const auto& pr = admit->prompt;
+      int64_t reuse = -1;
+      for (int64_t s = 0; s < P; ++s) {
+        const auto& h = held_[size_t(s)];
+        if (slots_[size_t(s)] || h.empty() || h.size() >= pr.size() ||
+            int64_t(pr.size() - h.size()) > kMaxFedTokens ||
+            (reuse >= 0 && h.size() <= held_[size_t(reuse)].size()))
+          continue;
+        if (std::equal(h.begin(), h.end(), pr.begin())) reuse = s;
+      }
+      if (reuse >= 0) free_slot = reuse;
+      last_used_[size_t(free_slot)] = ++clock_;
+      ++busy_;
+      slots_[size_t(free_slot)] = std::make_unique<Running>(admit, free_slot, V, tok_);
+      Running& r = *slots_[size_t(free_slot)];
+      if (admit->cancel) {
+        finish(r, "cancelled");
+      } else if (admit->max_tokens <= 0) {
+        finish(r, "length");
+      } else if (reuse >= 0) {
+        const size_t have = held_[size_t(reuse)].size();
+        r.feed.assign(pr.begin() + int64_t(have), pr.end());
+        r.last = r.feed[0];
+        r.fed = 1;
+        prompt_tokens_ += int64_t(pr.size());
+        reused_tokens_ += int64_t(have);
+      } else {
+        try {
+          held_[size_t(free_slot)].clear();
+          dec_->prefill(free_slot, admit->prompt.data(), int64_t(admit->prompt.size()),
+                        logits.data());
+          held_[size_t(free_slot)] = admit->prompt;
+          prompt_tokens_ += int64_t(admit->prompt.size());
+          ++prefills_;
+          advance(r, logits.data());
+        } catch (const std::exception& e) {
+          {
+            std::lock_guard<std::mutex> lk(admit->ch->mu);
+            admit->error = e.what();
+          }
+          finish(r, "error");
+        }
+      }
+    }
+    // One step for every running job that was not cancelled meanwhile.
+    running.clear();
+    for (auto& r : slots_) {
+      if (!r) continue;
+      if (r->job->cancel) {
+        finish(*r, "cancelled");
+        continue;
+      }
+      running.push_back(r.get());
+    }
+    // A job admitted just now already has its first token; it steps with
+    // the others (its slot holds the prompt, the token is fed now).
+    if (running.empty()) continue;
+    rows.clear(), ids.clear();
+    for (Running* r : running) rows.push_back(r->slot), ids.push_back(r->last);
+    try {
+      for (Running* r : running) held_[size_t(r->slot)].push_back(r->last);
+      dec_->step(rows.data(), ids.data(), int64_t(rows.size()), logits.data());
+      ++steps_;
+    } catch (const std::exception& e) {
+      for (Running* r : running) {
+        held_[size_t(r->slot)].clear();  // its state is unknown now
+        {
+          std::lock_guard<std::mutex> lk(r->job->ch->mu);
+          r->job->error = e.what();
+        }
+        finish(*r, "error");
+      }
+      continue;
+    }
+    for (size_t i = 0; i < running.size(); ++i) {
+      Running& r = *running[i];
+      if (r.fed < r.feed.size()) {  // still feeding a reused prompt's rest: no sample yet
+        r.last = r.feed[r.fed++];
+        continue;
+      }
+      advance(r, logits.data() + int64_t(i) * V);
+    }
+  }
+}
+
+}  // namespace rat::serve
