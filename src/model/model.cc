@@ -25,7 +25,7 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
     mixers_.push_back(make_mixer(&env_, cfg_.layers[i]));
     mixers_.back()->set_state_index(of_kind[cfg_.layers[i].kind]++);
     ffns_.push_back(make_ffn(&env_));
-    ffns_.back()->set_state_index(int64_t(i));  // its dropout site
+    ffns_.back()->set_state_index(int64_t(i));        // its dropout site
     mixers_.back()->bind(pv.layers[i], LayerView{});  // gradients: see grads()
     ffns_.back()->bind(pv.layers[i], LayerView{});
     layer_begin_.push_back(layout_.layer_begin(int64_t(i)));

@@ -16,8 +16,8 @@ void norm_forward(NormKind k, const float* x, const float* w, const float* b, fl
   }
 }
 
-void norm_backward(NormKind k, const float* dy, const float* x, const float* w,
-                   const float* stats, float* dx, float* dw, float* db, int64_t N, int64_t D) {
+void norm_backward(NormKind k, const float* dy, const float* x, const float* w, const float* stats,
+                   float* dx, float* dw, float* db, int64_t N, int64_t D) {
   switch (k) {
     case NormKind::kRmsNorm: return rmsnorm_backward(dy, x, w, stats, dx, dw, N, D);
     case NormKind::kLayerNorm:

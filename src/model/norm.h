@@ -20,7 +20,7 @@ void norm_forward(NormKind k, const float* x, const float* w, const float* b, fl
                   float* stats, int64_t N, int64_t D);
 
 // dy: [N, D]; dx ACCUMULATED; dw, db accumulated (as the norm has them).
-void norm_backward(NormKind k, const float* dy, const float* x, const float* w,
-                   const float* stats, float* dx, float* dw, float* db, int64_t N, int64_t D);
+void norm_backward(NormKind k, const float* dy, const float* x, const float* w, const float* stats,
+                   float* dx, float* dw, float* db, int64_t N, int64_t D);
 
 }  // namespace rat

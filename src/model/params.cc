@@ -12,8 +12,8 @@ int64_t in_proj_width(const ModelConfig& cfg, const MixerConfig& m) {
   return mixer_kind_info(m.kind).in_proj_width(cfg, m);
 }
 
-void ParamLayout::add(const std::string& name, std::vector<int64_t> shape, Init init,
-                      int64_t layer, const InitConfig& scheme, bool embedding) {
+void ParamLayout::add(const std::string& name, std::vector<int64_t> shape, Init init, int64_t layer,
+                      const InitConfig& scheme, bool embedding) {
   ParamSpec s;
   s.scheme = scheme;
   s.embedding = embedding;

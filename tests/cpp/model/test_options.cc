@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -83,6 +84,7 @@ model:
     num_layers: 1
     d_model: 16
     seq_cell: {_name_: attention, d_head: 8}
+    hidden_cell: {d_ffn: 32}
   embedding: {pe: {_name_: rope}}
 )"));
   EXPECT_EQ(c.ln, NormKind::kRmsNorm);
@@ -123,10 +125,12 @@ TEST(ModelOptions, SaveThenLoadKeepsEveryOption) {
 TEST(ModelOptions, BadValuesNameKeyAndChoices) {
   TempDir dir;
   auto with = [&](const std::string& backbone_extra, const std::string& cell = "attention") {
-    return dir.write("bad.yaml", "data: {vocab_size: 50}\nmodel:\n  backbone:\n"
-                                 "    num_layers: 1\n    d_model: 16\n" +
-                                     backbone_extra + "    seq_cell: {_name_: " + cell +
-                                     ", d_head: 8}\n  embedding: {pe: {_name_: interrope}}\n");
+    return dir.write("bad.yaml",
+                     "data: {vocab_size: 50}\nmodel:\n  backbone:\n"
+                     "    num_layers: 1\n    d_model: 16\n" +
+                         backbone_extra + "    seq_cell: {_name_: " + cell +
+                         ", d_head: 8}\n    hidden_cell: {d_ffn: 32}\n"
+                                     "  embedding: {pe: {_name_: interrope}}\n");
   };
   std::string msg = error_of([&] { load_model_config(with("    ln: batchnorm\n")); });
   EXPECT_HAS(msg, "bad.yaml:6: model.backbone.ln: unknown norm 'batchnorm'");
@@ -147,7 +151,8 @@ TEST(ModelOptions, BadValuesNameKeyAndChoices) {
 
 std::vector<std::string> names_of(const ModelConfig& c) {
   std::vector<std::string> n;
-  for (const ParamSpec& s : ParamLayout(c).specs()) n.push_back(s.name);
+  const ParamLayout layout(c);  // the specs belong to it: no temporary in the loop
+  for (const ParamSpec& s : layout.specs()) n.push_back(s.name);
   return n;
 }
 
@@ -235,7 +240,8 @@ TEST(ModelOptions, InitSchemesDrawTheAuthorsDistributions) {
     for (const ParamSpec& s : layout.specs()) {
       const float* p = w.data() + s.offset;
       const bool bias = s.name.size() > 5 && s.name.substr(s.name.size() - 5) == ".bias";
-      const bool norm = s.name.find("norm") != std::string::npos || s.name.find("ln.") != std::string::npos;
+      const bool norm =
+          s.name.find("norm") != std::string::npos || s.name.find("ln.") != std::string::npos;
       const double r = 1.0 / std::sqrt(double(s.shape.back()));
       if (norm) {  // weights 1, biases 0 whatever the scheme (the authors' Base._init_weights)
         for (int64_t i = 0; i < s.numel; ++i) ASSERT_EQ(p[i], bias ? 0.f : 1.f) << s.name;
@@ -243,7 +249,8 @@ TEST(ModelOptions, InitSchemesDrawTheAuthorsDistributions) {
       }
       if (bias) {
         if (scheme == InitScheme::kTorchUniform || scheme == InitScheme::kTorch) {
-          // U(+-1/sqrt(fan_in)), fan_in the weight's input width (in_proj, out_proj, fc1: 256; fc2: 768)
+          // U(+-1/sqrt(fan_in)), fan_in the weight's input width (in_proj, out_proj, fc1: 256; fc2:
+          // 768)
           const double fan_in = s.name.find("fc2") != std::string::npos ? 768 : 256;
           expect_dist(s.name, p, s.numel, true, 1.0 / std::sqrt(fan_in));
         } else {
@@ -295,10 +302,12 @@ task: {tie_embedding: false}
     float* p = want.data() + s.offset;
     const bool bias = s.name.substr(s.name.size() - 5) == ".bias";
     if (s.name.find("gate_bias") != std::string::npos) {
-      const int64_t M = s.init == Init::kGateBiasSeq ? c.seq_len : c.layers[size_t(s.layer)].chunk_size;
+      const int64_t M =
+          s.init == Init::kGateBiasSeq ? c.seq_len : c.layers[size_t(s.layer)].chunk_size;
       std::uniform_real_distribution<float> u(1.f, float(M - 1));
       for (int64_t i = 0; i < s.numel; ++i) p[i] = std::log(u(rng));
-    } else if (s.name.find("ln.") != std::string::npos || s.name.find("norm") != std::string::npos) {
+    } else if (s.name.find("ln.") != std::string::npos ||
+               s.name.find("norm") != std::string::npos) {
       for (int64_t i = 0; i < s.numel; ++i) p[i] = 1.f;
     } else if (!bias) {
       for (int64_t i = 0; i < s.numel; ++i) p[i] = normal(rng);
@@ -312,7 +321,7 @@ task: {tie_embedding: false}
 
 TEST(Dropout, MaskFractionScalingAndBackwardMask) {
   const int64_t n = 1 << 20;
-  std::vector<float> z(size_t(n)), r(size_t(n)), y(size_t(n)), dz(size_t(n));
+  std::vector<float> z(static_cast<size_t>(n)), r(z.size()), y(z.size()), dz(z.size());
   for (int64_t i = 0; i < n; ++i) z[size_t(i)] = 1.f + float(i % 7), r[size_t(i)] = -0.5f;
   for (double p : {0.0, 0.1, 0.5, 0.9}) {
     SCOPED_TRACE(p);
@@ -331,7 +340,7 @@ TEST(Dropout, MaskFractionScalingAndBackwardMask) {
     EXPECT_NEAR(double(dropped) / double(n), p, 6 * std::sqrt(p * (1 - p) / double(n)) + 1e-12);
   }
   // Different streams and sites draw different masks; the same key the same.
-  std::vector<float> y2(size_t(n));
+  std::vector<float> y2(z.size());
   dropout_add(z.data(), r.data(), y.data(), n, 0.5, dropout_key(3, 11, 2));
   dropout_add(z.data(), r.data(), y2.data(), n, 0.5, dropout_key(3, 12, 2));
   EXPECT_NE(y, y2);
@@ -393,7 +402,8 @@ TEST(Dropout, ResumeEqualsStraightRun) {
       .write(reinterpret_cast<const char*>(tok.data()), std::streamsize(tok.size() * 2));
   const std::string cfg = dir.write("exp.yaml", R"(
 data: {seq_len: 16, vocab_size: 64, num_bytes: 2, batch_size: 2, global_batch_size: 4,
-       train: {_name_: lm_ordered, tokenized_file_path: )" + dir.file("train.bin") + R"(}}
+       train: {_name_: lm_ordered, tokenized_file_path: )" +
+                                                    dir.file("train.bin") + R"(}}
 model:
   backbone: {_name_: sequence, num_layers: 2, d_model: 32, dropout: 0.3,
     seq_cell: {_name_: rat, d_head: 8, chunk_size: 4},
