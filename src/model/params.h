@@ -23,8 +23,8 @@ struct ParamSpec {
   int64_t offset = 0;  // floats from the start of the flat buffer
   int64_t numel = 0;
   Init init = Init::kNormal;
-  int64_t layer = -1;  // block index for per-layer tensors, -1 for the others
-  InitConfig scheme;   // kNormal, kLinearBias: the owning module's init
+  int64_t layer = -1;      // block index for per-layer tensors, -1 for the others
+  InitConfig scheme;       // kNormal, kLinearBias: the owning module's init
   bool embedding = false;  // nn.Embedding (torch's default init differs)
   int64_t fan_in = 0;      // kNormal, kLinearBias: the Linear's input width
 };
@@ -37,18 +37,18 @@ struct LayerView {
   float* in_proj_b = nullptr;     // [W_in] (attention kinds with bias)
   float* out_proj = nullptr;      // [D, D]
   float* out_proj_b = nullptr;    // [D] (attention kinds with bias)
-  float* gate_bias = nullptr;   // [D] (rat, rnn)
-  float* ffn_ln = nullptr;      // [D] (null: ln identity)
-  float* ffn_ln_b = nullptr;    // [D] (ln layernorm)
-  float* fc1_w = nullptr;       // [F or 2F, D]
-  float* fc1_b = nullptr;       // [F or 2F] when bias
-  float* fc2_w = nullptr;       // [D, F]
-  float* fc2_b = nullptr;       // [D] when bias
+  float* gate_bias = nullptr;     // [D] (rat, rnn)
+  float* ffn_ln = nullptr;        // [D] (null: ln identity)
+  float* ffn_ln_b = nullptr;      // [D] (ln layernorm)
+  float* fc1_w = nullptr;         // [F or 2F, D]
+  float* fc1_b = nullptr;         // [F or 2F] when bias
+  float* fc2_w = nullptr;         // [D, F]
+  float* fc2_b = nullptr;         // [D] when bias
 };
 
 struct ModelView {
-  float* wte = nullptr;       // [V, D]
-  float* lm_head = nullptr;   // [V, D]: wte when tied
+  float* wte = nullptr;         // [V, D]
+  float* lm_head = nullptr;     // [V, D]: wte when tied
   float* final_ln = nullptr;    // [D] (null: ln identity)
   float* final_ln_b = nullptr;  // [D] (ln layernorm)
   std::vector<LayerView> layers;

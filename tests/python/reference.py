@@ -433,6 +433,9 @@ class LM(nn.Module):
             self.head = Head(cfg.vocab_size, cfg.d_model)
         self.to(dtype)
         self.dtype = dtype
+        # Scoring mode by default (no dropout), as rat's forward outside training; the dropout
+        # cases' training forward turns it on with .train() (make_case.py).
+        self.eval()
 
     def head_weight(self):
         return self.embedding.wte.weight if self.cfg.tie_embedding else self.head.lm_head.weight

@@ -130,7 +130,7 @@ TEST(ModelOptions, BadValuesNameKeyAndChoices) {
                      "    num_layers: 1\n    d_model: 16\n" +
                          backbone_extra + "    seq_cell: {_name_: " + cell +
                          ", d_head: 8}\n    hidden_cell: {d_ffn: 32}\n"
-                                     "  embedding: {pe: {_name_: interrope}}\n");
+                         "  embedding: {pe: {_name_: interrope}}\n");
   };
   std::string msg = error_of([&] { load_model_config(with("    ln: batchnorm\n")); });
   EXPECT_HAS(msg, "bad.yaml:6: model.backbone.ln: unknown norm 'batchnorm'");
