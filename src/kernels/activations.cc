@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "kernels/vec_math.h"
 #include "util/error.h"
@@ -31,6 +32,54 @@ inline float fastgelu_grad(float x) {
   return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
 }
 inline float silu(float x) { return x * sigmoidf(x); }
+
+// The elementwise ones other than gelu's vector path, value and derivative
+// (torch's: relu' and relusquared' are 0 at 0).
+inline float act_value(Activation act, float x) {
+  switch (act) {
+    case Activation::kGelu: return gelu(x);
+    case Activation::kFastGelu: return fastgelu(x);
+    case Activation::kRelu: return x > 0.f ? x : 0.f;
+    case Activation::kTanh: return std::tanh(x);
+    case Activation::kSilu: return silu(x);
+    case Activation::kSigmoid: return sigmoidf(x);
+    case Activation::kExp: return std::exp(x);
+    case Activation::kReluSquared: return x > 0.f ? x * x : 0.f;
+    default: return x;  // identity (swiglu and softmax are not elementwise)
+  }
+}
+inline float act_grad(Activation act, float x) {
+  switch (act) {
+    case Activation::kGelu: return gelu_grad(x);
+    case Activation::kFastGelu: return fastgelu_grad(x);
+    case Activation::kRelu: return x > 0.f ? 1.f : 0.f;
+    case Activation::kTanh: {
+      const float t = std::tanh(x);
+      return 1.f - t * t;
+    }
+    case Activation::kSilu: {
+      const float s = sigmoidf(x);
+      return s * (1.f + x * (1.f - s));
+    }
+    case Activation::kSigmoid: {
+      const float s = sigmoidf(x);
+      return s * (1.f - s);
+    }
+    case Activation::kExp: return std::exp(x);
+    case Activation::kReluSquared: return x > 0.f ? 2.f * x : 0.f;
+    default: return 1.f;  // identity
+  }
+}
+
+// Softmax of one row of F, max-subtracted so no exp overflows.
+void softmax_row(const float* h, float* a, int64_t F) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t f = 0; f < F; ++f) m = std::max(m, h[f]);
+  float sum = 0.f;
+  for (int64_t f = 0; f < F; ++f) sum += a[f] = std::exp(h[f] - m);
+  const float inv = 1.f / sum;
+  for (int64_t f = 0; f < F; ++f) a[f] *= inv;
+}
 
 #if defined(__AVX512F__)
 // The normal CDF Phi(x) of 16 floats, through erfc on both sides, so that
@@ -131,20 +180,18 @@ void activation_forward(Activation act, const float* h, float* a, int64_t N, int
     }
     return;
   }
+  if (act == Activation::kSoftmax) {
+#pragma omp parallel for schedule(static) if (N * F >= 16384)
+    for (int64_t n = 0; n < N; ++n) softmax_row(h + n * F, a + n * F, F);
+    return;
+  }
   int64_t total = N * F;
 #if defined(__AVX512F__)
   if (act == Activation::kGelu)
     return parallel_chunks(total, [&](int64_t i, int64_t n) { gelu_vec(h + i, a + i, n); });
 #endif
 #pragma omp parallel for schedule(static) if (total >= 16384)
-  for (int64_t i = 0; i < total; ++i) {
-    float x = h[i];
-    switch (act) {
-      case Activation::kGelu: a[i] = gelu(x); break;
-      case Activation::kFastGelu: a[i] = fastgelu(x); break;
-      default: a[i] = x > 0.f ? x : 0.f; break;
-    }
-  }
+  for (int64_t i = 0; i < total; ++i) a[i] = act_value(act, h[i]);
 }
 
 void activation_backward(Activation act, const float* h, const float* da, float* dh, int64_t N,
@@ -165,6 +212,19 @@ void activation_backward(Activation act, const float* h, const float* da, float*
     }
     return;
   }
+  if (act == Activation::kSoftmax) {
+    // dh = a (da - <da, a>), a recomputed from h into dh itself (no buffer).
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      float* dhr = dh + n * F;
+      const float* dar = da + n * F;
+      softmax_row(h + n * F, dhr, F);
+      double dot = 0;
+      for (int64_t f = 0; f < F; ++f) dot += double(dar[f]) * dhr[f];
+      for (int64_t f = 0; f < F; ++f) dhr[f] *= dar[f] - float(dot);
+    }
+    return;
+  }
   int64_t total = N * F;
 #if defined(__AVX512F__)
   if (act == Activation::kGelu)
@@ -172,16 +232,7 @@ void activation_backward(Activation act, const float* h, const float* da, float*
                            [&](int64_t i, int64_t n) { gelu_grad_vec(h + i, da + i, dh + i, n); });
 #endif
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < total; ++i) {
-    float x = h[i];
-    float d;
-    switch (act) {
-      case Activation::kGelu: d = gelu_grad(x); break;
-      case Activation::kFastGelu: d = fastgelu_grad(x); break;
-      default: d = x > 0.f ? 1.f : 0.f; break;
-    }
-    dh[i] = da[i] * d;
-  }
+  for (int64_t i = 0; i < total; ++i) dh[i] = da[i] * act_grad(act, h[i]);
 }
 
 }  // namespace rat

@@ -1,4 +1,5 @@
-// FFN activations (SPEC.md "FFN"), elementwise over [N, F].
+// FFN activations (SPEC.md "FFN"; the authors' nn/activation.py), elementwise over
+// [N, F], except softmax (over the F features of each row) and swiglu.
 #pragma once
 
 #include <cstdint>

@@ -35,8 +35,32 @@ constexpr const char* kExpectedTop = "a mapping with data, model and task";
 constexpr int64_t kDefaultFfnMult = 4;
 constexpr int64_t kDefaultNumLayers = 12, kDefaultDModel = 768, kDefaultInterleaveStep = 2;
 
-MixerConfig parse_mixer(const Section& s) {
+// The authors' `init` mapping ({_name_, initializer_range}); `dflt` when absent.
+InitConfig parse_init(const Section& parent, const InitConfig& dflt) {
+  InitConfig c = dflt;
+  const Section s = parent.section("init");
+  if (!s.present()) return c;
+  c.scheme = s.opt_enum("_name_", init_names()).value_or(c.scheme);
+  c.initializer_range = s.opt_double("initializer_range").value_or(c.initializer_range);
+  if (!(c.initializer_range >= 0.0))
+    s.fail("initializer_range", "got " + (std::ostringstream() << c.initializer_range).str() +
+                                    ", expected a number >= 0");
+  return c;
+}
+
+// The backbone-wide options each layer config repeats (the authors' layer
+// yamls interpolate ${model.backbone.*}): a cell's own value wins, the
+// backbone's is the default.
+struct BackboneOptions {
+  NormKind ln = NormKind::kRmsNorm;
+  bool bias = false;
+  double dropout = 0.0;
+};
+
+MixerConfig parse_mixer(const Section& s, const BackboneOptions& o) {
   MixerConfig m;
+  m.ln = o.ln;
+  m.bias = o.bias;
   if (!s.present())
     fail(s.file(), s.path(), "missing, expected a mapping with _name_ and the mixer's sizes");
   // Kind names come from the descriptors (model/mixer_kinds.h).
@@ -47,6 +71,14 @@ MixerConfig parse_mixer(const Section& s) {
   m.ngroups = s.opt_int("ngroups").value_or(m.ngroups);
   m.chunk_size = s.opt_int("chunk_size").value_or(m.chunk_size);
   m.window_size = s.opt_int("window_size").value_or(m.window_size);
+  m.ln = s.opt_enum("ln", norm_names()).value_or(m.ln);
+  m.bias = s.opt_bool("bias").value_or(m.bias);
+  // The authors' rat and rnn assert `bias is False` (rat.py, rnn.py).
+  if (m.bias && (m.kind == MixerKind::kRat || m.kind == MixerKind::kRnn))
+    fail(s.file(), s.key("bias"),
+         std::string("true, but ") + mixer_name(m.kind) +
+             " layers have no projection bias (the authors' assert bias is False), expected "
+             "false");
   return m;
 }
 
@@ -117,10 +149,21 @@ void check_mixer(const ModelConfig& c, const MixerConfig& m, const std::string& 
              "' rotates half-pairs, expected an even d_head");
 }
 
+void emit_init(YAML::Emitter& out, const char* key, const InitConfig& c) {
+  out << YAML::Key << key << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "_name_" << YAML::Value << init_name(c.scheme);
+  out << YAML::Key << "initializer_range" << YAML::Value << c.initializer_range;
+  out << YAML::EndMap;
+}
+
 void emit_mixer(YAML::Emitter& out, const MixerConfig& m) {
   out << YAML::BeginMap;
   out << YAML::Key << "_name_" << YAML::Value << mixer_name(m.kind);
   out << YAML::Key << "d_head" << YAML::Value << m.d_head;
+  if (m.kind == MixerKind::kAttention || m.kind == MixerKind::kLocalAttention) {
+    out << YAML::Key << "ln" << YAML::Value << norm_name(m.ln);
+    out << YAML::Key << "bias" << YAML::Value << m.bias;
+  }
   if (m.kind == MixerKind::kRat) {
     out << YAML::Key << "ngroups" << YAML::Value << m.ngroups;
     out << YAML::Key << "chunk_size" << YAML::Value << m.chunk_size;
@@ -172,11 +215,14 @@ const KeySchema& config_file_schema() {
     };
     // The model (this file) ...
     add("data", {"seq_len", "vocab_size", "num_bytes", "ignore_input_index"});
-    add("model.backbone", {"_name_", "num_layers", "d_model", "interleave_step"});
+    add("model.backbone",
+        {"_name_", "num_layers", "d_model", "interleave_step", "ln", "bias", "dropout"});
     for (const char* cell : {"seq_cell", "seq_cell1"})
       add(std::string("model.backbone.") + cell,
-          {"_name_", "d_head", "ngroups", "chunk_size", "window_size"});
-    add("model.backbone.hidden_cell", {"_name_", "d_ffn", "act_fn", "bias"});
+          {"_name_", "d_head", "ngroups", "chunk_size", "window_size", "ln", "bias"});
+    add("model.backbone.hidden_cell", {"_name_", "d_ffn", "act_fn", "bias", "ln", "dropout"});
+    for (const char* sec : {"model.backbone.init", "model.embedding.init", "model.head.init"})
+      add(sec, {"_name_", "initializer_range"});
     add("model.embedding", {"vocab_size"});
     add("model.embedding.pe", {"_name_", "base"});
     add("task", {"tie_embedding", "ignore_index"});
@@ -210,27 +256,24 @@ const KeySchema& config_file_schema() {
     ignored("model.embedding.pe", {"dim", "max_num_chunk", "chunk_size", "max_seq_len"});
     ignored("model.head", {"vocab_size", "d_model"});
     ignored("task", {"loss", "metric"});
+    // Keys the authors' modules receive and never use: the layers are
+    // initialised with the backbone's init (Base.init_weights), attention,
+    // rat and rnn take no dropout, LMEmbedding stores its dropout unused.
+    for (const char* cell : {"seq_cell", "seq_cell1", "hidden_cell"})
+      ignored(std::string("model.backbone.") + cell, {"init"});
+    for (const char* cell : {"seq_cell", "seq_cell1"})
+      ignored(std::string("model.backbone.") + cell, {"dropout"});
+    ignored("model.embedding", {"dropout"});
     ignored("optim.lr_scheduler", {"T_max"});
     ignored("trainer",
             {"test_speed", "device", "torch_compile", "global_batch_size", "check_gradient_norm"});
     // Their options rat does not implement, at the value rat's fixed
     // behaviour amounts to (anything else would build a different model).
-    const char* init = "{_name_: fixed, initializer_range: 0.02}";  // SPEC.md "Initialisation"
     auto unsupported = [&](const std::string& key, const char* rat_value) {
       s.unsupported.emplace_back(key, rat_value);
     };
-    for (const std::string sec : {"model.backbone", "model.backbone.seq_cell",
-                                  "model.backbone.seq_cell1", "model.backbone.hidden_cell"}) {
-      if (sec != "model.backbone.hidden_cell") unsupported(sec + ".bias", "false");
-      unsupported(sec + ".ln", "rmsnorm");
-      unsupported(sec + ".dropout", "0");
-      unsupported(sec + ".init", init);
-    }
     unsupported("model.embedding._name_", "lm");
-    unsupported("model.embedding.dropout", "0");
-    unsupported("model.embedding.init", init);
     unsupported("model.head._name_", "lm");
-    unsupported("model.head.init", init);
     unsupported("task._name_", "lm");
     return s;
   }();
@@ -286,8 +329,16 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
   // sequence has no interleave_step in the authors' tree; 1 is what it does.
   c.interleave_step =
       backbone.opt_int("interleave_step").value_or(interleave ? kDefaultInterleaveStep : 1);
-  c.seq_cell = parse_mixer(backbone.section("seq_cell"));
-  if (interleave) c.seq_cell1 = parse_mixer(backbone.section("seq_cell1"));
+  BackboneOptions opt;
+  opt.ln = backbone.opt_enum("ln", norm_names()).value_or(opt.ln);
+  opt.bias = backbone.opt_bool("bias").value_or(opt.bias);
+  opt.dropout = backbone.opt_double("dropout").value_or(opt.dropout);
+  c.ln = opt.ln;
+  c.init = parse_init(backbone, InitConfig{});
+  c.embedding_init = parse_init(embedding, c.init);
+  c.head_init = parse_init(model.section("head"), c.init);
+  c.seq_cell = parse_mixer(backbone.section("seq_cell"), opt);
+  if (interleave) c.seq_cell1 = parse_mixer(backbone.section("seq_cell1"), opt);
 
   const Section hidden = backbone.section("hidden_cell");
   if (!hidden.present()) backbone.missing("hidden_cell", "a mapping with _name_: ffn and d_ffn");
@@ -295,7 +346,13 @@ ModelConfig model_config_from_yaml(const YAML::Node& root, const std::string& pa
     hidden.fail("_name_", "unknown hidden cell '" + *name + "', expected ffn");
   c.ffn.d_ffn = hidden.opt_int("d_ffn").value_or(kDefaultFfnMult * c.d_model);
   c.ffn.act = hidden.opt_enum("act_fn", activation_names()).value_or(Activation::kGelu);
-  c.ffn.bias = hidden.opt_bool("bias").value_or(false);
+  c.ffn.bias = hidden.opt_bool("bias").value_or(opt.bias);
+  c.ffn.ln = hidden.opt_enum("ln", norm_names()).value_or(opt.ln);
+  c.ffn.dropout = hidden.opt_double("dropout").value_or(opt.dropout);
+  if (!(c.ffn.dropout >= 0.0 && c.ffn.dropout < 1.0))
+    (hidden.has("dropout") ? hidden : backbone)
+        .fail("dropout", "got " + (std::ostringstream() << c.ffn.dropout).str() +
+                             ", expected a probability in [0, 1)");
 
   // model.embedding.pe: needed unless no mixer rotates (rnn, identity ignore it).
   auto rotates = [](const MixerConfig& m) {
@@ -337,6 +394,8 @@ void save_model_config(const ModelConfig& cfg, const std::string& path) {
   out << YAML::Key << "num_layers" << YAML::Value << cfg.num_layers;
   out << YAML::Key << "d_model" << YAML::Value << cfg.d_model;
   out << YAML::Key << "interleave_step" << YAML::Value << cfg.interleave_step;
+  out << YAML::Key << "ln" << YAML::Value << norm_name(cfg.ln);
+  emit_init(out, "init", cfg.init);
   out << YAML::Key << "seq_cell" << YAML::Value;
   emit_mixer(out, cfg.seq_cell);
   if (cfg.backbone == "sequence_interleave") {
@@ -348,6 +407,8 @@ void save_model_config(const ModelConfig& cfg, const std::string& path) {
   out << YAML::Key << "d_ffn" << YAML::Value << cfg.ffn.d_ffn;
   out << YAML::Key << "act_fn" << YAML::Value << activation_name(cfg.ffn.act);
   out << YAML::Key << "bias" << YAML::Value << cfg.ffn.bias;
+  out << YAML::Key << "ln" << YAML::Value << norm_name(cfg.ffn.ln);
+  out << YAML::Key << "dropout" << YAML::Value << cfg.ffn.dropout;
   out << YAML::EndMap;  // hidden_cell
   out << YAML::EndMap;  // backbone
   out << YAML::Key << "embedding" << YAML::Value << YAML::BeginMap;
@@ -356,7 +417,11 @@ void save_model_config(const ModelConfig& cfg, const std::string& path) {
   out << YAML::Key << "_name_" << YAML::Value << pe_name(cfg.pe);
   out << YAML::Key << "base" << YAML::Value << cfg.rope_base;
   out << YAML::EndMap;  // pe
+  emit_init(out, "init", cfg.embedding_init);
   out << YAML::EndMap;  // embedding
+  out << YAML::Key << "head" << YAML::Value << YAML::BeginMap;
+  emit_init(out, "init", cfg.head_init);
+  out << YAML::EndMap;  // head
   out << YAML::EndMap;  // model
 
   out << YAML::Key << "task" << YAML::Value << YAML::BeginMap;

@@ -20,11 +20,28 @@ struct KeySchema;  // model/yaml_reader.h
 // Descriptors (names, sizes, tensors, counts, factory): model/mixer_kinds.h.
 enum class MixerKind { kRat, kAttention, kLocalAttention, kRnn, kIdentity };
 enum class PosEnc { kRope, kInterRope, kRopeInterRope, kEmpty };
+// The authors' `ln` (nn/norm.py): torch.nn.RMSNorm (weight), torch.nn.LayerNorm
+// (weight and bias), or none; eps 1e-6 wherever their modules build one.
+enum class NormKind { kRmsNorm, kLayerNorm, kIdentity };
+// The authors' `init._name_` (nn/init.py), applied to every nn.Linear and
+// nn.Embedding weight of the module that holds the key (fan_in = the weight's
+// last dimension): fixed N(0, initializer_range), xavier N(0, fan_in^-1/2),
+// uniform U(+-fan_in^-1/2), the three with zero biases; torch_uniform also
+// U(+-fan_in^-1/2) biases; torch: PyTorch's default (Linear U(+-fan_in^-1/2)
+// weight and bias, Embedding N(0, 1)).
+enum class InitScheme { kFixed, kXavier, kUniform, kTorchUniform, kTorch };
+
+struct InitConfig {
+  InitScheme scheme = InitScheme::kFixed;
+  double initializer_range = 0.02;  // fixed only
+};
 
 const char* mixer_name(MixerKind k);
 // Canonical spellings; the tables and their parsers are model/enum_names.h.
 const char* activation_name(Activation a);
 const char* pe_name(PosEnc p);
+const char* norm_name(NormKind n);
+const char* init_name(InitScheme i);
 
 // Initialisers: the authors' defaults (configs/model/backbone/layer/*.yaml),
 // which a config file that omits the key gets.
@@ -34,12 +51,18 @@ struct MixerConfig {
   int64_t ngroups = 2;         // rat only: q/k groups, must divide H
   int64_t chunk_size = 64;     // rat only: L
   int64_t window_size = 1024;  // local_attention only: keys t-window..t
+  // attention and local_attention only (the authors' rat and rnn build an
+  // RMSNorm and assert no bias whatever the keys say):
+  NormKind ln = NormKind::kRmsNorm;  // input_norm
+  bool bias = false;                 // in_proj.bias, out_proj.bias
 };
 
 struct FfnConfig {
   int64_t d_ffn = 0;
   Activation act = Activation::kGelu;
   bool bias = false;
+  NormKind ln = NormKind::kRmsNorm;  // the pre-norm `ln`
+  double dropout = 0.0;              // on fc2's output, training only
 };
 
 struct ModelConfig {
@@ -56,6 +79,10 @@ struct ModelConfig {
   MixerConfig seq_cell;
   MixerConfig seq_cell1;  // used by sequence_interleave only
   FfnConfig ffn;
+  NormKind ln = NormKind::kRmsNorm;  // the final norm (backbone.ln)
+  InitConfig init;                   // every block's linears (model.backbone.init)
+  InitConfig embedding_init;         // embedding.wte (model.embedding.init)
+  InitConfig head_init;              // head.lm_head when untied (model.head.init)
   // model.embedding
   PosEnc pe = PosEnc::kRope;
   double rope_base = 10000.0;
@@ -90,7 +117,9 @@ double keys_scored_total(const MixerConfig& m, int64_t T);
 // configs"; their configs/model/backbone tree): num_layers 12, d_model 768,
 // interleave_step 2 (sequence_interleave; 1 for sequence), d_head 64,
 // ngroups 2, chunk_size 64, window_size 1024, d_ffn 4 * d_model, act_fn
-// gelu, bias false, pe.base 10000, tie_embedding true, ignore_index -100.
+// gelu, bias false, pe.base 10000, tie_embedding true, ignore_index -100;
+// ln rmsnorm, dropout 0, init {_name_: fixed, initializer_range: 0.02}
+// (model.backbone; cells, embedding and head default to the backbone's).
 // The data keys have no default in their tree (each dataset sets them):
 // seq_len 1024, num_bytes 2, ignore_input_index -1 (none) here.
 // A null value (`key: null`) counts

@@ -104,7 +104,7 @@ struct RnnState {
 // each layer's init_state to the largest need, never inside a step.
 struct StepScratch {
   std::vector<float> x, xm, hf;       // residual rows and final norm output [S, D]
-  std::vector<float> u, rstd;         // a block's normed input [S, D] and rstd [S]
+  std::vector<float> u, rstd;         // a block's normed input [S, D] and norm statistics [2S]
   std::vector<float> proj, proj_t;    // in_proj output and its transpose [S, W]
   std::vector<float> out, out_t;      // out_proj input and output transpose [S, D]
   std::vector<uint16_t> u16, out16;   // bf16 products: GEMM inputs rounded once per step
@@ -124,7 +124,7 @@ struct StepScratch {
   // scratch of `stride` floats.
   void need(int64_t S, int64_t D, int64_t W, int64_t stride) {
     for (auto* v : {&x, &xm, &hf, &u, &out, &out_t}) grow(*v, S * D);
-    grow(rstd, S);
+    grow(rstd, 2 * S);  // layernorm keeps rstd | mean
     grow(proj, S * W), grow(proj_t, S * W);
     grow(u16, S * D), grow(out16, S * D);
     threads = omp_get_max_threads();

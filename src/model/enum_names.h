@@ -57,11 +57,17 @@ class EnumNames {
 // Matmul / cache precision: f32 | bf16, with the trainer's float32 | bfloat16
 // (the authors' trainer.dtype) as aliases.
 const EnumNames<Precision>& precision_names();
-// FFN activations (SPEC.md "FFN"): gelu | fastgelu | relu | swiglu.
+// FFN activations (SPEC.md "FFN"; the authors' nn/activation.py): gelu |
+// fastgelu | relu | swiglu | tanh | silu | sigmoid | exp | relusquared |
+// softmax | identity.
 const EnumNames<Activation>& activation_names();
 // Positional encodings (SPEC.md "Positional encodings"): rope | interrope |
 // rope_interrope | empty.
 const EnumNames<PosEnc>& pos_enc_names();
+// The authors' `ln`: rmsnorm | layernorm | identity.
+const EnumNames<NormKind>& norm_names();
+// The authors' `init._name_`: fixed | xavier | uniform | torch_uniform | torch.
+const EnumNames<InitScheme>& init_names();
 
 // A command-line flag's value: throws rat::Error
 // "<flag>: unknown <what> '<value>', expected one of ...".

@@ -55,6 +55,9 @@ struct BlockEnv {
     return prec == Precision::kBF16 && w16cache ? w16cache->get(W, n) : nullptr;
   }
   std::map<int64_t, RopeTable> rope;  // by head width
+  // The dropout masks of the next training forward (kernels/dropout.h): the
+  // trainer numbers each forward so a resumed run draws the same masks.
+  uint64_t dropout_seed = 0, dropout_stream = 0;
   Buffers scratch;
   const RopeTable& rope_table(int64_t P, int64_t max_pos);
 };

@@ -1,6 +1,8 @@
-// Attention and local attention mixers (SPEC.md): [v, q, k] = in_proj(RMSNorm(x)),
+// Attention and local attention mixers (SPEC.md): [v, q, k] = in_proj(norm(x)),
 // RoPE on q and k at absolute positions, causal softmax (local: keys
-// t - window .. t), y = x + out_proj(o). No output gate.
+// t - window .. t), y = x + out_proj(o). No output gate. The norm is the
+// config's `ln` (RMSNorm by default) and in_proj / out_proj carry biases with
+// `bias` (the authors' attention.py, local_attention.py).
 #include <omp.h>
 
 #include <algorithm>
@@ -10,8 +12,8 @@
 #include "kernels/attention.h"
 #include "kernels/decode_attention.h"
 #include "kernels/linear.h"
-#include "kernels/rmsnorm.h"
 #include "model/layers.h"
+#include "model/norm.h"
 
 namespace rat {
 
@@ -38,18 +40,18 @@ class AttentionMixer final : public Block {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = 3 * D, N = B * T;
     Buffers& b = forward_buffers(train);
     float* u = b.get(kU, N * D);
-    float* rstd = b.get(kRstd, N);
+    float* rstd = b.get(kRstd, norm_stats_size(m_.ln, N));
     float* proj = b.get(kProj, N * W);
     float* o = b.get(kO, N * D);
     float* lse = b.get(kLse, B * H * T);
-    rmsnorm_forward(x, p_.input_norm, u, rstd, N, D);
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, N, D, W, env_->prec, 0.f,
+    norm_forward(m_.ln, x, p_.input_norm, p_.input_norm_b, u, rstd, N, D);
+    linear_forward(u, D, p_.in_proj, p_.in_proj_b, proj, W, N, D, W, env_->prec, 0.f,
                    env_->w16(p_.in_proj, D * W));
     const RopeTable& rope = env_->rope_table(P, T);
     rope_apply(rope, proj + D, B, T, 0, 2 * H, W, 1, +1);  // q and k are adjacent
     attention_forward(shape(B, T), proj + D, proj + 2 * D, proj, o, lse);
     std::memcpy(y, x, size_t(N * D) * sizeof(float));
-    linear_forward(o, D, p_.out_proj, nullptr, y, D, N, D, D, env_->prec, 1.f,
+    linear_forward(o, D, p_.out_proj, p_.out_proj_b, y, D, N, D, D, env_->prec, 1.f,
                    env_->w16(p_.out_proj, D * D));
   }
 
@@ -63,16 +65,16 @@ class AttentionMixer final : public Block {
     float* lse = saved_.get(kLse, 0);
     float* dproj = env_->scratch.get(sDProj, N * W);
     float* dout = env_->scratch.get(sDO, N * D);
-    linear_backward(o, D, p_.out_proj, dx, D, dout, D, 0.f, g_.out_proj, nullptr, N, D, D,
+    linear_backward(o, D, p_.out_proj, dx, D, dout, D, 0.f, g_.out_proj, g_.out_proj_b, N, D, D,
                     env_->prec);
     attention_backward(shape(B, T), proj + D, proj + 2 * D, proj, o, lse, dout, dproj + D,
                        dproj + 2 * D, dproj);
     const RopeTable& rope = env_->rope_table(P, T);
     rope_apply(rope, dproj + D, B, T, 0, 2 * H, W, 1, -1);
     float* du = dout;
-    linear_backward(u, D, p_.in_proj, dproj, W, du, D, 0.f, g_.in_proj, nullptr, N, D, W,
+    linear_backward(u, D, p_.in_proj, dproj, W, du, D, 0.f, g_.in_proj, g_.in_proj_b, N, D, W,
                     env_->prec);
-    rmsnorm_backward(du, x, p_.input_norm, rstd, dx, g_.input_norm, N, D);
+    norm_backward(m_.ln, du, x, p_.input_norm, rstd, dx, g_.input_norm, g_.input_norm_b, N, D);
   }
 
   // ---- Generation (SPEC.md "Generation state", attention / local_attention) ----
@@ -119,8 +121,8 @@ class AttentionMixer final : public Block {
     float* u = sc.u.data();
     float* proj = sc.proj.data();
     float* out = sc.out.data();
-    rmsnorm_forward(x, p_.input_norm, u, sc.rstd.data(), n, D);
-    linear_forward(u, D, p_.in_proj, nullptr, proj, W, n, D, W, env_->prec, 0.f,
+    norm_forward(m_.ln, x, p_.input_norm, p_.input_norm_b, u, sc.rstd.data(), n, D);
+    linear_forward(u, D, p_.in_proj, p_.in_proj_b, proj, W, n, D, W, env_->prec, 0.f,
                    env_->w16(p_.in_proj, D * W));
     const RopeTable& rope = env_->rope[P];
     const float scale = 1.f / std::sqrt(float(P));
@@ -151,7 +153,7 @@ class AttentionMixer final : public Block {
                         P, scale, scr, o);
       }
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
-    linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f,
+    linear_forward(out, D, p_.out_proj, p_.out_proj_b, y, D, n, D, D, env_->prec, 1.f,
                    env_->w16(p_.out_proj, D * D));
   }
 };

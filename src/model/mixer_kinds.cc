@@ -19,12 +19,26 @@ int64_t width_3d(const ModelConfig& cfg, const MixerConfig&) { return 3 * cfg.d_
 int64_t width_none(const ModelConfig&, const MixerConfig&) { return 0; }
 
 // input_norm, in_proj (W rows) and out_proj; a gate bias, where a kind has
-// one, follows them (the authors' state_dict order).
+// one, follows them. rat and rnn always have an RMSNorm and no projection
+// bias (the authors' rat.py, rnn.py).
 std::vector<MixerTensor> projections(const ModelConfig& cfg, int64_t W) {
   const int64_t D = cfg.d_model;
   return {{"input_norm.weight", {D}, Init::kOne},
           {"in_proj.weight", {W, D}, Init::kNormal},
           {"out_proj.weight", {D, D}, Init::kNormal}};
+}
+// attention and local_attention: the norm their `ln` names (layernorm adds
+// input_norm.bias, identity has no tensor) and the projection biases of `bias`.
+std::vector<MixerTensor> attention_projections(const ModelConfig& cfg, const MixerConfig& m) {
+  const int64_t D = cfg.d_model, W = 3 * D;
+  std::vector<MixerTensor> t;
+  if (m.ln != NormKind::kIdentity) t.push_back({"input_norm.weight", {D}, Init::kOne});
+  if (m.ln == NormKind::kLayerNorm) t.push_back({"input_norm.bias", {D}, Init::kZero});
+  t.push_back({"in_proj.weight", {W, D}, Init::kNormal});
+  if (m.bias) t.push_back({"in_proj.bias", {W}, Init::kLinearBias});
+  t.push_back({"out_proj.weight", {D, D}, Init::kNormal});
+  if (m.bias) t.push_back({"out_proj.bias", {D}, Init::kLinearBias});
+  return t;
 }
 std::vector<MixerTensor> no_tensors(const ModelConfig&, const MixerConfig&) { return {}; }
 int64_t no_keys(const MixerConfig&, int64_t) { return 0; }
@@ -51,7 +65,7 @@ std::string rat_sizes(const MixerConfig& m) { return "(L" + std::to_string(m.chu
 // --- attention: K (after RoPE) and V of every past token, itself included.
 
 std::vector<MixerTensor> attention_tensors(const ModelConfig& cfg, const MixerConfig& m) {
-  return projections(cfg, width_3d(cfg, m));
+  return attention_projections(cfg, m);
 }
 int64_t attention_keys(const MixerConfig&, int64_t t) { return t + 1; }
 CacheRows attention_rows(const MixerConfig& m, int64_t pos) {
@@ -61,7 +75,7 @@ CacheRows attention_rows(const MixerConfig& m, int64_t pos) {
 // --- local_attention: keys t - window .. t, a ring of window + 1 rows.
 
 std::vector<MixerTensor> local_tensors(const ModelConfig& cfg, const MixerConfig& m) {
-  return projections(cfg, width_3d(cfg, m));
+  return attention_projections(cfg, m);
 }
 int64_t local_keys(const MixerConfig& m, int64_t t) { return std::min(t, m.window_size) + 1; }
 CacheRows local_rows(const MixerConfig& m, int64_t pos) {

@@ -6,7 +6,7 @@
 #include <map>
 
 #include "kernels/embedding.h"
-#include "kernels/rmsnorm.h"
+#include "model/norm.h"
 #include "util/error.h"
 
 namespace rat {
@@ -25,12 +25,20 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
     mixers_.push_back(make_mixer(&env_, cfg_.layers[i]));
     mixers_.back()->set_state_index(of_kind[cfg_.layers[i].kind]++);
     ffns_.push_back(make_ffn(&env_));
+    ffns_.back()->set_state_index(int64_t(i));        // its dropout site
     mixers_.back()->bind(pv.layers[i], LayerView{});  // gradients: see grads()
     ffns_.back()->bind(pv.layers[i], LayerView{});
     layer_begin_.push_back(layout_.layer_begin(int64_t(i)));
   }
-  // The registry lays out wte, block 0 .. L-1, final norm, (untied) head.
-  layer_begin_.push_back(layout_.find("backbone.ln.weight")->offset);
+  // The registry lays out wte, block 0 .. L-1, final norm (none with ln
+  // identity), (untied) head: the blocks end at the first later tensor.
+  int64_t end = layout_.total();
+  for (size_t k = 1; k < layout_.specs().size(); ++k)
+    if (layout_.specs()[k].layer == -1) {
+      end = layout_.specs()[k].offset;
+      break;
+    }
+  layer_begin_.push_back(end);
 }
 
 int64_t Model::num_params() const {
@@ -97,7 +105,9 @@ const float* Model::forward_hidden(const int32_t* ids, int64_t B, int64_t T, Mod
   const float* x = forward_layers(ids, B, T, mode, nullptr, 0);
   // Scoring norms into the free one of its two streams (x is stream 0).
   float* hf = mode == Mode::kTrain ? acts_.get(kFinal, N * D) : acts_.get(kStream0 + 1, N * D);
-  rmsnorm_forward(x, layout_.view(params_.data()).final_ln, hf, acts_.get(kFinalRstd, N), N, D);
+  const ModelView pv = layout_.view(params_.data());
+  norm_forward(cfg_.ln, x, pv.final_ln, pv.final_ln_b, hf,
+               acts_.get(kFinalRstd, norm_stats_size(cfg_.ln, N)), N, D);
   return hf;
 }
 
@@ -121,7 +131,8 @@ CeResult Model::forward_backward(const int32_t* ids, const int32_t* labels, int6
   float* dx = acts_.get(kDx, N * D);
   std::memset(dx, 0, size_t(N * D) * sizeof(float));
   float* xl = acts_.get(kStream0 + 2 * int(nl), 0);
-  rmsnorm_backward(dhf, xl, pv.final_ln, acts_.get(kFinalRstd, 0), dx, gv.final_ln, N, D);
+  norm_backward(cfg_.ln, dhf, xl, pv.final_ln, acts_.get(kFinalRstd, 0), dx, gv.final_ln,
+                gv.final_ln_b, N, D);
   // A tied head's gradient lives in wte, which the embedding finishes last.
   if (grads_ready) grads_ready(layer_begin_[size_t(nl)], layout_.total());
   for (int64_t i = nl - 1; i >= 0; --i) {
@@ -191,7 +202,8 @@ void Model::prefill(const int32_t* ids, int64_t n, DecodeState& st, int64_t slot
   const float* x = forward_layers(ids, 1, n, Mode::kPrefill, &st, slot);
   // Only the last token's prediction is needed.
   ModelView w = layout_.view(params_.data());
-  rmsnorm_forward(x + (n - 1) * D, w.final_ln, st.scratch.hf.data(), st.scratch.rstd.data(), 1, D);
+  norm_forward(cfg_.ln, x + (n - 1) * D, w.final_ln, w.final_ln_b, st.scratch.hf.data(),
+               st.scratch.rstd.data(), 1, D);
   lm_head_logits(st.scratch.hf.data(), w.lm_head, logits, 1, D, cfg_.vocab_size, env_.prec,
                  env_.w16(w.lm_head, cfg_.vocab_size * D));
 }
@@ -208,7 +220,8 @@ void Model::step(const int32_t* ids, const int64_t* slots, const int64_t* pos, i
     mixers_[i]->step(x, xm, slots, pos, n, st);
     ffns_[i]->forward(xm, x, n, 1, false);  // the FFN is per token
   }
-  rmsnorm_forward(x, w.final_ln, st.scratch.hf.data(), st.scratch.rstd.data(), n, D);
+  norm_forward(cfg_.ln, x, w.final_ln, w.final_ln_b, st.scratch.hf.data(), st.scratch.rstd.data(),
+               n, D);
   lm_head_logits(st.scratch.hf.data(), w.lm_head, logits, n, D, cfg_.vocab_size, env_.prec,
                  env_.w16(w.lm_head, cfg_.vocab_size * D));
 }

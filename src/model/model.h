@@ -54,6 +54,12 @@ class Model {
   const uint16_t* w16(const float* W, int64_t n) const { return env_.w16(W, n); }
 
   void init(uint64_t seed) { layout_.init(params_.data(), seed); }
+  // Numbers the next training forwards for dropout (kernels/dropout.h): the
+  // masks are a function of (seed, stream, block, element) only. Defaults 0, 0.
+  void set_dropout_stream(uint64_t seed, uint64_t stream) {
+    env_.dropout_seed = seed;
+    env_.dropout_stream = stream;
+  }
   void zero_grads();
 
   // The layer loop (embedding, then mixer and FFN of each layer, final norm)

@@ -79,6 +79,13 @@ std::string closest_key(const std::string& key, const std::vector<std::string>& 
     return n;
   };
   std::string best;
+  // A key cut short (`chunk` for `chunk_size`) is closest to what it begins,
+  // whatever short keys (`ln`) are fewer edits away.
+  for (const std::string& k : valid)
+    if (k.size() > key.size() && k.compare(0, key.size(), key) == 0 &&
+        (best.empty() || k.size() < best.size()))
+      best = k;
+  if (!best.empty()) return best;
   size_t bd = SIZE_MAX, bc = 0;
   for (const std::string& k : valid) {
     const size_t d = edit_distance(key, k), c = common(k);

@@ -304,6 +304,9 @@ Step Trainer::forward_backward() {
     const float scale = cnt ? 1.0f / (float(cnt) * float(micro_total)) : 0.f;
     // Only the micro-step that ends the optimiser step reduces (DDP no_sync).
     const bool sync = m + 1 == accum_ && w_.size > 1 && opt_.overlap;
+    // Dropout masks numbered by (step, micro-batch, rank): resumes draw the same.
+    model_->set_dropout_stream(uint64_t(e_.seed),
+                               uint64_t((s * accum_ + m) * int64_t(w_.size) + w_.rank));
     const CeResult r = model_->forward_backward(ids_.data(), labels_.data(), B_, T_, true, scale,
                                                 sync ? on_grads_ : GradsReadyFn());
     step.loss += cnt ? r.loss_sum / double(cnt) / double(micro_total) : 0.0;

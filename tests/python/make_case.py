@@ -116,7 +116,16 @@ def main(argv=None):
     # ---- forward / backward in float64
     model.zero_grad()
     logits = model(ids)
-    loss = model.loss(logits, labels)
+    if cfg.dropout > 0:
+        # Logits (and eval, decode) without dropout; loss and gradients of a training forward
+        # with the masks of the C++ model's default seed 0, stream 0 (reference.dropout_keep_mask).
+        with torch.no_grad():
+            logits = model.eval()(ids)
+        model.train()
+        loss = model.loss(model(ids), labels)
+        model.eval()
+    else:
+        loss = model.loss(logits, labels)
     loss.backward()
     exp = {"logits": logits.detach(), "loss": loss.detach().reshape(1)}
     for name, p in model.named_parameters():

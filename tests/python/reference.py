@@ -8,13 +8,13 @@ Names of parameters equal the authors' state_dict names (SPEC.md "Checkpoints an
 
     embedding.wte.weight                           [V, D]
     head.lm_head.weight                            [V, D]   only when task.tie_embedding is false
-    backbone.ln.weight                             [D]
-    backbone.layers.{i}.seq_layer.input_norm.weight
-    backbone.layers.{i}.seq_layer.in_proj.weight   [out, D]
-    backbone.layers.{i}.seq_layer.out_proj.weight  [D, D]
+    backbone.ln.weight / .bias                     [D]      bias with ln layernorm; none: identity
+    backbone.layers.{i}.seq_layer.input_norm.weight / .bias (attention kinds: as ln; rat, rnn: weight)
+    backbone.layers.{i}.seq_layer.in_proj.weight   [out, D]  (.bias [out]: attention kinds, bias)
+    backbone.layers.{i}.seq_layer.out_proj.weight  [D, D]    (.bias [D]: attention kinds, bias)
     backbone.layers.{i}.seq_layer.gate_bias        [D]      rat, rnn
     (an `identity` seq_layer owns no tensor at all)
-    backbone.layers.{i}.hidden_layer.ln.weight     [D]
+    backbone.layers.{i}.hidden_layer.ln.weight / .bias  [D]  as ln
     backbone.layers.{i}.hidden_layer.fc1.weight / .bias
     backbone.layers.{i}.hidden_layer.fc2.weight / .bias
 
@@ -24,7 +24,10 @@ Choices where SPEC.md is silent (see also README.md next to this file):
     whatever of rope / interrope / rope_interrope is named (rope_interrope is the hybrid's name).
   * RoPE is applied per head (dim = d_head); for rat it is applied after the group tiling (the
     rotation is the same for every head, so tiling before or after is equivalent).
-  * in_proj / out_proj have no bias.
+  * in_proj / out_proj have no bias unless `bias` (attention kinds only: the authors' rat and rnn
+    assert bias is False). `ln` (backbone default, per cell) picks the attention kinds' input_norm,
+    the FFN's ln and the final norm (the authors' nn/norm.py, eps 1e-6 as their modules pass);
+    rat and rnn always use RMSNorm.
   * When tied, the model owns no separate head parameter; lm_head uses embedding.wte.weight. A
     head.lm_head.weight found in a tied checkpoint is ignored (it must equal wte).
   * RAT gate_bias init for L <= 2: U(1, max(L-1, 1)), i.e. log(1) = 0 for L = 1 and L = 2.
@@ -32,6 +35,7 @@ Choices where SPEC.md is silent (see also README.md next to this file):
 import copy
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -44,9 +48,12 @@ IGNORE = -100
 # config
 
 class CellConfig:
-    def __init__(self, d):
+    def __init__(self, d, bb=None):
         d = d or {}
+        bb = bb or {}
         self.name = d.get("_name_")
+        self.ln = d.get("ln") or bb.get("ln") or "rmsnorm"
+        self.bias = bool(d["bias"] if d.get("bias") is not None else bb.get("bias") or False)
         self.d_head = d.get("d_head")
         self.ngroups = d.get("ngroups", 1) or 1
         self.chunk_size = d.get("chunk_size")
@@ -71,13 +78,18 @@ class ModelConfig:
         self.num_layers = bb["num_layers"]
         self.d_model = bb["d_model"]
         self.interleave_step = bb.get("interleave_step", 1) or 1
-        self.seq_cell = CellConfig(bb.get("seq_cell"))
-        self.seq_cell1 = CellConfig(bb.get("seq_cell1")) if bb.get("seq_cell1") else None
+        self.seq_cell = CellConfig(bb.get("seq_cell"), bb)
+        self.seq_cell1 = CellConfig(bb.get("seq_cell1"), bb) if bb.get("seq_cell1") else None
+        self.ln = bb.get("ln") or "rmsnorm"
+        self.init = dict(bb.get("init") or {"_name_": "fixed", "initializer_range": 0.02})
         hc = bb["hidden_cell"]
         assert hc.get("_name_", "ffn") == "ffn", hc
         self.d_ffn = hc["d_ffn"]
         self.act_fn = hc.get("act_fn", "gelu")
-        self.ffn_bias = bool(hc.get("bias", False))
+        self.ffn_bias = bool(hc["bias"] if hc.get("bias") is not None else bb.get("bias") or False)
+        self.ffn_ln = hc.get("ln") or self.ln
+        dp = hc.get("dropout") if hc.get("dropout") is not None else bb.get("dropout")
+        self.dropout = float(dp or 0.0)
         pe = emb.get("pe") or {}
         self.pe = pe.get("_name_", "empty") or "empty"
         self.rope_base = float(pe.get("base", 10000) or 10000)
@@ -117,6 +129,45 @@ class RMSNorm(nn.Module):
         return x / torch.sqrt((x * x).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
+M64 = (1 << 64) - 1
+
+
+def splitmix64(z):
+    """SplitMix64's output function on numpy uint64 arrays (wrapping arithmetic) or Python ints."""
+    if isinstance(z, int):
+        z = (z + 0x9E3779B97F4A7C15) & M64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        return z ^ (z >> 31)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def dropout_keep_mask(seed, stream, site, n, p):
+    """rat's dropout mask (README "Choices where SPEC.md is silent"): element i of a site is kept
+    iff splitmix64(key + i) >> 40 >= round(p * 2^24), key = splitmix64(splitmix64(splitmix64(seed)
+    ^ stream) ^ site). Returns a bool array of n."""
+    key = splitmix64(splitmix64(splitmix64(int(seed)) ^ int(stream)) ^ int(site))
+    with np.errstate(over="ignore"):
+        bits = splitmix64(np.uint64(key) + np.arange(n, dtype=np.uint64))
+    thr = int(p * 16777216.0 + 0.5)
+    return (bits >> np.uint64(40)) >= np.uint64(thr)
+
+
+def make_norm(kind, d):
+    """The authors' nn/norm.py registry as their modules build it (eps=1e-6)."""
+    if kind == "rmsnorm":
+        return RMSNorm(d, eps=1e-6)
+    if kind == "layernorm":
+        return nn.LayerNorm(d, eps=1e-6)
+    if kind == "identity":
+        return nn.Identity()
+    raise ValueError("unknown ln " + str(kind))
+
+
 def rope_rotate(x, pos, base):
     """Rotate-half RoPE. x [..., T, P] (time on dim -2), pos: float tensor [T] of positions."""
     P = x.shape[-1]
@@ -131,43 +182,70 @@ def rope_rotate(x, pos, base):
 
 
 class FFN(nn.Module):
-    def __init__(self, d, d_ffn, act_fn, bias):
+    def __init__(self, d, d_ffn, act_fn, bias, ln="rmsnorm", dropout=0.0, site=0):
         super().__init__()
         self.act_fn = act_fn
-        self.ln = RMSNorm(d)
+        self.p = float(dropout)
+        self.site = site            # the block index: this dropout's site in the counter hash
+        self.dropout_seed = 0       # the C++ model's defaults until the trainer numbers forwards
+        self.dropout_stream = 0
+        self.ln = make_norm(ln, d)
         n1 = 2 * d_ffn if act_fn == "swiglu" else d_ffn
         self.fc1 = nn.Linear(d, n1, bias=bias)
         self.fc2 = nn.Linear(d_ffn, d, bias=bias)
 
     def act(self, h):
-        if self.act_fn == "gelu":
+        """The authors' nn/activation.py registry, as the torch calls it names. softmax is over the
+        feature dim (theirs calls F.softmax without dim, which on a [B, T, F] tensor picks dim 0,
+        the batch: rat and this oracle take the features, see tests/python/README.md)."""
+        a = self.act_fn
+        if a == "gelu":
             return 0.5 * h * (1.0 + torch.erf(h / math.sqrt(2.0)))
-        if self.act_fn == "fastgelu":
+        if a == "fastgelu":
             return 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h ** 3)))
-        if self.act_fn == "relu":
-            return torch.clamp(h, min=0.0)
-        if self.act_fn == "swiglu":
-            n = h.shape[-1] // 2
-            a, gate = h[..., :n], h[..., n:]
-            return a * (gate * torch.sigmoid(gate))
-        raise ValueError("unknown act_fn " + str(self.act_fn))
+        if a == "relu":
+            return torch.relu(h)
+        if a == "swiglu":
+            x, gate = h.chunk(2, dim=-1)
+            return F.silu(gate) * x
+        if a == "tanh":
+            return torch.tanh(h)
+        if a == "silu":
+            return F.silu(h)
+        if a == "sigmoid":
+            return torch.sigmoid(h)
+        if a == "exp":
+            return torch.exp(h)
+        if a == "relusquared":
+            return F.relu(h) ** 2
+        if a == "softmax":
+            return F.softmax(h, dim=-1)
+        if a == "identity":
+            return h
+        raise ValueError("unknown act_fn " + str(a))
 
     def forward(self, x):
-        return x + self.fc2(self.act(self.fc1(self.ln(x))))
+        z = self.fc2(self.act(self.fc1(self.ln(x))))
+        if self.training and self.p > 0:
+            # the authors' nn.Dropout on fc2's output, with rat's counter-based mask
+            keep = dropout_keep_mask(self.dropout_seed, self.dropout_stream, self.site,
+                                     z.numel(), self.p).reshape(z.shape)
+            z = z * torch.from_numpy(keep).to(z.dtype) / (1.0 - self.p)
+        return x + z
 
 
 class AttentionMixer(nn.Module):
     """Causal softmax attention; window None = full causal, else keys t-window..t."""
 
-    def __init__(self, d, d_head, window=None, use_rope=True, base=10000.0):
+    def __init__(self, d, d_head, window=None, use_rope=True, base=10000.0, ln="rmsnorm", bias=False):
         super().__init__()
         self.d, self.P, self.H = d, d_head, d // d_head
         self.window = window
         self.use_rope = use_rope
         self.base = base
-        self.input_norm = RMSNorm(d)
-        self.in_proj = nn.Linear(d, 3 * d, bias=False)
-        self.out_proj = nn.Linear(d, d, bias=False)
+        self.input_norm = make_norm(ln, d)
+        self.in_proj = nn.Linear(d, 3 * d, bias=bias)
+        self.out_proj = nn.Linear(d, d, bias=bias)
 
     def forward(self, x):
         return x + self.out_proj(self.mix(x))
@@ -298,9 +376,9 @@ def make_mixer(cell, cfg):
     base = cfg.rope_base
     rope = cfg.pe != "empty"
     if cell.name == "attention":
-        return AttentionMixer(D, cell.d_head, None, rope, base)
+        return AttentionMixer(D, cell.d_head, None, rope, base, cell.ln, cell.bias)
     if cell.name == "local_attention":
-        return AttentionMixer(D, cell.d_head, int(cell.window_size), rope, base)
+        return AttentionMixer(D, cell.d_head, int(cell.window_size), rope, base, cell.ln, cell.bias)
     if cell.name == "rat":
         return RATMixer(D, cell.d_head, cell.ngroups, int(cell.chunk_size), rope, base)
     if cell.name == "rnn":
@@ -314,7 +392,8 @@ class Block(nn.Module):
     def __init__(self, cfg, i):
         super().__init__()
         self.seq_layer = make_mixer(cfg.cell_for_layer(i), cfg)
-        self.hidden_layer = FFN(cfg.d_model, cfg.d_ffn, cfg.act_fn, cfg.ffn_bias)
+        self.hidden_layer = FFN(cfg.d_model, cfg.d_ffn, cfg.act_fn, cfg.ffn_bias, cfg.ffn_ln,
+                                cfg.dropout, i)
 
     def forward(self, x):
         return self.hidden_layer(self.seq_layer(x))
@@ -324,7 +403,7 @@ class Backbone(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.layers = nn.ModuleList([Block(cfg, i) for i in range(cfg.num_layers)])
-        self.ln = RMSNorm(cfg.d_model)
+        self.ln = make_norm(cfg.ln, cfg.d_model)
 
     def forward(self, x):
         for blk in self.layers:
@@ -354,6 +433,9 @@ class LM(nn.Module):
             self.head = Head(cfg.vocab_size, cfg.d_model)
         self.to(dtype)
         self.dtype = dtype
+        # Scoring mode by default (no dropout), as rat's forward outside training; the dropout
+        # cases' training forward turns it on with .train() (make_case.py).
+        self.eval()
 
     def head_weight(self):
         return self.embedding.wte.weight if self.cfg.tie_embedding else self.head.lm_head.weight

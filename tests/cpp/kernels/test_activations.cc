@@ -1,6 +1,8 @@
-// FFN activations (src/kernels/activations.h: gelu, fastgelu, relu, swiglu) against float64
-// references written here from SPEC.md "FFN", backward against central finite differences;
-// gelu over its whole range including the far tails, inf and NaN.
+// FFN activations (src/kernels/activations.h: the authors' nn/activation.py registry, gelu,
+// fastgelu, relu, swiglu, tanh, silu, sigmoid, exp, relusquared, softmax, identity) against
+// float64 references written here from their torch definitions, backward against central finite
+// differences; gelu over its whole range including the far tails, inf and NaN; each of the others
+// at the values where its branches meet or saturate (torch's values there).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -26,6 +28,12 @@ double ref_act(Activation act, double x) {
     case Activation::kFastGelu:
       return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
     case Activation::kRelu: return x > 0 ? x : 0;
+    case Activation::kTanh: return std::tanh(x);
+    case Activation::kSilu: return x / (1 + std::exp(-x));
+    case Activation::kSigmoid: return 1 / (1 + std::exp(-x));
+    case Activation::kExp: return std::exp(x);
+    case Activation::kReluSquared: return x > 0 ? x * x : 0;
+    case Activation::kIdentity: return x;
     default: return NAN;
   }
 }
@@ -33,6 +41,16 @@ double ref_act(Activation act, double x) {
 // h: [N, F], or [N, 2F] for swiglu with [a | gate] per row: a * silu(gate).
 DVec ref_activation(Activation act, const DVec& h, int64_t N, int64_t F) {
   DVec a(size_t(N * F));
+  if (act == Activation::kSoftmax) {  // torch.softmax(h, dim=-1), per row
+    for (int64_t n = 0; n < N; ++n) {
+      double m = -INFINITY, s = 0;
+      for (int64_t f = 0; f < F; ++f) m = std::max(m, h[size_t(n * F + f)]);
+      for (int64_t f = 0; f < F; ++f)
+        s += a[size_t(n * F + f)] = std::exp(h[size_t(n * F + f)] - m);
+      for (int64_t f = 0; f < F; ++f) a[size_t(n * F + f)] /= s;
+    }
+    return a;
+  }
   for (int64_t n = 0; n < N; ++n)
     for (int64_t f = 0; f < F; ++f) {
       if (act == Activation::kSwiglu) {
@@ -53,15 +71,24 @@ Vec activation_input(int64_t n, uint32_t seed) {
   return h;
 }
 
-const Activation kAllActs[] = {Activation::kGelu, Activation::kFastGelu, Activation::kRelu,
-                               Activation::kSwiglu};
+const Activation kAllActs[] = {
+    Activation::kGelu,        Activation::kFastGelu, Activation::kRelu,    Activation::kSwiglu,
+    Activation::kTanh,        Activation::kSilu,     Activation::kSigmoid, Activation::kExp,
+    Activation::kReluSquared, Activation::kSoftmax,  Activation::kIdentity};
 
 const char* act_label(Activation a) {
   switch (a) {
     case Activation::kGelu: return "gelu";
     case Activation::kFastGelu: return "fastgelu";
     case Activation::kRelu: return "relu";
-    default: return "swiglu";
+    case Activation::kSwiglu: return "swiglu";
+    case Activation::kTanh: return "tanh";
+    case Activation::kSilu: return "silu";
+    case Activation::kSigmoid: return "sigmoid";
+    case Activation::kExp: return "exp";
+    case Activation::kReluSquared: return "relusquared";
+    case Activation::kSoftmax: return "softmax";
+    default: return "identity";
   }
 }
 
@@ -155,6 +182,57 @@ TEST(Activations, GeluAccurateOverTheWholeRange) {
   EXPECT_EQ(db[size_t(m - 2)], 1.f);
   EXPECT_TRUE(std::isnan(ab[size_t(m - 1)]));
   EXPECT_TRUE(std::isnan(db[size_t(m - 1)]));
+}
+
+// Where branches meet or saturate, torch's values (torch 1.13, float32): relu and relusquared
+// and their derivatives at 0 and -0 are 0 (torch's threshold backward takes x > 0); tanh,
+// sigmoid and silu saturate without NaN; exp overflows to inf past 88.72 and underflows to 0;
+// softmax of a row with huge equal entries is uniform (max-subtracted), and its derivative is
+// 0 when da is constant over the row.
+TEST(Activations, BranchPointsAndSaturation) {
+  struct Case {
+    Activation act;
+    float x, value, grad;
+  };
+  const float inf = std::numeric_limits<float>::infinity();
+  const Case cases[] = {
+      {Activation::kRelu, 0.f, 0.f, 0.f},         {Activation::kRelu, -0.f, 0.f, 0.f},
+      {Activation::kRelu, 1e-30f, 1e-30f, 1.f},   {Activation::kReluSquared, 0.f, 0.f, 0.f},
+      {Activation::kReluSquared, -2.f, 0.f, 0.f}, {Activation::kReluSquared, 3.f, 9.f, 6.f},
+      {Activation::kTanh, 20.f, 1.f, 0.f},        {Activation::kTanh, -20.f, -1.f, 0.f},
+      {Activation::kTanh, 0.f, 0.f, 1.f},         {Activation::kSigmoid, -100.f, 0.f, 0.f},
+      {Activation::kSigmoid, 100.f, 1.f, 0.f},    {Activation::kSigmoid, 0.f, 0.5f, 0.25f},
+      {Activation::kSilu, -100.f, -0.f, 0.f},     {Activation::kSilu, 100.f, 100.f, 1.f},
+      {Activation::kSilu, 0.f, 0.f, 0.5f},        {Activation::kExp, 89.f, inf, inf},
+      {Activation::kExp, -104.f, 0.f, 0.f},       {Activation::kExp, 0.f, 1.f, 1.f},
+      {Activation::kIdentity, -3.5f, -3.5f, 1.f}, {Activation::kIdentity, 1e30f, 1e30f, 1.f},
+  };
+  for (const Case& c : cases) {
+    float a = kGarbage, d = kGarbage, one = 1.f;
+    activation_forward(c.act, &c.x, &a, 1, 1);
+    activation_backward(c.act, &c.x, &one, &d, 1, 1);
+    if (std::isinf(c.value)) {
+      EXPECT_EQ(a, c.value) << act_label(c.act) << "(" << c.x << ")";
+    } else {
+      EXPECT_NEAR(a, c.value, 1e-7f * std::max(1.f, std::fabs(c.value)))
+          << act_label(c.act) << "(" << c.x << ")";
+    }
+    if (std::isinf(c.grad)) {
+      EXPECT_EQ(d, c.grad) << act_label(c.act) << "'(" << c.x << ")";
+    } else {
+      EXPECT_NEAR(d, c.grad, 1e-6f * std::max(1.f, std::fabs(c.grad)))
+          << act_label(c.act) << "'(" << c.x << ")";
+    }
+  }
+  // softmax: a row of huge equal logits (exp would overflow unshifted) and a -inf entry.
+  const Vec h = {1e4f, 1e4f, -inf, 1e4f};
+  Vec a(4, kGarbage), dh(4, kGarbage);
+  activation_forward(Activation::kSoftmax, h.data(), a.data(), 1, 4);
+  for (int i : {0, 1, 3}) EXPECT_NEAR(a[size_t(i)], 1.f / 3.f, 1e-7f);
+  EXPECT_EQ(a[2], 0.f);
+  const Vec flat(4, 2.5f);
+  activation_backward(Activation::kSoftmax, h.data(), flat.data(), dh.data(), 1, 4);
+  for (float v : dh) EXPECT_NEAR(v, 0.f, 1e-7f);
 }
 
 TEST(Activations, Sigmoid) {

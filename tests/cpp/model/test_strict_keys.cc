@@ -58,27 +58,16 @@ TEST(StrictKeys, UnknownKeyNamesFileLineKeyAndClosest) {
 TEST(StrictKeys, AuthorsOptionsAreNotSupportedRatherThanUnknown) {
   TempDir dir;
   const std::string rat = " is not supported by rat, expected it absent, null or ";
-  std::string p = with_line(dir, 6, "    ln: layernorm");
-  EXPECT_EQ(error_of([&] { load_model_config(p); }),
-            p + ":7: model.backbone.ln: 'layernorm'" + rat + "rmsnorm");
-  p = with_line(dir, 6, "    dropout: 0.1");
-  EXPECT_EQ(error_of([&] { load_model_config(p); }),
-            p + ":7: model.backbone.dropout: '0.1'" + rat + "0");
-  p = with_line(dir, 6, "    init: {_name_: fixed, initializer_range: 0.01}");
-  EXPECT_EQ(
-      error_of([&] { load_model_config(p); }),
-      p + ":7: model.backbone.init: a mapping" + rat + "{_name_: fixed, initializer_range: 0.02}");
-  p = with_line(dir, 7, "    seq_cell1: {bias: true}");
-  EXPECT_EQ(error_of([&] { load_model_config(p); }),
-            p + ":8: model.backbone.seq_cell1.bias: 'true'" + rat + "false");
-  p = with_line(dir, 9, "  head: {_name_: cls}");
+  std::string p = with_line(dir, 9, "  head: {_name_: cls}");
   EXPECT_EQ(error_of([&] { load_model_config(p); }),
             p + ":10: model.head._name_: 'cls'" + rat + "lm");
-  // Null (how the authors' resolved configs write an unused option) and the
-  // value rat implements are accepted, as are the sizes rat derives and
-  // bookkeeping such as wandb.
-  for (const char* ok : {"    dropout: null", "    dropout: 0.0", "    ln: rmsnorm",
-                         "    bias: false", "    init: {_name_: fixed, initializer_range: 0.02}",
+  p = with_line(dir, 0, "task: {_name_: cls}");
+  EXPECT_EQ(error_of([&] { load_model_config(p); }), p + ":1: task._name_: 'cls'" + rat + "lm");
+  // The options rat implements (ln, dropout, init, bias: tests/cpp/model/test_options.cc),
+  // null (how the authors' resolved configs write an unused option), the sizes rat derives
+  // and bookkeeping such as wandb are accepted.
+  for (const char* ok : {"    dropout: null", "    dropout: 0.1", "    ln: layernorm",
+                         "    bias: false", "    init: {_name_: fixed, initializer_range: 0.01}",
                          "    seq_cell1: null", "    seq_cell1: {num_head: 7, k_channel: 3}"}) {
     SCOPED_TRACE(ok);
     EXPECT_NO_THROW(load_model_config(with_line(dir, 6, ok)));
@@ -102,11 +91,11 @@ TEST(StrictKeys, ExperimentFileAndOverridesAreCheckedAlike) {
                 "': unknown key 'model.backbone.seq_cell.chunk', did you mean "
                 "'model.backbone.seq_cell.chunk_size'?");
   // The authors' options and ignored keys are accepted as overrides as in a file.
-  EXPECT_EQ(error_of([&] { load_experiment(p, {"model.backbone.ln=layernorm"}); }),
-            "override 'model.backbone.ln=layernorm': model.backbone.ln: 'layernorm' is not "
-            "supported by rat, expected it absent, null or rmsnorm");
+  EXPECT_EQ(error_of([&] { load_experiment(p, {"model.head._name_=cls"}); }),
+            "override 'model.head._name_=cls': model.head._name_: 'cls' is not "
+            "supported by rat, expected it absent, null or lm");
   EXPECT_EQ(error_of([&] {
-              load_experiment(p, {"model.backbone.ln=rmsnorm", "wandb.mode=off"});
+              load_experiment(p, {"model.backbone.ln=layernorm", "wandb.mode=off"});
             }),
             p + ": data.train.tokenized_file_path: missing, expected the training data file");
 }
@@ -118,6 +107,8 @@ TEST(StrictKeys, ClosestKeyAndEditDistance) {
   EXPECT_EQ(closest_key("x", {}), "");
   // Equal distances: the longer common prefix wins.
   EXPECT_EQ(closest_key("a.chunk", {"a.d_head", "a.chunk_size"}), "a.chunk_size");
+  // A key cut short goes to the key it begins, before shorter keys fewer edits away.
+  EXPECT_EQ(closest_key("a.chunk", {"a.ln", "a.chunk_size"}), "a.chunk_size");
 }
 
 }  // namespace
