@@ -6,11 +6,13 @@ C concurrent streaming clients (C in --clients), each sending one prompt of
 
 Per (model, C): throughput (generated tokens / wall time of the round), time
 to first token and inter-token latency p50/p99, the server's peak RSS
-(VmHWM) and cache bytes (/metrics). Per model: the time to first token of a
-request whose prompt extends a finished one's by 16 tokens (the free slot's
-state reused) against the first's; and the server's decode rate at C
-(C / the median over clients of a stream's mean gap between tokens) against `rat bench model --mode decode
---batch C` at the same position for the same config.
+(VmHWM: the peak up to that round) and cache bytes (/metrics). Per model:
+the time to first token of a request whose prompt extends a finished one's
+by 16 tokens (the free slot's state reused) against the first's; and the
+server's decode rate at C (C / the median over clients of a stream's mean
+gap between tokens) against `rat bench model --mode decode --batch C` at the
+same position for the same config. Both models are served with --parallel =
+the most clients, so their cache sizes differ (printed), not a common cap.
 
 usage: serve_load.py RAT [--quick] [--out FILE.json] [--work DIR] [...]
 Prints a table; writes JSON (--out). The machine line is `rat bench model`'s.

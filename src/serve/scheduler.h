@@ -11,6 +11,10 @@
 // prefilling the whole prompt. Every mixer's state after those tokens is
 // exact (attention rows, RAT chunk states and running chunk, the local ring,
 // the RNN h), so this holds for all of them and the hybrids alike.
+// What free slots keep for reuse is bounded by reuse_cache_bytes (--cache-mib:
+// least recently used free slots forget theirs first); a free slot's tokens
+// and state can be saved to and restored from a file (slot_file.h) between
+// two steps.
 // Each job samples with its own TokenSampler, seeded as `rat generate` seeds
 // sequence i, so its tokens do not depend on its batch mates (greedy rows are
 // argmax of logits that Model::step computes per row).
