@@ -45,6 +45,13 @@ void register_serve(CLI::App& app, Runner& run) {
                 "seconds running requests may take to finish after SIGTERM before they are "
                 "cancelled")
       ->capture_default_str();
+  c->add_option("--slot-save-path", o.slot_save_path,
+                "directory of slot files: POST /slots/ID?action=save|restore {\"filename\": NAME} "
+                "(without it the endpoint answers 501)");
+  c->add_option("--cache-mib", o.cache_mib,
+                "bound (MiB) on the state free slots keep for prefix reuse; least recently used "
+                "slots forget theirs beyond it (< 0: no bound)")
+      ->capture_default_str();
   c->callback([&run] { run = [] { return serve::run_server(o); }; });
 }
 

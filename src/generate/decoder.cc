@@ -51,6 +51,13 @@ void Decoder::prefill(int64_t slot, const int32_t* ids, int64_t n, float* logits
   len_[size_t(slot)] = n;
 }
 
+void Decoder::set_length(int64_t slot, int64_t len) {
+  if (slot < 0 || slot >= max_batch_ || len < 0 || len >= max_len_)
+    throw Error("decoder: set_length(" + std::to_string(slot) + ", " + std::to_string(len) +
+                ") out of range");
+  len_[size_t(slot)] = len;
+}
+
 void Decoder::step(const int64_t* slots, const int32_t* ids, int64_t n, float* logits) {
   if (n <= 0) return;
   if (n > max_batch_)

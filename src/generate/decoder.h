@@ -36,6 +36,9 @@ class Decoder {
   void step(const int64_t* slots, const int32_t* ids, int64_t n, float* logits);
 
   int64_t length(int64_t slot) const { return len_[size_t(slot)]; }
+  // Marks slot `slot` as holding `len` tokens (0 <= len < max_len) whose
+  // state was written into state() from outside (serve's slot files).
+  void set_length(int64_t slot, int64_t len);
   int64_t max_batch() const { return max_batch_; }
   int64_t max_len() const { return max_len_; }
   // Bytes of per-layer state (all slots) and for one slot.

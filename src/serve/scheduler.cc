@@ -9,6 +9,7 @@
 
 #include "generate/decoder.h"
 #include "generate/stop_filter.h"
+#include "serve/slot_file.h"
 #include "util/error.h"
 #include "util/timer.h"
 
@@ -126,7 +127,80 @@ SchedulerStats Scheduler::stats() const {
   s.prompt_tokens = prompt_tokens_, s.completion_tokens = completion_tokens_;
   s.jobs_done = jobs_done_, s.jobs_cancelled = jobs_cancelled_;
   s.cache_bytes = cache_bytes_, s.steps = steps_, s.prefills = prefills_;
+  s.reuse_bytes = reuse_bytes_, s.reuse_evictions = reuse_evictions_;
   return s;
+}
+
+SlotResult Scheduler::slot_action(int64_t slot, bool save, const std::string& path) {
+  if (slot < 0 || slot >= opt_.parallel)
+    return {400, "slot id " + std::to_string(slot) + " out of range [0, " +
+                     std::to_string(opt_.parallel) + ") (--parallel)"};
+  auto t = std::make_unique<SlotTask>();
+  t->slot = slot, t->save = save, t->path = path;
+  std::future<SlotResult> done = t->done.get_future();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stop_ || !thread_.joinable()) return {503, "the server is shutting down"};
+    slot_tasks_.push_back(std::move(t));
+  }
+  cv_.notify_all();
+  return done.get();
+}
+
+// On the loop thread, between steps: the slot is free (no sequence runs in it).
+SlotResult Scheduler::run_slot_task(SlotTask& t) {
+  const size_t s = size_t(t.slot);
+  const std::string id = "slot " + std::to_string(t.slot);
+  if (slots_[s]) return {409, id + " is running a request; save or restore it once it is free"};
+  SlotResult res;
+  if (t.save) {
+    const auto& h = held_[s];
+    if (h.empty()) return {400, id + " holds no tokens (nothing to save)"};
+    try {
+      res.bytes = save_slot(t.path, dec_->state(), t.slot, h, opt_.model_key);
+    } catch (const std::exception& e) {
+      return {500, std::string("saving ") + id + ": " + e.what()};
+    }
+    res.tokens = int64_t(h.size());
+    return res;
+  }
+  std::vector<int32_t> tokens;
+  try {
+    tokens = restore_slot(t.path, dec_->state(), t.slot, opt_.model_key);
+  } catch (const std::exception& e) {
+    return {400, e.what()};
+  }
+  // The state is the file's now: whatever the slot held before is gone.
+  held_[s].clear();
+  const int64_t V = model_.config().vocab_size;
+  for (int32_t v : tokens)
+    if (v < 0 || v >= V)
+      return {400, t.path + ": token id " + std::to_string(v) + " outside the vocabulary"};
+  dec_->set_length(t.slot, int64_t(tokens.size()));
+  res.tokens = int64_t(tokens.size());
+  held_[s] = std::move(tokens);
+  last_used_[s] = ++clock_;
+  bound_reuse_cache();
+  return res;
+}
+
+void Scheduler::bound_reuse_cache() {
+  DecodeState& st = dec_->state();
+  const auto bytes = [&](size_t s) {
+    return slots_[s] || held_[s].empty() ? 0 : slot_state_bytes(st, int64_t(held_[s].size()));
+  };
+  int64_t total = 0;
+  for (size_t s = 0; s < slots_.size(); ++s) total += bytes(s);
+  while (opt_.reuse_cache_bytes >= 0 && total > opt_.reuse_cache_bytes) {
+    int64_t lru = -1;
+    for (size_t s = 0; s < slots_.size(); ++s)
+      if (bytes(s) > 0 && (lru < 0 || last_used_[s] < last_used_[size_t(lru)])) lru = int64_t(s);
+    if (lru < 0) break;
+    total -= bytes(size_t(lru));
+    held_[size_t(lru)].clear();
+    ++reuse_evictions_;
+  }
+  reuse_bytes_ = total;
 }
 
 // Every shape the loop will run, once, so that the first requests do not pay
@@ -151,13 +225,22 @@ void Scheduler::warm_up() {
 }
 
 void Scheduler::finish(Running& r, const std::string& why) {
-  Job& j = *r.job;
+  const std::shared_ptr<Job> job = r.job;
+  Job& j = *job;
   TokenEvent tail;
   tail.id = -1;
   if (r.text && why != "cancelled") {
     if (!r.stops.hit()) tail.text = r.stops.feed(r.text->flush());
     tail.text += r.stops.finish();
   }
+  // The slot and the counters are settled before the client hears it is
+  // done, so /metrics read after an answer already shows its effects.
+  ++jobs_done_;
+  if (why == "cancelled") ++jobs_cancelled_;
+  const int64_t s = r.slot;
+  slots_[size_t(s)].reset();  // r is gone from here on
+  --busy_;
+  bound_reuse_cache();
   {
     std::lock_guard<std::mutex> lk(j.ch->mu);
     if (!tail.text.empty()) j.events.push_back(std::move(tail));
@@ -165,11 +248,6 @@ void Scheduler::finish(Running& r, const std::string& why) {
     j.finish = why;
   }
   j.ch->cv.notify_all();
-  ++jobs_done_;
-  if (why == "cancelled") ++jobs_cancelled_;
-  const int64_t s = r.slot;
-  slots_[size_t(s)].reset();  // r is gone from here on
-  --busy_;
 }
 
 bool Scheduler::advance(Running& r, float* logits) {
@@ -254,9 +332,12 @@ void Scheduler::loop() {
           (free_slot < 0 || last_used_[size_t(s)] < last_used_[size_t(free_slot)]))
         free_slot = s;
     std::vector<std::shared_ptr<Job>> dropped;
+    std::deque<std::unique_ptr<SlotTask>> tasks;
+    bool quit = false;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || busy_ > 0 || !queue_.empty(); });
+      cv_.wait(lk, [&] { return stop_ || busy_ > 0 || !queue_.empty() || !slot_tasks_.empty(); });
+      tasks.swap(slot_tasks_);
       if (stop_ && now_s() >= cancel_at_) {
         // Drain's grace is over: nothing queued starts, everything running stops.
         dropped.assign(queue_.begin(), queue_.end());
@@ -264,12 +345,14 @@ void Scheduler::loop() {
         for (auto& r : slots_)
           if (r) r->job->cancel = true;
       }
-      if (stop_ && busy_ == 0 && queue_.empty() && dropped.empty()) break;
-      if (free_slot >= 0 && !queue_.empty()) {
+      quit = stop_ && busy_ == 0 && queue_.empty() && dropped.empty();
+      if (!quit && free_slot >= 0 && !queue_.empty()) {
         admit = queue_.front();
         queue_.pop_front();
       }
     }
+    for (auto& t : tasks) t->done.set_value(run_slot_task(*t));
+    if (quit) break;
     for (auto& j : dropped) {
       {
         std::lock_guard<std::mutex> lk(j->ch->mu);
@@ -295,6 +378,7 @@ void Scheduler::loop() {
       last_used_[size_t(free_slot)] = ++clock_;
       ++busy_;
       slots_[size_t(free_slot)] = std::make_unique<Running>(admit, free_slot, V, tok_);
+      bound_reuse_cache();  // the slot taken is no longer a free slot's cache
       Running& r = *slots_[size_t(free_slot)];
       if (admit->cancel) {
         finish(r, "cancelled");

@@ -11,6 +11,10 @@
 // prefilling the whole prompt. Every mixer's state after those tokens is
 // exact (attention rows, RAT chunk states and running chunk, the local ring,
 // the RNN h), so this holds for all of them and the hybrids alike.
+// What free slots keep for reuse is bounded by reuse_cache_bytes (--cache-mib:
+// least recently used free slots forget theirs first); a free slot's tokens
+// and state can be saved to and restored from a file (slot_file.h) between
+// two steps.
 // Each job samples with its own TokenSampler, seeded as `rat generate` seeds
 // sequence i, so its tokens do not depend on its batch mates (greedy rows are
 // argmax of logits that Model::step computes per row).
@@ -20,6 +24,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -88,6 +93,20 @@ struct SchedulerOptions {
   bool bf16_cache = false;
   int threads = 0;          // OpenMP threads of the model's work; 0: OpenMP's default
   int64_t max_queue = 256;  // waiting jobs beyond which submit() refuses
+  // Bytes that free slots may keep for prefix reuse (their held tokens'
+  // state, slot_state_bytes); beyond, the least recently used free slots
+  // forget theirs. -1: no bound.
+  int64_t reuse_cache_bytes = -1;
+  // Slot files (slot_file.h): the model's key; "" dir: save/restore refused.
+  std::string slot_dir;
+  uint64_t model_key = 0;
+};
+
+// The outcome of a slot save or restore, as HTTP sees it.
+struct SlotResult {
+  int status = 200;  // 200, or 4xx/5xx with message
+  std::string message;
+  int64_t tokens = 0, bytes = 0;
 };
 
 struct SchedulerStats {
@@ -95,6 +114,8 @@ struct SchedulerStats {
   int64_t reused_tokens = 0;  // prompt tokens whose state a free slot still held (not prefilled)
   int64_t prompt_tokens = 0, completion_tokens = 0, jobs_done = 0, jobs_cancelled = 0;
   int64_t cache_bytes = 0, steps = 0, prefills = 0;
+  int64_t reuse_bytes = 0;  // state kept by free slots for prefix reuse (--cache-mib bounds it)
+  int64_t reuse_evictions = 0;
 };
 
 class Scheduler {
@@ -115,6 +136,9 @@ class Scheduler {
   // seconds, cancels what is left, and joins the loop.
   void drain(double grace_s);
   SchedulerStats stats() const;
+  // Saves slot `slot` (free, holding tokens) to path, or restores it from
+  // path, between two steps; waits for the loop to do it.
+  SlotResult slot_action(int64_t slot, bool save, const std::string& path);
   const SchedulerOptions& options() const { return opt_; }
 
  private:
@@ -125,6 +149,15 @@ class Scheduler {
   // returns whether the job goes on.
   bool advance(Running& r, float* logits);
   void finish(Running& r, const std::string& why);
+  struct SlotTask {
+    int64_t slot;
+    bool save;
+    std::string path;
+    std::promise<SlotResult> done;
+  };
+  SlotResult run_slot_task(SlotTask& t);
+  // Free slots' reuse bytes; evicts least recently used ones beyond the bound.
+  void bound_reuse_cache();
 
   Model& model_;
   const Tokenizer* tok_;
@@ -133,6 +166,7 @@ class Scheduler {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
+  std::deque<std::unique_ptr<SlotTask>> slot_tasks_;
   bool draining_ = false, stop_ = false;
   double cancel_at_ = 0;  // drain: monotonic time after which running jobs are cancelled
   // Warm-up outcome, handed from the loop thread to start().
@@ -150,7 +184,8 @@ class Scheduler {
   std::vector<int64_t> last_used_;
   int64_t clock_ = 0;
   std::atomic<int64_t> busy_{0}, reused_tokens_{0}, prompt_tokens_{0}, completion_tokens_{0},
-      jobs_done_{0}, jobs_cancelled_{0}, cache_bytes_{0}, steps_{0}, prefills_{0};
+      jobs_done_{0}, jobs_cancelled_{0}, cache_bytes_{0}, steps_{0}, prefills_{0}, reuse_bytes_{0},
+      reuse_evictions_{0};
 };
 
 }  // namespace rat::serve

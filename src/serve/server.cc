@@ -21,6 +21,7 @@
 #include "serve/api.h"
 #include "serve/responses.h"
 #include "serve/scheduler.h"
+#include "serve/slot_file.h"
 #include "util/error.h"
 
 namespace rat::serve {
@@ -49,6 +50,7 @@ class Server {
   void send_error(httplib::Response& res, const ApiError& e);
   void completion(const httplib::Request& req, httplib::Response& res, bool chat);
   void metrics(httplib::Response& res);
+  void slot(const httplib::Request& req, httplib::Response& res);
 
   const ServeOptions& opt_;
   Scheduler& sched_;
@@ -293,11 +295,66 @@ void Server::metrics(httplib::Response& res) {
   metric("rat_slots_total", "gauge", "slots (--parallel)", one("rat_slots_total", s.slots));
   metric("rat_cache_bytes", "gauge", "bytes of the layers' caches of all slots",
          one("rat_cache_bytes", s.cache_bytes));
+  metric("rat_cache_reuse_bytes", "gauge",
+         "bytes of state free slots keep for prefix reuse (bounded by --cache-mib)",
+         one("rat_cache_reuse_bytes", s.reuse_bytes));
+  metric("rat_cache_reuse_evictions_total", "counter",
+         "free slots' reuse state dropped to stay under --cache-mib",
+         one("rat_cache_reuse_evictions_total", s.reuse_evictions));
   metric("rat_decode_steps_total", "counter", "batched decode steps",
          one("rat_decode_steps_total", s.steps));
   metric("rat_prefills_total", "counter", "prompts prefilled",
          one("rat_prefills_total", s.prefills));
   res.set_content(out, "text/plain; version=0.0.4");
+}
+
+// POST /slots/ID?action=save|restore {"filename": NAME}: NAME is a plain file
+// name inside --slot-save-path (no separators, not "." or "..").
+void Server::slot(const httplib::Request& req, httplib::Response& res) {
+  try {
+    if (opt_.slot_save_path.empty())
+      throw ApiError(501, "slot save/restore is off: start the server with --slot-save-path DIR",
+                     "", "not_implemented");
+    const std::string action = req.get_param_value("action");
+    if (action != "save" && action != "restore")
+      throw ApiError(400, "action: '" + action + "', expected save or restore", "action");
+    int64_t id = -1;
+    try {
+      size_t used = 0;
+      id = std::stoll(req.matches[1].str(), &used);
+      if (used != req.matches[1].str().size()) id = -1;
+    } catch (...) {
+    }
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const std::exception& e) {
+      throw ApiError(400, std::string("the body is not valid JSON: ") + e.what());
+    }
+    if (!body.is_object() || !body.contains("filename") || !body["filename"].is_string())
+      throw ApiError(400, "filename: a string is required", "filename");
+    const std::string name = body["filename"].get<std::string>();
+    if (name.empty() || name == "." || name == ".." ||
+        name.find_first_of(std::string("/\\\0", 3)) != std::string::npos || name.size() > 200)
+      throw ApiError(400,
+                     "filename: '" + name +
+                         "' is not a plain file name (no path separators, not . or .., at most "
+                         "200 bytes)",
+                     "filename");
+    const std::string path = (std::filesystem::path(opt_.slot_save_path) / name).string();
+    if (action == "restore" && !std::filesystem::is_regular_file(path))
+      throw ApiError(404, "no slot file '" + name + "' in --slot-save-path", "filename");
+    const SlotResult r = sched_.slot_action(id, action == "save", path);
+    if (r.status != 200) throw ApiError(r.status, r.message);
+    json out = {{"id_slot", id}, {"filename", name}};
+    if (action == "save")
+      out["n_saved"] = r.tokens, out["n_written"] = r.bytes;
+    else
+      out["n_restored"] = r.tokens;
+    res.set_content(dump(out), "application/json");
+  } catch (const ApiError& e) {
+    send_error(res, e);
+  }
 }
 
 void Server::routes(httplib::Server& svr) {
@@ -333,6 +390,8 @@ void Server::routes(httplib::Server& svr) {
                     "application/json");
   });
   svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) { metrics(res); });
+  svr.Post(R"(/slots/(-?\d+))",
+           [this](const httplib::Request& q, httplib::Response& s) { slot(q, s); });
   // Whatever reached no handler or was refused by httplib itself (an unknown
   // path 404, a body over --max-body-bytes 413) still gets an error object.
   svr.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -431,6 +490,13 @@ int run_server(const ServeOptions& opt) {
   so.bf16_cache = bf16_cache;
   so.threads = opt.threads;
   so.max_queue = opt.max_queue;
+  so.reuse_cache_bytes = opt.cache_mib < 0 ? -1 : int64_t(opt.cache_mib * double(1 << 20));
+  if (!opt.slot_save_path.empty()) {
+    if (!std::filesystem::is_directory(opt.slot_save_path))
+      throw Error("--slot-save-path " + opt.slot_save_path + ": not a directory");
+    so.slot_dir = opt.slot_save_path;
+    so.model_key = model_key(opt.model_dir);
+  }
   Scheduler sched(*model, info.tok, so);
   sched.start();
 

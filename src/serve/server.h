@@ -2,7 +2,8 @@
 // one thread per connection; the model itself runs on the scheduler's thread).
 //   POST /v1/completions, POST /v1/chat/completions (stream: server-sent
 //   events ending with `data: [DONE]`), GET /v1/models, GET /health,
-//   GET /metrics (Prometheus text).
+//   GET /metrics (Prometheus text), POST /slots/ID?action=save|restore with
+//   {"filename": NAME} (files under --slot-save-path, slot_file.h).
 // Errors are OpenAI's shape {"error": {"message", "type", "param", "code"}}.
 // SIGTERM or SIGINT: new requests get 503, running ones have --shutdown-grace
 // seconds to finish before they are cancelled, then the server returns 0.
@@ -24,6 +25,8 @@ struct ServeOptions {
   int64_t max_queue = 256;
   int64_t max_body_bytes = 8 << 20;
   double shutdown_grace_s = 10;
+  std::string slot_save_path;  // directory of POST /slots/ID files; "": the endpoint answers 501
+  double cache_mib = -1;       // bound on free slots' prefix-reuse state; < 0: none
 };
 
 // Serves until SIGTERM or SIGINT; returns the exit status (0 after a clean
