@@ -144,8 +144,8 @@ for args, want in [
                                       r"expected one of: .*fineweb_edu/rat-xl"),
     (["experiment=sft/rat-xl", "data=nope"], r"group 'data' has no option 'nope'.*sft/llama"),
     (["experiment=sft/rat-xl", "data._nme_=x"], r"did you mean 'data._name_'"),
-    (["experiment=sft/rat-xl", "model.backbone.ln=layernorm"],
-     r"override 'model.backbone.ln=layernorm'.*not supported by rat"),
+    (["experiment=sft/rat-xl", "model.head._name_=cls"],
+     r"override 'model.head._name_=cls'.*not supported by rat"),
     (["experiment=sft/rat-xl", "+model.backbone.colour=red"], r"unknown key 'model.backbone.colour'"),
     ([], r"give a config file or experiment=NAME"),
 ]:

@@ -236,11 +236,13 @@ TEST(Compose, UnknownKeyNamesItsFileAndLine) {
                    "mean 'model.backbone.num_layers'?"),
             std::string::npos)
       << e;
-  t.add("model/backbone/s.yaml", "_name_: sequence\nln: rmsnorm\n");
-  c = t.compose({"model.backbone.ln=layernorm"});
+  t.add("model/backbone/s.yaml", "_name_: sequence\n");
+  t.add("model/head/h.yaml", "_name_: lm\n");
+  t.add("config.yaml", "defaults:\n  - /model/backbone: s\n  - /model/head: h\n");
+  c = t.compose({"model.head._name_=cls"});
   e = error_of([&] { check_composed_keys(c, config_file_schema()); });
-  EXPECT_NE(e.find("override 'model.backbone.ln=layernorm'"), std::string::npos) << e;
-  EXPECT_NE(e.find("'layernorm' is not supported by rat"), std::string::npos) << e;
+  EXPECT_NE(e.find("override 'model.head._name_=cls'"), std::string::npos) << e;
+  EXPECT_NE(e.find("'cls' is not supported by rat"), std::string::npos) << e;
 }
 
 // The shipped tree, through the same path as `rat train experiment=NAME`.
