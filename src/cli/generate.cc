@@ -1,13 +1,13 @@
 // `rat generate`: text (or ids) from a model directory, streamed as it is
 // produced; several prompts of different lengths decode together.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <algorithm>
 #include <fstream>
 #include <iostream>
-#include <random>
 #include <memory>
 #include <optional>
+#include <random>
 #include <sstream>
 
 #include "cli/commands.h"
@@ -70,7 +70,8 @@ int run_generate(const GenOpts& o) {
   const int given =
       !o.prompt.empty() + !o.prompt_file.empty() + !o.prompt_ids.empty() + !o.batch_file.empty();
   if (given != 1)
-    throw Error("give exactly one of --prompt (-p), --prompt-file (-f), --prompt-ids, --batch-file");
+    throw Error(
+        "give exactly one of --prompt (-p), --prompt-file (-f), --prompt-ids, --batch-file");
   // Every flag is checked before anything is loaded or printed.
   if (o.max_new_tokens < 0) throw Error("--max-new-tokens (-n) must be >= 0");
   if (o.ctx < 0) throw Error("--ctx (-c) must be >= 0 (0: no limit)");
@@ -272,7 +273,8 @@ void register_generate(CLI::App& app, Runner& run) {
                 "CTRL penalty on ids already in the sequence: positive logits / R, negative x R "
                 "(1: off)")
       ->capture_default_str();
-  c->add_option("-s,--seed", o.seed, "random seed of the sampler (-1: a random one, printed on stderr)")
+  c->add_option("-s,--seed", o.seed,
+                "random seed of the sampler (-1: a random one, printed on stderr)")
       ->capture_default_str();
   c->add_option("--stop", o.stop,
                 "end a sequence when this text appears (not printed); repeat the flag for "

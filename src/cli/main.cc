@@ -22,6 +22,7 @@ void register_help(CLI::App& app, rat::cli::Runner& run) {
   c->callback([&app, &run] {
     run = [&app] {
       CLI::App* target = &app;
+      std::string usage = app.get_name();  // "rat generate", as `rat generate --help` says
       for (const std::string& name : path) {
         CLI::App* sub = nullptr;
         try {
@@ -31,8 +32,13 @@ void register_help(CLI::App& app, rat::cli::Runner& run) {
         if (!sub || name == "help")
           throw rat::Error("help: no command '" + name + "'; `rat --help` lists them");
         target = sub;
+        usage += " " + name;
       }
-      std::fputs(target->help().c_str(), stdout);
+      // The formatter itself: App::help() would describe the `help` command,
+      // the one parsed.
+      std::fputs(
+          target->get_formatter()->make_help(target, usage, CLI::AppFormatMode::Normal).c_str(),
+          stdout);
       return 0;
     };
   });

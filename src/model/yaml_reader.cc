@@ -198,6 +198,7 @@ std::string explain_yaml_error(const YAML::Exception& e, const std::string& text
   static const std::pair<const char*, const char*> kPlain[] = {
       {"the referenced anchor is not defined",
        "a '*' starts a YAML alias, and no '&' anchor defines it"},
+      {"alias not found after *", "a '*' starts a YAML alias, and no alias name follows it"},
       {"illegal map value", "a ':' where no 'key: value' can be (quote the value?)"},
       {"end of map flow not found", "a '{' is never closed by '}'"},
       {"end of sequence flow not found", "a '[' is never closed by ']'"},

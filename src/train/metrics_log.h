@@ -11,9 +11,10 @@
 //                      written first by the resuming process
 //
 // Every record also carries "time", wall-clock Unix seconds (UTC, fractional),
-// and "elapsed", seconds since this process began the run: a resumed run
-// counts from its own start, its marker holding elapsed 0, so a record's
-// elapsed adds to those before the marker's time.
+// and "elapsed", seconds since this process began the run (its setup
+// included): a resumed run counts from its own start, so the time spent on a
+// run is the sum over its processes, each ending at its last record before a
+// marker or the end.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,6 @@
 #include "train/run_dir.h"
 
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,11 @@ void claim_run_dir(const fs::path& run, bool resuming, bool overwrite) {
   if (!fs::is_directory(run, ec))
     throw Error(run.string() + ": the run directory is a file, expected a directory");
   if (fs::is_empty(run, ec)) return;
+  // Only config.yaml: a run that failed before its first step (bad data, say)
+  // left no history to mix with; the new run rewrites the file.
+  if (std::distance(fs::directory_iterator(run), fs::directory_iterator()) == 1 &&
+      fs::is_regular_file(run / "config.yaml", ec))
+    return;
   const std::string what = describe(run);
   if (!looks_like_run_dir(run))
     throw Error(run.string() + ": not empty (" + what +

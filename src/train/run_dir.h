@@ -13,7 +13,8 @@ bool looks_like_run_dir(const std::filesystem::path& run);
 
 // Before a run writes into `run`. resuming: trainer.load_checkpoint is true and
 // run/latest exists. Throws (one line: what is there and the two ways out) when
-// `run` is non-empty and neither resuming nor overwrite; with overwrite, empties
+// `run` holds more than a config.yaml (a run that never started) and neither
+// resuming nor overwrite; with overwrite, empties
 // a rat run directory and refuses anything else.
 void claim_run_dir(const std::filesystem::path& run, bool resuming, bool overwrite);
 

@@ -109,13 +109,18 @@ check("--overwrite" in err and "trainer.load_checkpoint=true" in err and "metric
 check(read("run/metrics.jsonl") == first, "refused run wrote nothing to metrics.jsonl")
 
 # Resuming still works: a marker, then the new steps; stdout stays JSON.
+tr0 = time.time()
 p = rat("train", "exp.yaml", "--json", "trainer.load_checkpoint=true", "trainer.max_steps=8")
+tr1 = time.time()
 check(all_json(p.stdout) is not None, "resumed train --json: stdout JSON only:\n" + p.stdout)
 check("resumed from" in p.stderr, "resumed --json run says so on stderr: " + p.stderr)
 recs = records("run")
 marks = [r for r in recs if "resumed_at" in r]
-check(len(marks) == 1 and marks[0]["resumed_at"] == 6 and marks[0]["elapsed"] == 0,
-      f"one resume marker at step 6: {marks}")
+check(len(marks) == 1 and marks[0]["resumed_at"] == 6, f"one resume marker at step 6: {marks}")
+after = recs[recs.index(marks[0]):]
+el = [r["elapsed"] for r in after]
+check(el == sorted(el) and el[-1] <= tr1 - tr0 + 0.01,
+      f"elapsed counts from the resumed process's start: {el}, it ran {tr1 - tr0:.2f} s")
 steps = [r["step"] for r in recs if "loss" in r]
 check(steps == list(range(1, 9)), f"steps 1..8 once each: {steps}")
 

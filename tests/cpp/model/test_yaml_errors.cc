@@ -28,7 +28,8 @@ TEST(YamlErrors, MarkdownIsNotYamlInPlainWords) {
 TEST(YamlErrors, SyntaxErrorsGiveLineColumnAndText) {
   TempDir dir;
   const std::string p = dir.write("exp.yaml", "data:\n  seq_len: 64\n  bad: [1, 2\n");
-  const std::string msg = error_of([&] { parse_yaml_mapping(rat::testing::slurp(p), p, "a config"); });
+  const std::string msg =
+      error_of([&] { parse_yaml_mapping(rat::testing::slurp(p), p, "a config"); });
   EXPECT_HAS(msg, p + ":");
   EXPECT_HAS(msg, "never closed");
   EXPECT_EQ(msg.find("YAML file?"), std::string::npos) << msg;  // a .yaml file: no question
@@ -37,8 +38,8 @@ TEST(YamlErrors, SyntaxErrorsGiveLineColumnAndText) {
 
 TEST(YamlErrors, LongKeyNameSuggestsItsAbbreviation) {
   EXPECT_EQ(closest_key("optim.optimizer.learning_rate",
-                        {"optim.optimizer._name_", "optim.optimizer.lr",
-                         "optim.optimizer.centered", "optim.optimizer.eps"}),
+                        {"optim.optimizer._name_", "optim.optimizer.lr", "optim.optimizer.centered",
+                         "optim.optimizer.eps"}),
             "optim.optimizer.lr");
   // Only within the same section, and spelling neighbours still win otherwise.
   EXPECT_EQ(closest_key("a.learning_rate", {"b.lr", "a.learning_rat"}), "a.learning_rat");

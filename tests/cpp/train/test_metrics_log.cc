@@ -3,8 +3,8 @@
 
 #include <chrono>
 #include <fstream>
-#include <thread>
 #include <set>
+#include <thread>
 
 #include "nlohmann/json.hpp"
 #include "test_util.h"
@@ -68,8 +68,7 @@ TEST(MetricsLog, RecordsAreAppendedWithTheirFields) {
 }
 
 double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // Records carry wall time (Unix seconds) and seconds since the run began in

@@ -16,6 +16,10 @@ TEST(RunDir, MissingOrEmptyIsClaimed) {
   rat::claim_run_dir(tmp.file("new"), false, false);  // created later by the trainer
   rat::claim_run_dir(tmp.path(), false, false);
   EXPECT_TRUE(fs::is_empty(tmp.path()));
+  // A run that failed before its first step left only its config: no history.
+  tmp.write("config.yaml", "data: {}\n");
+  rat::claim_run_dir(tmp.path(), false, false);
+  EXPECT_TRUE(fs::exists(tmp.file("config.yaml")));
 }
 
 TEST(RunDir, PreviousRunIsRefusedWithBothWaysOut) {
@@ -39,8 +43,9 @@ TEST(RunDir, NoLatestSaysResumeCannotHelp) {
   TempDir tmp;
   tmp.write("metrics.jsonl", "{}\n");
   const std::string msg = error_of([&] { rat::claim_run_dir(tmp.path(), false, false); });
-  EXPECT_HAS(msg, "add --overwrite to replace it (it has no latest checkpoint, so "
-                  "trainer.load_checkpoint=true cannot resume it)");
+  EXPECT_HAS(msg,
+             "add --overwrite to replace it (it has no latest checkpoint, so "
+             "trainer.load_checkpoint=true cannot resume it)");
 }
 
 TEST(RunDir, OverwriteNeverEmptiesAForeignDirectory) {
