@@ -187,6 +187,13 @@ std::string line_text(const std::string& text, int line) {
   return describe_yaml(YAML::Node(s));
 }
 
+// "; is README.md a YAML file?" for a file not named .yaml or .yml.
+std::string not_yaml_hint(const std::string& path) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  if (ext == ".yaml" || ext == ".yml") return "";
+  return "; is " + std::filesystem::path(path).filename().string() + " a YAML file?";
+}
+
 }  // namespace
 
 // yaml-cpp's words ("the referenced anchor is not defined" for a README's
@@ -215,10 +222,7 @@ std::string explain_yaml_error(const YAML::Exception& e, const std::string& text
   what += " at line " + std::to_string(e.mark.line + 1) + ", column " +
           std::to_string(e.mark.column + 1);
   if (const std::string l = line_text(text, e.mark.line); l.size() > 2) what += ": " + l;
-  const std::string ext = std::filesystem::path(path).extension().string();
-  if (ext != ".yaml" && ext != ".yml")
-    what += "; is " + std::filesystem::path(path).filename().string() + " a YAML file?";
-  return what;
+  return what + not_yaml_hint(path);
 }
 
 YAML::Node parse_yaml_mapping(const std::string& text, const std::string& path,
@@ -234,7 +238,7 @@ YAML::Node parse_yaml_mapping(const std::string& text, const std::string& path,
     throw Error(path + ": not a YAML mapping (empty file), expected " + expected);
   if (!root.IsMap())
     throw Error(path + ":" + std::to_string(root.Mark().line + 1) + ": not a YAML mapping (got " +
-                describe_yaml(root) + "), expected " + expected);
+                describe_yaml(root) + not_yaml_hint(path) + "), expected " + expected);
   return root;
 }
 

@@ -17,12 +17,20 @@ using rat::testing::TempDir;
 
 TEST(YamlErrors, MarkdownIsNotYamlInPlainWords) {
   TempDir dir;
-  const std::string md = dir.write("README.md", "# rat\n\nSome text.\n* fast\n* small\n");
-  const std::string msg = error_of([&] { load_experiment(md, {}); });
-  EXPECT_HAS(msg, md + ":4: not a YAML mapping (a '*' starts a YAML alias, and no '&' anchor "
-                       "defines it at line 4, column 1: '* fast'; is README.md a YAML file?), "
-                       "expected an experiment config");
+  const std::string md = dir.write("README.md", "# rat\n\n*fast* and small\n");
+  std::string msg = error_of([&] { load_experiment(md, {}); });
+  EXPECT_HAS(msg, md + ":3: not a YAML mapping (a '*' starts a YAML alias, and no '&' anchor "
+                       "defines it at line 3, column 1: '*fast* and small'; is README.md a YAML "
+                       "file?), expected an experiment config");
   EXPECT_EQ(msg.find("referenced anchor"), std::string::npos) << msg;
+  const std::string list = dir.write("NOTES.md", "# rat\n\n* fast\n* small\n");
+  msg = error_of([&] { load_experiment(list, {}); });
+  EXPECT_HAS(msg, list +
+                      ":3: not a YAML mapping (a '*' starts a YAML alias, and no alias name "
+                      "follows it at line 3, column 2: '* fast'; is NOTES.md a YAML file?)");
+  const std::string prose = dir.write("notes.txt", "# rat\n\nSome text.\n");
+  msg = error_of([&] { load_experiment(prose, {}); });
+  EXPECT_HAS(msg, prose + ":3: not a YAML mapping (got 'Some text.'; is notes.txt a YAML file?)");
 }
 
 TEST(YamlErrors, SyntaxErrorsGiveLineColumnAndText) {
