@@ -21,7 +21,7 @@ if [[ ! -f runs/rat-small/latest/model.safetensors ]]; then
   bash scripts/prepare_corpus.sh data/pydoc >/dev/null
   eos=$(python3 -c 'import json;print(json.load(open("data/pydoc/tokenize.json"))["eos_id"])')
   vocab=$(python3 -c 'import json;print(json.load(open("data/pydoc/tokenize.json"))["vocab_size"])')
-  build/rat train configs/experiment/pydoc/rat-small.yaml --run-dir runs/rat-small \
+  build/rat train configs/experiment/pydoc/rat-small.yaml --run-dir runs/rat-small --overwrite \
     trainer.max_steps="$TRAIN_STEPS" data.ignore_input_index="$eos" data.vocab_size="$vocab" \
     model.embedding.vocab_size="$vocab" >/dev/null
 fi

@@ -73,20 +73,21 @@ void register_eval(CLI::App& app, Runner& run) {
       "  --task gen FILE       generate and score (qa_f1, rouge_l, exact_match, edit_sim)\n"
       "  --task mqar PREFIX    accuracy on the queried values (rat tasks mqar)\n"
       "Example: rat eval --model runs/small/latest --data data/val.bin");
-  c->add_option("--model", o.model, "model directory (config.yaml + model.safetensors)")
+  c->add_option("-m,--model", o.model, "model directory (config.yaml + model.safetensors)")
       ->required();
   c->add_option("--data", o.data, "token file (uint16/uint32 per data.num_bytes)");
-  c->add_option("--text", o.text, "UTF-8 text file (needs the model's tokenizer.model)");
+  c->add_option("-f,--text", o.text,
+                "UTF-8 text file (needs the model's tokenizer.model; - : stdin)");
   c->add_option("--task", o.task, "mc | niah | gen | mqar (the task file follows)");
   c->add_option("file", o.file, "the task's file (JSONL; for mqar the prefix of rat tasks mqar)");
-  c->add_option("--seq-len", o.seq_len,
+  c->add_option("-c,--ctx,--seq-len", o.seq_len,
                 "sample length / window / context T (default: the model's data.seq_len)");
-  c->add_option("--batch-size", o.batch_size, "sequences per forward pass or decode step")
+  c->add_option("-b,--batch-size", o.batch_size, "sequences per forward pass or decode step")
       ->capture_default_str();
   c->add_option("--max-samples", o.max_samples, "--data: evaluate only the first N samples");
   c->add_option("--limit", o.limit, "tasks: evaluate only the first N lines or examples");
   c->add_option("--stride", o.stride, "--text: a window starts every S tokens (default T/2)");
-  c->add_option("--max-new-tokens", o.max_new_tokens,
+  c->add_option("-n,--max-new-tokens", o.max_new_tokens,
                 "niah/gen: tokens generated per case (default: the line's, else 32)");
   c->add_option("--max-prompt-tokens", o.max_prompt_tokens,
                 "gen, niah: longer prompts keep their first and last halves (gen default: T - new "

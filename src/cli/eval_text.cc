@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <string>
 
@@ -70,12 +71,16 @@ int64_t count_words(const std::string& s) {
 int run_eval_text(const EvalOpts& o) {
   // Cheap checks first: the file, then the flags, then the model and its tokenizer.
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(o.text, ec))
-    throw Error("--text " + o.text + ": not a readable file");
-  std::ifstream in(o.text, std::ios::binary);
   std::ostringstream buf;
-  buf << in.rdbuf();
-  if (!in || in.bad()) throw Error("--text " + o.text + ": cannot read the file");
+  if (o.text == "-") {  // `-f -`: standard input, as llama.cpp
+    buf << std::cin.rdbuf();
+  } else {
+    if (!std::filesystem::is_regular_file(o.text, ec))
+      throw Error("--text " + o.text + ": not a readable file");
+    std::ifstream in(o.text, std::ios::binary);
+    buf << in.rdbuf();
+    if (!in || in.bad()) throw Error("--text " + o.text + ": cannot read the file");
+  }
   const std::string text = buf.str();
   if (text.empty())
     throw Error("--text " + o.text + ": the file is empty, there is nothing to score");

@@ -1,10 +1,13 @@
 // `rat generate`: text (or ids) from a model directory, streamed as it is
 // produced; several prompts of different lengths decode together.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <optional>
+#include <random>
 #include <sstream>
 
 #include "cli/commands.h"
@@ -26,12 +29,19 @@ struct GenOpts {
   std::vector<std::string> stop;
   std::string cache_dtype = "f32";
   int64_t max_new_tokens = 64;
+  int64_t ctx = 0;  // prompt + generated tokens at most; 0: no limit
   bool greedy = false, json = false, ignore_eos = false;
-  SamplingOptions s;
-  uint64_t seed = 0;
+  SamplingOptions s = interactive_sampling();
+  int64_t seed = -1;  // -1 (llama.cpp's): a random one, printed
 };
 
+// `-` reads standard input (`-f -`, as llama.cpp).
 std::string read_text_file(const std::string& path, const char* flag) {
+  if (path == "-") {
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    return ss.str();
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(std::string(flag) + ": cannot read " + path);
   std::ostringstream ss;
@@ -39,14 +49,40 @@ std::string read_text_file(const std::string& path, const char* flag) {
   return ss.str();
 }
 
+// Attention and RAT place keys by position (RoPE on the token or chunk index):
+// positions past the trained length were never seen, and quality usually falls
+// there. Local attention (relative, within its window), RNN and identity
+// layers are not limited.
+void warn_past_trained_length(const ModelConfig& cfg, int64_t total) {
+  if (total <= cfg.seq_len) return;
+  for (const MixerConfig& m : cfg.layers)
+    if (m.kind == MixerKind::kAttention || m.kind == MixerKind::kRat) {
+      std::fprintf(stderr,
+                   "warning: prompt + new tokens reach %lld positions, past the %lld the model "
+                   "was trained on (data.seq_len); its %s layers have not seen those "
+                   "positions, and the text may degrade (-n or -c to stay within)\n",
+                   (long long)total, (long long)cfg.seq_len, mixer_name(m.kind));
+      return;
+    }
+}
+
 int run_generate(const GenOpts& o) {
   const int given =
       !o.prompt.empty() + !o.prompt_file.empty() + !o.prompt_ids.empty() + !o.batch_file.empty();
   if (given != 1)
-    throw Error("give exactly one of --prompt, --prompt-file, --prompt-ids, --batch-file");
+    throw Error(
+        "give exactly one of --prompt (-p), --prompt-file (-f), --prompt-ids, --batch-file");
+  // Every flag is checked before anything is loaded or printed.
+  if (o.max_new_tokens < 0) throw Error("--max-new-tokens (-n) must be >= 0");
+  if (o.ctx < 0) throw Error("--ctx (-c) must be >= 0 (0: no limit)");
+  if (o.seed < -1) throw Error("--seed (-s) must be >= 0, or -1 for a random seed");
+  if (!o.greedy) check_sampling(o.s);
+  const Precision prec = parse_flag(precision_names(), "--dtype", o.dtype);
+  const bool bf16_cache =
+      parse_flag(precision_names(), "--cache-dtype", o.cache_dtype) == Precision::kBF16;
   auto model = load_model_dir(o.model);
   model->set_frozen_weight_cache(true);  // weights are fixed from here on
-  model->set_precision(parse_flag(precision_names(), "--dtype", o.dtype));
+  model->set_precision(prec);
 
   const std::string tok_path = (std::filesystem::path(o.model) / "tokenizer.model").string();
   std::optional<Tokenizer> tok;
@@ -86,10 +122,20 @@ int run_generate(const GenOpts& o) {
 
   GenerateOptions g;
   g.max_new_tokens = o.max_new_tokens;
+  int64_t longest = 0;
+  for (const auto& p : prompts) longest = std::max<int64_t>(longest, int64_t(p.size()));
+  if (o.ctx > 0) {
+    if (longest >= o.ctx)
+      throw Error("--ctx " + std::to_string(o.ctx) + ": the prompt has " + std::to_string(longest) +
+                  " tokens, expected fewer than the context");
+    g.max_new_tokens = std::min(g.max_new_tokens, o.ctx - longest);
+  }
+  warn_past_trained_length(model->config(), longest + g.max_new_tokens);
   g.sampling = o.s;
   g.sampling.greedy = o.greedy;
-  g.seed = o.seed;
-  g.bf16_cache = parse_flag(precision_names(), "--cache-dtype", o.cache_dtype) == Precision::kBF16;
+  g.seed = o.seed >= 0 ? uint64_t(o.seed) : std::random_device{}();
+  if (o.seed < 0 && !o.greedy) std::fprintf(stderr, "seed: %llu\n", (unsigned long long)g.seed);
+  g.bf16_cache = bf16_cache;
   if (!o.ignore_eos) g.eos_id = tok ? tok->eos_id() : int32_t(model->config().ignore_input_index);
 
   const int64_t B = int64_t(prompts.size());
@@ -192,19 +238,28 @@ void register_generate(CLI::App& app, Runner& run) {
       "Examples:\n"
       "  rat generate --model runs/rat-small/latest --prompt \"The Python interpreter\"\n"
       "  rat generate --model DIR --prompt-ids \"5 17 9\" --greedy --max-new-tokens 8\n"
-      "  rat generate --model DIR --batch-file prompts.txt --temperature 0.8 --top-p 0.95");
-  c->add_option("--model", o.model, "model directory")->required();
-  c->add_option("--prompt", o.prompt, "prompt text (needs tokenizer.model in the model directory)");
-  c->add_option("--prompt-file", o.prompt_file, "read the prompt text from a file");
+      "  rat generate --model DIR --batch-file prompts.txt --temp 0.8 --top-p 0.95\n"
+      "llama.cpp's short flags work: rat generate -m DIR -p \"def f(\" -n 32 -s 1; -f - reads\n"
+      "the prompt from stdin. Sampling defaults are llama.cpp's (temperature 0.8, top-k 40,\n"
+      "top-p 0.95, min-p 0.05) with a random seed printed to stderr; --greedy for argmax.");
+  c->add_option("-m,--model", o.model, "model directory")->required();
+  c->add_option("-p,--prompt", o.prompt,
+                "prompt text (needs tokenizer.model in the model directory)");
+  c->add_option("-f,--prompt-file", o.prompt_file, "read the prompt text from a file (- : stdin)");
   c->add_option("--prompt-ids", o.prompt_ids,
                 "prompt as token ids, e.g. \"1 2 3\" (';' separates prompts); the last output "
                 "line is `ids: ` and the generated ids");
   c->add_option("--batch-file", o.batch_file, "one text prompt per line, generated together");
-  c->add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate per prompt")
+  c->add_option("-n,--max-new-tokens,--n-predict", o.max_new_tokens,
+                "tokens to generate per prompt")
+      ->capture_default_str();
+  c->add_option("-c,--ctx", o.ctx,
+                "prompt + generated tokens at most (0: no limit; a warning past the trained "
+                "data.seq_len for attention and RAT models)")
       ->capture_default_str();
   c->add_flag("--greedy", o.greedy,
               "always take the most likely token (ignores the sampling flags)");
-  c->add_option("--temperature", o.s.temperature, "softmax temperature; <= 0 means greedy")
+  c->add_option("--temp,--temperature", o.s.temperature, "softmax temperature; <= 0 means greedy")
       ->capture_default_str();
   c->add_option("--top-k", o.s.top_k, "sample among the k most likely tokens (0: all)")
       ->capture_default_str();
@@ -214,11 +269,13 @@ void register_generate(CLI::App& app, Runner& run) {
   c->add_option("--min-p", o.s.min_p,
                 "drop tokens less likely than min-p x the most likely (0: off)")
       ->capture_default_str();
-  c->add_option("--repetition-penalty", o.s.repetition_penalty,
+  c->add_option("--repeat-penalty,--repetition-penalty", o.s.repetition_penalty,
                 "CTRL penalty on ids already in the sequence: positive logits / R, negative x R "
                 "(1: off)")
       ->capture_default_str();
-  c->add_option("--seed", o.seed, "random seed of the sampler")->capture_default_str();
+  c->add_option("-s,--seed", o.seed,
+                "random seed of the sampler (-1: a random one, printed on stderr)")
+      ->capture_default_str();
   c->add_option("--stop", o.stop,
                 "end a sequence when this text appears (not printed); repeat the flag for "
                 "several stop strings")

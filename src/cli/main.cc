@@ -1,16 +1,65 @@
 // rat: build, train, evaluate, generate with and benchmark RAT language models.
+#include <omp.h>
+
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "cli/commands.h"
 #include "util/error.h"
 
+#ifndef RAT_VERSION
+#define RAT_VERSION "unknown"
+#endif
+
+namespace {
+
+// `rat help [command ...]`: the same text as `rat [command ...] --help`.
+void register_help(CLI::App& app, rat::cli::Runner& run) {
+  static std::vector<std::string> path;
+  auto* c = app.add_subcommand("help", "Show help for rat or a command: rat help generate");
+  c->add_option("command", path, "command (and subcommand, e.g. bench model)");
+  c->callback([&app, &run] {
+    run = [&app] {
+      CLI::App* target = &app;
+      std::string usage = app.get_name();  // "rat generate", as `rat generate --help` says
+      for (const std::string& name : path) {
+        CLI::App* sub = nullptr;
+        try {
+          sub = target->get_subcommand(name);
+        } catch (const CLI::OptionNotFound&) {
+        }
+        if (!sub || name == "help")
+          throw rat::Error("help: no command '" + name + "'; `rat --help` lists them");
+        target = sub;
+        usage += " " + name;
+      }
+      // The formatter itself: App::help() would describe the `help` command,
+      // the one parsed.
+      std::fputs(
+          target->get_formatter()->make_help(target, usage, CLI::AppFormatMode::Normal).c_str(),
+          stdout);
+      return 0;
+    };
+  });
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{
       "rat: a native engine for RAT language models (chunked gated recurrence + inter-chunk "
-      "attention) and their baselines.\nRun `rat <command> --help` for each command."};
+      "attention) and their baselines.\nRun `rat help <command>` or `rat <command> --help` "
+      "for each command."};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every command");
+  app.set_version_flag("--version", std::string("rat ") + RAT_VERSION);
+  // -t/--threads is understood after any command (options fall through to
+  // here); train and serve declare their own, which also handle MPI ranks.
+  int threads = 0;
+  app.add_option("-t,--threads", threads, "OpenMP threads (default: all cores)")
+      ->check(CLI::Range(1, 4096));
+  app.fallthrough();
   rat::cli::Runner run;
   rat::cli::register_train(app, run);
   rat::cli::register_eval(app, run);
@@ -24,11 +73,13 @@ int main(int argc, char** argv) {
   rat::cli::register_tasks(app, run);
   rat::cli::register_score(app, run);
   rat::cli::register_serve(app, run);
+  register_help(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (threads > 0) omp_set_num_threads(threads);
   try {
     return run ? run() : 0;
   } catch (const rat::Error& e) {

@@ -76,12 +76,12 @@ void register_score(CLI::App& app, Runner& run) {
       "else the tokenizer's eos). Requests longer than --ctx are cut from the left. Requests\n"
       "with equal contexts share one prefill. A summary goes to stderr.\n"
       "Example: rat score --model runs/small/latest --requests lambada.jsonl --out scores.jsonl");
-  c->add_option("--model", o.model, "model directory (config.yaml + model.safetensors)")
+  c->add_option("-m,--model", o.model, "model directory (config.yaml + model.safetensors)")
       ->required();
   c->add_option("--requests", o.requests, "JSONL file of requests")->required();
-  c->add_option("--batch-size", o.batch_size, "continuations decoded together")
+  c->add_option("-b,--batch-size", o.batch_size, "continuations decoded together")
       ->capture_default_str();
-  c->add_option("--ctx", o.ctx, "tokens the model reads at most (default: data.seq_len)");
+  c->add_option("-c,--ctx", o.ctx, "tokens the model reads at most (default: data.seq_len)");
   c->add_option("--dtype", o.dtype, "f32 | bf16 matmul inputs")->capture_default_str();
   c->add_option("--out", o.out, "write the results here (atomically) instead of stdout");
   c->add_flag("--json", o.json, "the stderr summary as one JSON object");

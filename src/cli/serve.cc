@@ -16,7 +16,7 @@ void register_serve(CLI::App& app, Runner& run) {
       "Examples:\n"
       "  rat serve --model runs/rat-small/latest --parallel 8\n"
       "  curl -s localhost:8080/v1/completions -d '{\"prompt\": \"def f(\", \"max_tokens\": 32}'");
-  c->add_option("--model", o.model_dir,
+  c->add_option("-m,--model", o.model_dir,
                 "model directory (config.yaml, model.safetensors, "
                 "tokenizer.model for text, optional chat_template.json)")
       ->required();
@@ -27,14 +27,14 @@ void register_serve(CLI::App& app, Runner& run) {
       ->capture_default_str();
   c->add_option("--parallel", o.parallel, "slots: sequences decoded together")
       ->capture_default_str();
-  c->add_option("--ctx", o.ctx, "tokens per slot, prompt + generated (0: the model's seq_len)")
+  c->add_option("-c,--ctx", o.ctx, "tokens per slot, prompt + generated (0: the model's seq_len)")
       ->capture_default_str();
   c->add_option("--dtype", o.dtype, "f32 | bf16 matmul inputs")->capture_default_str();
   c->add_option("--cache-dtype", o.cache_dtype, "f32 | bf16 storage of the layers' caches")
       ->capture_default_str();
   c->add_option("--api-key", o.api_key,
                 "require `Authorization: Bearer KEY` on every endpoint but /health");
-  c->add_option("--threads", o.threads, "OpenMP threads of the model (0: OpenMP's default)")
+  c->add_option("-t,--threads", o.threads, "OpenMP threads of the model (0: OpenMP's default)")
       ->capture_default_str();
   c->add_option("--max-queue", o.max_queue,
                 "sequences that may wait for a slot; beyond, requests get 503")

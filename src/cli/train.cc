@@ -105,11 +105,17 @@ void register_train(CLI::App& app, Runner& run) {
                 "config tree for experiment=NAME (default: ./configs if it holds config.yaml, "
                 "else rat's source configs/)");
   c->add_option("--run-dir", o.t.run_dir, "run directory (default: trainer.save_dir)");
-  c->add_flag("--json", o.t.json, "log lines as JSON objects");
+  c->add_flag("--json", o.t.json,
+              "stdout is JSON only, one object a line (the records of metrics.jsonl, then a "
+              "summary); other text goes to stderr");
+  c->add_flag("--overwrite", o.t.overwrite,
+              "replace the previous run in the run directory (only one holding a rat run: "
+              "metrics.jsonl, checkpoints/, latest or config.yaml); without it a new run "
+              "refuses a non-empty run directory");
   c->add_flag("--quiet", o.t.quiet, "no log lines (metrics.jsonl is still written)");
   c->add_option("--stop-after", o.t.stop_after, "stop, saving a checkpoint, after this many steps");
   c->add_flag("--print-config", o.print_config, "print the resolved config and exit");
-  c->add_option("--threads", o.threads,
+  c->add_option("-t,--threads", o.threads,
                 "OpenMP threads per rank (default: all cores; under MPI cores / ranks on "
                 "this machine)")
       ->check(CLI::Range(1, 4096));

@@ -2,12 +2,27 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <string>
 
 #include "util/error.h"
 
 namespace rat {
+
+void check_sampling(const SamplingOptions& s) {
+  auto bad = [](const char* flag, double v, const char* expected) {
+    char num[32];
+    std::snprintf(num, sizeof num, "%g", v);
+    throw Error(std::string(flag) + " " + num + ": expected " + expected);
+  };
+  if (!(s.temperature >= 0)) bad("--temp", s.temperature, "a number >= 0 (0: greedy)");
+  if (s.top_k < 0) bad("--top-k", double(s.top_k), "an integer >= 0 (0: off)");
+  if (!(s.top_p > 0 && s.top_p <= 1)) bad("--top-p", s.top_p, "a number in (0, 1] (1: off)");
+  if (!(s.min_p >= 0 && s.min_p <= 1)) bad("--min-p", s.min_p, "a number in [0, 1] (0: off)");
+  if (!(s.repetition_penalty > 0))
+    bad("--repeat-penalty", s.repetition_penalty, "a number > 0 (1: off)");
+}
 
 void apply_repetition_penalty(float* logits, int64_t V, std::span<const int32_t> history,
                               float penalty) {

@@ -19,6 +19,20 @@ struct SamplingOptions {
   float repetition_penalty = 1.f;  // 1: off
 };
 
+// What `rat generate` samples with unless told otherwise: llama.cpp's
+// defaults, so its users get the text they expect. The struct's own defaults
+// (plain temperature-1 sampling) stay those of the APIs (serve, eval gen).
+inline SamplingOptions interactive_sampling() {
+  SamplingOptions s;
+  s.temperature = 0.8f, s.top_k = 40, s.top_p = 0.95f, s.min_p = 0.05f;
+  return s;
+}
+
+// Throws rat::Error naming the flag (llama.cpp's spelling) when a value is out
+// of range: temperature >= 0, top_k >= 0, top_p in (0, 1], min_p in [0, 1],
+// repetition_penalty > 0; NaN is out of every range.
+void check_sampling(const SamplingOptions& s);
+
 // CTRL (Keskar et al. 2019) as in common practice: for every distinct id in
 // `history`, a positive logit is divided by `penalty`, a negative one
 // multiplied by it. `history` must hold distinct ids (TokenSampler::sample

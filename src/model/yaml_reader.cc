@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -78,6 +79,15 @@ std::string closest_key(const std::string& key, const std::vector<std::string>& 
     while (n < k.size() && n < key.size() && k[n] == key[n]) ++n;
     return n;
   };
+  // Far from every key, the abbreviation of the key's last word is meant
+  // (optim.optimizer.learning_rate is optim.optimizer.lr, not _name_).
+  const size_t dot = key.rfind('.');
+  const std::string parent = dot == std::string::npos ? "" : key.substr(0, dot + 1);
+  const std::string leaf = key.substr(parent.size());
+  std::string initials;
+  for (size_t i = 0; i < leaf.size(); ++i)
+    if (std::isalpha(static_cast<unsigned char>(leaf[i])) && (i == 0 || leaf[i - 1] == '_'))
+      initials += leaf[i];
   std::string best;
   // A key cut short (`chunk` for `chunk_size`) is closest to what it begins,
   // whatever short keys (`ln`) are fewer edits away.
@@ -91,6 +101,10 @@ std::string closest_key(const std::string& key, const std::vector<std::string>& 
     const size_t d = edit_distance(key, k), c = common(k);
     if (d < bd || (d == bd && c > bc)) bd = d, bc = c, best = k;
   }
+  // A typo (two edits or fewer: max_step) is still a typo.
+  if (bd > 2 && initials.size() >= 2 && initials.size() < leaf.size())
+    for (const std::string& k : valid)
+      if (k == parent + initials) return k;
   return best;
 }
 
@@ -165,22 +179,73 @@ void check_known_keys(const YAML::Node& root, const std::string& file, const Key
   if (root.IsMap()) check_mapping(root, "", file, schema);
 }
 
+namespace {
+
+// Line `line` (0-based) of text, trimmed and cut to stay one short line.
+std::string line_text(const std::string& text, int line) {
+  size_t b = 0;
+  for (int i = 0; i < line && b != std::string::npos; ++i) {
+    b = text.find('\n', b);
+    if (b != std::string::npos) ++b;
+  }
+  if (b == std::string::npos || b >= text.size()) return "";
+  std::string s = text.substr(b, text.find('\n', b) - b);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  return describe_yaml(YAML::Node(s));
+}
+
+// "; is README.md a YAML file?" for a file not named .yaml or .yml.
+std::string not_yaml_hint(const std::string& path) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  if (ext == ".yaml" || ext == ".yml") return "";
+  return "; is " + std::filesystem::path(path).filename().string() + " a YAML file?";
+}
+
+}  // namespace
+
+// yaml-cpp's words ("the referenced anchor is not defined" for a README's
+// `* item`) describe YAML's grammar, not the user's mistake: the usual ones
+// are said in plain words, with the line's text, and a file not named .yaml
+// or .yml gets asked whether it is YAML at all.
+std::string explain_yaml_error(const YAML::Exception& e, const std::string& text,
+                               const std::string& path) {
+  static const std::pair<const char*, const char*> kPlain[] = {
+      {"the referenced anchor is not defined",
+       "a '*' starts a YAML alias, and no '&' anchor defines it"},
+      {"alias not found after *", "a '*' starts a YAML alias, and no alias name follows it"},
+      {"illegal map value", "a ':' where no 'key: value' can be (quote the value?)"},
+      {"end of map flow not found", "a '{' is never closed by '}'"},
+      {"end of sequence flow not found", "a '[' is never closed by ']'"},
+      {"end of map not found", "a mapping is never closed (indentation or a missing '}')"},
+      {"end of sequence not found", "a list is never closed (indentation or a missing ']')"},
+      {"block sequence entries are not allowed in this context",
+       "a '- item' where a 'key: value' was expected (indentation?)"},
+      {"unknown escape character", "an unknown '\\' escape in a double-quoted string"},
+      {"end of string not found", "a quoted string is never closed"},
+  };
+  std::string what = "YAML syntax: " + e.msg;
+  for (const auto& [yaml, plain] : kPlain)
+    if (e.msg == yaml) what = plain;
+  what += " at line " + std::to_string(e.mark.line + 1) + ", column " +
+          std::to_string(e.mark.column + 1);
+  if (const std::string l = line_text(text, e.mark.line); l.size() > 2) what += ": " + l;
+  return what + not_yaml_hint(path);
+}
+
 YAML::Node parse_yaml_mapping(const std::string& text, const std::string& path,
                               const std::string& expected) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    // yaml-cpp's words ("the referenced anchor is not defined" for a README's
-    // `*`) describe YAML, not the user's mistake; say that first.
-    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ": not a YAML mapping (" + e.msg +
-                "), expected " + expected);
+    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ": not a YAML mapping (" +
+                explain_yaml_error(e, text, path) + "), expected " + expected);
   }
   if (!root.IsDefined() || root.IsNull())
     throw Error(path + ": not a YAML mapping (empty file), expected " + expected);
   if (!root.IsMap())
     throw Error(path + ":" + std::to_string(root.Mark().line + 1) + ": not a YAML mapping (got " +
-                describe_yaml(root) + "), expected " + expected);
+                describe_yaml(root) + not_yaml_hint(path) + "), expected " + expected);
   return root;
 }
 

@@ -21,11 +21,16 @@ namespace rat {
 // Reads `path` and parses it as a YAML mapping. A file that cannot be read
 // gives `FILE: cannot open (<errno text>), expected <expected>`; a YAML syntax
 // error or a top level that is no mapping gives
-// `FILE:LINE: not a YAML mapping (<yaml-cpp's words or what it is>), expected <expected>`.
+// `FILE:LINE: not a YAML mapping (<what is wrong, in plain words>), expected <expected>`.
 YAML::Node load_yaml_mapping(const std::string& path, const std::string& expected);
 // The same for text already read; `path` only names it in messages.
 YAML::Node parse_yaml_mapping(const std::string& text, const std::string& path,
                               const std::string& expected);
+
+// A YAML syntax error in plain words: the problem (yaml-cpp's message
+// translated where it is a usual one), line, column and the line's text.
+std::string explain_yaml_error(const YAML::Exception& e, const std::string& text,
+                               const std::string& path);
 
 // "FILE:LINE" when `at` was parsed from the file, else "FILE".
 std::string yaml_where(const std::string& file, const YAML::Node* at);
@@ -38,7 +43,8 @@ std::string describe_yaml(const YAML::Node& n);
 
 // Levenshtein distance, for "did you mean".
 size_t edit_distance(const std::string& a, const std::string& b);
-// The entry of `valid` closest to `key` by edit distance ("" if none).
+// The entry of `valid` closest to `key` ("" if none): the initials of its last
+// word in the same section (learning_rate -> lr), else by edit distance.
 std::string closest_key(const std::string& key, const std::vector<std::string>& valid);
 
 // The keys a file may hold, as dotted paths. `keys` are the leaves rat reads.

@@ -1,8 +1,9 @@
 #include "train/metrics_log.h"
 
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 
-#include "nlohmann/json.hpp"
 #include "util/timer.h"
 
 namespace rat {
@@ -16,15 +17,26 @@ MetricsLog::MetricsLog(std::filesystem::path run, bool lead, bool quiet, bool js
       quiet_(quiet),
       json_(json),
       total_(total_steps),
+      start_s_(now_seconds()),
       bar_("train", total_steps, "steps", lead) {}
 
 void MetricsLog::begin(int64_t first_step) {
   if (lead_) file_.open(run_ / "metrics.jsonl", std::ios::app);
+  if (first_step > 0) {
+    const std::string record = write({{"resumed_at", first_step}});
+    if (json_ && !quiet_ && lead_) std::printf("%s\n", record.c_str());
+  }
   bar_.update(first_step);
 }
 
-void MetricsLog::write(const std::string& record) {
+std::string MetricsLog::write(nlohmann::json j) {
+  const double unix_s =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  j["time"] = std::round(unix_s * 1e3) / 1e3;  // ms: enough to order and space records
+  j["elapsed"] = std::round((now_seconds() - start_s_) * 1e3) / 1e3;
+  std::string record = j.dump();
   if (lead_) file_ << record << "\n" << std::flush;
+  return record;
 }
 
 void MetricsLog::step(const StepRecord& r) {
@@ -39,8 +51,7 @@ void MetricsLog::step(const StepRecord& r) {
     j["comm_wait_s"] = r.comm_wait_s;
     j["comm_fraction"] = r.comm_fraction;
   }
-  const std::string record = j.dump();
-  write(record);
+  const std::string record = write(std::move(j));
   if (quiet_ || !lead_) return;
   bar_.finish();
   if (json_)
@@ -53,10 +64,9 @@ void MetricsLog::step(const StepRecord& r) {
 }
 
 void MetricsLog::validation(int64_t step, const EvalResult& r) {
-  const nlohmann::json j = {
+  nlohmann::json j = {
       {"step", step}, {"val_loss", r.loss}, {"val_ppl", r.ppl}, {"val_tokens", r.tokens}};
-  const std::string record = j.dump();
-  write(record);
+  const std::string record = write(std::move(j));
   if (quiet_ || !lead_) return;
   bar_.finish();
   if (json_)

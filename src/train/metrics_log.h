@@ -7,12 +7,21 @@
 //                       "data_fraction"} and, with several ranks, "comm_wait_s"
 //                       and "comm_fraction"
 //   validation record  {"step", "val_loss", "val_ppl", "val_tokens"}
+//   resume marker      {"resumed_at"}: the step a resumed run continues from,
+//                      written first by the resuming process
+//
+// Every record also carries "time", wall-clock Unix seconds (UTC, fractional),
+// and "elapsed", seconds since this process began the run (its setup
+// included): a resumed run counts from its own start, so the time spent on a
+// run is the sum over its processes, each ending at its last record before a
+// marker or the end.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 
+#include "nlohmann/json.hpp"
 #include "train/evaluate.h"
 #include "util/progress.h"
 
@@ -41,7 +50,7 @@ class MetricsLog {
   // total_steps: of the whole run.
   MetricsLog(std::filesystem::path run, bool lead, bool quiet, bool json, int64_t total_steps);
   // Opens run/metrics.jsonl for appending (lead only) and shows the bar at
-  // first_step (where a resumed run starts).
+  // first_step (where a resumed run starts; above 0, the resume marker is written).
   void begin(int64_t first_step);
   void step(const StepRecord& r);
   void validation(int64_t step, const EvalResult& r);
@@ -50,10 +59,12 @@ class MetricsLog {
   void finish() { bar_.finish(); }
 
  private:
-  void write(const std::string& record);
+  // Adds time and elapsed to j, appends it to the file and returns it as text.
+  std::string write(nlohmann::json j);
   std::filesystem::path run_;
   bool lead_, quiet_, json_;
   int64_t total_;
+  double start_s_;  // now_seconds() when the run began in this process
   std::ofstream file_;
   Progress bar_;
 };

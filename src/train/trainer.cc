@@ -19,6 +19,7 @@
 #include "train/evaluate.h"
 #include "train/metrics_log.h"
 #include "train/optimizer.h"
+#include "train/run_dir.h"
 #include "train/sampler.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -59,10 +60,12 @@ MfuReference mfu_reference(const Model& m, int ranks) {
 
 // The run directory (--run-dir, else trainer.save_dir) with config.yaml, the
 // resolved experiment that reproduces the run. Only rank 0 (`lead`) writes it.
+// A new run needs it empty (train/run_dir.h).
 fs::path prepare_run_dir(const Experiment& e, const TrainOptions& opt, bool lead) {
   const fs::path run = opt.run_dir.empty() ? fs::path(e.save_dir) : fs::path(opt.run_dir);
   if (!lead) return run;
   std::error_code ec;
+  claim_run_dir(run, e.load_checkpoint && fs::exists(run / "latest", ec), opt.overwrite);
   fs::create_directories(run, ec);
   if (ec || !fs::is_directory(run))
     throw Error(run.string() + ": cannot create the run directory" +
@@ -248,7 +251,9 @@ void Trainer::resume_or_start() {
   if (lead_ && e_.load_checkpoint && fs::exists(run_ / "latest")) {
     const fs::path dir = fs::canonical(run_ / "latest");
     load_checkpoint(dir, *model_, optim_, st_);
-    std::printf("resumed from %s at step %lld\n", dir.c_str(), (long long)st_.step);
+    // Even with --quiet (scripts check it); with --json on stderr: stdout holds JSON only.
+    std::fprintf(opt_.json ? stderr : stdout, "resumed from %s at step %lld\n", dir.c_str(),
+                 (long long)st_.step);
   }
   set_comm_failure_hint("the last checkpoint is " + (run_ / "latest").string() +
                         "; resume with the same number of ranks and trainer.load_checkpoint=true");

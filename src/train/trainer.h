@@ -16,6 +16,7 @@ struct TrainOptions {
   std::string run_dir;      // overrides trainer.save_dir when set
   bool quiet = false;       // no per-log lines on stdout
   bool json = false;        // log lines as JSON on stdout
+  bool overwrite = false;   // a new run may replace a previous one in run_dir (train/run_dir.h)
   int64_t stop_after = -1;  // stop (and save) after this many steps of this run, as SIGINT would
   // Data parallelism (src/train/distributed.h; inert on one rank): overlap the
   // gradient all-reduce with backward in buckets of at least bucket_mb, or

@@ -138,3 +138,49 @@ TEST(Sampling, BadOptionsNamed) {
 
 }  // namespace
 }  // namespace rat
+
+namespace rat {
+namespace {
+
+// `rat generate`'s defaults are llama.cpp's (issue 14), the API defaults stay plain.
+TEST(Sampling, InteractiveDefaultsAreLlamaCpps) {
+  const SamplingOptions s = interactive_sampling();
+  EXPECT_FALSE(s.greedy);
+  EXPECT_FLOAT_EQ(s.temperature, 0.8f);
+  EXPECT_EQ(s.top_k, 40);
+  EXPECT_FLOAT_EQ(s.top_p, 0.95f);
+  EXPECT_FLOAT_EQ(s.min_p, 0.05f);
+  EXPECT_FLOAT_EQ(s.repetition_penalty, 1.f);
+  EXPECT_FLOAT_EQ(SamplingOptions{}.temperature, 1.f);
+}
+
+TEST(Sampling, OutOfRangeOptionsNameTheFlag) {
+  auto msg = [](auto set) {
+    SamplingOptions s = interactive_sampling();
+    set(s);
+    try {
+      check_sampling(s);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(msg([](SamplingOptions&) {}), "");
+  EXPECT_EQ(msg([](SamplingOptions& s) { s.top_p = 2; }),
+            "--top-p 2: expected a number in (0, 1] (1: off)");
+  EXPECT_EQ(msg([](SamplingOptions& s) { s.top_p = 0; }),
+            "--top-p 0: expected a number in (0, 1] (1: off)");
+  EXPECT_EQ(msg([](SamplingOptions& s) { s.temperature = -0.5f; }),
+            "--temp -0.5: expected a number >= 0 (0: greedy)");
+  EXPECT_EQ(msg([](SamplingOptions& s) { s.temperature = std::nanf(""); }).rfind("--temp", 0), 0u);
+  EXPECT_EQ(msg([](SamplingOptions& s) { s.top_k = -1; }),
+            "--top-k -1: expected an integer >= 0 (0: off)");
+  EXPECT_EQ(msg([](SamplingOptions& s) { s.min_p = 1.5f; }),
+            "--min-p 1.5: expected a number in [0, 1] (0: off)");
+  EXPECT_EQ(msg([](SamplingOptions& s) { s.repetition_penalty = 0; }),
+            "--repeat-penalty 0: expected a number > 0 (1: off)");
+  EXPECT_EQ(msg([](SamplingOptions& s) { s.temperature = 0, s.top_k = 0, s.top_p = 1; }), "");
+}
+
+}  // namespace
+}  // namespace rat

@@ -1,8 +1,10 @@
 // train/metrics_log: the records of metrics.jsonl.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "nlohmann/json.hpp"
 #include "test_util.h"
@@ -43,9 +45,14 @@ TEST(MetricsLog, RecordsAreAppendedWithTheirFields) {
     v.loss = 2.0, v.ppl = 7.389, v.tokens = 96, v.samples = 4;
     log.validation(3, v);
   }
-  const auto got = records(tmp.file("metrics.jsonl"));
-  ASSERT_EQ(got.size(), 4u);
+  auto got = records(tmp.file("metrics.jsonl"));
+  ASSERT_EQ(got.size(), 5u);
   EXPECT_EQ(got[0]["loss"], 9);
+  // begin(1): a resumed run marks where it continues.
+  EXPECT_EQ(keys(got[1]), (std::set<std::string>{"resumed_at", "time", "elapsed"}));
+  EXPECT_EQ(got[1]["resumed_at"], 1);
+  got.erase(got.begin() + 1);
+  for (size_t i = 1; i < got.size(); ++i) got[i].erase("time"), got[i].erase("elapsed");
   const std::set<std::string> step_keys = {"step",         "loss", "lr",           "grad_norm",
                                            "tokens_per_s", "mfu",  "data_fraction"};
   EXPECT_EQ(keys(got[1]), step_keys);
@@ -58,6 +65,40 @@ TEST(MetricsLog, RecordsAreAppendedWithTheirFields) {
   EXPECT_EQ(got[2]["comm_fraction"], 0.2);
   EXPECT_EQ(got[3], (nlohmann::json{
                         {"step", 3}, {"val_loss", 2.0}, {"val_ppl", 7.389}, {"val_tokens", 96}}));
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Records carry wall time (Unix seconds) and seconds since the run began in
+// this process; a fresh run (begin(0)) writes no resume marker.
+TEST(MetricsLog, RecordsCarryWallTimeAndElapsedSeconds) {
+  TempDir tmp;
+  const double before = unix_now();
+  {
+    rat::MetricsLog log(tmp.path(), /*lead=*/true, /*quiet=*/true, /*json=*/false, 10);
+    log.begin(0);
+    rat::StepRecord r;
+    r.step = 1;
+    log.step(r);
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+    r.step = 2;
+    log.step(r);
+  }
+  const double after = unix_now();
+  const auto got = records(tmp.file("metrics.jsonl"));
+  ASSERT_EQ(got.size(), 2u);
+  for (const auto& j : got) {
+    ASSERT_TRUE(j.contains("time") && j.contains("elapsed")) << j.dump();
+    EXPECT_GE(j["time"].get<double>(), before - 0.001);
+    EXPECT_LE(j["time"].get<double>(), after + 0.001);
+    EXPECT_GE(j["elapsed"].get<double>(), 0.0);
+    EXPECT_LE(j["elapsed"].get<double>(), after - before + 0.001);
+  }
+  EXPECT_EQ(got[0]["step"], 1);
+  EXPECT_GE(got[1]["elapsed"].get<double>() - got[0]["elapsed"].get<double>(), 0.1);
+  EXPECT_GE(got[1]["time"].get<double>() - got[0]["time"].get<double>(), 0.1);
 }
 
 TEST(MetricsLog, OnlyTheLeadRankWrites) {
