@@ -30,6 +30,16 @@ nlohmann::json SftReport::to_json() const {
 
 int sft_num_bytes(int64_t vocab_size) { return vocab_size <= 0xFFFF - 99 ? 2 : 4; }
 
+int checked_sft_num_bytes(int requested, int64_t vocab_size, const std::string& tokenizer) {
+  const int n = requested == 0 ? sft_num_bytes(vocab_size) : requested;
+  if (n != 2 && n != 4)
+    throw Error("--num-bytes " + std::to_string(requested) + ": expected 2 (uint16) or 4 (uint32)");
+  if (n == 2 && vocab_size > 0xFFFF - 99)
+    throw Error("tokenizer " + tokenizer + " (" + std::to_string(vocab_size) +
+                " ids) does not fit --num-bytes 2 beside the -100 label pattern 0xFF9C; use 4");
+  return n;
+}
+
 void write_sft_ids(const std::string& path, const std::vector<int32_t>& ids, int num_bytes) {
   AtomicFile f(path);
   if (num_bytes == 2) {
@@ -83,13 +93,7 @@ SftReport build_sft_data(const SftOptions& opt) {
   r.vocab_size = tok.vocab_size();
   r.eos_id = tok.eos_id();
   r.prompt_template = opt.prompt_template;
-  r.num_bytes = opt.num_bytes == 0 ? sft_num_bytes(r.vocab_size) : opt.num_bytes;
-  if (r.num_bytes != 2 && r.num_bytes != 4)
-    throw Error("--num-bytes " + std::to_string(opt.num_bytes) +
-                ": expected 2 (uint16) or 4 (uint32)");
-  if (r.num_bytes == 2 && r.vocab_size > 0xFFFF - 99)
-    throw Error("tokenizer " + opt.tokenizer + " (" + std::to_string(r.vocab_size) +
-                " ids) does not fit --num-bytes 2 beside the -100 label pattern 0xFF9C; use 4");
+  r.num_bytes = checked_sft_num_bytes(opt.num_bytes, r.vocab_size, opt.tokenizer);
 
   std::ifstream in(opt.jsonl, std::ios::binary);
   if (!in) throw Error(opt.jsonl + ": cannot read the JSONL file");

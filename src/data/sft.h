@@ -47,6 +47,9 @@ struct SftReport {
 // Smallest id width that holds every id below vocab_size and keeps the -100
 // pattern distinct from them: 2 when vocab_size <= 65436 (= 0xFFFF - 99), else 4.
 int sft_num_bytes(int64_t vocab_size);
+// The id width to write: `requested` (--num-bytes; 0 picks sft_num_bytes),
+// checked against the tokenizer's vocabulary and the -100 pattern.
+int checked_sft_num_bytes(int requested, int64_t vocab_size, const std::string& tokenizer);
 
 // Writes ids (-100 as the id width's pattern) as a token file, atomically.
 void write_sft_ids(const std::string& path, const std::vector<int32_t>& ids, int num_bytes);

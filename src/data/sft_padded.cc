@@ -151,13 +151,7 @@ SftPaddedReport build_sft_padded(const SftPaddedOptions& opt) {
                 " defines no end-of-sequence piece, which ends answers and pads rows");
   r.pad_id = tok.eos_id();
   r.vocab_size = tok.vocab_size();
-  r.num_bytes = opt.num_bytes == 0 ? sft_num_bytes(r.vocab_size) : opt.num_bytes;
-  if (r.num_bytes != 2 && r.num_bytes != 4)
-    throw Error("--num-bytes " + std::to_string(opt.num_bytes) +
-                ": expected 2 (uint16) or 4 (uint32)");
-  if (r.num_bytes == 2 && r.vocab_size > 0xFFFF - 99)
-    throw Error("tokenizer " + opt.tokenizer + " (" + std::to_string(r.vocab_size) +
-                " ids) does not fit --num-bytes 2 beside the -100 label pattern 0xFF9C; use 4");
+  r.num_bytes = checked_sft_num_bytes(opt.num_bytes, r.vocab_size, opt.tokenizer);
 
   const fs::path dir = fs::path(opt.out_dir) / opt.task;
   r.dir = dir.string();

@@ -41,6 +41,11 @@ std::string yaml_where(const std::string& file, const YAML::Node* at);
 // escaped, long text cut, so the message stays one line), or its kind.
 std::string describe_yaml(const YAML::Node& n);
 
+// A copy of a node without the marks (line, column) yaml-cpp gave it while
+// parsing a command-line override's text, so that messages do not cite
+// "line 1" of a file for a value that came from the command line.
+YAML::Node yaml_without_marks(const YAML::Node& n);
+
 // Levenshtein distance, for "did you mean".
 size_t edit_distance(const std::string& a, const std::string& b);
 // The entry of `valid` closest to `key` ("" if none): the initials of its last

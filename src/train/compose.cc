@@ -48,24 +48,6 @@ std::string read_text(const fs::path& path) {
   return ss.str();
 }
 
-// A copy without the marks yaml-cpp gave a command-line value.
-YAML::Node without_marks(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Scalar: return YAML::Node(n.Scalar());
-    case YAML::NodeType::Sequence: {
-      YAML::Node out(YAML::NodeType::Sequence);
-      for (const YAML::Node& x : n) out.push_back(without_marks(x));
-      return out;
-    }
-    case YAML::NodeType::Map: {
-      YAML::Node out(YAML::NodeType::Map);
-      for (const auto& kv : n) out[kv.first.Scalar()] = without_marks(kv.second);
-      return out;
-    }
-    default: return YAML::Node(YAML::NodeType::Null);
-  }
-}
-
 struct Override {
   std::string text;        // as typed
   std::string key, value;  // around '='; key without +, ++ or ~
@@ -277,7 +259,7 @@ class Composer {
       std::string where = e.where;
       if (Override* o = e.plain ? nullptr : choice_for(e)) {
         o->used = true;
-        option = without_marks(YAML::Load(o->value));
+        option = yaml_without_marks(YAML::Load(o->value));
         where = "override '" + o->text + "'";
       }
       if (option.IsNull()) continue;
@@ -392,7 +374,7 @@ class Composer {
     }
     YAML::Node v;
     try {
-      v = without_marks(YAML::Load(o.value));
+      v = yaml_without_marks(YAML::Load(o.value));
     } catch (const YAML::Exception&) {
       v = YAML::Node(o.value);  // not YAML (e.g. "a: b: c"): the text as a string
     }

@@ -44,26 +44,6 @@ void assign(YAML::Node root, const std::string& dotted, const YAML::Node& value)
   n[parts.back()] = value;
 }
 
-// A copy of an override's value without the marks yaml-cpp gave it while
-// parsing the override text, so messages do not cite "line 1" of the file
-// for a value that came from the command line.
-YAML::Node without_marks(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Scalar: return YAML::Node(n.Scalar());
-    case YAML::NodeType::Sequence: {
-      YAML::Node out(YAML::NodeType::Sequence);
-      for (const YAML::Node& x : n) out.push_back(without_marks(x));
-      return out;
-    }
-    case YAML::NodeType::Map: {
-      YAML::Node out(YAML::NodeType::Map);
-      for (const auto& kv : n) out[kv.first.Scalar()] = without_marks(kv.second);
-      return out;
-    }
-    default: return YAML::Node(YAML::NodeType::Null);
-  }
-}
-
 DataSplit read_split(const YamlSection& s) {
   DataSplit d;
   d.name = s.opt_str("_name_").value_or(d.name);
@@ -118,7 +98,7 @@ Experiment load_experiment(YAML::Node root, const std::string& path,
                   closest_key(key, keys) + "'?");
     YAML::Node v;
     try {
-      v = without_marks(YAML::Load(val));
+      v = yaml_without_marks(YAML::Load(val));
     } catch (const YAML::Exception&) {
       v = YAML::Node(val);  // not YAML (e.g. "a: b: c"): the text as a string
     }
