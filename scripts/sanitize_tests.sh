@@ -12,7 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RAT_ASAN_BUILD_DIR:-$root/build-asan}"
 jobs="${RAT_JOBS:-2}"
-filter="${RAT_SANITIZE_FILTER:-Config*:ExperimentConfig*:Safetensors*:Tokens*:SftTest.*:AtomicFile*:PromptIds*:BatchFile*:StopFilter*:QaF1*:QaNormalize*:RougeL*:EditSim*:ExactMatch*:BestScore*:ScorePredictions*:Score.*:Mc.*:ReadGenCases*:TruncateMiddle*:StringMatchAll*:RollingWindows*:MqarRead*:StrictKeys*:WeightsByName*}"
+filter="${RAT_SANITIZE_FILTER:-Config*:ExperimentConfig*:Safetensors*:Tokens*:SftTest.*:AtomicFile*:PromptIds*:BatchFile*:StopFilter*:QaF1*:QaNormalize*:RougeL*:EditSim*:ExactMatch*:BestScore*:ScorePredictions*:Score.*:Mc.*:ReadGenCases*:TruncateMiddle*:StringMatchAll*:RollingWindows*:MqarRead*:StrictKeys*:WeightsByName*:Compose*:SftPadded*:SftTasks*:YamlErrors*:RunDir*}"
 
 # Debug (-O0 -g): fastest to compile, exact stack traces; the parser tests run
 # in well under a second either way.
