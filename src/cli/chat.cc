@@ -8,9 +8,9 @@
 // Signals: readline runs in its callback mode, so SIGINT only sets a flag and
 // interrupts select(): at the prompt the flag clears the line, during a reply
 // the generation loop sees it between two steps and ends the reply.
+#include <fcntl.h>
 #include <readline/history.h>
 #include <readline/readline.h>
-#include <fcntl.h>
 #include <sys/select.h>
 #include <unistd.h>
 
@@ -256,7 +256,9 @@ int run_chat(const ChatOpts& o) {
       failed = true;
       continue;
     }
-    std::fputs("\n", stdout);
+    // Piped: one newline after every reply, for scripts; a terminal needs no
+    // empty line after a reply that ended its own line.
+    if (!tty || r.text.empty() || r.text.back() != '\n') std::fputs("\n", stdout);
     std::fflush(stdout);
     if (r.finish == ChatFinish::kInterrupted) {
       g_sigint = 0;

@@ -25,18 +25,23 @@ std::string trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
 }
 
-}  // namespace
-
-const char* chat_finish_name(ChatFinish f) {
-  switch (f) {
-    case ChatFinish::kEos: return "eos";
-    case ChatFinish::kStop: return "stop";
-    case ChatFinish::kLength: return "length";
-    case ChatFinish::kContextFull: return "context full";
-    case ChatFinish::kInterrupted: return "interrupted";
-  }
-  return "?";
+std::string assistant_suffix(const serve::ChatTemplate& t) {
+  const size_t at = t.assistant.find(kContent);
+  return at == std::string::npos ? "" : t.assistant.substr(at + std::string(kContent).size());
 }
+
+// The reply ends where the model starts the next user turn, or closes its own
+// (the assistant template's text after "{content}", e.g. an end-of-turn
+// marker); whitespace alone (the default's "\n") would end every line.
+std::vector<std::string> template_stops(const serve::ChatTemplate& t) {
+  std::vector<std::string> stops;
+  for (const std::string& s :
+       {trim(t.user.substr(0, t.user.find(kContent))), trim(assistant_suffix(t))})
+    if (!s.empty() && std::find(stops.begin(), stops.end(), s) == stops.end()) stops.push_back(s);
+  return stops;
+}
+
+}  // namespace
 
 ChatSession::ChatSession(Model& model, const Tokenizer& tok, serve::ChatTemplate tmpl,
                          const ChatOptions& o)
@@ -45,21 +50,15 @@ ChatSession::ChatSession(Model& model, const Tokenizer& tok, serve::ChatTemplate
       tmpl_(std::move(tmpl)),
       opt_(o),
       ctx_(o.ctx),
-      dec_(model, 1, o.ctx, o.bf16_cache),
+      stops_(template_stops(tmpl_)),
+      assistant_suffix_(assistant_suffix(tmpl_)),
+      // Slot 1, when there are stop strings: the state where the reply
+      // began, for rolling back the stop string's tokens.
+      dec_(model, stops_.empty() ? 1 : 2, o.ctx, o.bf16_cache),
       sampler_(o.sampling, model.config().vocab_size, o.seed),
       logits_(size_t(model.config().vocab_size)) {
   if (ctx_ < 3) throw Error("--ctx " + std::to_string(ctx_) + ": a chat needs at least 3 tokens");
   tokens_.reserve(size_t(ctx_));  // no reallocation while a reply grows
-  // The reply ends where the model starts the next user turn, or closes its
-  // own (the assistant template's text after "{content}", e.g. an end-of-turn
-  // marker); whitespace alone (the default's "\n") would end every line.
-  const size_t at = tmpl_.assistant.find(kContent);
-  if (at != std::string::npos)
-    assistant_suffix_ = tmpl_.assistant.substr(at + std::string(kContent).size());
-  for (const std::string& s :
-       {trim(tmpl_.user.substr(0, tmpl_.user.find(kContent))), trim(assistant_suffix_)})
-    if (!s.empty() && std::find(stops_.begin(), stops_.end(), s) == stops_.end())
-      stops_.push_back(s);
 }
 
 std::string ChatSession::turn_text(const std::string& message) const {
@@ -73,6 +72,7 @@ std::string ChatSession::turn_text(const std::string& message) const {
 }
 
 std::vector<int32_t> ChatSession::encode_continuation(const std::string& text) const {
+  if (text.empty()) return {};
   // sentencepiece puts a word-boundary space before the first word of every
   // text it encodes; inside the whole conversation there is none. A newline is
   // always its own byte piece (Tokenizer: no piece spans one), so the ids of
@@ -117,6 +117,8 @@ ChatSession::Reply ChatSession::turn(const std::string& message,
       throw Error("the tokenizer's id " + std::to_string(id) +
                   " is outside the model's vocabulary");
   feed(ids.data(), int64_t(ids.size()));
+  const int64_t start = used();
+  if (dec_.max_batch() > 1) dec_.state().copy_slot(0, 1, start);
 
   Reply r;
   StreamDecoder sd(tok_);
@@ -156,6 +158,19 @@ ChatSession::Reply ChatSession::turn(const std::string& message,
   }
   if (!filter.hit()) show(filter.feed(sd.flush()));
   show(filter.finish());
+  if (r.finish == ChatFinish::kStop) {
+    // The state holds the start of the stop string too. Back to where the
+    // reply began, then the reply's text as the whole conversation
+    // re-read would spell it: the state is again the rendered history.
+    const std::vector<int32_t> kept = encode_continuation(r.text);
+    if (start + int64_t(kept.size()) <= capacity()) {
+      dec_.state().copy_slot(1, 0, start);
+      dec_.set_length(0, start);
+      tokens_.resize(size_t(start));
+      feed(kept.data(), int64_t(kept.size()));
+      r.tokens = int64_t(kept.size());
+    }
+  }
   return r;
 }
 

@@ -12,8 +12,12 @@
 // that whole text when the replies are in the tokenizer's own spelling: a
 // greedy reply then equals `rat generate --greedy` on the rendered text.
 // The reply's tokens stay in the state as they were sampled, except the end
-// of document id; a reply cut by a stop string or by interrupt() keeps the
-// tokens it produced up to there (the state is not rolled back).
+// of document id. A reply cut by a stop string is rolled back to its start
+// and its shown text fed again (the tokens of the stop string's start must
+// not stay): with stop strings the decoder has a second slot, where each
+// reply's starting state is copied (one copy of the state per turn, twice
+// the state's memory). A reply stopped by the caller (Ctrl-C) stays as far
+// as it went.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +45,6 @@ struct ChatOptions {
 };
 
 enum class ChatFinish { kEos, kStop, kLength, kContextFull, kInterrupted };
-const char* chat_finish_name(ChatFinish f);
 
 class ChatSession {
  public:
@@ -50,7 +53,7 @@ class ChatSession {
   struct Reply {
     std::string text;  // what emit() received, stop strings excluded
     ChatFinish finish = ChatFinish::kEos;
-    int64_t tokens = 0;  // sampled tokens fed to the state
+    int64_t tokens = 0;  // reply tokens the state holds
   };
   // One turn: feeds the user's message and samples the reply, calling emit()
   // with each piece of text as it becomes printable. stop() is polled between
@@ -92,12 +95,12 @@ class ChatSession {
   serve::ChatTemplate tmpl_;
   ChatOptions opt_;
   int64_t ctx_;
-  Decoder dec_;
-  TokenSampler sampler_;
-  std::vector<int32_t> tokens_;  // every token in the slot, in order
-  std::vector<float> logits_;
   std::vector<std::string> stops_;
   std::string assistant_suffix_;  // the assistant template after "{content}"
+  Decoder dec_;
+  TokenSampler sampler_;
+  std::vector<int32_t> tokens_;  // every token in slot 0, in order
+  std::vector<float> logits_;
 };
 
 }  // namespace rat::cli

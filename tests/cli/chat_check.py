@@ -19,6 +19,7 @@ import re
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -65,8 +66,8 @@ task: {tie_embedding: true, ignore_index: -100}
 optim:
   optimizer: {_name_: adamw, lr: 1.0e-2, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}
   lr_scheduler: {_name_: cosine, warmup_iter: 0.1, eta_min: 1.0e-4}
-trainer: {seed: 1, dtype: float32, max_steps: 30, gradient_clipping: 1.0, log_interval: 10,
-  eval_interval: 30, save_checkpoint: true, load_checkpoint: false, save_interval: 1.0,
+trainer: {seed: 1, dtype: float32, max_steps: 300, gradient_clipping: 1.0, log_interval: 100,
+  eval_interval: 300, save_checkpoint: true, load_checkpoint: false, save_interval: 1.0,
   save_dir: run}
 """)
 rat("train", "exp.yaml", "--quiet")
@@ -75,8 +76,8 @@ check(os.path.exists(os.path.join(WORK, M, "tokenizer.model")), "the run has its
 
 # The default template (serve/api.h): the prompt format of `rat sft-data`.
 USER, GEN, SUFFIX, STOP = "### Question:\n{}\n", "### Answer:\n", "\n", "### Question:"
-N, CTX = "12", "512"
-turns = ["hello", "What is the pass key 37?", "and the grass?"]
+N, CTX = "64", "512"  # replies end at the stop string (the model writes the next question)
+turns = ["What is the pass key 37?", "and the grass?", "What is the pass key 512?"]
 
 
 def expected_replies(messages, system=""):
@@ -129,6 +130,14 @@ check(os.path.exists(slot) and not [f for f in os.listdir(WORK) if ".tmp" in f],
 # Bad files: one line each, the conversation unchanged, exit status 1 for a script.
 with open(slot, "rb") as f:
     good = bytearray(f.read())
+# The saved tokens (serve/slot_file.h: a 48-byte header, then n i32 ids) are the tokenization of
+# the rendered conversation as a whole: the stop strings' tokens were rolled back.
+n_saved = struct.unpack_from("<q", good, 32)[0]
+saved_ids = list(struct.unpack_from(f"<{n_saved}i", good, 48))
+history = USER.format(turns[0]) + GEN + want[0] + SUFFIX + USER.format(turns[1]) + GEN + want[1]
+p = rat("generate", "-m", M, "--greedy", "-n", "1", "--json", "-p", history)
+check(saved_ids == json.loads(p.stdout)["outputs"][0]["prompt_ids"],
+      "the state holds the re-read history's tokens, no more")
 with open(os.path.join(WORK, "garbage.slot"), "wb") as f:
     f.write(b"not a slot file at all, just some bytes" * 3)
 corrupt = bytearray(good)
@@ -223,7 +232,8 @@ class Terminal:
         os.write(self.fd, s.encode() if isinstance(s, str) else s)
 
     def turn(self, line):
-        """Types a line; returns the reply (the text between the line's echo and the next prompt)."""
+        """Types a line; returns the reply (the text between the line's echo and the next prompt;
+        a reply that ends its line gets no newline of rat's, so its own is not in it)."""
         self.send(line + "\r")
         out = self.until(r"\n> $")
         body = out[: -len("\n> ")]
@@ -247,6 +257,10 @@ class Terminal:
         return self.status
 
 
+def on_tty(reply):
+    return reply[:-1] if reply.endswith("\n") else reply
+
+
 t = Terminal("-m", M, "--greedy", "-n", N, "-c", CTX)
 try:
     banner = t.until(r"\n> $")
@@ -256,7 +270,8 @@ try:
     t.send(b"\x03")  # Ctrl-C at the prompt: the line is dropped
     t.until(r"\n> $")
     got = [t.turn(turns[0]), t.turn(turns[1])]
-    check(got == want[:2], f"terminal replies = re-read history: {got!r} vs {want[:2]!r}")
+    check(got == [on_tty(w) for w in want[:2]],
+          f"terminal replies = re-read history: {got!r} vs {want[:2]!r}")
     t.send("/save tty.slot\r")
     t.until(r"saved .*\n> $")
     with open(os.path.join(WORK, "tty.slot"), "rb") as f:
@@ -266,7 +281,10 @@ try:
     t.send("/load tty.slot\r")
     t.until(r"loaded .*\n> $")
     got = t.turn(turns[2])
-    check(got == want[2], f"/load in the terminal continues exactly: {got!r} vs {want[2]!r}")
+    check(got == on_tty(want[2]),
+          f"/load in the terminal continues exactly: {got!r} vs {want[2]!r}")
+    with open(os.path.join(WORK, "transcript1.txt"), "w") as f:
+        f.write(t.text())
     t.send(b"\x1b[A")  # up arrow: the last line comes back for editing
     t.until(re.escape(turns[2]))
     t.send(b"\x15")  # Ctrl-U: readline's kill-line
@@ -304,7 +322,7 @@ finally:
     t.wait(0)
 
 # The transcript for the note (docs): what a user sees.
-with open(os.path.join(WORK, "transcript.txt"), "w") as f:
+with open(os.path.join(WORK, "transcript2.txt"), "w") as f:
     f.write(t.text())
 
 if failures:
