@@ -24,5 +24,6 @@ void register_metrics(CLI::App& app, Runner& run);
 void register_tasks(CLI::App& app, Runner& run);
 void register_score(CLI::App& app, Runner& run);
 void register_serve(CLI::App& app, Runner& run);
+void register_chat(CLI::App& app, Runner& run);
 
 }  // namespace rat::cli

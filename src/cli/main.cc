@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   rat::cli::register_tasks(app, run);
   rat::cli::register_score(app, run);
   rat::cli::register_serve(app, run);
+  rat::cli::register_chat(app, run);
   register_help(app, run);
   try {
     app.parse(argc, argv);
