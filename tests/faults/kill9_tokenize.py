@@ -89,12 +89,14 @@ print(f"reference: {ref_s:.2f} s", flush=True)
 
 kills = 0
 states = {"absent": 0, "incomplete": 0, "old": 0, "new": 0}
-for n in range(1, args.kills + 1):
+n = 0
+while kills < args.kills:  # attempts that finish before their kill time are not counted
+    n += 1
     out = f"out{n}"
     over_old = rng.random() < 0.5
     if over_old:
         shutil.copytree("ref_old", out)
-    delay = rng.uniform(0, ref_s * 1.1)
+    delay = rng.uniform(0, ref_s)
     proc = subprocess.Popen(cmd(out, 600), env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     time.sleep(delay)

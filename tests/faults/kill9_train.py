@@ -220,6 +220,7 @@ while kills < args.kills:
     for n in range(1, 10000):
         logname = f"{run}.attempt{n}.log"
         mode = rng.choice(["random", "write"])
+        started = time.time()
         with open(logname, "w") as log:
             rc, killed = attempt(run, mode, log)
         out = read(logname).decode(errors="replace")
@@ -232,7 +233,9 @@ while kills < args.kills:
             break
         kills += 1
         tmps = tmp_entries(run) if os.path.isdir(run) else []
-        in_write += bool([t for t in tmps if "checkpoints" in t])
+        # Inside a write: a temporary entry this attempt made (not one left by an earlier kill).
+        in_write += any("checkpoints" in t and os.lstat(os.path.join(run, t)).st_mtime >= started
+                        for t in tmps)
         step = latest_step(run)
         print(f"kill {kills} ({run}, {mode}): latest step {step}"
               + (f", left {', '.join(tmps)}" if tmps else ""), flush=True)
