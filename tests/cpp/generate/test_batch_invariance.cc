@@ -139,7 +139,8 @@ TEST(BatchInvariance, GemmRowZeroAloneOrAmong63) {
     for (size_t i = 0; i < x.size(); ++i) x[i] = float((i * 37) % 101) / 101.f - 0.5f;
     for (size_t i = 0; i < w.size(); ++i) w[i] = float((i * 53) % 97) / 97.f - 0.5f;
     if (p == Precision::kBF16) round_bf16(x.data(), int64_t(x.size())), round_bf16(w.data(), N * K);
-    std::vector<float> one(size_t(N)), many(size_t(kBatch * N)), ref(size_t(N));
+    std::vector<float> one(static_cast<size_t>(N)), many(static_cast<size_t>(kBatch * N)),
+        ref(static_cast<size_t>(N));
     gemm({1, N, K, false, true}, x.data(), w.data(), one.data(), 0.f, p);
     gemm({kBatch, N, K, false, true}, x.data(), w.data(), many.data(), 0.f, p);
     gemm_naive({1, N, K, false, true}, x.data(), w.data(), ref.data(), 0.f);
