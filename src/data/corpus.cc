@@ -198,6 +198,13 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
   r.val_path = (out / "val.bin").string();
   r.report_path = (out / "tokenize.json").string();
   r.tokenizer_path = (out / "tokenizer.model").string();
+  // tokenize.json marks a complete directory: a previous run's goes first, so
+  // that a run killed half-way over an old output (new tokenizer, old
+  // train.bin) is never taken for complete.
+  {
+    std::error_code ec;
+    if (fs::remove(r.report_path, ec)) sync_directory(opt.out_dir);
+  }
   TokenWriter train_w(r.train_path, opt.num_bytes), val_w(r.val_path, opt.num_bytes);
 
   // The tokenizer: trained on the training documents only, or copied in so

@@ -23,18 +23,24 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
   // thread_local names the calling thread's copy: the parallel loop below
   // must use this pointer, not `logits` (each worker's own, empty, vector).
   float* const lg = logits.data();
+  // Each row's loss, added in row order after the parallel loop: an OpenMP
+  // reduction would group the rows by thread, and the logged loss would
+  // change with the thread count.
+  thread_local std::vector<double> row_losses;
+  row_losses.assign(size_t(nb), 0.0);
+  double* const rl = row_losses.data();
   CeResult res;
   for (int64_t n0 = 0; n0 < N; n0 += nb) {
     const int64_t m = std::min(nb, N - n0);
     gemm({m, V, D, false, true}, hf + n0 * D, W, lg, 0.f, prec);
-    double loss = 0;
     int64_t cnt = 0;
-#pragma omp parallel for schedule(static) reduction(+ : loss, cnt)
+#pragma omp parallel for schedule(static) reduction(+ : cnt)
     for (int64_t i = 0; i < m; ++i) {
       float* row = lg + i * V;
       const int32_t y = labels[n0 + i];
       if (y == ignore_index) {
         if (dhf) std::fill(row, row + V, 0.f);
+        rl[i] = 0;
         continue;
       }
       float mx = row[0];
@@ -42,7 +48,7 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
       double se = 0;
       for (int64_t v = 0; v < V; ++v) se += std::exp(double(row[v] - mx));
       double lse = double(mx) + std::log(se);
-      loss += lse - double(row[y]);
+      rl[i] = lse - double(row[y]);
       ++cnt;
       if (dhf) {
         // d(-log softmax_y)/dlogit_v = p_v - [v == y]
@@ -50,6 +56,8 @@ CeResult lm_head_cross_entropy(const float* hf, const float* W, const int32_t* l
         row[y] -= scale;
       }
     }
+    double loss = 0;
+    for (int64_t i = 0; i < m; ++i) loss += rl[i];
     res.loss_sum += loss;
     res.count += cnt;
     if (dhf) {

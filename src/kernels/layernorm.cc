@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/fixed_sums.h"
 #include "util/error.h"
 
 namespace rat {
@@ -37,44 +38,33 @@ void layernorm_forward(const float* x, const float* w, const float* b, float* y,
 void layernorm_backward(const float* dy, const float* x, const float* w, const float* mean,
                         const float* rstd, float* dx, float* dw, float* db, int64_t N, int64_t D) {
   RAT_ASSERT(dy && x && w && mean && rstd && dx && dw && db && N >= 0 && D > 0);
-  const int nt = omp_get_max_threads();
-  // Per-thread partial dw | db, grown once and reused (see rmsnorm_backward).
-  thread_local std::vector<float> partial;
-  partial.assign(size_t(nt) * 2 * D, 0.f);
-  float* const part = partial.data();
-#pragma omp parallel
-  {
-    float* dwp = part + size_t(omp_get_thread_num()) * 2 * D;
+  // dw | db by fixed row blocks: the same bits on any thread count (kernels/fixed_sums.h).
+  thread_local std::vector<float> dwb;
+  dwb.assign(size_t(2 * D), 0.f);
+  column_sums_fixed(N, 2 * D, dwb.data(), [&](int64_t n, float* dwp) {
     float* dbp = dwp + D;
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      const float* xr = x + n * D;
-      const float* dyr = dy + n * D;
-      float* dxr = dx + n * D;
-      const float m = mean[n], r = rstd[n];
-      float sg = 0.f, sgx = 0.f;
+    const float* xr = x + n * D;
+    const float* dyr = dy + n * D;
+    float* dxr = dx + n * D;
+    const float m = mean[n], r = rstd[n];
+    float sg = 0.f, sgx = 0.f;
 #pragma omp simd reduction(+ : sg, sgx)
-      for (int64_t d = 0; d < D; ++d) {
-        const float g = dyr[d] * w[d];
-        sg += g;
-        sgx += g * (xr[d] - m) * r;
-      }
-      sg /= float(D);
-      sgx /= float(D);
-#pragma omp simd
-      for (int64_t d = 0; d < D; ++d) {
-        const float xh = (xr[d] - m) * r;
-        dxr[d] += r * (dyr[d] * w[d] - sg - xh * sgx);
-        dwp[d] += dyr[d] * xh;
-        dbp[d] += dyr[d];
-      }
-    }
-  }
-  for (int t = 0; t < nt; ++t)
     for (int64_t d = 0; d < D; ++d) {
-      dw[d] += partial[size_t(t) * 2 * D + d];
-      db[d] += partial[size_t(t) * 2 * D + D + d];
+      const float g = dyr[d] * w[d];
+      sg += g;
+      sgx += g * (xr[d] - m) * r;
     }
+    sg /= float(D);
+    sgx /= float(D);
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) {
+      const float xh = (xr[d] - m) * r;
+      dxr[d] += r * (dyr[d] * w[d] - sg - xh * sgx);
+      dwp[d] += dyr[d] * xh;
+      dbp[d] += dyr[d];
+    }
+  });
+  for (int64_t d = 0; d < D; ++d) dw[d] += dwb[size_t(d)], db[d] += dwb[size_t(D + d)];
 }
 
 }  // namespace rat

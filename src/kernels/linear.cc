@@ -6,27 +6,17 @@
 
 #include <vector>
 
+#include "kernels/fixed_sums.h"
 #include "util/error.h"
 
 namespace rat {
 
 void colsum_accumulate(const float* x, int64_t ld, int64_t N, int64_t D, float* out) {
   RAT_ASSERT(x != nullptr && out != nullptr && N >= 0 && D >= 0 && ld >= D);
-  const int nt = omp_get_max_threads();
-  thread_local std::vector<float> partial;
-  partial.assign(size_t(nt) * D, 0.f);
-  // thread_local names the calling thread's copy: inside the parallel region
-  // each worker would see its own empty vector, so take the pointer here.
-  float* const part = partial.data();
-#pragma omp parallel
-  {
-    float* pp = part + size_t(omp_get_thread_num()) * D;
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t d = 0; d < D; ++d) pp[d] += x[n * ld + d];
-  }
-  for (int t = 0; t < nt; ++t)
-    for (int64_t d = 0; d < D; ++d) out[d] += partial[size_t(t) * D + d];
+  // Fixed row blocks: the same bits on any thread count (kernels/fixed_sums.h).
+  column_sums_fixed(N, D, out, [&](int64_t n, float* acc) {
+    for (int64_t d = 0; d < D; ++d) acc[d] += x[n * ld + d];
+  });
 }
 
 void linear_forward(const float* x, int64_t ldx, const float* W, const float* b, float* y,

@@ -202,50 +202,46 @@ void rat_attention_backward(const RatAttnShape& s, const float* q, const float* 
   const int64_t bq = s.block_q > 0 ? s.block_q : kBwdBlockQ;
   const int64_t bk = s.block_k > 0 ? s.block_k : kBwdBlockK;
   const int64_t B = s.B, T = s.T, H = s.H, G = s.G, P = s.P;
-  const int64_t nth = omp_get_max_threads(), BG = B * G, BH = B * H;
+  const int64_t BH = B * H;
   const int64_t nkeys = (T - 1) / s.L;
   float* kfp = persistent(0, size_t(2 * BH * nkeys * P));
   float* vfp = kfp + BH * nkeys * P;
   pack_finals(s, kt, vt, nkeys, kfp, vfp);
-  // Owning a (batch, group) keeps dq race-free with O(T P) scratch per thread; use it unless
-  // it would leave threads idle or unevenly loaded.
-  if (G == H || BG % nth == 0 || BG >= 4 * nth) {
+  // One head per group: each (batch, head) owns its dq rows.
+  if (G == H) {
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t bg = 0; bg < BG; ++bg) {
-      const int64_t b = bg / G, g = bg % G;
-      float* dqg = tile::thread_scratch(6, size_t(T * P));
-      std::memset(dqg, 0, sizeof(float) * size_t(T * P));
-      for (int64_t h = g; h < H; h += G)
-        backward_head(s, bq, bk, b, h, q, kt, vt, o, lse, dout, kfp + (b * H + h) * nkeys * P,
-                      vfp + (b * H + h) * nkeys * P, dqg, dkt, dvt);
-      tile::unpack_rows(dqg, T, P, dq + b * T * s.ld_q + g * P, s.ld_q, false);
+    for (int64_t bh = 0; bh < BH; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      float* dqh = tile::thread_scratch(6, size_t(T * P));
+      std::memset(dqh, 0, sizeof(float) * size_t(T * P));
+      backward_head(s, bq, bk, b, h, q, kt, vt, o, lse, dout, kfp + bh * nkeys * P,
+                    vfp + bh * nkeys * P, dqh, dkt, dvt);
+      tile::unpack_rows(dqh, T, P, dq + b * T * s.ld_q + h * P, s.ld_q, false);
     }
     return;
   }
-  // Each thread adds its heads' dq into a private [B, G, T, P] copy (nth * B*T*G*P floats,
-  // not B*T*H*P as one copy per head would be); the copies are then summed in thread order.
-  // Static schedules keep the head -> thread map, hence the sums, the same on every call.
-  const int64_t BGTP = BG * T * P;
-  float* acc = persistent(1, size_t(nth * BGTP));
+  // Heads sharing a group: each head's dq into its own [T, P] copy, then the copies of a
+  // group added in head order. Per-thread copies (fewer floats) would group the heads by
+  // thread, and the gradient would change with the thread count.
+  const int64_t TP = T * P;
+  float* acc = persistent(1, size_t(BH * TP));
 #pragma omp parallel
   {
-    float* mine = acc + omp_get_thread_num() * BGTP;
-    std::memset(mine, 0, sizeof(float) * size_t(BGTP));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int64_t bh = 0; bh < BH; ++bh) {
-      const int64_t b = bh / H, g = bh % H % G;
-      backward_head(s, bq, bk, b, bh % H, q, kt, vt, o, lse, dout, kfp + bh * nkeys * P,
-                    vfp + bh * nkeys * P, mine + (b * G + g) * T * P, dkt, dvt);
+      float* mine = acc + bh * TP;
+      std::memset(mine, 0, sizeof(float) * size_t(TP));
+      backward_head(s, bq, bk, bh / H, bh % H, q, kt, vt, o, lse, dout, kfp + bh * nkeys * P,
+                    vfp + bh * nkeys * P, mine, dkt, dvt);
     }
-    const int64_t nt = omp_get_num_threads();
 #pragma omp for schedule(static)
     for (int64_t bt = 0; bt < B * T; ++bt) {
       const int64_t b = bt / T, t = bt % T;
       for (int64_t g = 0; g < G; ++g) {
         float* dst = dq + bt * s.ld_q + g * P;
-        const float* src = acc + ((b * G + g) * T + t) * P;
+        const float* src = acc + ((b * H + g) * T + t) * P;
         std::memcpy(dst, src, sizeof(float) * size_t(P));
-        for (int64_t r = 1; r < nt; ++r) vec_axpby(1.f, src + r * BGTP, 1.f, dst, P);
+        for (int64_t h = g + G; h < H; h += G) vec_axpby(1.f, src + (h - g) * TP, 1.f, dst, P);
       }
     }
   }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/fixed_sums.h"
 #include "util/error.h"
 
 namespace rat {
@@ -31,35 +32,22 @@ void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int6
 void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
                       float* dw, int64_t N, int64_t D) {
   RAT_ASSERT(dy && x && w && rstd && dx && dw && N >= 0 && D > 0);
-  int nt = omp_get_max_threads();
-  // Per-thread partial dw, grown once and reused (no allocation per step).
-  thread_local std::vector<float> partial;
-  partial.assign(size_t(nt) * D, 0.f);
-  // thread_local names the calling thread's copy: inside the parallel region
-  // each worker would see its own empty vector, so take the pointer here.
-  float* const part = partial.data();
-#pragma omp parallel
-  {
-    float* dwp = part + size_t(omp_get_thread_num()) * D;
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      const float* xr = x + n * D;
-      const float* dyr = dy + n * D;
-      float* dxr = dx + n * D;
-      float r = rstd[n];
-      float dot = 0.f;
+  // dw by fixed row blocks: the same bits on any thread count (kernels/fixed_sums.h).
+  column_sums_fixed(N, D, dw, [&](int64_t n, float* dwp) {
+    const float* xr = x + n * D;
+    const float* dyr = dy + n * D;
+    float* dxr = dx + n * D;
+    float r = rstd[n];
+    float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
-      for (int64_t d = 0; d < D; ++d) dot += dyr[d] * w[d] * xr[d];
-      float m = dot * r * r / float(D);
+    for (int64_t d = 0; d < D; ++d) dot += dyr[d] * w[d] * xr[d];
+    float m = dot * r * r / float(D);
 #pragma omp simd
-      for (int64_t d = 0; d < D; ++d) {
-        dxr[d] += r * (dyr[d] * w[d] - xr[d] * m);
-        dwp[d] += dyr[d] * xr[d] * r;
-      }
+    for (int64_t d = 0; d < D; ++d) {
+      dxr[d] += r * (dyr[d] * w[d] - xr[d] * m);
+      dwp[d] += dyr[d] * xr[d] * r;
     }
-  }
-  for (int t = 0; t < nt; ++t)
-    for (int64_t d = 0; d < D; ++d) dw[d] += partial[size_t(t) * D + d];
+  });
 }
 
 }  // namespace rat

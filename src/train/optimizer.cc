@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/fixed_sums.h"
 #include "util/error.h"
 
 namespace rat {
@@ -21,10 +22,8 @@ double lr_at(const OptimConfig& c, int64_t s, int64_t total) {
 }
 
 double global_norm(const float* g, int64_t n) {
-  double ss = 0;
-#pragma omp parallel for reduction(+ : ss) schedule(static)
-  for (int64_t i = 0; i < n; ++i) ss += double(g[i]) * double(g[i]);
-  return std::sqrt(ss);
+  // Fixed blocks: the same norm, hence the same clipping, on any thread count.
+  return std::sqrt(sum_fixed(n, [g](int64_t i) { return double(g[i]) * double(g[i]); }));
 }
 
 double clip_by_norm(float* g, int64_t n, double norm, double clip) {
