@@ -171,8 +171,9 @@ py_scores = model.score(reqs + id_reqs)
 check(len(py_scores) == len(cli_scores) == 6, "score: one result per request")
 for (ll, greedy), c in zip(py_scores, cli_scores):
     check(ll == c["loglikelihood"] and greedy == c["is_greedy"], f"score {ll, greedy} vs {c}")
-single = model.score(*reqs[0])
-check(single == py_scores[0], f"single score {single} vs {py_scores[0]}")
+single = model.score(*reqs[0])  # alone: decode steps of one row instead of up to 8
+check(abs(single[0] - py_scores[0][0]) < 1e-5 * abs(single[0]) and single[1] == py_scores[0][1],
+      f"single score {single} vs {py_scores[0]}")
 p = run_rat("score", "--model", MODEL, "--requests", "requests.jsonl", "--ctx", "16")
 short = model.score(reqs + id_reqs, ctx=16)
 check([s[0] for s in short] == [json.loads(ln)["loglikelihood"] for ln in p.stdout.splitlines()],
@@ -234,7 +235,8 @@ recs = rat.train("exp.yaml", over, run_dir="pyrun", on_record=seen.append, threa
 run_rat("train", "exp.yaml", *[f"{k}={v}" for k, v in over.items()], "--run-dir", "clirun",
         "--quiet")
 file_recs = read_jsonl(os.path.join("pyrun", "metrics.jsonl"))
-check(recs == file_recs == seen and len(recs) == 5,
+check(recs == file_recs == seen and any("val_loss" in r for r in recs) and
+      [r["step"] for r in recs if "loss" in r][-1] == 6,
       f"train records == metrics.jsonl == on_record calls: {recs}")
 cli_recs = read_jsonl(os.path.join("clirun", "metrics.jsonl"))
 keys = ["step", "loss", "lr", "grad_norm", "val_loss", "val_ppl", "val_tokens"]
