@@ -48,6 +48,9 @@ bool is_text(const py::handle& obj) { return py::isinstance<py::str>(obj); }
 
 PYBIND11_MODULE(rat, m) {
   using namespace rat::python;
+  // Each docstring starts with its own signature, in Python's terms.
+  py::options options;
+  options.disable_function_signatures();
   m.doc() =
       "rat: RAT language models (and their attention, local attention and RNN baselines) in\n"
       "native code, the library behind the `rat` command.\n\n"

@@ -189,6 +189,11 @@ tokens = np.fromfile("data/val.bin", dtype=np.uint16)
 for arr in [tokens, tokens.astype(np.int32), tokens.astype(np.int64)]:
     r = model.eval(arr, max_samples=6)
     check(r == py_eval, f"eval of a {arr.dtype} array: {r}")
+p = run_rat("eval", "--model", MODEL, "--data", "data/val.bin", "--max-samples", "6", "--dtype",
+            "bf16", "--json")
+m16 = rat.Model.load(MODEL, dtype="bf16")
+check(m16.dtype == "bf16" and m16.eval(tokens, max_samples=6)["loss"] == json.loads(p.stdout)["loss"],
+      "bf16 eval == rat eval --dtype bf16")
 p = run_rat("eval", "--model", MODEL, "--data", "data/val.bin", "--seq-len", "32", "--json")
 check(model.eval(tokens, seq_len=32)["loss"] == json.loads(p.stdout)["loss"], "eval seq_len 32")
 
