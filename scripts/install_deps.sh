@@ -6,7 +6,8 @@ pkgs=(build-essential cmake pkg-config libdnnl-dev libyaml-cpp-dev nlohmann-json
       gnuplot-nox python3-torch python3-numpy python3-yaml python3.11-doc
       python3-omegaconf python3-easydict  # oracles: config composition, the authors' checkpoints
       libcpp-httplib-dev curl nodejs
-      libreadline-dev tmux)  # rat chat: line editing; its test drives a terminal
+      libreadline-dev tmux  # rat chat: line editing; its test drives a terminal
+      pybind11-dev python3-dev)  # the Python module (src/python)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -24,12 +24,7 @@ int run_eval_tokens(const EvalOpts& o) {
   const int64_t T = o.seq_len > 0 ? o.seq_len : cfg.seq_len;
   if (o.batch_size <= 0) throw Error("--batch-size must be positive");
   TokenFile data(o.data, int(cfg.num_bytes));
-  data.check_vocab(cfg.vocab_size);
-  int64_t n = data.num_samples(T);
-  if (n <= 0)
-    throw Error(o.data + ": " + std::to_string(data.num_tokens()) +
-                " tokens hold no sample of length " + std::to_string(T) + " (+1 label)");
-  if (o.max_samples >= 0) n = std::min(n, o.max_samples);
+  const int64_t n = checked_eval_samples(data, cfg.vocab_size, T, o.max_samples);
   Progress bar("eval", n, "samples");
   double t0 = now_seconds();
   EvalResult r =

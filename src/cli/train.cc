@@ -9,8 +9,8 @@
 
 #include "cli/commands.h"
 #include "nlohmann/json.hpp"
-#include "train/compose.h"
 #include "train/distributed.h"
+#include "train/experiment_source.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
@@ -29,45 +29,11 @@ struct TrainOpts {
 
 void on_sigint(int) { request_stop(); }
 
-// ./configs when it is a config tree (the usual case: rat run from its
-// checkout), else the tree of the checkout rat was built from.
-std::string default_config_dir() {
-  std::error_code ec;
-  if (std::filesystem::is_regular_file("configs/config.yaml", ec)) return "configs";
-  return std::string(RAT_SOURCE_DIR) + "/configs";
-}
-
-// A plain experiment file loads as it is; a file with a defaults list, or
-// `experiment=NAME` without a file, composes its tree first (with the
-// overrides, Hydra's way), then loads through the same strict reader.
 Experiment load_train_experiment(const TrainOpts& o) {
-  std::string config = o.config;
-  std::vector<std::string> overrides = o.overrides;
-  std::error_code ec;
-  if (config.find('=') != std::string::npos && !std::filesystem::exists(config, ec)) {
-    overrides.insert(overrides.begin(), config);  // `rat train experiment=NAME ...`
-    config.clear();
-  }
-  ComposedConfig c;
-  if (!config.empty()) {
-    if (!std::filesystem::is_regular_file(config, ec))
-      throw Error(config + ": no such file, expected an experiment config (or experiment=NAME)");
-    if (!has_defaults_list(config)) return load_experiment(config, overrides);
-    c = compose_file(config, overrides, experiment_keys());
-  } else {
-    const std::string dir = o.config_dir.empty() ? default_config_dir() : o.config_dir;
-    if (std::none_of(overrides.begin(), overrides.end(), [](const std::string& ov) {
-          return ov.rfind("experiment=", 0) == 0 || ov.rfind("+experiment=", 0) == 0;
-        })) {
-      std::string names;
-      for (const std::string& n : group_options(dir, "experiment")) names += " " + n;
-      throw Error("no experiment: give a config file or experiment=NAME, expected NAME one of" +
-                  (names.empty() ? " the options of " + dir + "/experiment/" : names));
-    }
-    c = compose(dir, overrides, experiment_keys());
-  }
-  check_composed_keys(c, config_file_schema());
-  return load_experiment(c.tree, c.source, {});
+  const std::string dir = o.config_dir.empty()
+                              ? default_config_dir(std::string(RAT_SOURCE_DIR) + "/configs")
+                              : o.config_dir;
+  return rat::load_train_experiment(o.config, o.overrides, dir);
 }
 }  // namespace
 

@@ -53,8 +53,23 @@ TokenFile::TokenFile(const std::string& path, int num_bytes) : path_(path), num_
   n_tokens_ = int64_t(size / uint64_t(num_bytes));
 }
 
+TokenFile TokenFile::view(const void* data, int64_t n_tokens, int num_bytes, std::string name) {
+  if (num_bytes != 2 && num_bytes != 4)
+    throw Error(name + ": num_bytes " + std::to_string(num_bytes) +
+                " is not supported, expected 2 or 4");
+  if (n_tokens <= 0) throw Error(name + ": no tokens, expected at least one token id");
+  TokenFile f;
+  f.path_ = std::move(name);
+  f.num_bytes_ = num_bytes;
+  f.n_tokens_ = n_tokens;
+  f.base_ = static_cast<const uint8_t*>(data);
+  f.map_size_ = size_t(n_tokens) * size_t(num_bytes);
+  f.owned_ = false;
+  return f;
+}
+
 void TokenFile::release() {
-  if (base_) ::munmap(const_cast<uint8_t*>(base_), map_size_);
+  if (base_ && owned_) ::munmap(const_cast<uint8_t*>(base_), map_size_);
   base_ = nullptr;
   map_size_ = 0;
 }
@@ -66,7 +81,8 @@ TokenFile::TokenFile(TokenFile&& o) noexcept
       num_bytes_(o.num_bytes_),
       n_tokens_(std::exchange(o.n_tokens_, 0)),
       base_(std::exchange(o.base_, nullptr)),
-      map_size_(std::exchange(o.map_size_, 0)) {}
+      map_size_(std::exchange(o.map_size_, 0)),
+      owned_(o.owned_) {}
 
 TokenFile& TokenFile::operator=(TokenFile&& o) noexcept {
   if (this != &o) {
@@ -76,6 +92,7 @@ TokenFile& TokenFile::operator=(TokenFile&& o) noexcept {
     n_tokens_ = std::exchange(o.n_tokens_, 0);
     base_ = std::exchange(o.base_, nullptr);
     map_size_ = std::exchange(o.map_size_, 0);
+    owned_ = o.owned_;
   }
   return *this;
 }
@@ -107,13 +124,15 @@ void TokenFile::sample(int64_t r, int64_t T, int64_t ignore_input_index, int32_t
 }
 
 void TokenFile::check_vocab(int64_t vocab) const {
-  void* p = const_cast<uint8_t*>(base_);
-  ::madvise(p, map_size_, MADV_SEQUENTIAL);  // one front-to-back pass; read ahead
+  // One front-to-back pass: read ahead (our own mapping only, not a view's memory).
+  void* p = owned_ ? const_cast<uint8_t*>(base_) : nullptr;
+  const size_t n = owned_ ? map_size_ : 0;
+  ::madvise(p, n, MADV_SEQUENTIAL);
   struct Restore {
     void* p;
     size_t n;
     ~Restore() { ::madvise(p, n, MADV_NORMAL); }
-  } restore{p, map_size_};
+  } restore{p, n};
   // Typed loops: this scans whole training sets (billions of ids).
   auto first_bad = [&](auto* ids) {
     for (int64_t i = 0; i < n_tokens_; ++i)

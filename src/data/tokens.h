@@ -13,6 +13,11 @@ class TokenFile {
   // Throws rat::Error naming the file if it is missing, empty, not a regular
   // file, or its size is not a multiple of num_bytes (2 or 4).
   TokenFile(const std::string& path, int num_bytes);
+  // The same reader over n_tokens >= 1 ids already in memory (num_bytes each,
+  // aligned), not owned: `data` must outlive the view. `name` stands for the
+  // path in messages. The Python module evaluates numpy arrays through it
+  // without copying them.
+  static TokenFile view(const void* data, int64_t n_tokens, int num_bytes, std::string name);
   ~TokenFile();
   TokenFile(const TokenFile&) = delete;
   TokenFile& operator=(const TokenFile&) = delete;
@@ -37,12 +42,14 @@ class TokenFile {
   void check_vocab(int64_t vocab) const;
 
  private:
+  TokenFile() = default;
   void release();
   std::string path_;
   int num_bytes_ = 2;
   int64_t n_tokens_ = 0;
   const uint8_t* base_ = nullptr;  // the mapping
   size_t map_size_ = 0;
+  bool owned_ = true;  // base_ is our mapping (false: a view)
 };
 
 }  // namespace rat

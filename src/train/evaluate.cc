@@ -41,6 +41,17 @@ EvalResult evaluate_samples(Model& model, const std::string& path, int64_t total
 
 }  // namespace
 
+int64_t checked_eval_samples(const TokenFile& data, int64_t vocab_size, int64_t T,
+                             int64_t max_samples) {
+  data.check_vocab(vocab_size);
+  int64_t n = data.num_samples(T);
+  if (n <= 0)
+    throw Error(data.path() + ": " + std::to_string(data.num_tokens()) +
+                " tokens hold no sample of length " + std::to_string(T) + " (+1 label)");
+  if (max_samples >= 0) n = std::min(n, max_samples);
+  return n;
+}
+
 EvalResult evaluate(Model& model, const TokenFile& data, int64_t T, int64_t B, int64_t first,
                     int64_t count, const std::function<void(int64_t)>& on_batch) {
   const int64_t iii = model.config().ignore_input_index;

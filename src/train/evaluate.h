@@ -17,6 +17,12 @@ struct EvalResult {
   int64_t samples = 0;
 };
 
+// How many samples `rat eval --data` scores: the file's whole samples of
+// length T (+1 label), at most max_samples (< 0: all), after checking every id
+// against vocab_size. Throws rat::Error naming the file when it holds none.
+int64_t checked_eval_samples(const TokenFile& data, int64_t vocab_size, int64_t T,
+                             int64_t max_samples);
+
 // Samples [first, first + count) of the file (count < 0: all), in batches of
 // B, each scored by Model::score (kScore: memory of one layer's activations,
 // whatever the depth). `on_batch(samples_done)` is called after each batch (progress bars).

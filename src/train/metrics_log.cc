@@ -11,13 +11,14 @@ namespace rat {
 void LogWindow::restart() { *this = LogWindow{now_seconds()}; }
 
 MetricsLog::MetricsLog(std::filesystem::path run, bool lead, bool quiet, bool json,
-                       int64_t total_steps)
+                       int64_t total_steps, std::function<void(const std::string&)> on_record)
     : run_(std::move(run)),
       lead_(lead),
       quiet_(quiet),
       json_(json),
       total_(total_steps),
       start_s_(now_seconds()),
+      on_record_(std::move(on_record)),
       bar_("train", total_steps, "steps", lead) {}
 
 void MetricsLog::begin(int64_t first_step) {
@@ -35,7 +36,10 @@ std::string MetricsLog::write(nlohmann::json j) {
   j["time"] = std::round(unix_s * 1e3) / 1e3;  // ms: enough to order and space records
   j["elapsed"] = std::round((now_seconds() - start_s_) * 1e3) / 1e3;
   std::string record = j.dump();
-  if (lead_) file_ << record << "\n" << std::flush;
+  if (lead_) {
+    file_ << record << "\n" << std::flush;
+    if (on_record_) on_record_(record);
+  }
   return record;
 }
 

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <string>
 
 #include "nlohmann/json.hpp"
 #include "train/evaluate.h"
@@ -47,8 +49,10 @@ struct StepRecord {
 class MetricsLog {
  public:
   // quiet: no console lines; json: console lines are the records.
-  // total_steps: of the whole run.
-  MetricsLog(std::filesystem::path run, bool lead, bool quiet, bool json, int64_t total_steps);
+  // total_steps: of the whole run. on_record (if set) gets each record's JSON
+  // text as it is appended to the file.
+  MetricsLog(std::filesystem::path run, bool lead, bool quiet, bool json, int64_t total_steps,
+             std::function<void(const std::string&)> on_record = nullptr);
   // Opens run/metrics.jsonl for appending (lead only) and shows the bar at
   // first_step (where a resumed run starts; above 0, the resume marker is written).
   void begin(int64_t first_step);
@@ -66,6 +70,7 @@ class MetricsLog {
   int64_t total_;
   double start_s_;  // now_seconds() when the run began in this process
   std::ofstream file_;
+  std::function<void(const std::string&)> on_record_;
   Progress bar_;
 };
 

@@ -233,7 +233,7 @@ Trainer::Trainer(const Experiment& e, const TrainOptions& opt)
       eval_every_(e.eval_interval > 0 ? e.eval_interval
                   : e.eval_when_log   ? e.log_interval
                                       : 0),
-      log_(run_, lead_, opt.quiet, opt.json, total_),
+      log_(run_, lead_, opt.quiet, opt.json, total_, opt.on_record),
       ids_(size_t(B_ * T_)),
       labels_(size_t(B_ * T_)) {
   resume_or_start();

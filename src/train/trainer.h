@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "train/experiment.h"
@@ -23,6 +24,9 @@ struct TrainOptions {
   // reduce the whole buffer after backward.
   bool overlap = true;
   double bucket_mb = 4;
+  // Called with each record as it is appended to metrics.jsonl (the same JSON
+  // text, rank 0 only): the Python module's rat.train returns them.
+  std::function<void(const std::string&)> on_record;
 };
 
 struct TrainSummary {
