@@ -67,7 +67,13 @@ Experiment load_train_experiment(const TrainOpts& o) {
     c = compose(dir, overrides, experiment_keys());
   }
   check_composed_keys(c, config_file_schema());
-  return load_experiment(c.tree, c.source, {});
+  // Relative data paths may lie next to the composed file (or its project);
+  // keys set on the command line win over data.dir.
+  ConfigOrigin origin{config.empty() ? (o.config_dir.empty() ? default_config_dir() : o.config_dir) +
+                                           "/config.yaml"
+                                     : config,
+                      override_keys(overrides)};
+  return load_experiment(c.tree, c.source, {}, origin);
 }
 }  // namespace
 
@@ -134,6 +140,7 @@ void register_train(CLI::App& app, Runner& run) {
   c->callback([&run] {
     run = [] {
       Experiment e = load_train_experiment(o);
+      if (!o.print_config) check_data_files(e);  // before the config is printed
       YAML::Emitter out;
       out << e.resolved;
       if (o.print_config) {
