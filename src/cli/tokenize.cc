@@ -87,14 +87,15 @@ void register_tokenize(CLI::App& app, Runner& run) {
       TokenizeOptions& o = f.opt;
       o.inputs.insert(o.inputs.begin(), positional.begin(), positional.end());
       if (o.inputs.empty())
-        throw Error("no input: give files, directories or - (stdin), e.g. rat tokenize "
-                    "book.txt --out-dir data/book");
-      o.format = format == "jsonl" ? DocFormat::kJsonl
+        throw Error(
+            "no input: give files, directories or - (stdin), e.g. rat tokenize "
+            "book.txt --out-dir data/book");
+      o.format = format == "jsonl"  ? DocFormat::kJsonl
                  : format == "text" ? DocFormat::kText
                                     : DocFormat::kAuto;
-      o.split = split == "blank" ? DocSplit::kBlankLines
-                : split == "file"  ? DocSplit::kFile
-                                   : DocSplit::kAuto;
+      o.split = split == "blank"  ? DocSplit::kBlankLines
+                : split == "file" ? DocSplit::kFile
+                                  : DocSplit::kAuto;
       o.train.byte_fallback = !no_byte_fallback;
       std::unique_ptr<Progress> bar;
       o.log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };

@@ -69,10 +69,10 @@ Experiment load_train_experiment(const TrainOpts& o) {
   check_composed_keys(c, config_file_schema());
   // Relative data paths may lie next to the composed file (or its project);
   // keys set on the command line win over data.dir.
-  ConfigOrigin origin{config.empty() ? (o.config_dir.empty() ? default_config_dir() : o.config_dir) +
-                                           "/config.yaml"
-                                     : config,
-                      override_keys(overrides)};
+  ConfigOrigin origin{
+      config.empty() ? (o.config_dir.empty() ? default_config_dir() : o.config_dir) + "/config.yaml"
+                     : config,
+      override_keys(overrides)};
   return load_experiment(c.tree, c.source, {}, origin);
 }
 }  // namespace

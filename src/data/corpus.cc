@@ -161,16 +161,18 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
   if (n_docs == 0)
     throw Error("empty corpus: no documents in the inputs" +
                 (opt.glob.empty() ? std::string() : " (files matching '" + opt.glob + "')"));
-  if (total_bytes == 0)
-    throw Error("empty corpus: the " + documents(n_docs) + " hold no text");
+  if (total_bytes == 0) throw Error("empty corpus: the " + documents(n_docs) + " hold no text");
   int64_t n_val = 0;
   for (int64_t i = 0; i < n_docs; ++i) n_val += is_val_document(i, opt.val_fraction);
   if (n_val == n_docs) {
-    std::string how = any_split ? "" : "; a file named as an input is split into documents at "
-                                       "blank lines (--split blank) or at --doc-separator STR";
+    std::string how = any_split ? ""
+                                : "; a file named as an input is split into documents at "
+                                  "blank lines (--split blank) or at --doc-separator STR";
     throw Error("--val-fraction " + number(opt.val_fraction) + " holds out all " +
-                documents(n_docs) + " for validation, leaving none for training: give more "
-                "documents" + how + ", or lower --val-fraction (0: no validation split)");
+                documents(n_docs) +
+                " for validation, leaving none for training: give more "
+                "documents" +
+                how + ", or lower --val-fraction (0: no validation split)");
   }
 
   // The tokenizer's fit, checked before anything is written.
@@ -229,8 +231,7 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
         }
     });
     log("training a " + std::to_string(opt.vocab_size) + "-piece " + opt.train.model_type +
-        " tokenizer on " + std::to_string(lines.size()) + " lines of " +
-        documents(n_docs - n_val));
+        " tokenizer on " + std::to_string(lines.size()) + " lines of " + documents(n_docs - n_val));
     train_tokenizer_on_lines(lines, (out / "tokenizer").string(), opt.vocab_size, opt.train);
     r.trained_tokenizer = true;
     r.model_type = opt.train.model_type;

@@ -27,8 +27,8 @@ struct TokenizeOptions {
   std::string tokenizer;  // a sentencepiece .model; empty: train one
   int vocab_size = 4096;  // when training
   double val_fraction = 0.05;
-  int num_bytes = 2;       // 2: uint16 ids, 4: uint32
-  std::string glob;        // file-name pattern for files found in directories; empty: all
+  int num_bytes = 2;  // 2: uint16 ids, 4: uint32
+  std::string glob;   // file-name pattern for files found in directories; empty: all
   TokenizerTrainOptions train;
   // Called with (documents encoded, total documents).
   std::function<void(int64_t, int64_t)> progress;

@@ -23,7 +23,8 @@ namespace {
 
 bool is_jsonl_name(const std::string& path) {
   std::string ext = fs::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return ext == ".jsonl" || ext == ".json";
 }
 
@@ -160,7 +161,8 @@ DocumentReader::DocumentReader(const DocumentOptions& opt) : opt_(opt) {
     if (!seen.insert(path).second) return;
     DocumentFile f;
     f.path = path;
-    f.jsonl = opt.format == DocFormat::kJsonl || (opt.format == DocFormat::kAuto && is_jsonl_name(path));
+    f.jsonl =
+        opt.format == DocFormat::kJsonl || (opt.format == DocFormat::kAuto && is_jsonl_name(path));
     f.split = !f.jsonl && (!opt.separator.empty() || opt.split == DocSplit::kBlankLines ||
                            (opt.split == DocSplit::kAuto && named));
     files_.push_back(f);
@@ -217,9 +219,10 @@ void DocumentReader::for_each(
     const std::string text = read(file);
     auto part = [&](std::string_view doc, int64_t line) { f(doc, where(file.path, line)); };
     if (file.jsonl)
-      read_json_records(text, where(file.path, 0), opt_.text_key, [&](std::string_view t, int64_t l) {
-        if (!t.empty()) part(t, l);
-      });
+      read_json_records(text, where(file.path, 0), opt_.text_key,
+                        [&](std::string_view t, int64_t l) {
+                          if (!t.empty()) part(t, l);
+                        });
     else if (!file.split)
       f(text, where(file.path, 0));  // kept even when empty: one file, one document
     else if (!opt_.separator.empty())

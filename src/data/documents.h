@@ -46,8 +46,8 @@ class DocumentReader {
 
   // Calls f(text, where) for every non-empty document, in order; `where` is
   // "FILE:LINE" of its first line ("FILE" for a whole file).
-  void for_each(const std::function<void(std::string_view text, const std::string& where)>& f)
-      const;
+  void for_each(
+      const std::function<void(std::string_view text, const std::string& where)>& f) const;
 
  private:
   std::string read(const DocumentFile& file) const;

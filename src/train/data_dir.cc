@@ -117,9 +117,8 @@ void apply_data_dir(YAML::Node root, const std::string& dir, const ConfigOrigin&
   for (const char* split : {"train", "val"}) {
     const std::string name = get_str(root, std::string("data.") + split + "._name_");
     if (name.rfind("sft", 0) == 0)
-      throw Error(std::string("data.dir: ") + dir +
-                  " holds language-model token files, but data." + split + "._name_ is " + name +
-                  "; expected lm_ordered or lm_random");
+      throw Error(std::string("data.dir: ") + dir + " holds language-model token files, but data." +
+                  split + "._name_ is " + name + "; expected lm_ordered or lm_random");
   }
   const auto& given = origin.command_line_keys;
   auto fill = [&](const std::string& key, const YAML::Node& v) {
@@ -193,7 +192,8 @@ std::string resolve_data_paths(YAML::Node root, const ConfigOrigin& origin) {
   }
   std::string problem;
   for (const char* split : {"train", "val"})
-    for (const char* key : {"tokenized_file_path", "tokenized_input_path", "tokenized_label_path"}) {
+    for (const char* key :
+         {"tokenized_file_path", "tokenized_input_path", "tokenized_label_path"}) {
       const std::string dotted = std::string("data.") + split + "." + key;
       const std::string path = get_str(root, dotted);
       if (path.empty() || path == "null" || path == "~") continue;

@@ -56,7 +56,7 @@ struct Experiment {
   double save_interval = 0.1;  // fraction of total steps
   std::string save_dir = "runs/default", pretrained_path;
 
-  std::string source;   // the file it came from
+  std::string source;  // the file it came from
   // The first data file that does not exist (data_dir.h: the key, the path,
   // the places tried), "" when all do; check_data_files() throws it.
   std::string missing_data;

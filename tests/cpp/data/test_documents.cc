@@ -108,8 +108,9 @@ TEST(Documents, NamedFilesSplitDirectoryFilesWhole) {
   o.glob = "*.txt";
   o.split = rat::DocSplit::kFile;
   o.inputs = {d.file("dir"), d.file("book.txt")};
-  EXPECT_EQ(read_all(o, nullptr),
-            (std::vector<std::string>{"b1\n\nb2\n", "a\n", rat::testing::slurp(d.file("book.txt"))}));
+  EXPECT_EQ(
+      read_all(o, nullptr),
+      (std::vector<std::string>{"b1\n\nb2\n", "a\n", rat::testing::slurp(d.file("book.txt"))}));
 }
 
 TEST(Documents, BadInputs) {

@@ -400,7 +400,6 @@ TEST_F(TokenizerTest, Errors) {
   EXPECT_NO_THROW(rat::check_vocab_fits(32000, 2, "llama"));
 }
 
-
 // Issue 14: one big text file is many documents (at blank lines), not one
 // that --val-fraction sends wholly to val.bin.
 TEST_F(TokenizerTest, SingleFileIsSplitAtBlankLines) {
@@ -438,9 +437,10 @@ TEST_F(TokenizerTest, SingleFileIsSplitAtBlankLines) {
 
 // Issue 14: a JSON-lines file is records, not text with its JSON syntax.
 TEST_F(TokenizerTest, JsonLinesAreRecords) {
-  spit(*root_ / "hf.jsonl", "{\"text\": \"the model is a rat\", \"meta\": 1}\n"
-                            "{\"text\": \"the key and the value\\nof a layer\"}\n"
-                            "{\"text\": \"a gate\"}\n");
+  spit(*root_ / "hf.jsonl",
+       "{\"text\": \"the model is a rat\", \"meta\": 1}\n"
+       "{\"text\": \"the key and the value\\nof a layer\"}\n"
+       "{\"text\": \"a gate\"}\n");
   rat::TokenizeOptions o;
   o.inputs = {(*root_ / "hf.jsonl").string()};
   o.out_dir = (*root_ / "out_jsonl").string();
@@ -455,10 +455,10 @@ TEST_F(TokenizerTest, JsonLinesAreRecords) {
   // A record without the key names FILE:LINE and --text-key; nothing is written.
   o.text_key = "content";
   o.out_dir = (*root_ / "out_jsonl_bad").string();
-  expect_error([&] { rat::tokenize_corpus(o); },
-               (*root_ / "hf.jsonl").string() + ":1: no \"content\" field (the record has "
-                                                "\"meta\", \"text\"); name the field holding "
-                                                "the text with --text-key");
+  expect_error([&] { rat::tokenize_corpus(o); }, (*root_ / "hf.jsonl").string() +
+                                                     ":1: no \"content\" field (the record has "
+                                                     "\"meta\", \"text\"); name the field holding "
+                                                     "the text with --text-key");
   EXPECT_FALSE(fs::exists(o.out_dir));
 }
 
