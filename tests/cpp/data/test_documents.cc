@@ -70,8 +70,9 @@ TEST(Documents, JsonLines) {
 }
 
 TEST(Documents, JsonLineErrorsNameFileLineAndWhatWasExpected) {
+  // Column 13: just past the end of the 12-character line.
   EXPECT_EQ(error_of([] { json("{\"text\": \"a\"}\n{\"text\": \"b\"\n"); }),
-            "f.jsonl:2: not JSON (at column 14), expected one object per line such as "
+            "f.jsonl:2: not JSON (at column 13), expected one object per line such as "
             "{\"text\": \"...\"}");
   EXPECT_EQ(error_of([] { json("{\"text\": \"a\"}\n{\"content\": \"b\", \"id\": 2}\n"); }),
             "f.jsonl:2: no \"text\" field (the record has \"content\", \"id\"); name the field "

@@ -431,7 +431,9 @@ TEST_F(TokenizerTest, SingleFileIsSplitAtBlankLines) {
   o.out_dir = (*root_ / "out_book_whole").string();
   expect_error([&] { rat::tokenize_corpus(o); },
                "--val-fraction 0.05 holds out all 1 document for validation, leaving none for "
-               "training: give more documents, or lower --val-fraction (0: no validation split)");
+               "training: give more documents; a file named as an input is split into "
+               "documents at blank lines (--split blank) or at --doc-separator STR, or lower "
+               "--val-fraction (0: no validation split)");
   EXPECT_FALSE(fs::exists(o.out_dir));
 }
 
