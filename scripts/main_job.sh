@@ -10,12 +10,11 @@ if [ "${1:-}" = "--quick" ]; then steps=200; fi
 bash scripts/install_deps.sh
 bash scripts/build.sh
 bash scripts/prepare_corpus.sh data/pydoc
-eos=$(python3 -c 'import json;print(json.load(open("data/pydoc/tokenize.json"))["eos_id"])')
-vocab=$(python3 -c 'import json;print(json.load(open("data/pydoc/tokenize.json"))["vocab_size"])')
 rm -rf runs/rat-small
+# data.dir takes the token files, vocab size, id width and end-of-document id
+# from data/pydoc/tokenize.json (README "Train on your own text").
 build/rat train configs/experiment/pydoc/rat-small.yaml --run-dir runs/rat-small \
-  trainer.max_steps=$steps data.ignore_input_index=$eos data.vocab_size=$vocab \
-  model.embedding.vocab_size=$vocab
+  trainer.max_steps=$steps data.dir=data/pydoc
 echo
 echo "unigram perplexity of the validation split (train unigram, add-one):" \
   "$(python3 -c 'import json;print(round(json.load(open("data/pydoc/tokenize.json"))["val_unigram_ppl"],2))')"

@@ -6,7 +6,8 @@
 #   scripts/prepare_corpus.sh [OUT_DIR] [VOCAB_SIZE]     (default data/pydoc 4096)
 #
 # Writes OUT_DIR/text/**/*.txt (the sources, unchanged), then OUT_DIR/train.bin,
-# val.bin, tokenizer.model and tokenize.json via `build/rat tokenize`.
+# val.bin, tokenizer.model and tokenize.json via `build/rat tokenize` (each file one
+# document); train on it with `rat train CONFIG data.dir=OUT_DIR`.
 # Idempotent: finished steps (text/ copied, train.bin + tokenize.json present) are
 # skipped; delete OUT_DIR to start over. RAT=path/to/rat overrides build/rat.
 set -euo pipefail
@@ -57,7 +58,7 @@ else
 fi
 
 # The counts, from tokenize.json.
-python3 - "$OUT_DIR/tokenize.json" <<'EOF' || cat "$OUT_DIR/tokenize.json"
+python3 - "$OUT_DIR/tokenize.json" "$OUT_DIR" <<'EOF' || cat "$OUT_DIR/tokenize.json"
 import json, sys
 j = json.load(open(sys.argv[1]))
 print(f"documents: train {j['train_documents']}, val {j['val_documents']}")
@@ -65,5 +66,5 @@ print(f"tokens:    train {j['train_tokens']}, val {j['val_tokens']} "
       f"(vocab {j['vocab_size']}, uint{8 * j['num_bytes']})")
 print(f"val unigram perplexity: {j['val_unigram_ppl']:.2f}")
 print(f"data: {{vocab_size: {j['vocab_size']}, num_bytes: {j['num_bytes']}, "
-      f"ignore_input_index: {j['ignore_input_index']}}}")
+      f"ignore_input_index: {j['ignore_input_index']}}} (rat train CONFIG data.dir={sys.argv[2]})")
 EOF

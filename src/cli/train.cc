@@ -100,6 +100,7 @@ void register_train(CLI::App& app, Runner& run) {
   c->callback([&run] {
     run = [] {
       Experiment e = load_train_experiment(o);
+      if (!o.print_config) check_data_files(e);  // before the config is printed
       YAML::Emitter out;
       out << e.resolved;
       if (o.print_config) {

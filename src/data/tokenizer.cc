@@ -4,8 +4,10 @@
 #include <sentencepiece_trainer.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -254,28 +256,48 @@ class LineSampler : public sentencepiece::SentenceIterator {
   bool done_ = false;
 };
 
-}  // namespace
+// Feeds lines held in memory to the trainer.
+class VectorLines : public sentencepiece::SentenceIterator {
+ public:
+  explicit VectorLines(const std::vector<std::string>& lines) : lines_(lines) {}
+  bool done() const override { return i_ >= lines_.size(); }
+  const std::string& value() const override { return lines_[i_]; }
+  sentencepiece::util::Status status() const override { return {}; }
+  void Next() override { ++i_; }
 
-std::string train_tokenizer(const std::vector<std::string>& input_files,
-                            const std::string& model_prefix, int vocab_size,
-                            const TokenizerTrainOptions& opt) {
-  if (input_files.empty()) throw Error("train_tokenizer: no input files");
-  int64_t lines = 0;
-  for (const auto& f : input_files) for_each_line(read_file(f), [&](std::string_view) { ++lines; });
-  if (lines == 0) throw Error("train_tokenizer: the input files hold no text");
-  const int64_t stride =
-      opt.max_sentences > 0 ? (lines + opt.max_sentences - 1) / opt.max_sentences : 1;
+ private:
+  const std::vector<std::string>& lines_;
+  size_t i_ = 0;
+};
 
+// The first integer after `after` in `s`, or -1.
+long long number_after(const std::string& s, const std::string& after) {
+  const size_t p = s.find(after);
+  if (p == std::string::npos) return -1;
+  size_t i = p + after.size();
+  while (i < s.size() && !std::isdigit((unsigned char)s[i])) ++i;
+  if (i == s.size()) return -1;
+  return std::atoll(s.c_str() + i);
+}
+
+std::string train_from(sentencepiece::SentenceIterator& it, const std::string& model_prefix,
+                       int vocab_size, const TokenizerTrainOptions& opt) {
+  if (opt.model_type != "bpe" && opt.model_type != "unigram" && opt.model_type != "char" &&
+      opt.model_type != "word")
+    throw Error("--model-type " + opt.model_type + ": expected bpe, unigram, char or word");
+  if (!(opt.character_coverage > 0 && opt.character_coverage <= 1))
+    throw Error("--character-coverage " + std::to_string(opt.character_coverage) +
+                ": expected a fraction in (0, 1]");
   // Pieces that start with a space are words; whitespace-only pieces let
   // indentation be a few tokens; identity normalisation and kept whitespace
   // make decode(encode(text)) == text for any UTF-8 text.
   std::unordered_map<std::string, std::string> args = {
-      {"model_type", "bpe"},
+      {"model_type", opt.model_type},
       {"vocab_size", std::to_string(vocab_size)},
-      {"byte_fallback", "true"},
+      {"byte_fallback", opt.byte_fallback ? "true" : "false"},
       {"character_coverage", std::to_string(opt.character_coverage)},
       {"num_threads", std::to_string(opt.num_threads)},
-      {"input_sentence_size", "0"},  // LineSampler already bounds it
+      {"input_sentence_size", "0"},  // the caller already bounds it
       {"shuffle_input_sentence", "false"},
       {"normalization_rule_name", "identity"},
       {"remove_extra_whitespaces", "false"},
@@ -288,16 +310,64 @@ std::string train_tokenizer(const std::vector<std::string>& input_files,
       {"pad_id", "-1"},
       {"minloglevel", opt.quiet ? "2" : "0"},
   };
-  LineSampler it(input_files, stride);
   std::string proto;  // no model_prefix: the trainer hands back the model
   auto st = sentencepiece::SentencePieceTrainer::Train(args, &it, &proto);
-  if (!st.ok())
-    throw Error("training a " + std::to_string(vocab_size) +
-                "-piece tokenizer failed: " + st.ToString());
+  if (!st.ok()) throw Error(explain_tokenizer_error(st.ToString(), vocab_size, opt));
 
   const std::string path = model_prefix + ".model";
   write_file_atomic(path, proto);
   return path;
+}
+
+}  // namespace
+
+std::string explain_tokenizer_error(const std::string& message, int vocab_size,
+                                    const TokenizerTrainOptions& opt) {
+  const std::string vs = "--vocab-size " + std::to_string(vocab_size);
+  // "Vocabulary size is smaller than required_chars. 20 vs 275. Increase
+  // vocab_size or decrease character_coverage with --character_coverage option."
+  if (message.find("smaller than required_chars") != std::string::npos) {
+    const long long need = number_after(message, std::to_string(vocab_size) + " vs");
+    std::ostringstream s;
+    s << vs << " is too small for this text: it needs at least "
+      << (need > 0 ? std::to_string(need) : std::string("more")) << " pieces (unk, bos, eos"
+      << (opt.byte_fallback ? ", 256 byte pieces" : "")
+      << " and every character covering --character-coverage " << opt.character_coverage
+      << " of the text); use --vocab-size " << (need > 0 ? std::to_string(need) : "N")
+      << " or more, or a lower --character-coverage";
+    return s.str();
+  }
+  // "Vocabulary size too high (5000). Please set it to a value <= 341."
+  if (message.find("Vocabulary size too high") != std::string::npos) {
+    const long long most = number_after(message, "value <=");
+    return vs + " is more than this text yields: at most " +
+           (most > 0 ? std::to_string(most) : std::string("fewer")) + " " + opt.model_type +
+           " pieces; use --vocab-size " + (most > 0 ? std::to_string(most) : std::string("N")) +
+           " or less, or give more text";
+  }
+  return "training a " + std::to_string(vocab_size) + "-piece " + opt.model_type +
+         " tokenizer failed (sentencepiece: " + message + ")";
+}
+
+std::string train_tokenizer(const std::vector<std::string>& input_files,
+                            const std::string& model_prefix, int vocab_size,
+                            const TokenizerTrainOptions& opt) {
+  if (input_files.empty()) throw Error("train_tokenizer: no input files");
+  int64_t lines = 0;
+  for (const auto& f : input_files) for_each_line(read_file(f), [&](std::string_view) { ++lines; });
+  if (lines == 0) throw Error("train_tokenizer: the input files hold no text");
+  const int64_t stride =
+      opt.max_sentences > 0 ? (lines + opt.max_sentences - 1) / opt.max_sentences : 1;
+  LineSampler it(input_files, stride);
+  return train_from(it, model_prefix, vocab_size, opt);
+}
+
+std::string train_tokenizer_on_lines(const std::vector<std::string>& lines,
+                                     const std::string& model_prefix, int vocab_size,
+                                     const TokenizerTrainOptions& opt) {
+  if (lines.empty()) throw Error("training a tokenizer: the training documents hold no text");
+  VectorLines it(lines);
+  return train_from(it, model_prefix, vocab_size, opt);
 }
 
 }  // namespace rat

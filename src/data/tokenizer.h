@@ -92,18 +92,35 @@ struct TokenizerTrainOptions {
   // At most this many non-empty lines are used, spread evenly over the input
   // (deterministic; sentencepiece's own sampler is randomly seeded).
   int64_t max_sentences = 300000;
+  std::string model_type = "bpe";  // sentencepiece's: bpe | unigram | char | word
+  // Characters rarer than this share of the text get no piece of their own
+  // (with byte_fallback they are spelt as UTF-8 bytes, else they become unk).
   double character_coverage = 0.9995;
+  bool byte_fallback = true;  // 256 byte pieces: any text encodes without unk
   int num_threads = 2;
   bool quiet = true;  // silence sentencepiece's training log
 };
 
-// Trains a BPE sentencepiece model on the lines of `input_files` and writes
-// `model_prefix + ".model"` (via a temporary file, then rename); returns that
-// path. LLaMA-style settings so any text round-trips exactly: byte fallback,
-// identity normalisation, whitespace kept (indentation runs become pieces),
-// digits split, newlines as the byte piece <0x0A>. Ids: unk 0, bos 1, eos 2.
+// Trains a sentencepiece model (BPE by default) on the lines of `input_files`
+// and writes `model_prefix + ".model"` (via a temporary file, then rename);
+// returns that path. LLaMA-style settings so any text round-trips exactly:
+// byte fallback, identity normalisation, whitespace kept (indentation runs
+// become pieces), digits split, newlines as the byte piece <0x0A>. Ids: unk 0,
+// bos 1, eos 2. Sentencepiece's failures are reworded in rat's flags
+// (--vocab-size, --character-coverage), with the size that would work.
 std::string train_tokenizer(const std::vector<std::string>& input_files,
                             const std::string& model_prefix, int vocab_size,
                             const TokenizerTrainOptions& opt = {});
+// The same on lines already in memory (each one sentence for the trainer;
+// the caller has sampled them).
+std::string train_tokenizer_on_lines(const std::vector<std::string>& lines,
+                                     const std::string& model_prefix, int vocab_size,
+                                     const TokenizerTrainOptions& opt = {});
+
+// Sentencepiece's training error `message` in rat's words: "vocab too small"
+// and "vocab too high" name --vocab-size and the bound sentencepiece found;
+// other messages pass through after a prefix.
+std::string explain_tokenizer_error(const std::string& message, int vocab_size,
+                                    const TokenizerTrainOptions& opt);
 
 }  // namespace rat

@@ -227,7 +227,7 @@ const KeySchema& config_file_schema() {
     add("model.embedding.pe", {"_name_", "base"});
     add("task", {"tie_embedding", "ignore_index"});
     // ... and what an experiment adds (train/experiment.cc reads them).
-    add("data", {"batch_size", "global_batch_size", "val_samples"});
+    add("data", {"batch_size", "global_batch_size", "val_samples", "dir"});
     for (const char* split : {"train", "val"})
       add(std::string("data.") + split, {"_name_", "tokenized_file_path", "tokenized_input_path",
                                          "tokenized_label_path", "limit_tokens"});

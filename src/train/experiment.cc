@@ -64,11 +64,15 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   return load_experiment(
       load_yaml_mapping(path,
                         "an experiment config (a mapping with data, model, optim and trainer)"),
-      path, overrides);
+      path, overrides, ConfigOrigin{path, {}});
+}
+
+void check_data_files(const Experiment& e) {
+  if (!e.missing_data.empty()) throw Error(e.missing_data);
 }
 
 Experiment load_experiment(YAML::Node root, const std::string& path,
-                           const std::vector<std::string>& overrides) {
+                           const std::vector<std::string>& overrides, const ConfigOrigin& origin) {
   // The file's own keys first, so their errors cite its lines.
   check_known_keys(root, path, config_file_schema());
   const auto& keys = experiment_keys();
@@ -108,7 +112,10 @@ Experiment load_experiment(YAML::Node root, const std::string& path,
     check_known_keys(root, "override '" + ov + "'", schema);
   }
 
+  ConfigOrigin from = origin;
+  for (const std::string& k : override_keys(overrides)) from.command_line_keys.insert(k);
   Experiment e;
+  e.missing_data = resolve_data_paths(root, from);
   e.source = path;
   e.resolved = root;
   e.model = model_config_from_yaml(root, path);

@@ -11,6 +11,7 @@
 
 #include "kernels/gemm.h"  // Precision
 #include "model/config.h"
+#include "train/data_dir.h"
 
 namespace rat {
 
@@ -55,17 +56,28 @@ struct Experiment {
   double save_interval = 0.1;  // fraction of total steps
   std::string save_dir = "runs/default", pretrained_path;
 
-  std::string source;   // the file it came from
+  std::string source;  // the file it came from
+  // The first data file that does not exist (data_dir.h: the key, the path,
+  // the places tried), "" when all do; check_data_files() throws it.
+  std::string missing_data;
   YAML::Node resolved;  // the whole tree after overrides (saved in the run dir)
 };
 
-// Loads `path`, applies `overrides` ("dotted.key=value"), validates. Unknown
+// Loads `path`, applies `overrides` ("dotted.key=value"), then data.dir and
+// the relative data paths (train/data_dir.h), validates. Unknown
 // keys, in the file or as overrides, are rejected naming the closest valid key.
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides);
 // The same for a tree already loaded (a composed config, train/compose.h);
-// `source` names it in messages.
+// `source` names it in messages; `origin` says which file relative data
+// paths may also be next to, and which keys the command line set (they win
+// over data.dir); the keys of `overrides` are added to those.
 Experiment load_experiment(YAML::Node root, const std::string& source,
-                           const std::vector<std::string>& overrides);
+                           const std::vector<std::string>& overrides,
+                           const ConfigOrigin& origin = {});
+
+// Throws rat::Error e.missing_data when a data file is missing, before a run
+// prints or builds anything.
+void check_data_files(const Experiment& e);
 
 // Every dotted key an experiment understands (for suggestions and --help):
 // config_file_schema().keys (model/config.h). Keys in the file outside it are

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "train/compose.h"
+#include "train/data_dir.h"
 #include "util/error.h"
 
 namespace rat {
@@ -39,7 +40,11 @@ Experiment load_train_experiment(std::string config, std::vector<std::string> ov
     c = compose(config_dir, overrides, experiment_keys());
   }
   check_composed_keys(c, config_file_schema());
-  return load_experiment(c.tree, c.source, {});
+  // Relative data paths may lie next to the composed file (or its project);
+  // keys set on the command line win over data.dir.
+  ConfigOrigin origin{config.empty() ? config_dir + "/config.yaml" : config,
+                      override_keys(overrides)};
+  return load_experiment(c.tree, c.source, {}, origin);
 }
 
 }  // namespace rat

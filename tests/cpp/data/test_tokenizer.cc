@@ -400,4 +400,99 @@ TEST_F(TokenizerTest, Errors) {
   EXPECT_NO_THROW(rat::check_vocab_fits(32000, 2, "llama"));
 }
 
+// Issue 14: one big text file is many documents (at blank lines), not one
+// that --val-fraction sends wholly to val.bin.
+TEST_F(TokenizerTest, SingleFileIsSplitAtBlankLines) {
+  std::string book;
+  std::vector<std::string> paragraphs;
+  for (int i = 0; i < 20; ++i) {
+    std::string p = make_document(100 + i);
+    p.pop_back();  // a document ends before its paragraph break
+    paragraphs.push_back(p);
+    book += p + "\n\n";
+  }
+  spit(*root_ / "book.txt", book);
+  rat::TokenizeOptions o;
+  o.inputs = {(*root_ / "book.txt").string()};
+  o.out_dir = (*root_ / "out_book").string();
+  o.tokenizer = *model_;
+  rat::TokenizeReport r = rat::tokenize_corpus(o);
+  EXPECT_EQ(r.train_documents, 19);
+  EXPECT_EQ(r.val_documents, 1);  // ceil(20 * 0.05), document 0
+  auto val = split_at(read_ids<uint16_t>(o.out_dir + "/val.bin"), 2);
+  ASSERT_EQ(val.size(), 1u);
+  EXPECT_EQ(val[0], tok_->encode(paragraphs[0]));
+  auto train = split_at(read_ids<uint16_t>(o.out_dir + "/train.bin"), 2);
+  ASSERT_EQ(train.size(), 19u);
+  EXPECT_EQ(train[18], tok_->encode(paragraphs[19]));
+
+  // Kept whole (--split file) it is one document: the error says how to get more.
+  o.split = rat::DocSplit::kFile;
+  o.out_dir = (*root_ / "out_book_whole").string();
+  expect_error([&] { rat::tokenize_corpus(o); },
+               "--val-fraction 0.05 holds out all 1 document for validation, leaving none for "
+               "training: give more documents; a file named as an input is split into "
+               "documents at blank lines (--split blank) or at --doc-separator STR, or lower "
+               "--val-fraction (0: no validation split)");
+  EXPECT_FALSE(fs::exists(o.out_dir));
+}
+
+// Issue 14: a JSON-lines file is records, not text with its JSON syntax.
+TEST_F(TokenizerTest, JsonLinesAreRecords) {
+  spit(*root_ / "hf.jsonl",
+       "{\"text\": \"the model is a rat\", \"meta\": 1}\n"
+       "{\"text\": \"the key and the value\\nof a layer\"}\n"
+       "{\"text\": \"a gate\"}\n");
+  rat::TokenizeOptions o;
+  o.inputs = {(*root_ / "hf.jsonl").string()};
+  o.out_dir = (*root_ / "out_jsonl").string();
+  o.tokenizer = *model_;
+  o.val_fraction = 0.3;
+  rat::TokenizeReport r = rat::tokenize_corpus(o);
+  EXPECT_EQ(r.val_documents, 1);
+  auto train = split_at(read_ids<uint16_t>(o.out_dir + "/train.bin"), 2);
+  ASSERT_EQ(train.size(), 2u);
+  EXPECT_EQ(tok_->decode(train[0]), "the key and the value\nof a layer");
+  EXPECT_EQ(tok_->decode(train[1]), "a gate");
+  // A record without the key names FILE:LINE and --text-key; nothing is written.
+  o.text_key = "content";
+  o.out_dir = (*root_ / "out_jsonl_bad").string();
+  expect_error([&] { rat::tokenize_corpus(o); }, (*root_ / "hf.jsonl").string() +
+                                                     ":1: no \"content\" field (the record has "
+                                                     "\"meta\", \"text\"); name the field holding "
+                                                     "the text with --text-key");
+  EXPECT_FALSE(fs::exists(o.out_dir));
+}
+
+// Issue 14: sentencepiece's "--character_coverage option" message (a flag rat
+// lacks) becomes rat's flags and the size that works. The text's characters
+// are 'a', 'b' and the word-boundary piece: 3, plus unk/bos/eos and 256 byte
+// pieces = 262 at least.
+TEST_F(TokenizerTest, TooSmallVocabNamesRatFlags) {
+  std::string text;
+  for (int i = 0; i < 50; ++i) text += "ab ba abab\n";
+  spit(*root_ / "ab" / "t.txt", text);
+  rat::TokenizeOptions o;
+  o.inputs = {(*root_ / "ab").string()};
+  o.out_dir = (*root_ / "out_ab").string();
+  o.vocab_size = 20;
+  o.val_fraction = 0;
+  const std::string msg = rat::testing::error_of([&] { rat::tokenize_corpus(o); });
+  EXPECT_EQ(msg,
+            "--vocab-size 20 is too small for this text: it needs at least 262 pieces (unk, bos, "
+            "eos, 256 byte pieces and every character covering --character-coverage 0.9995 of "
+            "the text); use --vocab-size 262 or more, or a lower --character-coverage");
+  EXPECT_FALSE(fs::exists(o.out_dir + "/tokenize.json"));
+  EXPECT_FALSE(fs::exists(o.out_dir + "/train.bin"));
+  // Too many pieces for so little text: the bound sentencepiece found.
+  o.vocab_size = 5000;
+  EXPECT_HAS(rat::testing::error_of([&] { rat::tokenize_corpus(o); }),
+             "--vocab-size 5000 is more than this text yields: at most ");
+  // Without byte pieces 3 + 3 suffice.
+  o.vocab_size = 5;
+  o.train.byte_fallback = false;
+  EXPECT_HAS(rat::testing::error_of([&] { rat::tokenize_corpus(o); }),
+             "it needs at least 6 pieces (unk, bos, eos and every character");
+}
+
 }  // namespace
