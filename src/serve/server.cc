@@ -23,6 +23,7 @@
 #include "serve/scheduler.h"
 #include "serve/slot_file.h"
 #include "util/error.h"
+#include "util/timer.h"
 
 namespace rat::serve {
 
@@ -498,7 +499,11 @@ int run_server(const ServeOptions& opt) {
     so.model_key = model_key(opt.model_dir);
   }
   Scheduler sched(*model, info.tok, so);
+  // The scheduler warms up before it takes a request (a prefill, a step of
+  // every batch size): plans and page faults are paid here, not by clients.
+  const double warm_t0 = now_seconds();
   sched.start();
+  const double warm_s = now_seconds() - warm_t0;
 
   httplib::Server svr;
   Server server(opt, sched, info);
@@ -537,9 +542,10 @@ int run_server(const ServeOptions& opt) {
   });
   std::fprintf(
       stderr,
-      "rat serve: %s (%lld slots x %lld tokens, cache %.1f MiB) listening on http://%s:%d\n",
+      "rat serve: %s (%lld slots x %lld tokens, cache %.1f MiB, warm-up %.2f s) listening on "
+      "http://%s:%d\n",
       info.id.c_str(), (long long)so.parallel, (long long)so.ctx,
-      double(sched.stats().cache_bytes) / (1 << 20), opt.host.c_str(), port);
+      double(sched.stats().cache_bytes) / (1 << 20), warm_s, opt.host.c_str(), port);
   const bool ok = svr.listen_after_bind();
   if (!stopping) {
     stopping = true;
