@@ -10,8 +10,9 @@ to first token and inter-token latency p50/p99, the server's peak RSS
 the time to first token of a request whose prompt extends a finished one's
 by 16 tokens (the free slot's state reused) against the first's (median of
 --prefix-repeats); and the server's batched decode rate: B clients (B = the
-slots) with short prompts decode together, and the tokens all of them
-received while every one of them was decoding, over that window, are
+slots) with short prompts decode together, and the tokens the server
+generated (its /metrics counter, sampled every 50 ms) while every one of
+them was streaming, over that window, are
 compared with `rat bench model --mode decode --batch B` at the same position
 for the same config (what `--mode throughput` times for the batch it picks).
 
@@ -72,7 +73,7 @@ a = ap.parse_args()
 if a.quick:
     a.d_model, a.layers, a.d_head, a.vocab, a.prompt, a.new, a.clients = (
         64, 2, 16, 512, 96, 8, "1,4")
-    a.decode_steps = 8
+    a.decode_steps = 32
 CLIENTS = [int(c) for c in a.clients.split(",")]
 RAT, WORK = os.path.abspath(a.rat), os.path.abspath(a.work)
 CTX = a.prompt + 16 + a.new + 8  # the prefix test's longer prompt fits too
@@ -298,17 +299,36 @@ for name, model in models.items():
         def dclient(i):
             out[i] = srv.stream(prompt_ids(7000 + i, short), n_new)
 
+        # The server's own count of generated tokens, sampled while they
+        # stream: a chunk may carry several tokens, so arrival times alone
+        # would credit a window with tokens made before it.
+        samples, done = [], threading.Event()
+
+        def poll():
+            while not done.is_set():
+                samples.append((time.perf_counter(), srv.metric("rat_completion_tokens_total")))
+                time.sleep(0.05)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
         ts = [threading.Thread(target=dclient, args=(i,)) for i in range(B)]
         for t in ts:
             t.start()
         for t in ts:
             t.join()
+        done.set()
+        poller.join()
         if any(o is None or len(o) != n_new for o in out):
             sys.exit(f"{name} decode B={B}: a client got an incomplete answer")
         absolute = [[o.t0 + x for x in o] for o in out]
         w0 = max(x[0] for x in absolute)   # every stream has started
         w1 = min(x[-1] for x in absolute)  # none has ended yet
-        got = sum(1 for x in absolute for y in x if w0 < y <= w1)
+        inside = [s for s in samples if w0 <= s[0] <= w1]
+        if len(inside) >= 2 and inside[-1][0] > inside[0][0]:
+            got = int(inside[-1][1] - inside[0][1])
+            w0, w1 = inside[0][0], inside[-1][0]
+        else:  # a window too short to sample (tiny models): arrivals instead
+            got = sum(1 for x in absolute for y in x if w0 < y <= w1)
         served = got / (w1 - w0) if w1 > w0 else float("nan")
         pos = short + B + a.decode_steps // 2
         j = bench_model(model, "--mode", "decode", "--batch", str(B), "--seq", str(pos),

@@ -69,17 +69,18 @@ void warn_past_trained_length(const ModelConfig& cfg, int64_t total) {
 }
 
 // --timings: where the time before the first token and between tokens went.
-void print_timings(const GenerateResult& r, double load_s, int64_t load_minflt,
-                   double gemm_warm_s, double prep_s, int64_t B) {
+void print_timings(const GenerateResult& r, double load_s, int64_t load_minflt, double gemm_warm_s,
+                   double prep_s, int64_t B) {
   const GenerateTimings& t = r.t;
   const double first_token = load_s + prep_s + t.setup_s + r.prefill_s + t.first_token_s;
   std::fprintf(stderr,
-               "timings: load %.3f s (%lld minor faults; oneDNN warm-up %.3f s beside it); tokenizer and prompts %.3f s; caches "
+               "timings: load %.3f s (%lld minor faults; oneDNN warm-up %.3f s beside it); "
+               "tokenizer and prompts %.3f s; caches "
                "%.3f s (%lld faults); prefill %.3f s (%lld tokens, %lld faults); first token "
                "%.4f s; first token at %.3f s from start\n",
-               load_s, (long long)load_minflt, gemm_warm_s, prep_s, t.setup_s, (long long)t.minflt_setup,
-               r.prefill_s, (long long)r.prefill_tokens, (long long)t.minflt_prefill,
-               t.first_token_s, first_token);
+               load_s, (long long)load_minflt, gemm_warm_s, prep_s, t.setup_s,
+               (long long)t.minflt_setup, r.prefill_s, (long long)r.prefill_tokens,
+               (long long)t.minflt_prefill, t.first_token_s, first_token);
   if (B > 1) {
     std::string each;
     for (double s : t.prefill_each_s) each += " " + std::to_string(s).substr(0, 6);

@@ -25,7 +25,7 @@ struct GenerateOptions {
 // pays (first plans, page faults) is told apart from the steady decode rate.
 // minflt: minor page faults (getrusage) during that phase.
 struct GenerateTimings {
-  double setup_s = 0;       // Decoder (caches) and samplers
+  double setup_s = 0;        // Decoder (caches) and samplers
   double first_token_s = 0;  // choosing the first tokens from the prefill's logits
   double first_step_s = 0;   // the first decode step (plans for its batch size)
   double steps_s = 0;        // every Model::step, the first included
