@@ -9,6 +9,7 @@
 #include <optional>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "cli/commands.h"
 #include "data/tokenizer.h"
@@ -19,6 +20,7 @@
 #include "model/model.h"
 #include "nlohmann/json.hpp"
 #include "util/error.h"
+#include "util/timer.h"
 
 namespace rat::cli {
 
@@ -30,7 +32,7 @@ struct GenOpts {
   std::string cache_dtype = "f32";
   int64_t max_new_tokens = 64;
   int64_t ctx = 0;  // prompt + generated tokens at most; 0: no limit
-  bool greedy = false, json = false, ignore_eos = false;
+  bool greedy = false, json = false, ignore_eos = false, timings = false;
   SamplingOptions s = interactive_sampling();
   int64_t seed = -1;  // -1 (llama.cpp's): a random one, printed
 };
@@ -66,6 +68,40 @@ void warn_past_trained_length(const ModelConfig& cfg, int64_t total) {
     }
 }
 
+// --timings: where the time before the first token and between tokens went.
+void print_timings(const GenerateResult& r, double load_s, int64_t load_minflt, double gemm_warm_s,
+                   double prep_s, int64_t B) {
+  const GenerateTimings& t = r.t;
+  const double first_token = load_s + prep_s + t.setup_s + r.prefill_s + t.first_token_s;
+  std::fprintf(stderr,
+               "timings: load %.3f s (%lld minor faults; oneDNN warm-up %.3f s beside it); "
+               "tokenizer and prompts %.3f s; caches "
+               "%.3f s (%lld faults); prefill %.3f s (%lld tokens, %lld faults); first token "
+               "%.4f s; first token at %.3f s from start\n",
+               load_s, (long long)load_minflt, gemm_warm_s, prep_s, t.setup_s,
+               (long long)t.minflt_setup, r.prefill_s, (long long)r.prefill_tokens,
+               (long long)t.minflt_prefill, t.first_token_s, first_token);
+  if (B > 1) {
+    std::string each;
+    for (double s : t.prefill_each_s) each += " " + std::to_string(s).substr(0, 6);
+    std::fprintf(stderr, "timings: prefill per prompt (s):%s\n", each.c_str());
+  }
+  if (r.decode_steps == 0) return;
+  // Steady rate: the steps after the first (which builds its batch's plans),
+  // counting full batches (B rows) as decode_tokens does at the start.
+  const double rest = t.steps_s - t.first_step_s;
+  const int64_t rest_tokens = r.decode_tokens - std::min<int64_t>(B, r.decode_tokens);
+  std::fprintf(stderr,
+               "timings: decode %lld steps in %.3f s: first step %.4f s, later steps %.2f "
+               "tokens/s, median step %.4f s (batch %lld: %.2f tokens/s), sampling and output "
+               "%.3f ms per token (%.3f s), %lld faults\n",
+               (long long)r.decode_steps, r.decode_s, t.first_step_s,
+               rest > 0 ? double(rest_tokens) / rest : 0.0, t.step_median_s, (long long)B,
+               t.step_median_s > 0 ? double(B) / t.step_median_s : 0.0,
+               r.decode_tokens ? 1e3 * t.choose_s / double(r.decode_tokens) : 0.0, t.choose_s,
+               (long long)t.minflt_decode);
+}
+
 int run_generate(const GenOpts& o) {
   const int given =
       !o.prompt.empty() + !o.prompt_file.empty() + !o.prompt_ids.empty() + !o.batch_file.empty();
@@ -80,7 +116,26 @@ int run_generate(const GenOpts& o) {
   const Precision prec = parse_flag(precision_names(), "--dtype", o.dtype);
   const bool bf16_cache =
       parse_flag(precision_names(), "--cache-dtype", o.cache_dtype) == Precision::kBF16;
-  auto model = load_model_dir(o.model);
+  const double t_start = now_seconds();
+  const int64_t f_start = minor_faults();
+  // oneDNN's one-time kernel generation runs beside the weights' loading
+  // instead of inside the first prefill (warm_up_gemm).
+  double gemm_warm_s = 0;
+  std::thread gemm_warm([&gemm_warm_s] {
+    const double t0 = now_seconds();
+    warm_up_gemm();
+    gemm_warm_s = now_seconds() - t0;
+  });
+  std::unique_ptr<Model> model;
+  try {
+    model = load_model_dir(o.model);
+  } catch (...) {
+    gemm_warm.join();
+    throw;
+  }
+  gemm_warm.join();
+  const double load_s = now_seconds() - t_start;
+  const int64_t load_minflt = minor_faults() - f_start;
   model->set_frozen_weight_cache(true);  // weights are fixed from here on
   model->set_precision(prec);
 
@@ -170,6 +225,7 @@ int run_generate(const GenOpts& o) {
     emit(i, stops[size_t(i)].feed(dec[size_t(i)]->push(id)));
     return !stops[size_t(i)].hit();
   };
+  const double t_gen = now_seconds();
   GenerateResult r = generate(*model, prompts, g, on_token);
   if (tok)
     for (int64_t i = 0; i < B; ++i) {
@@ -216,6 +272,7 @@ int run_generate(const GenOpts& o) {
     }
   }
   std::fflush(stdout);
+  if (o.timings) print_timings(r, load_s, load_minflt, gemm_warm_s, t_gen - t_start - load_s, B);
   std::fprintf(stderr,
                "prefill: %lld tokens in %.1f ms (%.0f tokens/s); decode: %lld tokens in %.2f s "
                "(%.1f tokens/s, %lld steps, batch %lld); cache %.1f KiB per sequence\n",
@@ -286,6 +343,9 @@ void register_generate(CLI::App& app, Runner& run) {
                 "f32 | bf16 storage of the layers' caches (bf16: half the memory, logits differ "
                 "from a full forward by bf16 rounding)")
       ->capture_default_str();
+  c->add_flag("--timings", o.timings,
+              "print on stderr where the time went: load, caches, prefill, first token, first "
+              "decode step, later steps' rate, sampling and output, page faults");
   c->add_flag("--json", o.json, "one JSON object (outputs and timings) instead of text");
   c->callback([&run] { run = [] { return run_generate(o); }; });
 }

@@ -1,12 +1,27 @@
 #include "generate/generate.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 
 #include "generate/decoder.h"
+#include "kernels/gemm.h"
 #include "util/error.h"
 #include "util/timer.h"
 
 namespace rat {
+
+int64_t minor_faults() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return int64_t(ru.ru_minflt);
+}
+
+void warm_up_gemm() {
+  const int64_t n = 16;
+  std::vector<float> a(size_t(n * n), 0.f), c(size_t(n * n));
+  gemm_small({n, n, n, false, true}, a.data(), a.data(), c.data(), 0.f);
+}
 
 GenerateResult generate(Model& model, const std::vector<std::vector<int32_t>>& prompts,
                         const GenerateOptions& opt, const TokenCallback& on_token) {
@@ -22,6 +37,8 @@ GenerateResult generate(Model& model, const std::vector<std::vector<int32_t>>& p
   res.ids.resize(size_t(B));
   res.finish.assign(size_t(B), "length");
   if (opt.max_new_tokens == 0) return res;
+  double t0 = now_seconds();
+  int64_t f0 = minor_faults();
   // The last new token is never fed back, so max_new - 1 steps at most.
   Decoder dec(model, B, longest + opt.max_new_tokens, opt.bf16_cache);
   res.cache_bytes_per_sequence = dec.cache_bytes_per_sequence();
@@ -34,6 +51,11 @@ GenerateResult generate(Model& model, const std::vector<std::vector<int32_t>>& p
   std::vector<int64_t> active;
   std::vector<int32_t> next;
   std::vector<int64_t> still;
+  res.t.setup_s = now_seconds() - t0;
+  res.t.minflt_setup = minor_faults() - f0;
+  res.t.prefill_each_s.reserve(size_t(B));
+  std::vector<double> step_s;
+  step_s.reserve(size_t(opt.max_new_tokens));
 
   // Returns whether sequence i goes on after choosing from its logits row.
   auto choose = [&](int64_t i, float* row) {
@@ -47,30 +69,43 @@ GenerateResult generate(Model& model, const std::vector<std::vector<int32_t>>& p
     return go;
   };
 
-  double t0 = now_seconds();
+  t0 = now_seconds(), f0 = minor_faults();
   for (int64_t i = 0; i < B; ++i) {
+    const double tp = now_seconds();
     dec.prefill(i, prompts[size_t(i)].data(), int64_t(prompts[size_t(i)].size()),
                 logits.data() + i * V);
     res.prefill_tokens += int64_t(prompts[size_t(i)].size());
+    res.t.prefill_each_s.push_back(now_seconds() - tp);
   }
   res.prefill_s = now_seconds() - t0;
+  res.t.minflt_prefill = minor_faults() - f0;
+  t0 = now_seconds();
   for (int64_t i = 0; i < B; ++i)
     if (choose(i, logits.data() + i * V)) active.push_back(i);
+  res.t.first_token_s = now_seconds() - t0;
 
-  t0 = now_seconds();
+  t0 = now_seconds(), f0 = minor_faults();
   while (!active.empty()) {
     next.clear();
     for (int64_t i : active) next.push_back(res.ids[size_t(i)].back());
     const int64_t n = int64_t(active.size());
+    const double ts = now_seconds();
     dec.step(active.data(), next.data(), n, logits.data());
+    const double tc = now_seconds();
+    if (res.decode_steps == 0) res.t.first_step_s = tc - ts;
+    res.t.steps_s += tc - ts;
+    step_s.push_back(tc - ts);
     res.decode_tokens += n;
     ++res.decode_steps;
     still.clear();
     for (int64_t r = 0; r < n; ++r)
       if (choose(active[size_t(r)], logits.data() + r * V)) still.push_back(active[size_t(r)]);
     active.swap(still);
+    res.t.choose_s += now_seconds() - tc;
   }
   res.decode_s = now_seconds() - t0;
+  res.t.minflt_decode = minor_faults() - f0;
+  res.t.step_median_s = median(step_s);
   return res;
 }
 

@@ -2,12 +2,20 @@
 
 #include <algorithm>
 
+#include "util/huge_pages.h"
+
 namespace rat {
 
 const uint16_t* Bf16WeightCache::get(const float* W, int64_t n) {
   std::lock_guard<std::mutex> lock(mu_);
   Entry& e = entries_[W];
   if (e.version != version_ || int64_t(e.bits.size()) != n) {
+    if (e.bits.capacity() < size_t(n)) {
+      // Read on every step: huge pages before the first write (util/huge_pages.h).
+      std::vector<uint16_t>().swap(e.bits);
+      e.bits.reserve(size_t(n));
+      advise_huge_pages(e.bits.data(), e.bits.capacity() * sizeof(uint16_t));
+    }
     e.bits.resize(size_t(n));
     // Chunks over threads: a model's weights are converted in one pass.
     const int64_t chunk = 1 << 16;

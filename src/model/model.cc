@@ -8,6 +8,7 @@
 #include "kernels/embedding.h"
 #include "model/norm.h"
 #include "util/error.h"
+#include "util/huge_pages.h"
 
 namespace rat {
 
@@ -17,6 +18,9 @@ constexpr int64_t kLogitRows = 256;  // rows of logits label_log_probs holds at 
 }  // namespace
 
 Model::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
+  // Huge pages before the first write (util/huge_pages.h: load and decode).
+  params_.reserve(size_t(layout_.total()));
+  advise_huge_pages(params_.data(), params_.capacity() * sizeof(float));
   params_.assign(size_t(layout_.total()), 0.f);
   env_.cfg = &cfg_;
   ModelView pv = layout_.view(params_.data());

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -15,7 +16,9 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <vector>
 
+#include "generate/decoder.h"
 #include "model/enum_names.h"
 #include "model/model.h"
 #include "serve/api.h"
@@ -23,6 +26,7 @@
 #include "serve/scheduler.h"
 #include "serve/slot_file.h"
 #include "util/error.h"
+#include "util/timer.h"
 
 namespace rat::serve {
 
@@ -497,8 +501,27 @@ int run_server(const ServeOptions& opt) {
     so.slot_dir = opt.slot_save_path;
     so.model_key = model_key(opt.model_dir);
   }
+  // Warm-up, paid here rather than by the first clients. The model's forward
+  // buffers grow (reallocated, their pages faulted in) at the first prompt
+  // longer than any before: measured, that cost the first 256-token prompt
+  // after a 64-token one 25-30% of its prefill. One prefill of the longest
+  // prompt a slot takes, in a throwaway one-slot decoder, grows them once.
+  // Capped at 4096 tokens: past that the prefill's own (quadratic) attention
+  // dwarfs the growth, and a long context would make the start slow.
+  const double warm_t0 = now_seconds();
+  const int64_t warm_n = std::min<int64_t>(info.ctx - 1, 4096);
+  if (warm_n > 0) {
+    Decoder longest(*model, 1, warm_n + 1, bf16_cache);
+    std::vector<int32_t> ids(size_t(warm_n), 0);
+    std::vector<float> logits(size_t(info.vocab_size));
+    longest.prefill(0, ids.data(), warm_n, logits.data());
+  }
+  const double warm_prefill_s = now_seconds() - warm_t0;
+  // Then the scheduler's own (a prefill in every slot, a step of every batch
+  // size 1..parallel: their plans and the caches' pages).
   Scheduler sched(*model, info.tok, so);
   sched.start();
+  const double warm_s = now_seconds() - warm_t0;
 
   httplib::Server svr;
   Server server(opt, sched, info);
@@ -537,9 +560,11 @@ int run_server(const ServeOptions& opt) {
   });
   std::fprintf(
       stderr,
-      "rat serve: %s (%lld slots x %lld tokens, cache %.1f MiB) listening on http://%s:%d\n",
+      "rat serve: %s (%lld slots x %lld tokens, cache %.1f MiB, warm-up %.2f s: prefill of "
+      "%lld tokens %.2f s, steps of batch 1..%lld) listening on http://%s:%d\n",
       info.id.c_str(), (long long)so.parallel, (long long)so.ctx,
-      double(sched.stats().cache_bytes) / (1 << 20), opt.host.c_str(), port);
+      double(sched.stats().cache_bytes) / (1 << 20), warm_s, (long long)warm_n, warm_prefill_s,
+      (long long)so.parallel, opt.host.c_str(), port);
   const bool ok = svr.listen_after_bind();
   if (!stopping) {
     stopping = true;
