@@ -154,7 +154,8 @@ void vec_softmax_grad(const float* p, float* ds, int64_t n, float d, float a) {
     _mm256_storeu_ps(ds + i, grad(_mm256_loadu_ps(p + i), _mm256_loadu_ps(ds + i)));
   if (i < n) {
     const __m256i m = tail_mask(n - i);
-    _mm256_maskstore_ps(ds + i, m, grad(_mm256_maskload_ps(p + i, m), _mm256_maskload_ps(ds + i, m)));
+    _mm256_maskstore_ps(ds + i, m,
+                        grad(_mm256_maskload_ps(p + i, m), _mm256_maskload_ps(ds + i, m)));
   }
 }
 
@@ -177,8 +178,8 @@ float dot_row_bf16(const float* q, const uint16_t* k, int64_t P) {
   for (; i + 8 <= P; i += 8) {
     const __m256i w =
         _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + i)));
-    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)),
-                          acc);
+    acc =
+        _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)), acc);
   }
   float s = hsum8(acc);
   for (; i < P; ++i) {

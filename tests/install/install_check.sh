@@ -24,9 +24,12 @@ grep -q '^\.TH RAT' "$man" || fail "$man is not a man page (no .TH RAT)"
 grep -q 'train' "$man" || fail "$man does not list the train command"
 
 cd "$work/elsewhere"
-"$rat" --version | grep -Eq '^rat [0-9]+\.[0-9]+\.[0-9]+' || fail "--version"
-"$rat" --version | grep -Eq '^kernels: (avx512|avx2|generic) ' || fail "--version names no kernels"
-"$rat" --help | grep -q 'train' || fail "--help lists no train command"
+# (Outputs captured first: grep -q closing the pipe early would fail the pipeline.)
+version="$("$rat" --version)"
+grep -Eq '^rat [0-9]+\.[0-9]+\.[0-9]+' <<<"$version" || fail "--version: $version"
+grep -Eq '^kernels: (avx512|avx2|generic) ' <<<"$version" || fail "--version names no kernels"
+help="$("$rat" --help)"
+grep -q '^  train ' <<<"$help" || fail "--help lists no train command"
 # A kernel set that does not exist stops rat at start, with one line.
 if RAT_ISA=sse9 "$rat" --version >"$work/isa.out" 2>&1; then fail "RAT_ISA=sse9 was accepted"; fi
 [ "$(wc -l <"$work/isa.out")" = 1 ] && grep -q "RAT_ISA=sse9: expected avx512, avx2 or generic" \
@@ -38,6 +41,7 @@ cp "$prefix/share/rat/configs/experiment/pydoc/rat-small.yaml" \
 "$rat" train experiment=pydoc/installed_only --print-config >"$work/config.yaml" ||
   fail "rat train experiment=pydoc/installed_only did not find the installed configs"
 grep -q 'seq_len' "$work/config.yaml" || fail "the printed config has no seq_len"
-"$rat" train experiment=pydoc/rat-small --print-config | cmp -s - "$work/config.yaml" ||
+"$rat" train experiment=pydoc/rat-small --print-config >"$work/config_small.yaml"
+cmp -s "$work/config_small.yaml" "$work/config.yaml" ||
   fail "the installed copy of pydoc/rat-small composes differently"
 echo "install_check: ok ($prefix)"

@@ -134,8 +134,8 @@ TEST(Isa, DecodeAttendOnEverySetMatchesDouble) {
   std::normal_distribution<float> nd(0.f, 1.f);
   for (int64_t P : {40, 64, 128})
     for (int64_t n : {1, 16, 37}) {
-      std::vector<float> q(size_t(P)), k(size_t(n * P)), v(size_t(n * P)), ke(size_t(P)),
-          ve(size_t(P));
+      const size_t np = static_cast<size_t>(P), nk = static_cast<size_t>(n * P);
+      std::vector<float> q(np), k(nk), v(nk), ke(np), ve(np);
       for (auto* a : {&q, &k, &v, &ke, &ve})
         for (float& f : *a) f = nd(rng);
       std::vector<uint16_t> k16(k.size()), v16(v.size());
@@ -150,7 +150,7 @@ TEST(Isa, DecodeAttendOnEverySetMatchesDouble) {
           const std::vector<float>& kk = bf16 ? kr : k;
           const std::vector<float>& vv = bf16 ? vr : v;
           const int64_t m = n + (extra ? 1 : 0);
-          std::vector<double> s(size_t(m));
+          std::vector<double> s(static_cast<size_t>(m));
           double mx = -1e300, z = 0;
           for (int64_t j = 0; j < m; ++j) {
             const float* row = j < n ? &kk[size_t(j * P)] : ke.data();
@@ -162,11 +162,10 @@ TEST(Isa, DecodeAttendOnEverySetMatchesDouble) {
           for (double& x : s) z += x = std::exp(x - mx);
           for (Isa isa : sets_here()) {
             const IsaKernels& t = rat::isa_table(isa);
-            std::vector<float> o(size_t(P)), sc(size_t(n + 1));
+            std::vector<float> o(np), sc(static_cast<size_t>(n + 1));
             if (bf16)
-              t.decode_attend_bf16(q.data(), k16.data(), v16.data(), n,
-                                   extra ? ke.data() : nullptr, extra ? ve.data() : nullptr, P,
-                                   scale, sc.data(), o.data());
+              t.decode_attend_bf16(q.data(), k16.data(), v16.data(), n, extra ? ke.data() : nullptr,
+                                   extra ? ve.data() : nullptr, P, scale, sc.data(), o.data());
             else
               t.decode_attend_f32(q.data(), k.data(), v.data(), n, extra ? ke.data() : nullptr,
                                   extra ? ve.data() : nullptr, P, scale, sc.data(), o.data());
