@@ -84,7 +84,7 @@ struct Lab {
             acc[t] = _mm512_add_ps(acc[t], _mm512_loadu_ps(p + i + 16 * t));
       }
       for (int t = 1; t < 8; ++t) acc[0] = _mm512_add_ps(acc[0], acc[t]);
-      s += hsum16(acc[0]);
+      s += avx512::hsum16(acc[0]);
     }
     return s;
   }

@@ -7,7 +7,8 @@ pkgs=(build-essential cmake pkg-config libdnnl-dev libyaml-cpp-dev nlohmann-json
       python3-omegaconf python3-easydict  # oracles: config composition, the authors' checkpoints
       libcpp-httplib-dev curl nodejs
       libreadline-dev tmux  # rat chat: line editing; its test drives a terminal
-      pybind11-dev python3-dev)  # the Python module (src/python)
+      pybind11-dev python3-dev  # the Python module (src/python)
+      help2man)  # the man page of `cmake --install` (CMakeLists.txt)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

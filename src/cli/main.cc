@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "kernels/isa.h"
 #include "util/error.h"
 
 #ifndef RAT_VERSION
@@ -53,7 +54,9 @@ int main(int argc, char** argv) {
       "for each command."};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every command");
-  app.set_version_flag("--version", std::string("rat ") + RAT_VERSION);
+  // The second line: which vector kernels this process runs (kernels/isa.h).
+  app.set_version_flag("--version",
+                       std::string("rat ") + RAT_VERSION + "\nkernels: " + rat::isa_description());
   // -t/--threads is understood after any command (options fall through to
   // here); train and serve declare their own, which also handle MPI ranks.
   int threads = 0;

@@ -29,9 +29,25 @@ struct TrainOpts {
 
 void on_sigint(int) { request_stop(); }
 
+// The config tree when neither ./configs nor --config-dir gives one: the tree
+// installed beside this executable (`cmake --install`: <prefix>/bin/rat,
+// <prefix>/share/rat/configs), else the tree of the checkout rat was built from.
+std::string fallback_config_dir() {
+#if defined(RAT_INSTALL_CONFIGS) && defined(RAT_INSTALL_BINDIR)
+  std::error_code ec;
+  std::filesystem::path prefix = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  for (const auto& part : std::filesystem::path(RAT_INSTALL_BINDIR))
+    if (!part.empty()) prefix = prefix.parent_path();
+  const std::filesystem::path installed = prefix / RAT_INSTALL_CONFIGS;
+  if (!ec && std::filesystem::is_regular_file(installed / "config.yaml", ec))
+    return installed.string();
+#endif
+  return std::string(RAT_SOURCE_DIR) + "/configs";
+}
+
 Experiment load_train_experiment(const TrainOpts& o) {
   const std::string dir = o.config_dir.empty()
-                              ? default_config_dir(std::string(RAT_SOURCE_DIR) + "/configs")
+                              ? default_config_dir(fallback_config_dir())
                               : o.config_dir;
   return rat::load_train_experiment(o.config, o.overrides, dir);
 }
@@ -49,9 +65,10 @@ void register_train(CLI::App& app, Runner& run) {
       "defaults list, group=option and key=value overrides, ${...} interpolations):\n"
       "  rat train experiment=fineweb_edu/rat-xl --print-config\n"
       "  rat train experiment=sft/rat-xl data._name_=narrativeqa_summary optim/optimizer=adam\n"
-      "The tree is --config-dir, else ./configs when it holds config.yaml, else the configs/\n"
-      "of rat's source checkout. A CONFIG file with a `defaults:` list composes too, in the\n"
-      "nearest folder above it holding config.yaml (configs/experiment/sft/rat-xl.yaml is\n"
+      "The tree is --config-dir, else ./configs when it holds config.yaml, else the installed\n"
+      "share/rat/configs beside bin/rat, else rat's source checkout's. A CONFIG file with a\n"
+      "`defaults:` list composes too, in the nearest folder above it holding config.yaml\n"
+      "(configs/experiment/sft/rat-xl.yaml is\n"
       "experiment=sft/rat-xl). Keys rat has but the tree lacks (trainer.max_steps) take\n"
       "key=value; any other new key needs +key=value.\n"
       "The run directory (trainer.save_dir or --run-dir) receives the resolved config.yaml,\n"
@@ -69,7 +86,7 @@ void register_train(CLI::App& app, Runner& run) {
   c->add_option("overrides", o.overrides, "dotted.key=value and group=option overrides");
   c->add_option("--config-dir", o.config_dir,
                 "config tree for experiment=NAME (default: ./configs if it holds config.yaml, "
-                "else rat's source configs/)");
+                "else the installed share/rat/configs, else rat's source configs/)");
   c->add_option("--run-dir", o.t.run_dir, "run directory (default: trainer.save_dir)");
   c->add_flag("--json", o.t.json,
               "stdout is JSON only, one object a line (the records of metrics.jsonl, then a "

@@ -1,12 +1,13 @@
 #include "kernels/ceilings.h"
 
-#include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <random>
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/isa_kernels.h"
 #include "util/timer.h"
 
 namespace rat {
@@ -42,10 +43,11 @@ double measure_gemm_rate(int64_t n, Precision p, int repeats) {
   return 2.0 * double(n) * double(n) * double(n) / *std::min_element(t.begin(), t.end()) / 1e9;
 }
 
-// GB/s reading a buffer far larger than the caches, all threads. Eight
-// independent AVX-512 accumulators per thread: a plain `s += a[i]` loop is
-// not vectorised under strict FP and measures the adder's latency (about a
-// quarter of the real bandwidth), which would make every bound too easy.
+// GB/s reading a buffer far larger than the caches, all threads, through the
+// instruction set's read_sum (kernels/isa_*.cc): eight independent
+// accumulators per thread, as a plain `s += a[i]` loop is not vectorised
+// under strict FP and measures the adder's latency (about a quarter of the
+// real bandwidth), which would make every bound too easy.
 double measure_read_bandwidth(int64_t bytes, int repeats) {
   repeats = std::max(repeats, 1);
   int64_t n = bytes / int64_t(sizeof(float));
@@ -61,31 +63,16 @@ double measure_read_bandwidth(int64_t bytes, int repeats) {
   std::vector<double> t;
   volatile float sink = 0;
   const float* p = a.data();
+  const auto read = isa_kernels().read_sum;
   for (int r = 0; r < repeats + 1; ++r) {
     double t0 = now_seconds();
     float s = 0;
 #pragma omp parallel reduction(+ : s)
     {
-#if defined(__AVX512F__)
-      __m512 acc[8];
-      for (auto& v : acc) v = _mm512_setzero_ps();
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < n; i += 128) {
-        // Software prefetch 1 KiB ahead, as the decode sweeps do: without it
-        // this loop reads ~42 GB/s where they (and attention's decode step)
-        // reach ~50, and every bound judged against it would be too easy.
-        const char* ahead = reinterpret_cast<const char*>(p + i) + 1024;
-        for (int l = 0; l < 512; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
-        for (int k = 0; k < 8; ++k) acc[k] = _mm512_add_ps(acc[k], _mm512_loadu_ps(p + i + 16 * k));
-      }
-      for (int k = 1; k < 8; ++k) acc[0] = _mm512_add_ps(acc[0], acc[k]);
-      alignas(64) float lanes[16];
-      _mm512_store_ps(lanes, acc[0]);
-      for (float f : lanes) s += f;
-#else
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < n; ++i) s += p[i];
-#endif
+      // One contiguous share per thread (n % 128 == 0, and so is each share).
+      const int64_t blocks = n / 128, nt = omp_get_num_threads(), me = omp_get_thread_num();
+      const int64_t b0 = blocks * me / nt, b1 = blocks * (me + 1) / nt;
+      s += read((p + 128 * b0), 128 * (b1 - b0));
     }
     sink = sink + s;
     if (r > 0) t.push_back(now_seconds() - t0);

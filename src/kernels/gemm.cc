@@ -1,6 +1,5 @@
 #include "kernels/gemm.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <cstdint>
@@ -11,7 +10,9 @@
 #include <vector>
 
 #include "dnnl.hpp"
+#include "kernels/bf16_scalar.h"
 #include "kernels/gemv.h"
+#include "kernels/isa_kernels.h"
 #include "util/error.h"
 
 namespace rat {
@@ -31,6 +32,27 @@ void fill_ld(GemmShape& s) {
   if (s.ldc == 0) s.ldc = s.N;
   RAT_ASSERT(s.M >= 0 && s.N >= 0 && s.K >= 0);
   RAT_ASSERT(s.lda >= (s.trans_a ? s.M : s.K) && s.ldb >= (s.trans_b ? s.K : s.N) && s.ldc >= s.N);
+}
+
+// Debian's oneDNN (2.6) multiplies bf16 only with its AVX-512 kernels; on a
+// CPU without them, or under ONEDNN_MAX_CPU_ISA below them (RAT_ISA=avx2,
+// kernels/isa.h), it has no bf16 matmul at all. There the bf16 plans are f32
+// plans, and execute_bf16 widens the operands first: bf16 -> f32 is exact and
+// so is the product of two bf16 values in f32, so the result is the same
+// maths (bf16 inputs, f32 sums), summed in another order.
+bool dnnl_has_bf16() {
+  static const bool ok = [] {
+    using dt = dnnl::memory::data_type;
+    try {
+      const dnnl::memory::desc a({1, 1}, dt::bf16, dnnl::memory::format_tag::ab);
+      const dnnl::memory::desc c({1, 1}, dt::f32, dnnl::memory::format_tag::ab);
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, a, c), cpu_engine());
+      return true;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return ok;
 }
 
 // beta is part of the key: the sum post-op bakes it into the primitive, so a
@@ -62,7 +84,7 @@ Plan& plan_for(const GemmShape& s, Precision p, bool accumulate, float beta) {
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   using dt = dnnl::memory::data_type;
-  dt in_t = p == Precision::kBF16 ? dt::bf16 : dt::f32;
+  dt in_t = p == Precision::kBF16 && dnnl_has_bf16() ? dt::bf16 : dt::f32;
   dnnl::memory::dims a_str =
       s.trans_a ? dnnl::memory::dims{1, s.lda} : dnnl::memory::dims{s.lda, 1};
   dnnl::memory::dims b_str =
@@ -102,6 +124,25 @@ void execute(Plan& plan, dnnl::stream& strm, void* A, void* B, float* C) {
       strm,
       {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_SCRATCHPAD, ms}});
   strm.wait();
+}
+
+// A bf16 product through a bf16 plan, or widened to f32 where oneDNN has none
+// (dnnl_has_bf16). s: the plan's shape (A and B stored as its strides say).
+void execute_bf16(Plan& plan, dnnl::stream& strm, const GemmShape& s, const uint16_t* A,
+                  const uint16_t* B, float* C) {
+  if (dnnl_has_bf16())
+    return execute(plan, strm, const_cast<uint16_t*>(A), const_cast<uint16_t*>(B), C);
+  // Up to the last element of the last stored row: nothing past the operand is read.
+  auto widen = [](const uint16_t* x, int64_t rows, int64_t cols, int64_t ld,
+                  std::vector<float>& out) {
+    const int64_t n = (rows - 1) * ld + cols;
+    out.resize(size_t(n));
+    from_bf16(x, out.data(), n);
+  };
+  thread_local std::vector<float> a32, b32;
+  widen(A, s.trans_a ? s.K : s.M, s.trans_a ? s.M : s.K, s.lda, a32);
+  widen(B, s.trans_b ? s.N : s.K, s.trans_b ? s.K : s.N, s.ldb, b32);
+  execute(plan, strm, a32.data(), b32.data(), C);
 }
 
 // Copies a stored rows x cols matrix (leading dim ld) into packed bf16.
@@ -168,8 +209,7 @@ void gemm_bf16_weights(const GemmShape& shape, const float* A, const uint16_t* B
   pack_bf16(A, a_rows, a_cols, s.lda, a16);
   GemmShape ps = s;
   ps.lda = a_cols;
-  execute(plan_for(ps, Precision::kBF16, acc, beta), strm, a16.data(), const_cast<uint16_t*>(B16),
-          C);
+  execute_bf16(plan_for(ps, Precision::kBF16, acc, beta), strm, ps, a16.data(), B16, C);
 }
 
 void gemm_small(const GemmShape& shape, const float* A, const float* B, float* C, float beta) {
@@ -201,8 +241,7 @@ void gemm_small_bf16(const GemmShape& shape, const uint16_t* A, const uint16_t* 
   if (s.M == 0 || s.N == 0) return;
   bool acc = beta != 0.f;
   thread_local dnnl::stream strm(cpu_engine());
-  execute(plan_for(s, Precision::kBF16, acc, beta), strm, const_cast<uint16_t*>(A),
-          const_cast<uint16_t*>(B), C);
+  execute_bf16(plan_for(s, Precision::kBF16, acc, beta), strm, s, A, B, C);
 }
 
 void gemm_naive(const GemmShape& shape, const float* A, const float* B, float* C, float beta) {
@@ -221,28 +260,9 @@ void gemm_naive(const GemmShape& shape, const float* A, const float* B, float* C
     }
 }
 
-static inline uint16_t bf16_scalar(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffff) > 0x7f800000) return uint16_t((u >> 16) | 0x40);  // quiet NaN
-  // fp32 subnormals flush to signed zero, as VCVTNEPS2BF16 (the vector path of
-  // to_bf16) does: otherwise a value's bits would depend on its array position,
-  // and round_bf16 would not emulate what gemm's packing produces.
-  if ((u & 0x7f800000) == 0) return uint16_t((u >> 16) & 0x8000);
-  u += 0x7fff + ((u >> 16) & 1);
-  return uint16_t(u >> 16);
-}
-
 void to_bf16(const float* x, uint16_t* y, int64_t n) {
   RAT_ASSERT(n >= 0 && (n == 0 || (x != nullptr && y != nullptr)));
-  int64_t i = 0;
-#if defined(__AVX512BF16__)
-  for (; i + 16 <= n; i += 16) {
-    __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), reinterpret_cast<__m256i&>(v));
-  }
-#endif
-  for (; i < n; ++i) y[i] = bf16_scalar(x[i]);
+  isa_kernels().to_bf16(x, y, n);  // AVX512-BF16 where built for it; the same bits
 }
 
 void from_bf16(const uint16_t* x, float* y, int64_t n) {

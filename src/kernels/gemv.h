@@ -16,7 +16,7 @@
 
 namespace rat {
 
-// Whether gemv_bf16 takes this shape (AVX-512 build, M <= 2, K % 32 == 0).
+// Whether gemv_bf16 takes this shape (the AVX-512 kernels in use, M <= 2, K % 32 == 0).
 bool gemv_bf16_supported(int64_t M, int64_t K);
 
 // x: [M, K] float (leading dim ldx), W: [N, K] bf16 bits (leading dim ldw),

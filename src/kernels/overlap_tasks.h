@@ -21,13 +21,20 @@
 // themselves depend on no sweep (one thread then runs everything).
 #pragma once
 
-#include <immintrin.h>
-
 #include <atomic>
 #include <cstdint>
 #include <memory>
 
 namespace rat {
+
+// A spin-wait hint: pause on x86-64, yield on arm64.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 class OverlapTasks {
  public:
@@ -75,7 +82,7 @@ class OverlapTasks {
       if (next_compute_.load(std::memory_order_relaxed) >= n_compute_ &&
           next_sweep_.load(std::memory_order_relaxed) >= n_sweep_)
         return;
-      _mm_pause();  // what is left waits on tasks other threads are running
+      cpu_relax();  // what is left waits on tasks other threads are running
     }
   }
 

@@ -1,6 +1,5 @@
 #include "kernels/rat_decode.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -41,8 +40,7 @@ struct Step {
                               st.run_k + slot[i + 1] * D + h * P,
                               st.run_v + slot[i + 1] * D + h * P};
       for (const float* r : next)
-        for (int64_t j = 0; j < P; j += 16)
-          _mm_prefetch(reinterpret_cast<const char*>(r + j), _MM_HINT_T0);
+        for (int64_t j = 0; j < P; j += 16) __builtin_prefetch(r + j, 0, 3);  // prefetcht0
     }
     float* scr = sc.thread + omp_get_thread_num() * sc.thread_stride;
     rat_step_head(st, pr, h, slot[i], pos[i], scr, out_bf16 ? nullptr : sc.out + i * D + h * P,

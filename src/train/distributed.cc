@@ -1,3 +1,7 @@
+// The MPI implementation of distributed.h (-DRAT_MPI=ON, the default);
+// distributed_single.cc is the one-process build's.
+#if defined(RAT_WITH_MPI)
+
 #include "train/distributed.h"
 
 #include <mpi.h>
@@ -273,3 +277,5 @@ double GradReducer::reduce_all() {
 }
 
 }  // namespace rat
+
+#endif  // RAT_WITH_MPI
