@@ -190,11 +190,11 @@ class AttentionMixer final : public Block {
       const float* q = proj + t * W + D + h * P;
       float* o = out + t * D + h * P;
       if (ks.kv.bf16)
-        decode_attend(q, ks.kv.k16.data() + base, ks.kv.v16.data() + base, n_keys, nullptr,
-                      nullptr, P, scale, scr, o);
-      else
-        decode_attend(q, ks.kv.k.data() + base, ks.kv.v.data() + base, n_keys, nullptr, nullptr,
+        decode_attend(q, ks.kv.k16.data() + base, ks.kv.v16.data() + base, n_keys, nullptr, nullptr,
                       P, scale, scr, o);
+      else
+        decode_attend(q, ks.kv.k.data() + base, ks.kv.v.data() + base, n_keys, nullptr, nullptr, P,
+                      scale, scr, o);
     };
     if (pos0 + T <= R) {
 #pragma omp parallel num_threads(sc.step_threads())

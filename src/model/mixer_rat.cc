@@ -157,20 +157,20 @@ class RatMixer final : public Block {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, G = m_.ngroups;
     RatState& rs = st.rat[size_t(state_index_)];
     return RatStepState{D,
-                             P,
-                             G,
-                             m_.chunk_size,
-                             st.max_batch,
-                             rs.chunks,
-                             p_.gate_bias,
-                             &env_->rope.at(P),
-                             rs.kv.k.data(),
-                             rs.kv.v.data(),
-                             rs.kv.k16.data(),
-                             rs.kv.v16.data(),
-                             rs.kv.bf16,
-                             rs.run_k.data(),
-                             rs.run_v.data()};
+                        P,
+                        G,
+                        m_.chunk_size,
+                        st.max_batch,
+                        rs.chunks,
+                        p_.gate_bias,
+                        &env_->rope.at(P),
+                        rs.kv.k.data(),
+                        rs.kv.v.data(),
+                        rs.kv.k16.data(),
+                        rs.kv.v16.data(),
+                        rs.kv.bf16,
+                        rs.run_k.data(),
+                        rs.run_v.data()};
   }
 
   void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
@@ -203,7 +203,8 @@ class RatMixer final : public Block {
   // joins the cache before the next chunk's queries read it), then out_proj.
   void extend(const float* x, float* y, int64_t T, int64_t slot, int64_t pos0,
               DecodeState& st) override {
-    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = in_proj_width(*env_->cfg, m_);
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P,
+                  W = in_proj_width(*env_->cfg, m_);
     StepScratch& ss = st.scratch;
     Buffers& b = forward_buffers(false);
     float* u = b.get(kU, T * D);

@@ -194,12 +194,12 @@ void Scheduler::forget(size_t s) {
 }
 
 void Scheduler::bound_reuse_cache() {
+  // The held tokens' state as a slot file holds it (the running-state
+  // snapshots, at most kMaxSnapshots x recurrent_floats() floats per slot,
+  // are not counted: a few D-float rows per layer).
   DecodeState& st = dec_->state();
-  const int64_t snap_bytes = st.recurrent_floats() * int64_t(sizeof(float));
   const auto bytes = [&](size_t s) {
-    return slots_[s] || held_[s].empty() ? 0
-                                         : slot_state_bytes(st, int64_t(held_[s].size())) +
-                                               int64_t(snaps_[s].size()) * snap_bytes;
+    return slots_[s] || held_[s].empty() ? 0 : slot_state_bytes(st, int64_t(held_[s].size()));
   };
   int64_t total = 0;
   for (size_t s = 0; s < slots_.size(); ++s) total += bytes(s);
@@ -269,8 +269,8 @@ int64_t Scheduler::reuse_point(size_t s, const std::vector<int32_t>& prompt,
   if (slots_[s] || h.empty()) return 0;
   // At least the prompt's last token is fed again: its logits start the answer.
   const size_t m = std::min(h.size(), prompt.size() - 1);
-  const size_t common = size_t(std::mismatch(h.begin(), h.begin() + int64_t(m), prompt.begin()).first -
-                               h.begin());
+  const size_t common =
+      size_t(std::mismatch(h.begin(), h.begin() + int64_t(m), prompt.begin()).first - h.begin());
   const DecodeState& st = dec_->state();
   for (int64_t k = int64_t(common); k > 0; --k) {
     const Snapshot* sn = nullptr;
@@ -533,7 +533,8 @@ void Scheduler::loop() {
       }
       continue;
     }
-    for (size_t i = 0; i < running.size(); ++i) advance(*running[i], logits.data() + int64_t(i) * V);
+    for (size_t i = 0; i < running.size(); ++i)
+      advance(*running[i], logits.data() + int64_t(i) * V);
   }
 }
 

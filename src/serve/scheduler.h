@@ -128,7 +128,7 @@ struct SchedulerStats {
   int64_t prompt_tokens = 0, completion_tokens = 0, jobs_done = 0, jobs_cancelled = 0;
   int64_t cache_bytes = 0, steps = 0, prefills = 0;
   int64_t prefill_pieces = 0;  // prefill / extend calls of at most --ubatch tokens
-  int64_t reuse_bytes = 0;  // state kept by free slots for prefix reuse (--cache-mib bounds it)
+  int64_t reuse_bytes = 0;     // state kept by free slots for prefix reuse (--cache-mib bounds it)
   int64_t reuse_evictions = 0;
 };
 
@@ -215,9 +215,9 @@ class Scheduler {
   std::vector<std::vector<Snapshot>> snaps_;
   std::vector<int64_t> last_used_;
   int64_t clock_ = 0, admitted_ = 0;
-  std::atomic<int64_t> prefill_pieces_{0}, busy_{0}, reused_tokens_{0}, prompt_tokens_{0}, completion_tokens_{0},
-      jobs_done_{0}, jobs_cancelled_{0}, cache_bytes_{0}, steps_{0}, prefills_{0}, reuse_bytes_{0},
-      reuse_evictions_{0};
+  std::atomic<int64_t> prefill_pieces_{0}, busy_{0}, reused_tokens_{0}, prompt_tokens_{0},
+      completion_tokens_{0}, jobs_done_{0}, jobs_cancelled_{0}, cache_bytes_{0}, steps_{0},
+      prefills_{0}, reuse_bytes_{0}, reuse_evictions_{0};
 };
 
 }  // namespace rat::serve

@@ -556,8 +556,8 @@ TEST(Generate, ExtendAfterTruncationEqualsForward) {
   check_reuse(make_config(mixer(MixerKind::kRnn, 8)), "rnn");
   // The hybrids: the ring's one token back at a RAT chunk boundary (16 of
   // 17); attention + rat at boundaries and the snapshot.
-  check_reuse(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 3, 32, &rat), "hybrid",
-              16, 17);
+  check_reuse(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 3, 32, &rat), "hybrid", 16,
+              17);
   check_reuse(make_config(mixer(MixerKind::kAttention, 8), 3, 32, &rat), "attention + rat");
 }
 
