@@ -48,6 +48,10 @@ void register_serve(CLI::App& app, Runner& run) {
   c->add_option("--slot-save-path", o.slot_save_path,
                 "directory of slot files: POST /slots/ID?action=save|restore {\"filename\": NAME} "
                 "(without it the endpoint answers 501)");
+  c->add_option("--ubatch,--ubatch-size", o.ubatch,
+                "prompt tokens prefilled at most between two decode steps of the running "
+                "requests (long prompts go in pieces, so streams keep flowing)")
+      ->capture_default_str();
   c->add_option("--cache-mib", o.cache_mib,
                 "bound (MiB) on the state free slots keep for prefix reuse; least recently used "
                 "slots forget theirs beyond it (< 0: no bound)")

@@ -51,6 +51,19 @@ void Decoder::prefill(int64_t slot, const int32_t* ids, int64_t n, float* logits
   len_[size_t(slot)] = n;
 }
 
+void Decoder::extend(int64_t slot, const int32_t* ids, int64_t n, float* logits) {
+  if (slot < 0 || slot >= max_batch_)
+    throw Error("decoder: slot " + std::to_string(slot) + " out of range");
+  if (n <= 0) throw Error("decoder: nothing to extend with (at least one token is needed)");
+  const int64_t len = len_[size_t(slot)];
+  if (n > max_len_ - len)
+    throw Error("decoder: " + std::to_string(len) + " held + " + std::to_string(n) +
+                " new tokens exceed the maximum length " + std::to_string(max_len_));
+  check_ids(ids, n);
+  model_.extend(ids, n, *state_, slot, len, logits);
+  len_[size_t(slot)] = len + n;
+}
+
 void Decoder::set_length(int64_t slot, int64_t len) {
   if (slot < 0 || slot >= max_batch_ || len < 0 || len >= max_len_)
     throw Error("decoder: set_length(" + std::to_string(slot) + ", " + std::to_string(len) +

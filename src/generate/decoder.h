@@ -30,6 +30,12 @@ class Decoder {
   // Restarts slot `slot` with a prompt of n >= 1 tokens (ids checked against
   // the vocabulary); logits [V] receives the prediction after its last token.
   void prefill(int64_t slot, const int32_t* ids, int64_t n, float* logits);
+  // Continues slot `slot` from the tokens it holds with n >= 1 more in one
+  // parallel pass (Model::extend); logits [V] after the last. Equals prefill
+  // of the whole sequence, or steps, up to float rounding (any split: pieces
+  // may start and end anywhere in a RAT chunk or a local-attention window).
+  // A slot holding nothing starts afresh.
+  void extend(int64_t slot, const int32_t* ids, int64_t n, float* logits);
   // Appends ids[i] to slot slots[i] for i < n (distinct slots, each holding at
   // least one token and fewer than max_len); logits [n, V] written.
   // Allocation-free after the first call with this n (oneDNN caches its plan).
@@ -37,7 +43,9 @@ class Decoder {
 
   int64_t length(int64_t slot) const { return len_[size_t(slot)]; }
   // Marks slot `slot` as holding `len` tokens (0 <= len < max_len) whose
-  // state was written into state() from outside (serve's slot files).
+  // state was written into state() from outside (serve's slot files), or
+  // truncates it to its first len tokens where every layer's state allows
+  // (DecodeState::can_truncate; serve's prefix reuse checks that first).
   void set_length(int64_t slot, int64_t len);
   int64_t max_batch() const { return max_batch_; }
   int64_t max_len() const { return max_len_; }

@@ -104,6 +104,45 @@ void DecodeState::copy_slot(int64_t from, int64_t to, int64_t len) {
   for (RnnState& s : rnn) copy_row(s.h, from, to, int64_t(s.h.size()) / S);
 }
 
+bool DecodeState::can_truncate(int64_t held, int64_t k, bool recurrent_at_k) const {
+  if (k == held) return true;
+  if (k < 0 || k > held) return false;
+  if (!rnn.empty() && !recurrent_at_k) return false;
+  for (const RatState& s : rat)
+    if (k % s.chunk_size != 0 && !recurrent_at_k) return false;
+  // The ring's R = window + 1 rows hold positions held - R .. held - 1; query
+  // k reads max(0, k - (R - 1)) .. k - 1 (R == max_len: never wraps, any k).
+  for (const KvState& s : local)
+    if (std::max<int64_t>(0, k - (s.rows - 1)) < held - s.rows) return false;
+  return true;
+}
+
+int64_t DecodeState::recurrent_floats() const {
+  int64_t n = 0;
+  for (const RnnState& s : rnn) n += int64_t(s.h.size()) / max_batch;
+  for (const RatState& s : rat) n += 2 * int64_t(s.run_k.size()) / max_batch;
+  return n;
+}
+
+void DecodeState::save_recurrent(int64_t slot, float* out) const {
+  auto take = [&](const std::vector<float>& v) {
+    const int64_t w = int64_t(v.size()) / max_batch;
+    out = std::copy_n(v.data() + slot * w, w, out);
+  };
+  for (const RnnState& s : rnn) take(s.h);
+  for (const RatState& s : rat) take(s.run_k), take(s.run_v);
+}
+
+void DecodeState::load_recurrent(int64_t slot, const float* in) {
+  auto put = [&](std::vector<float>& v) {
+    const int64_t w = int64_t(v.size()) / max_batch;
+    std::copy_n(in, w, v.data() + slot * w);
+    in += w;
+  };
+  for (RnnState& s : rnn) put(s.h);
+  for (RatState& s : rat) put(s.run_k), put(s.run_v);
+}
+
 void DecodeState::fill_random(uint64_t seed) {
   uint64_t n = 0;  // a different stream per buffer
   auto h = [&] { return seed * 0x9E3779B97F4A7C15ull + (++n) * 0xD1B54A32D192ED03ull; };

@@ -163,6 +163,23 @@ struct DecodeState {
   // several continuations once and decodes each from a copy.
   void copy_slot(int64_t from, int64_t to, int64_t len);
 
+  // Prefix reuse (serve): can a slot holding `held` tokens continue from its
+  // first k <= held instead (Decoder::set_length(k), then extend)? Per layer:
+  // attention always (rows < k are untouched); RAT when k ends a chunk (its
+  // finished chunks' rows are the state; the next token starts a chunk) or
+  // when the running states at k are restored (`recurrent_at_k`, a snapshot);
+  // the RNN only with such a snapshot; local attention while the ring still
+  // holds the window query k reads (positions max(0, k - window) .. k-1 not
+  // yet overwritten: k >= held - 1 once the ring has wrapped). k == held
+  // always. The hybrid needs every layer's yes.
+  bool can_truncate(int64_t held, int64_t k, bool recurrent_at_k) const;
+  // One slot's running states: every RNN layer's h, then every RAT layer's
+  // run_k and run_v (recurrent_floats() floats). Saved after a prompt, they
+  // make the RNN and a mid-chunk RAT reusable at that point.
+  int64_t recurrent_floats() const;
+  void save_recurrent(int64_t slot, float* out) const;
+  void load_recurrent(int64_t slot, const float* in);
+
   // Bytes of the caches proper (not the scratch): what the slots keep.
   int64_t cache_bytes() const;
   // Every byte held: caches, scratch, regrouped weights.

@@ -92,6 +92,15 @@ class Block {
   // x, y: [n, D]; y = the block's output. Allocation-free.
   virtual void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
                     DecodeState& st) {}
+  // Continues slot `slot` (holding the state of tokens 0 .. pos0-1) with T
+  // more tokens in one pass: x, y: [T, D], rows at positions pos0 .. pos0+T-1.
+  // The norm and projections are GEMMs over the T rows; the mixing runs the
+  // step's per-token kernels (the same bits as T steps), so the slot then
+  // holds what T steps would leave. Grows the shared scratch to T rows once.
+  virtual void extend(const float* x, float* y, int64_t T, int64_t slot, int64_t pos0,
+                      DecodeState& st) {
+    throw Error("this block cannot continue a decode state");
+  }
 
  protected:
   Block(BlockEnv* env, MixerConfig m) : env_(env), m_(m) {}

@@ -156,6 +156,65 @@ class AttentionMixer final : public Block {
     linear_forward(out, D, p_.out_proj, p_.out_proj_b, y, D, n, D, D, env_->prec, 1.f,
                    env_->w16(p_.out_proj, D * D));
   }
+
+  // The step's per-(token, head) work for T tokens of one slot: q, k rotated
+  // at positions pos0 + t, the K, V rows written to the cache, each query
+  // attending its visible rows. When the T rows fit in the cache without
+  // wrapping (attention always: R = max_len), all rows are written first and
+  // every (token, head) attends in parallel; a local ring that wraps within
+  // the pass would overwrite rows earlier queries still read, so there each
+  // head walks its tokens in order (write, attend), exactly as T steps do.
+  void extend(const float* x, float* y, int64_t T, int64_t slot, int64_t pos0,
+              DecodeState& st) override {
+    KvState& ks = cache(st);
+    StepScratch& sc = st.scratch;
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = 3 * D, R = ks.rows;
+    Buffers& b = forward_buffers(false);
+    float* u = b.get(kU, T * D);
+    float* proj = b.get(kProj, T * W);
+    float* out = b.get(kO, T * D);
+    norm_forward(m_.ln, x, p_.input_norm, p_.input_norm_b, u,
+                 b.get(kRstd, norm_stats_size(m_.ln, T)), T, D);
+    linear_forward(u, D, p_.in_proj, p_.in_proj_b, proj, W, T, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
+    const RopeTable& rope = env_->rope[P];
+    rope_apply(rope, proj + D, 1, T, pos0, 2 * H, W, 1, +1);  // q and k at pos0 + t
+    const float scale = 1.f / std::sqrt(float(P));
+    auto put = [&](int64_t t, int64_t h) {
+      const float* pr = proj + t * W;
+      ks.kv.put(((slot * H + h) * R + (pos0 + t) % R) * P, pr + 2 * D + h * P, pr + h * P, P);
+    };
+    auto attend = [&](int64_t t, int64_t h) {
+      float* scr = sc.thread_scratch.data() + omp_get_thread_num() * sc.scratch_stride;
+      const int64_t base = (slot * H + h) * R * P, n_keys = std::min(pos0 + t + 1, R);
+      const float* q = proj + t * W + D + h * P;
+      float* o = out + t * D + h * P;
+      if (ks.kv.bf16)
+        decode_attend(q, ks.kv.k16.data() + base, ks.kv.v16.data() + base, n_keys, nullptr, nullptr,
+                      P, scale, scr, o);
+      else
+        decode_attend(q, ks.kv.k.data() + base, ks.kv.v.data() + base, n_keys, nullptr, nullptr, P,
+                      scale, scr, o);
+    };
+    if (pos0 + T <= R) {
+#pragma omp parallel num_threads(sc.step_threads())
+      {
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t h = 0; h < H; ++h) put(t, h);
+#pragma omp for collapse(2) schedule(guided)
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t h = 0; h < H; ++h) attend(t, h);
+      }
+    } else {
+#pragma omp parallel for schedule(static) num_threads(sc.step_threads())
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t t = 0; t < T; ++t) put(t, h), attend(t, h);
+    }
+    std::memcpy(y, x, size_t(T * D) * sizeof(float));
+    linear_forward(out, D, p_.out_proj, p_.out_proj_b, y, D, T, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
+  }
 };
 
 }  // namespace

@@ -27,6 +27,10 @@ class IdentityMixer final : public Block {
             DecodeState& st) override {
     copy_rows(x, y, n, env_->cfg->d_model);
   }
+  void extend(const float* x, float* y, int64_t T, int64_t slot, int64_t pos0,
+              DecodeState& st) override {
+    copy_rows(x, y, T, env_->cfg->d_model);
+  }
 };
 
 }  // namespace

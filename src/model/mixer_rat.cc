@@ -152,26 +152,33 @@ class RatMixer final : public Block {
     }
   }
 
-  void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
-            DecodeState& st) override {
+  // The state a step sees (SPEC.md "Generation state", rat), as the kernels take it.
+  RatStepState step_state(DecodeState& st) const {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, G = m_.ngroups;
     RatState& rs = st.rat[size_t(state_index_)];
+    return RatStepState{D,
+                        P,
+                        G,
+                        m_.chunk_size,
+                        st.max_batch,
+                        rs.chunks,
+                        p_.gate_bias,
+                        &env_->rope.at(P),
+                        rs.kv.k.data(),
+                        rs.kv.v.data(),
+                        rs.kv.k16.data(),
+                        rs.kv.v16.data(),
+                        rs.kv.bf16,
+                        rs.run_k.data(),
+                        rs.run_v.data()};
+  }
+
+  void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,
+            DecodeState& st) override {
+    const int64_t D = env_->cfg->d_model;
+    RatState& rs = st.rat[size_t(state_index_)];
     StepScratch& ss = st.scratch;
-    const RatStepState state{D,
-                             P,
-                             G,
-                             m_.chunk_size,
-                             st.max_batch,
-                             rs.chunks,
-                             p_.gate_bias,
-                             &env_->rope.at(P),
-                             rs.kv.k.data(),
-                             rs.kv.v.data(),
-                             rs.kv.k16.data(),
-                             rs.kv.v16.data(),
-                             rs.kv.bf16,
-                             rs.run_k.data(),
-                             rs.run_v.data()};
+    const RatStepState state = step_state(st);
     const RatDecodeWeights w{p_.input_norm,
                              p_.in_proj,
                              p_.out_proj,
@@ -187,6 +194,35 @@ class RatMixer final : public Block {
     const RatDecodePlan plan{ss.step_threads(), st.overlap_min_rows, st.overlap_min_work,
                              st.overlap_heads};
     rat_decode_step(state, w, blocks, sc, plan, x, y, slot, pos, n);
+  }
+
+  // T tokens of one slot: norm and in_proj over the T rows, then each head
+  // walks its tokens in order through rat_step_head (the step's kernel: the
+  // scans continue from the slot's running kt, vt, so a pass that starts
+  // mid-chunk continues that chunk exactly; a chunk finished inside the pass
+  // joins the cache before the next chunk's queries read it), then out_proj.
+  void extend(const float* x, float* y, int64_t T, int64_t slot, int64_t pos0,
+              DecodeState& st) override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P,
+                  W = in_proj_width(*env_->cfg, m_);
+    StepScratch& ss = st.scratch;
+    Buffers& b = forward_buffers(false);
+    float* u = b.get(kU, T * D);
+    float* proj = b.get(kProj, T * W);
+    float* out = b.get(kO, T * D);
+    rmsnorm_forward(x, p_.input_norm, u, b.get(kRstd, T), T, D);
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, T, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
+    const RatStepState state = step_state(st);
+#pragma omp parallel for schedule(static) num_threads(ss.step_threads())
+    for (int64_t h = 0; h < H; ++h) {
+      float* scr = ss.thread_scratch.data() + omp_get_thread_num() * ss.scratch_stride;
+      for (int64_t t = 0; t < T; ++t)
+        rat_step_head(state, proj + t * W, h, slot, pos0 + t, scr, out + t * D + h * P, nullptr);
+    }
+    std::memcpy(y, x, size_t(T * D) * sizeof(float));
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, T, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
   }
 };
 

@@ -1,6 +1,7 @@
 // Gated linear RNN mixer (SPEC.md "rnn"): [z, v, g] = in_proj(RMSNorm(x)),
 // h_t = g_t h_{t-1} + (1 - g_t) v_t over the whole sequence,
 // y = x + out_proj(sigmoid(z) * h). It is the chunk scan with one chunk.
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/linear.h"
@@ -111,6 +112,44 @@ class RnnMixer final : public Block {
     rnn_step(proj, W, p_.gate_bias, hs, slot, pos, out, n, D);
     std::memcpy(y, x, size_t(n * D) * sizeof(float));
     linear_forward(out, D, p_.out_proj, nullptr, y, D, n, D, D, env_->prec, 1.f,
+                   env_->w16(p_.out_proj, D * D));
+  }
+
+  // T tokens of one slot: the gates of all rows at once (vec_sigmoid per row,
+  // as rnn_step), then the recurrence continued from the slot's h (zero before
+  // token 0) with rnn_step's update, channel blocks in parallel.
+  void extend(const float* x, float* y, int64_t T, int64_t slot, int64_t pos0,
+              DecodeState& st) override {
+    const int64_t D = env_->cfg->d_model, W = 3 * D;
+    constexpr int64_t kBlock = 64;  // channels per task: a cache line of h per task at least
+    Buffers& b = forward_buffers(false);
+    float* u = b.get(kU, T * D);
+    float* proj = b.get(kProj, T * W);
+    float* out = b.get(kGated, T * D);
+    rmsnorm_forward(x, p_.input_norm, u, b.get(kRstd, T), T, D);
+    linear_forward(u, D, p_.in_proj, nullptr, proj, W, T, D, W, env_->prec, 0.f,
+                   env_->w16(p_.in_proj, D * W));
+    sigmoid_inplace(proj, W, nullptr, T, D);
+    sigmoid_inplace(proj + 2 * D, W, p_.gate_bias, T, D);
+    float* hs = st.rnn[size_t(state_index_)].h.data() + slot * D;
+#pragma omp parallel for schedule(static) num_threads(st.scratch.step_threads())
+    for (int64_t d0 = 0; d0 < D; d0 += kBlock) {
+      const int64_t d1 = std::min(D, d0 + kBlock);
+      for (int64_t t = 0; t < T; ++t) {
+        const float* z = proj + t * W;
+        const float* v = z + D;
+        const float* g = z + 2 * D;
+        const bool first = pos0 + t == 0;  // h_{-1} = 0
+        float* o = out + t * D;
+#pragma omp simd
+        for (int64_t d = d0; d < d1; ++d) {
+          hs[d] = scan_update(g[d], first ? 0.f : hs[d], v[d]);
+          o[d] = z[d] * hs[d];
+        }
+      }
+    }
+    std::memcpy(y, x, size_t(T * D) * sizeof(float));
+    linear_forward(out, D, p_.out_proj, nullptr, y, D, T, D, D, env_->prec, 1.f,
                    env_->w16(p_.out_proj, D * D));
   }
 };

@@ -212,6 +212,23 @@ void Model::prefill(const int32_t* ids, int64_t n, DecodeState& st, int64_t slot
                  env_.w16(w.lm_head, cfg_.vocab_size * D));
 }
 
+void Model::extend(const int32_t* ids, int64_t n, DecodeState& st, int64_t slot, int64_t pos0,
+                   float* logits) {
+  const int64_t D = cfg_.d_model;
+  ModelView w = layout_.view(params_.data());
+  float* x = acts_.get(kStream0, n * D);
+  float* xm = acts_.get(kStream0 + 1, n * D);
+  embedding_forward(ids, w.wte, x, n, D);
+  for (size_t i = 0; i < mixers_.size(); ++i) {
+    mixers_[i]->extend(x, xm, n, slot, pos0, st);
+    ffns_[i]->forward(xm, x, n, 1, false);  // the FFN is per token
+  }
+  norm_forward(cfg_.ln, x + (n - 1) * D, w.final_ln, w.final_ln_b, st.scratch.hf.data(),
+               st.scratch.rstd.data(), 1, D);
+  lm_head_logits(st.scratch.hf.data(), w.lm_head, logits, 1, D, cfg_.vocab_size, env_.prec,
+                 env_.w16(w.lm_head, cfg_.vocab_size * D));
+}
+
 void Model::step(const int32_t* ids, const int64_t* slots, const int64_t* pos, int64_t n,
                  DecodeState& st, float* logits) {
   if (n <= 0) return;

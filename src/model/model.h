@@ -102,6 +102,12 @@ class Model {
   // Restarts slot `slot` of st with ids [n] (kPrefill); logits [V] of the
   // prediction after the last token.
   void prefill(const int32_t* ids, int64_t n, DecodeState& st, int64_t slot, float* logits);
+  // Continues slot `slot` of st, which holds the state of pos0 tokens, with
+  // ids [n] at positions pos0 .. pos0+n-1 in one pass (Block::extend: GEMMs
+  // over the n rows, the step's per-token mixing); logits [V] of the
+  // prediction after the last. pos0 == 0 starts the slot afresh.
+  void extend(const int32_t* ids, int64_t n, DecodeState& st, int64_t slot, int64_t pos0,
+              float* logits);
   // One token for each of n rows: ids[i] at position pos[i] of slot slots[i]
   // (distinct slots holding pos[i] tokens); logits [n, V]. Allocation-free.
   void step(const int32_t* ids, const int64_t* slots, const int64_t* pos, int64_t n,

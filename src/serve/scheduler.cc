@@ -26,9 +26,11 @@ struct Scheduler::Running {
   std::unique_ptr<StreamDecoder> text;
   StopFilter stops;
   int32_t last = -1;  // the token the next step feeds
-  // Prefix reuse: prompt tokens still to feed before the first sample.
-  std::vector<int32_t> feed;
-  size_t fed = 0;
+  // job->prompt[next..] is not in the slot yet: the job is being prefilled
+  // (a piece per loop turn, the oldest job first) and does not step.
+  size_t next = 0;
+  int64_t order = 0;  // admission order
+  bool prefilling() const { return next < job->prompt.size(); }
 
   Running(std::shared_ptr<Job> j, int64_t s, int64_t V, const Tokenizer* tok)
       : job(std::move(j)),
@@ -80,6 +82,7 @@ Scheduler::Scheduler(Model& model, const Tokenizer* tok, const SchedulerOptions&
   if (opt.parallel <= 0) throw Error("--parallel must be >= 1");
   if (opt.ctx < 2) throw Error("--ctx must be >= 2");
   if (opt.max_queue < 0) throw Error("--max-queue must be >= 0");
+  if (opt.ubatch < 1) throw Error("--ubatch must be >= 1");
 }
 
 Scheduler::~Scheduler() {
@@ -127,6 +130,7 @@ SchedulerStats Scheduler::stats() const {
   s.prompt_tokens = prompt_tokens_, s.completion_tokens = completion_tokens_;
   s.jobs_done = jobs_done_, s.jobs_cancelled = jobs_cancelled_;
   s.cache_bytes = cache_bytes_, s.steps = steps_, s.prefills = prefills_;
+  s.prefill_pieces = prefill_pieces_;
   s.reuse_bytes = reuse_bytes_, s.reuse_evictions = reuse_evictions_;
   return s;
 }
@@ -171,7 +175,7 @@ SlotResult Scheduler::run_slot_task(SlotTask& t) {
     return {400, e.what()};
   }
   // The state is the file's now: whatever the slot held before is gone.
-  held_[s].clear();
+  forget(s);
   const int64_t V = model_.config().vocab_size;
   for (int32_t v : tokens)
     if (v < 0 || v >= V)
@@ -184,7 +188,15 @@ SlotResult Scheduler::run_slot_task(SlotTask& t) {
   return res;
 }
 
+void Scheduler::forget(size_t s) {
+  held_[s].clear();
+  snaps_[s].clear();
+}
+
 void Scheduler::bound_reuse_cache() {
+  // The held tokens' state as a slot file holds it (the running-state
+  // snapshots, at most kMaxSnapshots x recurrent_floats() floats per slot,
+  // are not counted: a few D-float rows per layer).
   DecodeState& st = dec_->state();
   const auto bytes = [&](size_t s) {
     return slots_[s] || held_[s].empty() ? 0 : slot_state_bytes(st, int64_t(held_[s].size()));
@@ -197,7 +209,7 @@ void Scheduler::bound_reuse_cache() {
       if (bytes(s) > 0 && (lru < 0 || last_used_[s] < last_used_[size_t(lru)])) lru = int64_t(s);
     if (lru < 0) break;
     total -= bytes(size_t(lru));
-    held_[size_t(lru)].clear();
+    forget(size_t(lru));
     ++reuse_evictions_;
   }
   reuse_bytes_ = total;
@@ -248,6 +260,135 @@ void Scheduler::finish(Running& r, const std::string& why) {
     j.finish = why;
   }
   j.ch->cv.notify_all();
+}
+
+int64_t Scheduler::reuse_point(size_t s, const std::vector<int32_t>& prompt,
+                               const Snapshot** snap) const {
+  *snap = nullptr;
+  const auto& h = held_[s];
+  if (slots_[s] || h.empty()) return 0;
+  // At least the prompt's last token is fed again: its logits start the answer.
+  const size_t m = std::min(h.size(), prompt.size() - 1);
+  const size_t common =
+      size_t(std::mismatch(h.begin(), h.begin() + int64_t(m), prompt.begin()).first - h.begin());
+  const DecodeState& st = dec_->state();
+  for (int64_t k = int64_t(common); k > 0; --k) {
+    const Snapshot* sn = nullptr;
+    for (const Snapshot& x : snaps_[s])
+      if (x.pos == k) sn = &x;
+    if (st.can_truncate(int64_t(h.size()), k, sn != nullptr)) {
+      *snap = sn;
+      return k;
+    }
+  }
+  return 0;
+}
+
+void Scheduler::admit(const std::shared_ptr<Job>& job) {
+  const int64_t V = model_.config().vocab_size, P = opt_.parallel;
+  const auto& pr = job->prompt;
+  int64_t slot = -1, k = 0;
+  const Snapshot* snap = nullptr;
+  if (!pr.empty())
+    for (int64_t s = 0; s < P; ++s) {
+      const Snapshot* sn = nullptr;
+      const int64_t ks = reuse_point(size_t(s), pr, &sn);
+      if (ks > k) slot = s, k = ks, snap = sn;
+    }
+  if (slot < 0)  // a free slot holding nothing, else the least recently used one
+    for (int64_t s = 0; s < P; ++s) {
+      if (slots_[size_t(s)]) continue;
+      const auto key = [&](int64_t x) {
+        return std::make_pair(!held_[size_t(x)].empty(), last_used_[size_t(x)]);
+      };
+      if (slot < 0 || key(s) < key(slot)) slot = s;
+    }
+  const size_t s = size_t(slot);
+  last_used_[s] = ++clock_;
+  ++busy_;
+  slots_[s] = std::make_unique<Running>(job, slot, V, tok_);
+  Running& r = *slots_[s];
+  r.order = ++admitted_;
+  if (job->cancel) {
+    finish(r, "cancelled");
+    return;
+  }
+  if (job->max_tokens <= 0) {
+    finish(r, "length");
+    return;
+  }
+  if (pr.empty()) {
+    {
+      std::lock_guard<std::mutex> lk(job->ch->mu);
+      job->error = "the prompt is empty (at least one token is needed)";
+    }
+    finish(r, "error");
+    return;
+  }
+  prompt_tokens_ += int64_t(pr.size());
+  if (k > 0) {
+    // Cut back to k: the held tokens past it (and snapshots past it) are gone.
+    if (k < int64_t(held_[s].size())) {
+      if (snap) dec_->state().load_recurrent(slot, snap->rec.data());
+      dec_->set_length(slot, k);
+      held_[s].resize(size_t(k));
+      auto& v = snaps_[s];
+      v.erase(std::remove_if(v.begin(), v.end(), [&](const Snapshot& x) { return x.pos > k; }),
+              v.end());
+    }
+    reused_tokens_ += k;
+    r.next = size_t(k);
+  } else {
+    forget(s);
+    dec_->set_length(slot, 0);  // the first piece prefills it afresh
+  }
+  bound_reuse_cache();  // the slot taken is no longer a free slot's cache
+}
+
+void Scheduler::prefill_piece(float* logits) {
+  Running* r = nullptr;
+  for (auto& x : slots_)
+    if (x && x->prefilling() && !x->job->cancel && (!r || x->order < r->order)) r = x.get();
+  if (!r) return;
+  const auto& pr = r->job->prompt;
+  const size_t s = size_t(r->slot);
+  DecodeState& st = dec_->state();
+  const bool running_states = st.recurrent_floats() > 0;
+  const int64_t left = int64_t(pr.size() - r->next);
+  int64_t n = std::min<int64_t>(opt_.ubatch, left);
+  // With running states (RNN, RAT), the last pass stops one token short: the
+  // snapshot there lets the same prompt sent again reuse all but its last
+  // token (whose logits must be recomputed).
+  if (running_states && n == left && n >= 2) --n;
+  try {
+    if (dec_->length(r->slot) == 0)
+      dec_->prefill(r->slot, pr.data(), n, logits);
+    else
+      dec_->extend(r->slot, pr.data() + r->next, n, logits);
+  } catch (const std::exception& e) {
+    forget(s);  // its state is unknown now
+    {
+      std::lock_guard<std::mutex> lk(r->job->ch->mu);
+      r->job->error = e.what();
+    }
+    finish(*r, "error");
+    return;
+  }
+  held_[s].insert(held_[s].end(), pr.begin() + int64_t(r->next), pr.begin() + int64_t(r->next) + n);
+  r->next += size_t(n);
+  ++prefill_pieces_;
+  if (running_states && r->next + 1 >= pr.size()) {  // the prompt's end, or one before
+    auto& v = snaps_[s];
+    const int64_t pos = int64_t(r->next);
+    v.erase(std::remove_if(v.begin(), v.end(), [&](const Snapshot& x) { return x.pos == pos; }),
+            v.end());
+    if (v.size() >= kMaxSnapshots) v.erase(v.begin());
+    v.push_back({pos, std::vector<float>(size_t(st.recurrent_floats()))});
+    st.save_recurrent(r->slot, v.back().rec.data());
+  }
+  if (r->prefilling()) return;
+  ++prefills_;
+  advance(*r, logits);  // its first token; it steps with the others from now on
 }
 
 bool Scheduler::advance(Running& r, float* logits) {
@@ -304,6 +445,7 @@ void Scheduler::loop() {
     dec_ = std::make_unique<Decoder>(model_, opt_.parallel, opt_.ctx, opt_.bf16_cache);
     slots_.resize(size_t(opt_.parallel));
     held_.resize(size_t(opt_.parallel));
+    snaps_.resize(size_t(opt_.parallel));
     last_used_.assign(size_t(opt_.parallel), 0);
     cache_bytes_ = dec_->cache_bytes();
     warm_up();
@@ -325,13 +467,9 @@ void Scheduler::loop() {
   std::vector<int32_t> ids;
   std::vector<Running*> running;
   for (;;) {
-    std::shared_ptr<Job> admit;
-    int64_t free_slot = -1;  // the least recently used free slot
-    for (int64_t s = 0; s < P; ++s)
-      if (!slots_[size_t(s)] &&
-          (free_slot < 0 || last_used_[size_t(s)] < last_used_[size_t(free_slot)]))
-        free_slot = s;
-    std::vector<std::shared_ptr<Job>> dropped;
+    int64_t free_slots = 0;
+    for (const auto& r : slots_) free_slots += !r;
+    std::vector<std::shared_ptr<Job>> admits, dropped;
     std::deque<std::unique_ptr<SlotTask>> tasks;
     bool quit = false;
     {
@@ -346,8 +484,8 @@ void Scheduler::loop() {
           if (r) r->job->cancel = true;
       }
       quit = stop_ && busy_ == 0 && queue_.empty() && dropped.empty();
-      if (!quit && free_slot >= 0 && !queue_.empty()) {
-        admit = queue_.front();
+      while (!quit && free_slots-- > 0 && !queue_.empty()) {
+        admits.push_back(queue_.front());
         queue_.pop_front();
       }
     }
@@ -362,53 +500,8 @@ void Scheduler::loop() {
       j->ch->cv.notify_all();
       ++jobs_done_, ++jobs_cancelled_;
     }
-    if (admit) {
-      // The free slot holding the longest whole prefix of the prompt, if any.
-      const auto& pr = admit->prompt;
-      int64_t reuse = -1;
-      for (int64_t s = 0; s < P; ++s) {
-        const auto& h = held_[size_t(s)];
-        if (slots_[size_t(s)] || h.empty() || h.size() >= pr.size() ||
-            int64_t(pr.size() - h.size()) > kMaxFedTokens ||
-            (reuse >= 0 && h.size() <= held_[size_t(reuse)].size()))
-          continue;
-        if (std::equal(h.begin(), h.end(), pr.begin())) reuse = s;
-      }
-      if (reuse >= 0) free_slot = reuse;
-      last_used_[size_t(free_slot)] = ++clock_;
-      ++busy_;
-      slots_[size_t(free_slot)] = std::make_unique<Running>(admit, free_slot, V, tok_);
-      bound_reuse_cache();  // the slot taken is no longer a free slot's cache
-      Running& r = *slots_[size_t(free_slot)];
-      if (admit->cancel) {
-        finish(r, "cancelled");
-      } else if (admit->max_tokens <= 0) {
-        finish(r, "length");
-      } else if (reuse >= 0) {
-        const size_t have = held_[size_t(reuse)].size();
-        r.feed.assign(pr.begin() + int64_t(have), pr.end());
-        r.last = r.feed[0];
-        r.fed = 1;
-        prompt_tokens_ += int64_t(pr.size());
-        reused_tokens_ += int64_t(have);
-      } else {
-        try {
-          held_[size_t(free_slot)].clear();
-          dec_->prefill(free_slot, admit->prompt.data(), int64_t(admit->prompt.size()),
-                        logits.data());
-          held_[size_t(free_slot)] = admit->prompt;
-          prompt_tokens_ += int64_t(admit->prompt.size());
-          ++prefills_;
-          advance(r, logits.data());
-        } catch (const std::exception& e) {
-          {
-            std::lock_guard<std::mutex> lk(admit->ch->mu);
-            admit->error = e.what();
-          }
-          finish(r, "error");
-        }
-      }
-    }
+    for (auto& j : admits) admit(j);
+    prefill_piece(logits.data());
     // One step for every running job that was not cancelled meanwhile.
     running.clear();
     for (auto& r : slots_) {
@@ -417,10 +510,11 @@ void Scheduler::loop() {
         finish(*r, "cancelled");
         continue;
       }
-      running.push_back(r.get());
+      if (!r->prefilling()) running.push_back(r.get());
     }
-    // A job admitted just now already has its first token; it steps with
-    // the others (its slot holds the prompt, the token is fed now).
+    // A job whose last piece was prefilled just now already has its first
+    // token; it steps with the others (its slot holds the prompt, the token
+    // is fed now).
     if (running.empty()) continue;
     rows.clear(), ids.clear();
     for (Running* r : running) rows.push_back(r->slot), ids.push_back(r->last);
@@ -430,7 +524,7 @@ void Scheduler::loop() {
       ++steps_;
     } catch (const std::exception& e) {
       for (Running* r : running) {
-        held_[size_t(r->slot)].clear();  // its state is unknown now
+        forget(size_t(r->slot));  // its state is unknown now
         {
           std::lock_guard<std::mutex> lk(r->job->ch->mu);
           r->job->error = e.what();
@@ -439,14 +533,8 @@ void Scheduler::loop() {
       }
       continue;
     }
-    for (size_t i = 0; i < running.size(); ++i) {
-      Running& r = *running[i];
-      if (r.fed < r.feed.size()) {  // still feeding a reused prompt's rest: no sample yet
-        r.last = r.feed[r.fed++];
-        continue;
-      }
-      advance(r, logits.data() + int64_t(i) * V);
-    }
+    for (size_t i = 0; i < running.size(); ++i)
+      advance(*running[i], logits.data() + int64_t(i) * V);
   }
 }
 

@@ -1,16 +1,26 @@
 // Continuous batching for `rat serve`: one thread owns the Model and a
 // Decoder of --parallel slots. Requests (Jobs) wait in a bounded queue; at
-// every step boundary the loop admits at most one waiting job (its prompt
-// prefilled into a free slot), then advances every running job by one token
-// in a single Model::step, so jobs join and leave the batch between steps and
-// a new prompt's prefill delays the running streams by one prefill at most.
-// Prefix reuse: a slot keeps its state when its sequence ends; a new prompt
-// that starts with everything a free slot holds (a conversation sent again
-// with one more turn) continues that state: the rest of the prompt (at most
-// kMaxFedTokens) is fed one token per step with the batch instead of
-// prefilling the whole prompt. Every mixer's state after those tokens is
-// exact (attention rows, RAT chunk states and running chunk, the local ring,
-// the RNN h), so this holds for all of them and the hybrids alike.
+// every step boundary the loop gives waiting jobs the free slots, runs ONE
+// piece of at most --ubatch prompt tokens of the oldest job still being
+// prefilled (Decoder::prefill, then Decoder::extend for the next pieces),
+// then advances every job past its prompt by one token in a single
+// Model::step. Jobs join and leave the batch between steps, and a long
+// prompt delays the running streams by one piece per token, not by its
+// whole prefill.
+// Prefix reuse: a slot keeps its state when its sequence ends. A new prompt
+// continues the free slot whose held tokens it shares the longest usable
+// prefix with: the slot is cut back to the longest point k <= the common
+// prefix (and < the prompt's length) its state allows, per layer
+// (DecodeState::can_truncate): attention anywhere; RAT at a chunk boundary
+// (its finished chunks' rows; the partial chunk is recomputed); local
+// attention while its ring still holds the window (one token back once it
+// has wrapped); the RNN only where a snapshot of the running states exists;
+// the hybrid where all its layers allow. The running states (RNN h, RAT
+// running kt, vt) are snapshotted at the end of every prompt, so
+// RNN and mid-chunk RAT layers are reusable at prompt ends (a request sent
+// again, another answer to the same conversation). The rest of the prompt is
+// then prefilled in pieces as above. Exact for every mixer: extend continues
+// each state as steps would.
 // What free slots keep for reuse is bounded by reuse_cache_bytes (--cache-mib:
 // least recently used free slots forget theirs first); a free slot's tokens
 // and state can be saved to and restored from a file (slot_file.h) between
@@ -97,6 +107,9 @@ struct SchedulerOptions {
   // state, slot_state_bytes); beyond, the least recently used free slots
   // forget theirs. -1: no bound.
   int64_t reuse_cache_bytes = -1;
+  // Prompt tokens prefilled per loop turn at most (--ubatch): between two
+  // decode steps of the running jobs, one piece of one prompt.
+  int64_t ubatch = 512;
   // Slot files (slot_file.h): the model's key; "" dir: save/restore refused.
   std::string slot_dir;
   uint64_t model_key = 0;
@@ -114,13 +127,15 @@ struct SchedulerStats {
   int64_t reused_tokens = 0;  // prompt tokens whose state a free slot still held (not prefilled)
   int64_t prompt_tokens = 0, completion_tokens = 0, jobs_done = 0, jobs_cancelled = 0;
   int64_t cache_bytes = 0, steps = 0, prefills = 0;
-  int64_t reuse_bytes = 0;  // state kept by free slots for prefix reuse (--cache-mib bounds it)
+  int64_t prefill_pieces = 0;  // prefill / extend calls of at most --ubatch tokens
+  int64_t reuse_bytes = 0;     // state kept by free slots for prefix reuse (--cache-mib bounds it)
   int64_t reuse_evictions = 0;
 };
 
 class Scheduler {
  public:
-  static constexpr int64_t kMaxFedTokens = 64;
+  // Running-state snapshots kept per slot (prompt ends, newest kept).
+  static constexpr size_t kMaxSnapshots = 8;
   // tok may be null (ids only: no text, no stop strings).
   Scheduler(Model& model, const Tokenizer* tok, const SchedulerOptions& opt);
   ~Scheduler();
@@ -158,6 +173,17 @@ class Scheduler {
   SlotResult run_slot_task(SlotTask& t);
   // Free slots' reuse bytes; evicts least recently used ones beyond the bound.
   void bound_reuse_cache();
+  // Gives a waiting job a free slot: the one whose held tokens it can reuse
+  // the most of (cut back to that point), else an empty or the least
+  // recently used one.
+  void admit(const std::shared_ptr<Job>& job);
+  // The longest prefix of prompt (shorter than it) free slot s can continue
+  // from; 0 when none. *snap: the snapshot to restore there, or null.
+  struct Snapshot;
+  int64_t reuse_point(size_t s, const std::vector<int32_t>& prompt, const Snapshot** snap) const;
+  // One piece of the oldest prompt still being prefilled, if any.
+  void prefill_piece(float* logits);
+  void forget(size_t s);  // slot s keeps nothing for reuse
 
   Model& model_;
   const Tokenizer* tok_;
@@ -181,11 +207,17 @@ class Scheduler {
   // prompt and every token fed after it), kept when the sequence ends, and
   // when the slot was last used (least recently used slots are taken first).
   std::vector<std::vector<int32_t>> held_;
+  // The running states of slot s after its first pos tokens (pos <= held).
+  struct Snapshot {
+    int64_t pos = 0;
+    std::vector<float> rec;  // DecodeState::save_recurrent
+  };
+  std::vector<std::vector<Snapshot>> snaps_;
   std::vector<int64_t> last_used_;
-  int64_t clock_ = 0;
-  std::atomic<int64_t> busy_{0}, reused_tokens_{0}, prompt_tokens_{0}, completion_tokens_{0},
-      jobs_done_{0}, jobs_cancelled_{0}, cache_bytes_{0}, steps_{0}, prefills_{0}, reuse_bytes_{0},
-      reuse_evictions_{0};
+  int64_t clock_ = 0, admitted_ = 0;
+  std::atomic<int64_t> prefill_pieces_{0}, busy_{0}, reused_tokens_{0}, prompt_tokens_{0},
+      completion_tokens_{0}, jobs_done_{0}, jobs_cancelled_{0}, cache_bytes_{0}, steps_{0},
+      prefills_{0}, reuse_bytes_{0}, reuse_evictions_{0};
 };
 
 }  // namespace rat::serve

@@ -309,6 +309,9 @@ void Server::metrics(httplib::Response& res) {
          one("rat_decode_steps_total", s.steps));
   metric("rat_prefills_total", "counter", "prompts prefilled",
          one("rat_prefills_total", s.prefills));
+  metric("rat_prefill_pieces_total", "counter",
+         "prefill passes of at most --ubatch prompt tokens, each between two decode steps",
+         one("rat_prefill_pieces_total", s.prefill_pieces));
   res.set_content(out, "text/plain; version=0.0.4");
 }
 
@@ -494,6 +497,7 @@ int run_server(const ServeOptions& opt) {
   so.bf16_cache = bf16_cache;
   so.threads = opt.threads;
   so.max_queue = opt.max_queue;
+  so.ubatch = opt.ubatch;
   so.reuse_cache_bytes = opt.cache_mib < 0 ? -1 : int64_t(opt.cache_mib * double(1 << 20));
   if (!opt.slot_save_path.empty()) {
     if (!std::filesystem::is_directory(opt.slot_save_path))

@@ -27,6 +27,7 @@ struct ServeOptions {
   double shutdown_grace_s = 10;
   std::string slot_save_path;  // directory of POST /slots/ID files; "": the endpoint answers 501
   double cache_mib = -1;       // bound on free slots' prefix-reuse state; < 0: none
+  int64_t ubatch = 512;        // prompt tokens prefilled between two decode steps at most
 };
 
 // Serves until SIGTERM or SIGINT; returns the exit status (0 after a clean

@@ -1,8 +1,9 @@
-// Decoding (src/generate/decoder.h): prefill(prompt) + one-token steps must give
-// the logits of one full forward over the same tokens (SPEC.md "Generation
-// state"), for every mixer and the hybrid, at every prompt length around the
-// chunk boundaries, and for a batch of prompts of different lengths decoding
-// together.
+// Decoding (src/generate/decoder.h): prefill(prompt) + one-token steps, and
+// extends in any pieces, must give the logits of one full forward over the
+// same tokens (SPEC.md "Generation state"), for every mixer and the hybrid, at
+// every prompt length around the chunk boundaries, and for a batch of prompts
+// of different lengths decoding together; a slot truncated where its state
+// allows and extended with another continuation gives that continuation's.
 //
 // Tolerance: the full forward and the decoder run the same maths in float32
 // but in different orders (tiled online softmax vs one softmax per query; GEMM
@@ -440,6 +441,157 @@ TEST(Generate, CacheSizesFollowSpec) {
   EXPECT_EQ(Decoder(*att, 2, T, true).cache_bytes_per_sequence(), T * D * 4);
 }
 
+// ---- Decoder::extend: a slot continued with several tokens in one pass ----
+//
+// Extend runs the norms and projections as GEMMs over the new rows and the
+// mixing with the step's per-token kernels, so against the full forward it
+// differs by the same kinds of rounding as prefill + steps: the same
+// tolerance (kRelTol) holds. A piece that starts or ends at the wrong offset
+// of a RAT chunk, a ring row written late, a rotation at the wrong position
+// or an RNN state not carried over moves logits by O(1e-2..1).
+
+// Random schedules over T tokens: prefill, extend or step pieces (the first
+// a prefill or an extend of a slot holding nothing), each piece's last logits
+// against the full forward's at its last position.
+void check_extend(const ModelConfig& cfg, int64_t T, const std::string& what) {
+  auto model = make_model(cfg, 13);
+  const int64_t V = cfg.vocab_size;
+  const auto ids = random_ids(T, V, 17);
+  std::vector<float> full(static_cast<size_t>(T * V)), got(static_cast<size_t>(V));
+  model->logits(ids.data(), 1, T, full.data());
+  std::mt19937 rng(23);
+  for (int schedule = 0; schedule < 8; ++schedule) {
+    Decoder dec(*model, 2, T);
+    const int64_t slot = schedule % 2;  // the other slot stays empty: rows must not mix
+    std::string ops;
+    for (int64_t at = 0; at < T;) {
+      // Schedule 0 is one extend of everything; 1 is all one-token extends.
+      int64_t n = schedule == 0 ? T : schedule == 1 ? 1 : 1 + int64_t(rng() % 9);
+      n = std::min(n, T - at);
+      const int kind = at == 0 ? int(rng() % 2) : schedule < 2 ? 1 : int(rng() % 3);
+      if (kind == 0 && at == 0) {
+        dec.prefill(slot, ids.data(), n, got.data());
+        ops += "p" + std::to_string(n) + " ";
+      } else if (kind == 2) {
+        n = 1;
+        dec.step(&slot, &ids[size_t(at)], 1, got.data());
+        ops += "s ";
+      } else {
+        dec.extend(slot, &ids[size_t(at)], n, got.data());
+        ops += "e" + std::to_string(n) + " ";
+      }
+      at += n;
+      ASSERT_EQ(dec.length(slot), at);
+      const double e = rel_err(got.data(), full.data() + (at - 1) * V, V);
+      ASSERT_LE(e, kRelTol) << what << ": schedule " << ops << "(" << at << " tokens)";
+    }
+  }
+}
+
+TEST(Generate, ExtendEqualsForwardForEveryMixer) {
+  check_extend(make_config(mixer(MixerKind::kRat, 8, 1, 4)), 21, "rat G1 L4");
+  check_extend(make_config(mixer(MixerKind::kRat, 8, 2, 5)), 23, "rat G2 L5");
+  check_extend(make_config(mixer(MixerKind::kRat, 8, 2, 1)), 13, "rat L1");
+  check_extend(make_config(mixer(MixerKind::kRat, 8, 1, 32)), 13, "rat L32");
+  check_extend(make_config(mixer(MixerKind::kAttention, 8)), 19, "attention");
+  // Pieces longer than the ring wrap it within one pass.
+  check_extend(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 3)), 19, "local w3");
+  check_extend(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 0)), 9, "local w0");
+  check_extend(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 40)), 19, "local w40");
+  check_extend(make_config(mixer(MixerKind::kRnn, 8)), 17, "rnn");
+  check_extend(make_config(mixer(MixerKind::kIdentity, 8)), 7, "identity");
+  MixerConfig rat = mixer(MixerKind::kRat, 8, 2, 4);
+  check_extend(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 3, 32, &rat), 22,
+               "hybrid");
+}
+
+// Prefix reuse at the decoder's level (what serve does): a slot holding
+// A's first `held` tokens continues, from a point k its state allows
+// (DecodeState::can_truncate), with sequence B that shares A's first m
+// tokens; B's logits after the extend and after a step equal B's own
+// forward. With a snapshot of the running states taken at s <= m
+// (save_recurrent after a prefill of A's first s tokens), k = s is allowed
+// for RAT mid-chunk and the RNN too.
+void check_reuse(const ModelConfig& cfg, const std::string& what, int64_t m = 15,
+                 int64_t held = 24) {
+  auto model = make_model(cfg, 29);
+  const int64_t V = cfg.vocab_size, T = 24, s = 11;
+  const auto a = random_ids(T, V, 31);
+  auto b = random_ids(T, V, 37);
+  std::copy(a.begin(), a.begin() + m, b.begin());
+  std::vector<float> full(static_cast<size_t>(T * V)), got(static_cast<size_t>(V));
+  model->logits(b.data(), 1, T, full.data());
+  Decoder dec(*model, 1, T);
+  std::vector<float> snap(size_t(dec.state().recurrent_floats()));
+  int64_t tried = 0;
+  for (int64_t k = 1; k <= m; ++k)
+    for (bool from_snap : {false, true}) {
+      if (from_snap && k != s) continue;
+      if (!dec.state().can_truncate(held, k, from_snap)) continue;
+      ++tried;
+      dec.prefill(0, a.data(), s, got.data());
+      dec.state().save_recurrent(0, snap.data());
+      dec.extend(0, &a[size_t(s)], held - s, got.data());
+      if (from_snap) dec.state().load_recurrent(0, snap.data());
+      dec.set_length(0, k);
+      dec.extend(0, &b[size_t(k)], T - 1 - k, got.data());
+      ASSERT_LE(rel_err(got.data(), full.data() + (T - 2) * V, V), kRelTol)
+          << what << ": reused " << k << (from_snap ? " (snapshot)" : "");
+      const int64_t slot = 0;
+      dec.step(&slot, &b[size_t(T - 1)], 1, got.data());
+      ASSERT_LE(rel_err(got.data(), full.data() + (T - 1) * V, V), kRelTol)
+          << what << ": step after reusing " << k;
+    }
+  EXPECT_GT(tried, 0) << what;
+}
+
+TEST(Generate, ExtendAfterTruncationEqualsForward) {
+  MixerConfig rat = mixer(MixerKind::kRat, 8, 2, 4);
+  check_reuse(make_config(rat), "rat");
+  check_reuse(make_config(mixer(MixerKind::kAttention, 8)), "attention");
+  // A wrapped ring goes back one token at most (16 held, 15 reused); one
+  // longer than the sequence never wraps (any point).
+  check_reuse(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 3)), "local w3", 15, 16);
+  check_reuse(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 30)), "local w30");
+  check_reuse(make_config(mixer(MixerKind::kRnn, 8)), "rnn");
+  // The hybrids: the ring's one token back at a RAT chunk boundary (16 of
+  // 17); attention + rat at boundaries and the snapshot.
+  check_reuse(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 5), 3, 32, &rat), "hybrid", 16,
+              17);
+  check_reuse(make_config(mixer(MixerKind::kAttention, 8), 3, 32, &rat), "attention + rat");
+}
+
+// can_truncate's rule per kind, on hand-worked cases (a slot of `held` tokens).
+TEST(Generate, TruncationPointsFollowEachState) {
+  auto state_of = [](const ModelConfig& cfg) {
+    auto model = make_model(cfg, 1);
+    return model->make_decode_state(1, 32);
+  };
+  auto rat = state_of(make_config(mixer(MixerKind::kRat, 8, 1, 4)));
+  EXPECT_TRUE(rat->can_truncate(21, 8, false));   // a chunk boundary
+  EXPECT_FALSE(rat->can_truncate(21, 9, false));  // mid-chunk: running state of 9 unknown
+  EXPECT_TRUE(rat->can_truncate(21, 9, true));    // ... unless a snapshot has it
+  EXPECT_TRUE(rat->can_truncate(21, 21, false));
+  EXPECT_FALSE(rat->can_truncate(21, 22, false));
+  auto rnn = state_of(make_config(mixer(MixerKind::kRnn, 8)));
+  EXPECT_FALSE(rnn->can_truncate(21, 20, false));
+  EXPECT_TRUE(rnn->can_truncate(21, 20, true));
+  EXPECT_TRUE(rnn->can_truncate(21, 21, false));
+  auto att = state_of(make_config(mixer(MixerKind::kAttention, 8)));
+  EXPECT_TRUE(att->can_truncate(21, 1, false));
+  // Window 3: a ring of 4 rows. Holding 19 tokens it has positions 15..18;
+  // query 18 reads 15..17 (kept), query 17 would read 14 (overwritten by 18).
+  auto loc = state_of(make_config(mixer(MixerKind::kLocalAttention, 8, 1, 4, 3)));
+  EXPECT_TRUE(loc->can_truncate(19, 18, false));
+  EXPECT_FALSE(loc->can_truncate(19, 17, true));
+  EXPECT_TRUE(loc->can_truncate(4, 1, false));  // not wrapped yet: every row is its own
+  EXPECT_FALSE(loc->can_truncate(5, 1, false));
+  MixerConfig r = mixer(MixerKind::kRat, 8, 2, 4);
+  auto hyb = state_of(make_config(mixer(MixerKind::kAttention, 8), 3, 32, &r));
+  EXPECT_TRUE(hyb->can_truncate(21, 12, false));
+  EXPECT_FALSE(hyb->can_truncate(21, 13, false));  // the rat layers need a chunk boundary
+}
+
 TEST(Generate, BadInputIsNamed) {
   auto model = make_model(make_config(mixer(MixerKind::kRat, 8)), 1);
   Decoder dec(*model, 1, 4);
@@ -464,6 +616,13 @@ TEST(Generate, BadInputIsNamed) {
   EXPECT_THROW(two.step(unfilled, ok, 2, two_rows.data()), Error);
   two.step(&slot, ok, 1, logits.data());  // still usable after the refusals
   EXPECT_EQ(two.length(0), 3);
+  EXPECT_THROW(two.extend(0, ok, 0, logits.data()), Error);  // nothing to extend with
+  EXPECT_THROW(two.extend(0, ok, 6, logits.data()), Error);  // 3 + 6 > 8
+  EXPECT_THROW(two.extend(0, bad, 2, logits.data()), Error);
+  EXPECT_THROW(two.extend(2, ok, 1, logits.data()), Error);
+  EXPECT_EQ(two.length(0), 3);
+  two.extend(0, ok, 5, logits.data());
+  EXPECT_EQ(two.length(0), 8);
 }
 
 }  // namespace
