@@ -88,14 +88,12 @@ std::vector<int32_t> ChatSession::encode_continuation(const std::string& text) c
 void ChatSession::feed(const int32_t* ids, int64_t n) {
   if (n <= 0) return;
   const int64_t slot = 0;
-  if (tokens_.empty()) {
+  // The history is never read again: the new tokens continue the slot's state
+  // in one parallel pass (Decoder::extend), as n steps would.
+  if (tokens_.empty())
     dec_.prefill(slot, ids, n, logits_.data());
-  } else {
-    // One token per step: exact (steps continue the state as a prefill
-    // would), only slower than one parallel pass. Becomes a single
-    // Decoder::extend(slot, ids, n, logits) call once the decoder has it.
-    for (int64_t i = 0; i < n; ++i) dec_.step(&slot, ids + i, 1, logits_.data());
-  }
+  else
+    dec_.extend(slot, ids, n, logits_.data());
   tokens_.insert(tokens_.end(), ids, ids + n);
 }
 
