@@ -5,7 +5,8 @@ pkgs=(build-essential cmake pkg-config libdnnl-dev libyaml-cpp-dev nlohmann-json
       libcli11-dev libsentencepiece-dev sentencepiece libopenmpi-dev openmpi-bin libgtest-dev
       gnuplot-nox python3-torch python3-numpy python3-yaml python3.11-doc
       python3-omegaconf python3-easydict  # oracles: config composition, the authors' checkpoints
-      libcpp-httplib-dev curl nodejs)
+      libcpp-httplib-dev curl nodejs
+      clang-14 libclang-rt-14-dev libomp-14-dev)  # fuzz/ (libFuzzer), sanitize_tests.sh --tsan (Archer)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
