@@ -478,7 +478,12 @@ ComposedConfig compose_file(const std::string& path, const std::vector<std::stri
   const YAML::Node top =
       load_yaml_mapping((root / "config.yaml").string(), "a config mapping");  // FILE:LINE errors
   std::vector<std::string> groups;
-  for (const YAML::Node& item : static_cast<const YAML::Node&>(top)["defaults"]) {
+  // Iterating a mapping as a list throws YAML::InvalidNode (found by fuzz/compose.cc).
+  const YAML::Node defaults = static_cast<const YAML::Node&>(top)["defaults"];
+  if (defaults.IsDefined() && !defaults.IsNull() && !defaults.IsSequence())
+    throw Error(yaml_where((root / "config.yaml").string(), &defaults) + ": defaults: got " +
+                describe_yaml(defaults) + ", expected a list");
+  for (const YAML::Node& item : defaults.IsSequence() ? defaults : YAML::Node()) {
     if (!item.IsMap() || item.size() != 1) continue;
     std::string g = item.begin()->first.Scalar();
     if (g.rfind("optional ", 0) == 0) g = g.substr(9);

@@ -33,7 +33,7 @@ std::vector<std::pair<double, double>> read_metric(const std::string& run_dir,
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {
       throw Error(p.string() + ":" + std::to_string(lineno) + ": not a JSON object");
     }
     for (const auto& [k, v] : j.items())

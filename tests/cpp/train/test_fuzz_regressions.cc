@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include "eval/metrics.h"
+#include "model/safetensors.h"
 #include "test_util.h"
 #include "train/compose.h"
 #include "train/plot.h"
@@ -61,4 +63,39 @@ TEST(FuzzRegressionMetrics, NonNumericStepNamesTheLine) {
   dir.write("metrics.jsonl", "{\"step\": 1, \"loss\": 2}\n{\"step\": \"a\", \"loss\": 1}\n");
   const std::string msg = error_of([&] { rat::read_metric(dir.path(), "loss"); });
   EXPECT_NE(msg.find("metrics.jsonl:2: 'step' is string"), std::string::npos) << msg;
+}
+
+// fuzz/compose.cc: compose_file iterated a config.yaml whose defaults is a mapping as a list:
+// YAML::InvalidNode escaped.
+TEST(FuzzRegressionCompose, ComposeFileWithDefaultsMappingNamesIt) {
+  TempDir dir;
+  dir.write("config.yaml", "defaults: {a: b}\n");
+  std::filesystem::create_directories(dir.file("experiment"));
+  const std::string x = dir.write("experiment/x.yaml", "defaults:\n  - _self_\n");
+  const std::string msg = error_of([&] { rat::compose_file(x, {}); });
+  EXPECT_NE(msg.find("config.yaml:1: defaults: got"), std::string::npos) << msg;
+}
+
+// fuzz/safetensors.cc: a header number beyond double (1e999) made json::parse throw
+// out_of_range, which the reader's parse_error handler did not catch.
+TEST(FuzzRegressionJson, SafetensorsHeaderNumberOverflow) {
+  TempDir dir;
+  const std::string header = "{\"a\": 21e308}";
+  std::string bytes(8, '\0');
+  bytes[0] = char(header.size());
+  const std::string p = dir.write("m.safetensors", bytes + header);
+  const std::string msg = error_of([&] { rat::SafetensorsReader r(p); });
+  EXPECT_NE(msg.find("header is not valid JSON"), std::string::npos) << msg;
+}
+
+// The same out_of_range in the JSONL readers (metrics.jsonl, predictions): each caught
+// parse_error only.
+TEST(FuzzRegressionJson, JsonlNumberOverflowNamesTheLine) {
+  TempDir dir;
+  dir.write("metrics.jsonl", "{\"step\": 1, \"loss\": 1e999}\n");
+  EXPECT_NE(error_of([&] { rat::read_metric(dir.path(), "loss"); }).find("metrics.jsonl:1"),
+            std::string::npos);
+  const std::string p = dir.write("pred.jsonl", "{\"prediction\": \"a\", \"answers\": [1e999]}\n");
+  EXPECT_NE(error_of([&] { rat::score_predictions(p, rat::Metric::kQaF1); }).find("pred.jsonl:1"),
+            std::string::npos);
 }
