@@ -483,7 +483,9 @@ ComposedConfig compose_file(const std::string& path, const std::vector<std::stri
   if (defaults.IsDefined() && !defaults.IsNull() && !defaults.IsSequence())
     throw Error(yaml_where((root / "config.yaml").string(), &defaults) + ": defaults: got " +
                 describe_yaml(defaults) + ", expected a list");
-  for (const YAML::Node& item : defaults.IsSequence() ? defaults : YAML::Node()) {
+  // (an absent key is an invalid node: IsSequence() would throw, IsDefined() does not)
+  for (const YAML::Node& item :
+       defaults.IsDefined() && defaults.IsSequence() ? defaults : YAML::Node()) {
     if (!item.IsMap() || item.size() != 1) continue;
     std::string g = item.begin()->first.Scalar();
     if (g.rfind("optional ", 0) == 0) g = g.substr(9);

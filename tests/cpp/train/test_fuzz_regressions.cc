@@ -70,6 +70,13 @@ TEST(FuzzRegressionMetrics, NonNumericStepNamesTheLine) {
 TEST(FuzzRegressionCompose, ComposeFileWithDefaultsMappingNamesIt) {
   TempDir dir;
   dir.write("config.yaml", "defaults: {a: b}\n");
+  // and without any defaults key (an invalid node in yaml-cpp):
+  TempDir bare;
+  bare.write("config.yaml", "x: 1\n");
+  std::filesystem::create_directories(bare.file("experiment"));
+  const std::string y = bare.write("experiment/x.yaml", "defaults:\n  - _self_\n");
+  EXPECT_NE(error_of([&] { rat::compose_file(y, {}); }).find("selects no group"),
+            std::string::npos);
   std::filesystem::create_directories(dir.file("experiment"));
   const std::string x = dir.write("experiment/x.yaml", "defaults:\n  - _self_\n");
   const std::string msg = error_of([&] { rat::compose_file(x, {}); });
