@@ -8,7 +8,8 @@ pkgs=(build-essential cmake pkg-config libdnnl-dev libyaml-cpp-dev nlohmann-json
       libcpp-httplib-dev curl nodejs
       libreadline-dev tmux  # rat chat: line editing; its test drives a terminal
       pybind11-dev python3-dev  # the Python module (src/python)
-      help2man)  # the man page of `cmake --install` (CMakeLists.txt)
+      help2man  # the man page of `cmake --install` (CMakeLists.txt)
+      clang-14 libclang-rt-14-dev libomp-14-dev)  # fuzz/ (libFuzzer), sanitize_tests.sh --tsan (Archer)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

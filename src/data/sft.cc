@@ -113,7 +113,7 @@ SftReport build_sft_data(const SftOptions& opt) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw Error(where + "not valid JSON (" + std::string(e.what()) +
                   "); expected {\"prompt\": \"...\", \"answer\": \"...\"}");
     }
@@ -158,7 +158,10 @@ SftReport build_sft_data(const SftOptions& opt) {
   if (copy) copy_sft_tokenizer(opt.tokenizer, r.tokenizer_path);
   write_sft_ids(r.inputs_path, ids, r.num_bytes);
   write_sft_ids(r.labels_path, shifted, r.num_bytes);
-  write_file_atomic(r.report_path, r.to_json().dump(2) + "\n");
+  // replace: a --template of invalid UTF-8 would make dump throw (found by fuzz/sft.cc).
+  write_file_atomic(
+      r.report_path,
+      r.to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   return r;
 }
 

@@ -90,7 +90,7 @@ std::vector<Line> read_split(const std::string& path, const std::string& task) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {
       throw Error(where + "not valid JSON; expected one example object per line");
     }
     out.push_back({n, read_sft_record(task, j, where)});
@@ -238,7 +238,9 @@ SftPaddedReport build_sft_padded(const SftPaddedOptions& opt) {
     write_file_atomic(r.test_jsonl, test_text);
   }
   r.report_path = (dir / "sft-data.json").string();
-  write_file_atomic(r.report_path, r.to_json().dump(2) + "\n");
+  write_file_atomic(
+      r.report_path,  // replace: a template of invalid UTF-8 (as in data/sft.cc)
+      r.to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   return r;
 }
 

@@ -295,7 +295,7 @@ MetricReport score_predictions(const std::string& path, Metric m) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw Error(where + "not valid JSON (" + std::string(e.what()) + "); " + expected);
     }
     if (!j.is_object()) throw Error(where + expected);

@@ -166,7 +166,7 @@ void for_each_jsonl_object(
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw Error(where + "not valid JSON (" + std::string(e.what()) + "); " + expected);
     }
     if (!j.is_object()) throw Error(where + "not a JSON object; " + expected);

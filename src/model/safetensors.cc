@@ -238,6 +238,9 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
   } catch (const json::parse_error& e) {
     throw Error(path + ": header is not valid JSON (error at byte " + std::to_string(e.byte) +
                 " of the " + std::to_string(header_len) + "-byte header), expected a JSON object");
+  } catch (
+      const json::exception& e) {  // a number out of range (1e999): found by fuzz/safetensors.cc
+    throw Error(path + ": header is not valid JSON (" + e.what() + "), expected a JSON object");
   }
   if (!h.is_object())
     throw Error(path + ": header is JSON " + std::string(h.type_name()) +

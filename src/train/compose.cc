@@ -55,6 +55,17 @@ struct Override {
   bool group = false, used = false;
 };
 
+// A `group=option` override's option as YAML: one that does not parse (`model=[`) is the
+// override's error, not yaml-cpp's (found by fuzz/compose.cc).
+YAML::Node option_of(const Override& o) {
+  try {
+    return YAML::Load(o.value);
+  } catch (const YAML::Exception&) {
+    throw Error("override '" + o.text + "': '" + o.value +
+                "' is not valid YAML, expected an option name");
+  }
+}
+
 // One entry of a defaults list, as written.
 struct Entry {
   bool self = false, optional = false;
@@ -214,8 +225,17 @@ class Composer {
         break;
       }
     }
+    // Only comments (or `null`): an empty option. Anything else, a syntax error included, goes
+    // to parse_yaml_mapping, which names FILE:LINE (found by fuzz/compose.cc).
+    bool empty = text.find_first_not_of(" \t\r\n") == std::string::npos;
+    if (!empty) {
+      try {
+        empty = YAML::Load(text).IsNull();
+      } catch (const YAML::Exception&) {
+      }
+    }
     YAML::Node node;
-    if (text.find_first_not_of(" \t\r\n") != std::string::npos && !YAML::Load(text).IsNull())
+    if (!empty)
       node = parse_yaml_mapping(text, file, "a config mapping");
     else
       node = YAML::Node(YAML::NodeType::Map);
@@ -241,7 +261,7 @@ class Composer {
           Entry e;
           e.group = o.key.substr(0, o.key.find('@'));
           if (o.key.find('@') != std::string::npos) e.package = o.key.substr(o.key.find('@') + 1);
-          e.option = YAML::Load(o.value);
+          e.option = option_of(o);
           e.where = "override '" + o.text + "'";
           o.used = true;
           entries.push_back(e);
@@ -259,7 +279,7 @@ class Composer {
       std::string where = e.where;
       if (Override* o = e.plain ? nullptr : choice_for(e)) {
         o->used = true;
-        option = yaml_without_marks(YAML::Load(o->value));
+        option = yaml_without_marks(option_of(*o));
         where = "override '" + o->text + "'";
       }
       if (option.IsNull()) continue;
@@ -455,9 +475,17 @@ ComposedConfig compose_file(const std::string& path, const std::vector<std::stri
   const fs::path rel = fs::relative(file, root).replace_extension();
   if (rel == "config") return compose(root.string(), overrides, addable);
   // The group of config.yaml's defaults list that the file is an option of.
-  const YAML::Node top = YAML::LoadFile((root / "config.yaml").string());
+  const YAML::Node top =
+      load_yaml_mapping((root / "config.yaml").string(), "a config mapping");  // FILE:LINE errors
   std::vector<std::string> groups;
-  for (const YAML::Node& item : static_cast<const YAML::Node&>(top)["defaults"]) {
+  // Iterating a mapping as a list throws YAML::InvalidNode (found by fuzz/compose.cc).
+  const YAML::Node defaults = static_cast<const YAML::Node&>(top)["defaults"];
+  if (defaults.IsDefined() && !defaults.IsNull() && !defaults.IsSequence())
+    throw Error(yaml_where((root / "config.yaml").string(), &defaults) + ": defaults: got " +
+                describe_yaml(defaults) + ", expected a list");
+  // (an absent key is an invalid node: IsSequence() would throw, IsDefined() does not)
+  for (const YAML::Node& item :
+       defaults.IsDefined() && defaults.IsSequence() ? defaults : YAML::Node()) {
     if (!item.IsMap() || item.size() != 1) continue;
     std::string g = item.begin()->first.Scalar();
     if (g.rfind("optional ", 0) == 0) g = g.substr(9);

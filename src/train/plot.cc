@@ -33,13 +33,17 @@ std::vector<std::pair<double, double>> read_metric(const std::string& run_dir,
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {
       throw Error(p.string() + ":" + std::to_string(lineno) + ": not a JSON object");
     }
     for (const auto& [k, v] : j.items())
       if (v.is_number() && k != "step") keys.insert(k);
-    if (j.contains(metric) && j[metric].is_number() && j.contains("step"))
+    if (j.contains(metric) && j[metric].is_number() && j.contains("step")) {
+      if (!j["step"].is_number())  // else json's type_error escapes (found by fuzz/metrics.cc)
+        throw Error(p.string() + ":" + std::to_string(lineno) + ": 'step' is " +
+                    j["step"].type_name() + ", expected a number");
       pts[j["step"].get<double>()] = j[metric].get<double>();
+    }
   }
   if (pts.empty()) {
     std::string have;
