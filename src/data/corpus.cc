@@ -1,7 +1,5 @@
 #include "data/corpus.h"
 
-#include <fnmatch.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -54,31 +52,9 @@ class TokenWriter {
   std::vector<unsigned char> buf_;
 };
 
-}  // namespace
+std::string number(double v) { return (std::ostringstream() << v).str(); }
 
-std::vector<std::string> list_documents(const std::vector<std::string>& inputs,
-                                        const std::string& glob) {
-  std::set<std::string> docs;  // sorted by path, no duplicates
-  for (const auto& in : inputs) {
-    std::error_code ec;
-    auto st = fs::status(in, ec);
-    if (ec || !fs::exists(st)) throw Error("--input " + in + ": no such file or directory");
-    if (fs::is_directory(st)) {
-      fs::recursive_directory_iterator it(in, ec), end;
-      if (ec) throw Error("--input " + in + ": cannot list (" + ec.message() + ")");
-      for (; it != end; it.increment(ec)) {
-        if (ec) throw Error("--input " + in + ": cannot list (" + ec.message() + ")");
-        if (!it->is_regular_file(ec)) continue;
-        const std::string name = it->path().filename().string();
-        if (fnmatch(glob.c_str(), name.c_str(), 0) == 0) docs.insert(it->path().string());
-      }
-      if (ec) throw Error("--input " + in + ": cannot list (" + ec.message() + ")");
-    } else {
-      docs.insert(in);  // a file named explicitly is always a document
-    }
-  }
-  return {docs.begin(), docs.end()};
-}
+}  // namespace
 
 bool is_val_document(int64_t index, double val_fraction) {
   if (val_fraction <= 0) return false;
@@ -116,6 +92,7 @@ nlohmann::json TokenizeReport::to_json() const {
       {"out_dir", out_dir},
       {"tokenizer", tokenizer_path},
       {"trained_tokenizer", trained_tokenizer},
+      {"model_type", model_type},
       {"vocab_size", vocab_size},
       {"eos_id", eos_id},
       {"bos_id", bos_id},
@@ -136,6 +113,15 @@ nlohmann::json TokenizeReport::to_json() const {
   };
 }
 
+namespace {
+
+// "1 document" / "2 documents".
+std::string documents(int64_t n) {
+  return std::to_string(n) + (n == 1 ? " document" : " documents");
+}
+
+}  // namespace
+
 TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
   auto log = [&](const std::string& s) {
     if (opt.log) opt.log(s);
@@ -145,28 +131,49 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
                 ": expected 2 (uint16) or 4 (uint32)");
   if (!(opt.val_fraction >= 0 && opt.val_fraction < 1))
     throw Error("--val-fraction " + std::to_string(opt.val_fraction) + ": expected [0, 1)");
-  if (opt.inputs.empty()) throw Error("--input: no input given");
   if (opt.out_dir.empty()) throw Error("--out-dir: no output directory given");
+  if (opt.text_key.empty()) throw Error("--text-key: expected the name of a JSON field");
 
-  const std::vector<std::string> docs = list_documents(opt.inputs, opt.glob);
-  if (docs.empty())
-    throw Error("empty corpus: no files matching '" + opt.glob + "' under the --input paths");
-  int64_t total_bytes = 0;
-  for (const auto& d : docs) {
-    std::error_code ec;
-    auto sz = fs::file_size(d, ec);
-    if (ec) throw Error(d + ": cannot read (" + ec.message() + ")");
-    total_bytes += int64_t(sz);
+  DocumentOptions dopt;
+  dopt.inputs = opt.inputs;
+  dopt.glob = opt.glob;
+  dopt.format = opt.format;
+  dopt.text_key = opt.text_key;
+  dopt.split = opt.split;
+  dopt.separator = opt.separator;
+  const DocumentReader reader(dopt);
+
+  // Pass 1: how many documents, bytes and training lines (the split and the
+  // tokenizer's line sample need them before anything is written).
+  int64_t n_docs = 0, total_bytes = 0, train_lines = 0;
+  bool any_split = false;
+  for (const auto& f : reader.files()) any_split |= f.split || f.jsonl;
+  reader.for_each([&](std::string_view text, const std::string&) {
+    total_bytes += int64_t(text.size());
+    if (!is_val_document(n_docs, opt.val_fraction))
+      for (size_t i = 0; i < text.size();) {
+        size_t j = std::min(text.find('\n', i), text.size());
+        train_lines += j > i;
+        i = j + 1;
+      }
+    ++n_docs;
+  });
+  if (n_docs == 0)
+    throw Error("empty corpus: no documents in the inputs" +
+                (opt.glob.empty() ? std::string() : " (files matching '" + opt.glob + "')"));
+  if (total_bytes == 0) throw Error("empty corpus: the " + documents(n_docs) + " hold no text");
+  int64_t n_val = 0;
+  for (int64_t i = 0; i < n_docs; ++i) n_val += is_val_document(i, opt.val_fraction);
+  if (n_val == n_docs) {
+    std::string how = any_split ? ""
+                                : "; a file named as an input is split into documents at "
+                                  "blank lines (--split blank) or at --doc-separator STR";
+    throw Error("--val-fraction " + number(opt.val_fraction) + " holds out all " +
+                documents(n_docs) +
+                " for validation, leaving none for training: give more "
+                "documents" +
+                how + ", or lower --val-fraction (0: no validation split)");
   }
-  if (total_bytes == 0)
-    throw Error("empty corpus: all " + std::to_string(docs.size()) + " documents are empty");
-
-  std::vector<std::string> train_docs;
-  for (size_t i = 0; i < docs.size(); ++i)
-    if (!is_val_document(int64_t(i), opt.val_fraction)) train_docs.push_back(docs[i]);
-  if (train_docs.empty())
-    throw Error("--val-fraction " + std::to_string(opt.val_fraction) + " leaves none of the " +
-                std::to_string(docs.size()) + " documents for training");
 
   // The tokenizer's fit, checked before anything is written.
   if (opt.tokenizer.empty()) {
@@ -198,23 +205,37 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
   r.val_path = (out / "val.bin").string();
   r.report_path = (out / "tokenize.json").string();
   r.tokenizer_path = (out / "tokenizer.model").string();
-  // tokenize.json marks a complete directory: a previous run's goes first, so
-  // that a run killed half-way over an old output (new tokenizer, old
-  // train.bin) is never taken for complete.
+  // tokenize.json marks a complete directory and goes last: a previous run's
+  // goes first (and durably), so that a run killed half-way over an old output
+  // (new tokenizer, old train.bin) is never taken for complete.
   {
     std::error_code ec;
     if (fs::remove(r.report_path, ec)) sync_directory(opt.out_dir);
   }
   TokenWriter train_w(r.train_path, opt.num_bytes), val_w(r.val_path, opt.num_bytes);
 
-  // The tokenizer: trained on the training documents only, or copied in so
-  // the data directory names the tokenizer its ids belong to.
+  // The tokenizer: trained on the training documents only (every stride-th
+  // non-empty line, at most max_sentences), or copied in so the data
+  // directory names the tokenizer its ids belong to.
   double t0 = now_seconds();
   if (opt.tokenizer.empty()) {
-    log("training a " + std::to_string(opt.vocab_size) + "-piece BPE tokenizer on " +
-        std::to_string(train_docs.size()) + " documents");
-    train_tokenizer(train_docs, (out / "tokenizer").string(), opt.vocab_size, opt.train);
+    const int64_t cap = opt.train.max_sentences;
+    const int64_t stride = cap > 0 ? std::max<int64_t>(1, (train_lines + cap - 1) / cap) : 1;
+    std::vector<std::string> lines;
+    int64_t doc = 0, line = 0;
+    reader.for_each([&](std::string_view text, const std::string&) {
+      if (!is_val_document(doc++, opt.val_fraction))
+        for (size_t i = 0; i < text.size();) {
+          size_t j = std::min(text.find('\n', i), text.size());
+          if (j > i && line++ % stride == 0) lines.emplace_back(text.substr(i, j - i));
+          i = j + 1;
+        }
+    });
+    log("training a " + std::to_string(opt.vocab_size) + "-piece " + opt.train.model_type +
+        " tokenizer on " + std::to_string(lines.size()) + " lines of " + documents(n_docs - n_val));
+    train_tokenizer_on_lines(lines, (out / "tokenizer").string(), opt.vocab_size, opt.train);
     r.trained_tokenizer = true;
+    r.model_type = opt.train.model_type;
   } else {
     std::error_code ec;
     if (!fs::equivalent(opt.tokenizer, r.tokenizer_path, ec))
@@ -231,29 +252,18 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
   // document order so the output does not depend on the thread count.
   std::vector<int64_t> train_counts(size_t(r.vocab_size), 0), val_counts(size_t(r.vocab_size), 0);
   t0 = now_seconds();
-  const int64_t n_docs = int64_t(docs.size());
   const size_t batch_bytes = size_t(8) << 20;
   int64_t done = 0;
-  if (opt.progress) opt.progress(0, n_docs);
-  while (done < n_docs) {
-    int64_t end = done;
-    size_t bytes = 0;
-    while (end < n_docs && (end == done || bytes < batch_bytes) && end - done < 256) {
-      std::error_code ec;
-      bytes += size_t(fs::file_size(docs[size_t(end)], ec));
-      ++end;
-    }
-    const int64_t nb = end - done;
-    const size_t nbs = size_t(nb);
-    std::vector<std::vector<int32_t>> ids(nbs);
-    std::vector<int64_t> text_bytes(nbs);
+  std::vector<std::string> batch;
+  size_t bytes = 0;
+  auto flush = [&] {
+    const int64_t nb = int64_t(batch.size());
+    std::vector<std::vector<int32_t>> ids(batch.size());
     std::exception_ptr err;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t k = 0; k < nb; ++k) {
       try {
-        const std::string text = read_document(docs[size_t(done + k)]);
-        text_bytes[size_t(k)] = int64_t(text.size());
-        ids[size_t(k)] = tok.encode(text);
+        ids[size_t(k)] = tok.encode(batch[size_t(k)]);
         ids[size_t(k)].push_back(r.eos_id);
       } catch (...) {
 #pragma omp critical(tokenize_error)
@@ -269,11 +279,20 @@ TokenizeReport tokenize_corpus(const TokenizeOptions& opt) {
       for (int32_t id : v) ++counts[size_t(id)];
       (val ? r.val_documents : r.train_documents) += 1;
       (val ? r.val_tokens : r.train_tokens) += int64_t(v.size());
-      (val ? r.val_text_bytes : r.train_text_bytes) += text_bytes[size_t(k)];
+      (val ? r.val_text_bytes : r.train_text_bytes) += int64_t(batch[size_t(k)].size());
     }
-    done = end;
+    done += nb;
+    batch.clear();
+    bytes = 0;
     if (opt.progress) opt.progress(done, n_docs);
-  }
+  };
+  if (opt.progress) opt.progress(0, n_docs);
+  reader.for_each([&](std::string_view text, const std::string&) {
+    batch.emplace_back(text);
+    bytes += text.size();
+    if (bytes >= batch_bytes || batch.size() >= 256) flush();
+  });
+  if (!batch.empty()) flush();
   r.encode_seconds = now_seconds() - t0;
   r.val_unigram_ppl = unigram_perplexity(train_counts, val_counts);
 
