@@ -22,8 +22,12 @@ else
   grep -q "kernels: avx2 (RAT_ISA)" <<<"$version" ||
     { echo "error: RAT_ISA=avx2 did not select the AVX2 kernels: $version" >&2; exit 1; }
   start=$SECONDS
+  # threads_invariance is left out: oneDNN's AVX2 sgemm splits its sums by the
+  # thread count (measured: losses and weights differ on 2 and 3 threads), so
+  # bit-identity across thread counts holds on the AVX-512 path only
+  # (docs/reliability.md, "Thread and batch invariance").
   (cd "$build" && RAT_ISA=avx2 ctest --output-on-failure --no-tests=error -j"${RAT_JOBS:-2}" \
-     --timeout 1500 "$@")
+     --timeout 1500 -E '^threads_invariance$' "$@")
   echo "test_isa: the suite on RAT_ISA=avx2 passed in $((SECONDS - start)) s"
 fi
 start=$SECONDS

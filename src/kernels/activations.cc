@@ -17,10 +17,15 @@ constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 constexpr float kSqrt2OverPi = 0.79788456080286536f;
 constexpr float kGeluC = 0.044715f;
 
-// gelu(x) = x * Phi(x), Phi the normal CDF (erf form).
-inline float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * kInvSqrt2)); }
+// gelu(x) = x * Phi(x), Phi the normal CDF. Phi as 0.5 erfc(-x / sqrt 2), not
+// 0.5 (1 + erf(x / sqrt 2)): for x < -2 the erf form cancels (1 - 0.99...)
+// and loses all relative accuracy by x = -13; erfc keeps it (the AVX2 and
+// portable paths take these; AVX-512 has its own, isa_avx512.cc).
+inline float gelu(float x) { return 0.5f * x * std::erfc(-x * kInvSqrt2); }
 inline float gelu_grad(float x) {
-  return 0.5f * (1.0f + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x);
+  // x * pdf(x) -> 0 in both tails; at x = +-inf the product would be inf * 0.
+  const float xpdf = std::isinf(x) ? 0.f : x * kInvSqrt2Pi * std::exp(-0.5f * x * x);
+  return 0.5f * std::erfc(-x * kInvSqrt2) + xpdf;
 }
 // tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 inline float fastgelu(float x) {

@@ -11,11 +11,15 @@
 
 #include "kernels/gemm.h"
 #include "kernels/gemv.h"
+#include "kernels/isa.h"
 
 namespace rat {
 namespace {
 
 TEST(GemvBf16, MatchesFloat64OfRoundedOperands) {
+  // The row kernels exist for AVX-512 only (kernels/isa_avx512.cc); on other
+  // instruction sets oneDNN takes every shape and there is nothing to test.
+  if (active_isa() != Isa::kAvx512) GTEST_SKIP() << "no gemv kernel on " << isa_name(active_isa());
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.f, 1.f);
   for (int64_t M : {1, 2})
@@ -57,6 +61,9 @@ TEST(GemvBf16, MatchesFloat64OfRoundedOperands) {
 }
 
 TEST(GemvF32, MatchesFloat64AndGemm) {
+  // The row kernels exist for AVX-512 only (kernels/isa_avx512.cc); on other
+  // instruction sets oneDNN takes every shape and there is nothing to test.
+  if (active_isa() != Isa::kAvx512) GTEST_SKIP() << "no gemv kernel on " << isa_name(active_isa());
   std::mt19937 rng(4);
   std::normal_distribution<float> nd(0.f, 1.f);
   for (int64_t M : {1, 2})
@@ -93,6 +100,9 @@ TEST(GemvF32, MatchesFloat64AndGemm) {
 }
 
 TEST(GemvBf16, GemmBf16WeightsUsesItForOneAndTwoRows) {
+  // The row kernels exist for AVX-512 only (kernels/isa_avx512.cc); on other
+  // instruction sets oneDNN takes every shape and there is nothing to test.
+  if (active_isa() != Isa::kAvx512) GTEST_SKIP() << "no gemv kernel on " << isa_name(active_isa());
   // The same numbers whether reached directly or through the GEMM wrapper.
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.f, 1.f);
