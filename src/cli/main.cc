@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "cli/commands.h"
 #include "kernels/isa.h"
@@ -78,8 +80,19 @@ int main(int argc, char** argv) {
   rat::cli::register_serve(app, run);
   rat::cli::register_chat(app, run);
   register_help(app, run);
+  // llama-server's two-letter flags (-np slots, -ub prefill piece) are one
+  // dash and two letters, which CLI11 cannot declare: spelled out here, for
+  // `rat serve` only and only as whole arguments (never inside a value).
+  std::vector<char*> args(argv, argv + argc);
+  if (argc > 1 && std::string_view(argv[1]) == "serve")
+    for (size_t i = 2; i < args.size(); ++i) {
+      const std::string_view a = args[i];
+      if (a == "-np") args[i] = const_cast<char*>("--parallel");
+      if (a == "-ub") args[i] = const_cast<char*>("--ubatch");
+      if (a == "--") break;
+    }
   try {
-    app.parse(argc, argv);
+    app.parse(int(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

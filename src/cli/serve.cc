@@ -25,7 +25,7 @@ void register_serve(CLI::App& app, Runner& run) {
   c->add_option("--host", o.host, "address to bind")->capture_default_str();
   c->add_option("--port", o.port, "port (0: any free port, printed at start)")
       ->capture_default_str();
-  c->add_option("--parallel", o.parallel, "slots: sequences decoded together")
+  c->add_option("--parallel", o.parallel, "slots: sequences decoded together (llama.cpp: -np)")
       ->capture_default_str();
   c->add_option("-c,--ctx", o.ctx, "tokens per slot, prompt + generated (0: the model's seq_len)")
       ->capture_default_str();
@@ -50,7 +50,7 @@ void register_serve(CLI::App& app, Runner& run) {
                 "(without it the endpoint answers 501)");
   c->add_option("--ubatch,--ubatch-size", o.ubatch,
                 "prompt tokens prefilled at most between two decode steps of the running "
-                "requests (long prompts go in pieces, so streams keep flowing)")
+                "requests (long prompts go in pieces, so streams keep flowing; llama.cpp: -ub)")
       ->capture_default_str();
   c->add_option("--cache-mib", o.cache_mib,
                 "bound (MiB) on the state free slots keep for prefix reuse; least recently used "

@@ -202,6 +202,9 @@ b = rat("score", "-m", M, "--requests", "req.jsonl", "-b", "2", "-c", "32", "-t"
 check(a.stdout == b.stdout and a.stdout.count("loglikelihood") == 2, "score: short flags")
 p = rat("score", "-m", M, "--requests", "req.jsonl", "-t", "0", ok=False)
 check(p.returncode != 0 and "--threads" in p.stderr, "-t 0 refused: " + p.stderr)
+for flag, name in (("-np", "--parallel"), ("-ub", "--ubatch")):
+    p = rat("serve", "-m", M, flag, "abc", ok=False)
+    check(p.returncode != 0 and name in p.stderr, f"serve {flag} is {name}: " + p.stderr)
 p = rat("--version")
 check(re.match(r"rat \d+\.\d+\.\d+", p.stdout) is not None, "--version: " + p.stdout)
 check(rat("help", "generate").stdout == rat("generate", "--help").stdout, "rat help generate")
