@@ -35,6 +35,7 @@ struct GenOpts {
   bool greedy = false, json = false, ignore_eos = false, timings = false;
   SamplingOptions s = interactive_sampling();
   int64_t seed = -1;  // -1 (llama.cpp's): a random one, printed
+  int64_t batch = 0;  // prompt tokens per prefill pass; 0: all at once
 };
 
 // `-` reads standard input (`-f -`, as llama.cpp).
@@ -111,6 +112,7 @@ int run_generate(const GenOpts& o) {
   // Every flag is checked before anything is loaded or printed.
   if (o.max_new_tokens < 0) throw Error("--max-new-tokens (-n) must be >= 0");
   if (o.ctx < 0) throw Error("--ctx (-c) must be >= 0 (0: no limit)");
+  if (o.batch < 0) throw Error("--batch-size (-b) must be >= 0 (0: the whole prompt at once)");
   if (o.seed < -1) throw Error("--seed (-s) must be >= 0, or -1 for a random seed");
   if (!o.greedy) check_sampling(o.s);
   const Precision prec = parse_flag(precision_names(), "--dtype", o.dtype);
@@ -191,6 +193,7 @@ int run_generate(const GenOpts& o) {
   g.seed = o.seed >= 0 ? uint64_t(o.seed) : std::random_device{}();
   if (o.seed < 0 && !o.greedy) std::fprintf(stderr, "seed: %llu\n", (unsigned long long)g.seed);
   g.bf16_cache = bf16_cache;
+  g.prefill_batch = o.batch;
   if (!o.ignore_eos) g.eos_id = tok ? tok->eos_id() : int32_t(model->config().ignore_input_index);
 
   const int64_t B = int64_t(prompts.size());
@@ -307,6 +310,10 @@ void register_generate(CLI::App& app, Runner& run) {
                 "prompt as token ids, e.g. \"1 2 3\" (';' separates prompts); the last output "
                 "line is `ids: ` and the generated ids");
   c->add_option("--batch-file", o.batch_file, "one text prompt per line, generated together");
+  c->add_option("-b,--batch-size", o.batch,
+                "prompt tokens per prefill pass, as llama.cpp's -b: a longer prompt goes in "
+                "pieces that continue its state (0: the whole prompt in one pass)")
+      ->capture_default_str();
   c->add_option("-n,--max-new-tokens,--n-predict", o.max_new_tokens,
                 "tokens to generate per prompt")
       ->capture_default_str();

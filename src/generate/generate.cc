@@ -72,8 +72,12 @@ GenerateResult generate(Model& model, const std::vector<std::vector<int32_t>>& p
   t0 = now_seconds(), f0 = minor_faults();
   for (int64_t i = 0; i < B; ++i) {
     const double tp = now_seconds();
-    dec.prefill(i, prompts[size_t(i)].data(), int64_t(prompts[size_t(i)].size()),
-                logits.data() + i * V);
+    const int32_t* ids = prompts[size_t(i)].data();
+    const int64_t n = int64_t(prompts[size_t(i)].size());
+    const int64_t piece = opt.prefill_batch > 0 ? std::min(opt.prefill_batch, n) : n;
+    dec.prefill(i, ids, piece, logits.data() + i * V);
+    for (int64_t at = piece; at < n; at += piece)
+      dec.extend(i, ids + at, std::min(piece, n - at), logits.data() + i * V);
     res.prefill_tokens += int64_t(prompts[size_t(i)].size());
     res.t.prefill_each_s.push_back(now_seconds() - tp);
   }

@@ -19,6 +19,11 @@ struct GenerateOptions {
   uint64_t seed = 0;        // sequence i draws from a generator seeded by (seed, i)
   int32_t eos_id = -1;      // generation of a sequence ends after this id; -1: never
   bool bf16_cache = false;  // see Decoder
+  // Prompt tokens per prefill pass (llama.cpp's -b): a longer prompt is
+  // prefilled in pieces, the first by Decoder::prefill, the rest by
+  // Decoder::extend, which bounds the activations a pass needs; 0: the whole
+  // prompt in one pass.
+  int64_t prefill_batch = 0;
 };
 
 // Where a run's time went, for `rat generate --timings`: what a cold start

@@ -202,6 +202,15 @@ b = rat("score", "-m", M, "--requests", "req.jsonl", "-b", "2", "-c", "32", "-t"
 check(a.stdout == b.stdout and a.stdout.count("loglikelihood") == 2, "score: short flags")
 p = rat("score", "-m", M, "--requests", "req.jsonl", "-t", "0", ok=False)
 check(p.returncode != 0 and "--threads" in p.stderr, "-t 0 refused: " + p.stderr)
+# -b: the prompt prefilled in pieces of 3 tokens continues the same state.
+whole = rat("generate", "-m", M, "-p", "The pass key is 1234. The grass", "-n", "8", "--greedy",
+            "--json")
+pieces = rat("generate", "-m", M, "-p", "The pass key is 1234. The grass", "-n", "8", "--greedy",
+             "-b", "3", "--json")
+check(json.loads(whole.stdout)["outputs"][0]["ids"] == json.loads(pieces.stdout)["outputs"][0]["ids"],
+      "generate -b 3 == one prefill pass")
+p = rat("generate", "-m", M, "-p", "x", "-b", "-1", ok=False)
+check(p.returncode != 0 and "--batch-size" in p.stderr, "generate -b -1 refused: " + p.stderr)
 for flag, name in (("-np", "--parallel"), ("-ub", "--ubatch")):
     p = rat("serve", "-m", M, flag, "abc", ok=False)
     check(p.returncode != 0 and name in p.stderr, f"serve {flag} is {name}: " + p.stderr)
