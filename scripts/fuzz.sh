@@ -44,16 +44,25 @@ mkdir -p "$work/corpus"
 log="$work/fuzz.log"
 # shellcheck disable=SC2086  # RAT_FUZZ_FLAGS is a list of flags
 set +e
+start=$SECONDS
 "$bin" "$work/corpus" "$root/fuzz/corpus/$target" "${dict[@]}" -max_total_time="$seconds" \
   -timeout=1 -rss_limit_mb=2048 -max_len=65536 -artifact_prefix="$work/" -print_final_stats=1 \
   ${RAT_FUZZ_FLAGS:-} >"$log" 2>&1
 rc=$?
+elapsed=$((SECONDS - start))
 set -e
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | awk '{s += $1} END {print s + 0}')
 rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | awk '{s += $1} END {print s + 0}')
 if [ "$rc" -ne 0 ]; then
   grep -E 'ERROR|WARNING|SUMMARY|runtime error|terminate|Test unit written|error' "$log" | head -20 >&2 || true
+  # The input itself, so a failure seen only in a CI log can be replayed:
+  # base64 -d > x && scripts/fuzz.sh TARGET x
+  for f in "$work"/crash-* "$work"/leak-* "$work"/timeout-*; do
+    if [ -f "$f" ] && [ "$(stat -c %s "$f")" -le 8192 ]; then
+      echo "$(basename "$f") base64: $(base64 -w0 "$f")" >&2
+    fi
+  done
   echo "fuzz $target: FAILED after $execs executions (log: $log; inputs: $work/crash-*, leak-*, timeout-*)" >&2
   exit 1
 fi
-echo "fuzz $target: $execs executions in ${seconds}s ($rate/s), no crash, leak or hang; new corpus: $work/corpus"
+echo "fuzz $target: $execs executions in ${elapsed}s ($rate/s), no crash, leak or hang; new corpus: $work/corpus"

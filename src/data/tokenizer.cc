@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -32,7 +33,14 @@ Tokenizer Tokenizer::load(const std::string& path) {
     throw Error(path + ": tokenizer model not found (expected a sentencepiece .model file)");
   Tokenizer t;
   t.path_ = path;
-  auto st = t.sp_->Load(path);
+  sentencepiece::util::Status st;
+  try {
+    st = t.sp_->Load(path);
+  } catch (const std::exception& e) {
+    // sentencepiece reports most faults as a Status, but building a piece trie throws
+    // (Darts: an empty or NUL-led piece, found by fuzz/tokenizer.cc).
+    throw Error(path + ": not a sentencepiece model (" + e.what() + ")");
+  }
   if (!st.ok()) throw Error(path + ": not a sentencepiece model (" + st.ToString() + ")");
   // The context piece for decode_continuation: any ordinary piece whose text
   // is not empty (in practice an early single character).

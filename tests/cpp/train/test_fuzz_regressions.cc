@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include "data/sft.h"
+#include "data/tokenizer.h"
 #include "eval/metrics.h"
 #include "model/safetensors.h"
 #include "test_util.h"
@@ -105,4 +107,29 @@ TEST(FuzzRegressionJson, JsonlNumberOverflowNamesTheLine) {
   const std::string p = dir.write("pred.jsonl", "{\"prediction\": \"a\", \"answers\": [1e999]}\n");
   EXPECT_NE(error_of([&] { rat::score_predictions(p, rat::Metric::kQaF1); }).find("pred.jsonl:1"),
             std::string::npos);
+}
+
+// fuzz/tokenizer.cc: a model whose piece list holds "\0" made sentencepiece's trie builder
+// throw Darts::Details::Exception out of SentencePieceProcessor::Load (CI of 2026-12-02).
+// The input is the fuzzer's own, kept in the seed corpus.
+TEST(FuzzRegressionTokenizer, NulPieceThatBreaksTheTrieNamesTheFile) {
+  const std::string p =
+      std::string(RAT_SOURCE_DIR) + "/fuzz/corpus/tokenizer/regression-darts-nul-piece";
+  const std::string msg = error_of([&] { rat::Tokenizer::load(p); });
+  EXPECT_NE(msg.find(p + ": not a sentencepiece model"), std::string::npos) << msg;
+}
+
+// fuzz/sft.cc: a --template that is not UTF-8 made the report's json::dump throw
+// type_error after the token files were written. Now the report is written with the
+// bytes replaced, and the run succeeds.
+TEST(FuzzRegressionSft, NonUtf8TemplateStillWritesTheReport) {
+  TempDir dir;
+  rat::SftOptions o;
+  o.jsonl = dir.write("data.jsonl", "{\"prompt\": \"a b\", \"answer\": \"c\"}\n");
+  o.tokenizer = std::string(RAT_SOURCE_DIR) + "/fuzz/corpus/tokenizer/tiny.model";
+  o.out_prefix = dir.file("sft");
+  o.prompt_template = "Q\xff\xfe: {prompt}\nA:";
+  const rat::SftReport r = rat::build_sft_data(o);
+  EXPECT_EQ(r.examples, 1);
+  EXPECT_TRUE(std::filesystem::exists(r.report_path));
 }
