@@ -24,8 +24,8 @@ namespace {
 using rat::testing::slurp;
 
 TEST(GenerateTrained, CheckpointCarriesTokenizerAndGenerates) {
-  const fs::path dir = fs::temp_directory_path() / "rat_generate_trained_test";
-  fs::remove_all(dir);
+  const rat::testing::TempDir tmp_dir;  // per process: ctest -j runs tests at once
+  const fs::path dir = tmp_dir.path();
   fs::create_directories(dir / "data");
   std::string text;
   for (int i = 0; i < 200; ++i)

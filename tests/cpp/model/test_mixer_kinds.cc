@@ -17,6 +17,7 @@
 #include "model/mixer_kinds.h"
 #include "model/model.h"
 #include "model/params.h"
+#include "test_util.h"
 #include "train/evaluate.h"
 #include "train/experiment.h"
 #include "train/trainer.h"
@@ -251,9 +252,8 @@ void write_tokens(const fs::path& p, int64_t n, uint32_t seed) {
 // training lowers the loss, the checkpoint reloads, and cached greedy decoding
 // picks the argmax of a full forward at every step.
 TEST(MixerKinds, IdentityInterleaveTrainsEvaluatesGenerates) {
-  const fs::path dir = fs::temp_directory_path() / "rat_mixer_kinds_test";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const rat::testing::TempDir tmp_dir;  // per process: ctest -j runs tests at once
+  const fs::path dir = tmp_dir.path();
   write_tokens(dir / "train.bin", 4000, 1);
   write_tokens(dir / "val.bin", 600, 1);
   {

@@ -22,13 +22,6 @@ using rat::testing::error_of;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("rat_train_test_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 void write_tokens(const fs::path& p, int64_t n, int vocab, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<uint16_t> t(static_cast<size_t>(n));
@@ -82,7 +75,8 @@ std::vector<double> losses(const fs::path& metrics) {
 }  // namespace
 
 TEST(Train, LossDecreasesAndResumeEqualsStraightRun) {
-  fs::path dir = temp_dir("resume");
+  const rat::testing::TempDir tmp_dir;  // per process: ctest -j runs tests at once
+  fs::path dir = tmp_dir.path();
   fs::path cfg = write_config(dir, "");
   TrainOptions quiet;
   quiet.quiet = true;
@@ -114,7 +108,8 @@ TEST(Train, LossDecreasesAndResumeEqualsStraightRun) {
 }
 
 TEST(Train, OverridesApplyAndUnknownKeysSuggest) {
-  fs::path dir = temp_dir("overrides");
+  const rat::testing::TempDir tmp_dir;  // per process: ctest -j runs tests at once
+  fs::path dir = tmp_dir.path();
   fs::path cfg = write_config(dir, "");
   Experiment e = load_experiment(
       cfg.string(), {"optim.optimizer.lr=5e-4", "model.backbone.seq_cell.chunk_size=8"});
@@ -129,7 +124,8 @@ TEST(Train, OverridesApplyAndUnknownKeysSuggest) {
 }
 
 TEST(Train, BadInputIsNamed) {
-  fs::path dir = temp_dir("bad");
+  const rat::testing::TempDir tmp_dir;  // per process: ctest -j runs tests at once
+  fs::path dir = tmp_dir.path();
   fs::path cfg = write_config(dir, "");
   TrainOptions q;
   q.quiet = true;
@@ -173,7 +169,8 @@ TEST(Schedule, WarmupThenCosine) {
 // update, and `latest` is the last checkpoint written before it, complete and
 // with finite weights.
 TEST(TrainFaults, NonFiniteLossStopsNamingTheStepAndKeepsLatest) {
-  fs::path dir = temp_dir("nan");
+  const rat::testing::TempDir tmp_dir;  // per process: ctest -j runs tests at once
+  fs::path dir = tmp_dir.path();
   fs::path cfg = write_config(dir, "");
   TrainOptions q;
   q.quiet = true;
@@ -206,7 +203,8 @@ TEST(TrainFaults, NonFiniteLossStopsNamingTheStepAndKeepsLatest) {
 // data.val_samples: 0 turns validation off: no val record, no val figures in
 // the summary (a perplexity of 1 over zero tokens would be a wrong answer).
 TEST(Train, ZeroValidationSamplesSkipsValidation) {
-  fs::path dir = temp_dir("noval");
+  const rat::testing::TempDir tmp_dir;  // per process: ctest -j runs tests at once
+  fs::path dir = tmp_dir.path();
   fs::path cfg = write_config(dir, "");
   TrainOptions quiet;
   quiet.quiet = true;
@@ -230,7 +228,8 @@ TEST(Train, ZeroValidationSamplesSkipsValidation) {
 // the data (here seq_len 12, the checkpoint was trained at 24); the checkpoint
 // only brings weights, each checked by name and shape.
 TEST(Train, PretrainedPathBringsOnlyWeights) {
-  fs::path dir = temp_dir("pretrained");
+  const rat::testing::TempDir tmp_dir;  // per process: ctest -j runs tests at once
+  fs::path dir = tmp_dir.path();
   fs::path cfg = write_config(dir, "");
   TrainOptions quiet;
   quiet.quiet = true;
