@@ -27,6 +27,7 @@
 
 #include "cli/chat_session.h"
 #include "cli/commands.h"
+#include "cli/sampling_flags.h"
 #include "data/tokenizer.h"
 #include "model/enum_names.h"
 #include "model/model.h"
@@ -127,8 +128,7 @@ int run_chat(const ChatOpts& o) {
   if (o.max_new_tokens < -1 || o.max_new_tokens == 0)
     throw Error("--max-new-tokens (-n) must be >= 1, or -1 for no limit");
   if (o.ctx < 0) throw Error("--ctx (-c) must be >= 0 (0: the trained data.seq_len)");
-  if (o.seed < -1) throw Error("--seed (-s) must be >= 0, or -1 for a random seed");
-  if (!o.greedy) check_sampling(o.s);
+  check_sampling_flags(o.s, o.greedy, o.seed);
   const Precision prec = parse_flag(precision_names(), "--dtype", o.dtype);
   const bool bf16_cache =
       parse_flag(precision_names(), "--cache-dtype", o.cache_dtype) == Precision::kBF16;
@@ -308,24 +308,7 @@ void register_chat(CLI::App& app, Runner& run) {
   c->add_option("-n,--max-new-tokens,--n-predict", o.max_new_tokens,
                 "tokens per reply at most (-1: until the model ends it or the context is full)")
       ->capture_default_str();
-  c->add_flag("--greedy", o.greedy,
-              "always take the most likely token (ignores the sampling flags)");
-  c->add_option("--temp,--temperature", o.s.temperature, "softmax temperature; <= 0 means greedy")
-      ->capture_default_str();
-  c->add_option("--top-k", o.s.top_k, "sample among the k most likely tokens (0: all)")
-      ->capture_default_str();
-  c->add_option("--top-p", o.s.top_p,
-                "nucleus: the smallest set with this much probability (1: all)")
-      ->capture_default_str();
-  c->add_option("--min-p", o.s.min_p,
-                "drop tokens less likely than min-p x the most likely (0: off)")
-      ->capture_default_str();
-  c->add_option("--repeat-penalty,--repetition-penalty", o.s.repetition_penalty,
-                "CTRL penalty on ids already in the conversation (1: off)")
-      ->capture_default_str();
-  c->add_option("-s,--seed", o.seed,
-                "random seed of the sampler (-1: a random one, printed on stderr)")
-      ->capture_default_str();
+  add_sampling_flags(c, o.s, o.greedy, o.seed, "conversation");
   c->add_option("--history-file", o.history_file,
                 "keep the line history in this file across sessions (default: in memory only)");
   c->add_option("--dtype", o.dtype, "f32 | bf16 matmul inputs")->capture_default_str();

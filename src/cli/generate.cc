@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/sampling_flags.h"
 #include "data/tokenizer.h"
 #include "generate/generate.h"
 #include "generate/prompts.h"
@@ -113,8 +114,7 @@ int run_generate(const GenOpts& o) {
   if (o.max_new_tokens < 0) throw Error("--max-new-tokens (-n) must be >= 0");
   if (o.ctx < 0) throw Error("--ctx (-c) must be >= 0 (0: no limit)");
   if (o.batch < 0) throw Error("--batch-size (-b) must be >= 0 (0: the whole prompt at once)");
-  if (o.seed < -1) throw Error("--seed (-s) must be >= 0, or -1 for a random seed");
-  if (!o.greedy) check_sampling(o.s);
+  check_sampling_flags(o.s, o.greedy, o.seed);
   const Precision prec = parse_flag(precision_names(), "--dtype", o.dtype);
   const bool bf16_cache =
       parse_flag(precision_names(), "--cache-dtype", o.cache_dtype) == Precision::kBF16;
@@ -321,25 +321,7 @@ void register_generate(CLI::App& app, Runner& run) {
                 "prompt + generated tokens at most (0: no limit; a warning past the trained "
                 "data.seq_len for attention and RAT models)")
       ->capture_default_str();
-  c->add_flag("--greedy", o.greedy,
-              "always take the most likely token (ignores the sampling flags)");
-  c->add_option("--temp,--temperature", o.s.temperature, "softmax temperature; <= 0 means greedy")
-      ->capture_default_str();
-  c->add_option("--top-k", o.s.top_k, "sample among the k most likely tokens (0: all)")
-      ->capture_default_str();
-  c->add_option("--top-p", o.s.top_p,
-                "nucleus: the smallest set with this much probability (1: all)")
-      ->capture_default_str();
-  c->add_option("--min-p", o.s.min_p,
-                "drop tokens less likely than min-p x the most likely (0: off)")
-      ->capture_default_str();
-  c->add_option("--repeat-penalty,--repetition-penalty", o.s.repetition_penalty,
-                "CTRL penalty on ids already in the sequence: positive logits / R, negative x R "
-                "(1: off)")
-      ->capture_default_str();
-  c->add_option("-s,--seed", o.seed,
-                "random seed of the sampler (-1: a random one, printed on stderr)")
-      ->capture_default_str();
+  add_sampling_flags(c, o.s, o.greedy, o.seed, "sequence");
   c->add_option("--stop", o.stop,
                 "end a sequence when this text appears (not printed); repeat the flag for "
                 "several stop strings")
