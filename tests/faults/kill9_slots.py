@@ -11,14 +11,10 @@ conversations (greedy, so a conversation's state is the same every time).
 usage: kill9_slots.py RAT WORKDIR [--kills N] [--seed X]
 """
 import argparse
-import http.client
-import json
 import os
 import random
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -42,74 +38,30 @@ def fail(what):
     print("FAIL:", what, flush=True)
 
 
-def rat(*a):
-    p = subprocess.run([RAT, *a], capture_output=True, text=True, env=ENV, cwd=WORK, timeout=600)
-    if p.returncode != 0:
-        sys.exit(f"rat {' '.join(a)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import harness  # noqa: E402
 
 shutil.rmtree(WORK, ignore_errors=True)
-os.makedirs(os.path.join(WORK, "text"))
 SLOTS = os.path.join(WORK, "slots")
 os.makedirs(SLOTS)
-for d in range(4):
-    with open(os.path.join(WORK, "text", f"doc{d}.txt"), "w") as f:
-        for j in range(25):
-            f.write(f"The pass key is {10000 + 37 * (d * 25 + j)}. The grass is green.\n")
-rat("tokenize", "--input", "text", "--out-dir", "data", "--vocab-size", "300",
-    "--val-fraction", "0.2")
+harness.write_docs(os.path.join(WORK, "text"), docs=4)
+harness.tokenize(RAT, WORK)
 # A RAT + attention hybrid with a long context, so a slot file is a few MB.
-with open(os.path.join(WORK, "exp.yaml"), "w") as f:
-    f.write("""data: {seq_len: 64, vocab_size: 300, num_bytes: 2, ignore_input_index: 2,
-  batch_size: 4, global_batch_size: 4,
-  train: {_name_: lm_ordered, tokenized_file_path: data/train.bin},
-  val: {_name_: lm_ordered, tokenized_file_path: data/val.bin}, val_samples: 2}
-model:
-  backbone: {_name_: sequence_interleave, num_layers: 2, d_model: 64, interleave_step: 2,
-    seq_cell: {_name_: attention, d_head: 16}, seq_cell1: {_name_: rat, d_head: 16, ngroups: 2,
-    chunk_size: 8}, hidden_cell: {_name_: ffn, d_ffn: 128, act_fn: gelu, bias: false}}
-  embedding: {vocab_size: 300, pe: {_name_: rope_interrope, base: 10000}}
-task: {tie_embedding: true, ignore_index: -100}
-optim:
-  optimizer: {_name_: adamw, lr: 1.0e-2, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}
-  lr_scheduler: {_name_: cosine, warmup_iter: 0.1, eta_min: 1.0e-4}
-trainer: {seed: 1, dtype: float32, max_steps: 5, gradient_clipping: 1.0, log_interval: 10,
-  eval_interval: 0, save_checkpoint: true, load_checkpoint: false, save_interval: 1.0,
-  save_dir: run}
-""")
-rat("train", "exp.yaml", "--quiet")
-MODEL = os.path.join(WORK, "run", "latest")
+MODEL = harness.train(
+    RAT, WORK, steps=5, d_model=64, d_ffn=128,
+    mixer=("sequence_interleave", "interleave_step: 2, seq_cell: {_name_: attention, "
+           "d_head: 16}, seq_cell1: {_name_: rat, d_head: 16, ngroups: 2, chunk_size: 8}",
+           "rope_interrope"))
 
 
-class Server:
+class Server(harness.Server):
     def __init__(self):
-        self.log = open(os.path.join(WORK, "serve.log"), "w+")
-        self.p = subprocess.Popen([RAT, "serve", "--model", MODEL, "--port", "0", "--ctx", "4096", "--parallel", "1",
-                                   "--slot-save-path", SLOTS],
-                                  stdout=self.log, stderr=self.log, env=ENV)
-        self.port = None
-        deadline = time.time() + 120
-        while self.port is None and time.time() < deadline and self.p.poll() is None:
-            time.sleep(0.05)
-            self.log.seek(0)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log.read())
-            self.port = int(m.group(1)) if m else None
-        if self.port is None:
-            self.p.kill()
-            self.log.seek(0)
-            sys.exit(f"rat serve did not start:\n{self.log.read()}")
-
-    def post(self, path, body):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        j = json.loads(r.read())
-        c.close()
-        return r.status, j
+        super().__init__(RAT, MODEL, "--ctx", "4096", "--parallel", "1", "--slot-save-path",
+                         SLOTS, log_path=os.path.join(WORK, "serve.log"), env=ENV)
 
     def converse(self, prompt):
-        st, j = self.post("/v1/completions", {"prompt": prompt, "max_tokens": 8, "temperature": 0,
-                                              "ignore_eos": True})
+        st, j = self.post("/v1/completions", {"prompt": prompt, "max_tokens": 8,
+                                              "temperature": 0, "ignore_eos": True})
         if st != 200:
             sys.exit(f"completion failed: {st} {j}")
 

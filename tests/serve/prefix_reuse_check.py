@@ -19,57 +19,34 @@ usage: prefix_reuse_check.py RAT WORKDIR
 import http.client
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
 
 RAT, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-failures = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import harness  # noqa: E402
+
+check = harness.Checks()
+failures = check.failures
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
-
-
 def rat(*args, cwd=WORK):
-    p = subprocess.run([RAT, *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
-    if p.returncode != 0:
-        sys.exit(f"rat {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
+    return harness.run(RAT, *args, cwd=cwd)
 
 
 shutil.rmtree(WORK, ignore_errors=True)
-os.makedirs(os.path.join(WORK, "text"))
-for d in range(4):
-    with open(os.path.join(WORK, "text", f"doc{d}.txt"), "w") as f:
-        for j in range(25):
-            f.write(f"The pass key is {10000 + 37 * (d * 25 + j)}. The grass is green.\n")
-rat("tokenize", "--input", "text", "--out-dir", "data", "--vocab-size", "300",
-    "--val-fraction", "0.2")
+harness.write_docs(os.path.join(WORK, "text"), docs=4)
+harness.tokenize(RAT, WORK)
 
-MIXERS = {
-    "rat": ("sequence", "seq_cell: {_name_: rat, d_head: 8, ngroups: 1, chunk_size: 8}",
-            "interrope"),
-    "attention": ("sequence", "seq_cell: {_name_: attention, d_head: 8}", "rope"),
-    "local_attention": ("sequence", "seq_cell: {_name_: local_attention, d_head: 8, "
-                        "window_size: 6}", "rope"),
-    "rnn": ("sequence", "seq_cell: {_name_: rnn}", "empty"),
-    "hybrid": ("sequence_interleave",
-               "interleave_step: 2, seq_cell: {_name_: local_attention, d_head: 8, "
-               "window_size: 6}, seq_cell1: {_name_: rat, d_head: 8, ngroups: 2, chunk_size: 4}",
-               "rope_interrope"),
-    "hybrid_w64": ("sequence_interleave",
-                   "interleave_step: 2, seq_cell: {_name_: local_attention, d_head: 8, "
-                   "window_size: 64}, seq_cell1: {_name_: rat, d_head: 8, ngroups: 2, "
-                   "chunk_size: 4}", "rope_interrope"),
-}
+W64 = ("sequence_interleave", "interleave_step: 2, seq_cell: {_name_: local_attention, d_head: 8, "
+       "window_size: 64}, seq_cell1: {_name_: rat, d_head: 8, ngroups: 2, chunk_size: 4}",
+       "rope_interrope")
+MIXERS = {"rat": harness.RAT, "attention": harness.ATTENTION,
+          "local_attention": harness.LOCAL_ATTENTION, "rnn": harness.RNN,
+          "hybrid": harness.HYBRID, "hybrid_w64": W64}
 
 # Tokens each case reuses, worked out by hand from the rules (README "Serve").
 # The slot holds the last request's prompt and all its generated tokens but the
@@ -91,60 +68,16 @@ EXPECT = {
     "hybrid_w64": {"regenerate": 33, "diverge": 24, "back_one": 40},
 }
 
-for name, (backbone, cells, pe) in MIXERS.items():
+for name, mixer in MIXERS.items():
     run = os.path.join(WORK, name)
-    os.makedirs(run)
-    step = "" if "interleave_step" in cells else "interleave_step: 1, "
-    with open(os.path.join(run, "exp.yaml"), "w") as f:
-        f.write(f"""data: {{seq_len: 64, vocab_size: 300, num_bytes: 2, ignore_input_index: 2,
-  batch_size: 4, global_batch_size: 4,
-  train: {{_name_: lm_ordered, tokenized_file_path: ../data/train.bin}},
-  val: {{_name_: lm_ordered, tokenized_file_path: ../data/val.bin}}, val_samples: 2}}
-model:
-  backbone: {{_name_: {backbone}, num_layers: {3 if name == "hybrid" else 2}, d_model: 32, {step}{cells},
-    hidden_cell: {{_name_: ffn, d_ffn: 64, act_fn: gelu, bias: false}}}}
-  embedding: {{vocab_size: 300, pe: {{_name_: {pe}, base: 10000}}}}
-task: {{tie_embedding: true, ignore_index: -100}}
-optim:
-  optimizer: {{_name_: adamw, lr: 1.0e-2, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}}
-  lr_scheduler: {{_name_: cosine, warmup_iter: 0.1, eta_min: 1.0e-4}}
-trainer: {{seed: 1, dtype: float32, max_steps: 30, gradient_clipping: 1.0, log_interval: 10,
-  eval_interval: 0, save_checkpoint: true, load_checkpoint: false, save_interval: 1.0,
-  save_dir: run}}
-""")
-    rat("train", "exp.yaml", "--quiet", cwd=run)
-    model = os.path.join(run, "run", "latest")
-
-    log = open(os.path.join(run, "serve.log"), "w+")
-    srv = subprocess.Popen([RAT, "serve", "--model", model, "--port", "0", "--parallel", "1",
-                            "--ctx", "128", "--ubatch", "5"], stdout=log, stderr=log, env=ENV)
-    port = None
-    deadline = time.time() + 60
-    while port is None and time.time() < deadline and srv.poll() is None:
-        time.sleep(0.1)
-        log.seek(0)
-        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read())
-        port = int(m.group(1)) if m else None
-    if port is None:
-        srv.kill()
-        log.seek(0)
-        sys.exit(f"{name}: rat serve did not start:\n{log.read()}")
+    model = harness.train(RAT, run, mixer=mixer, data="../data",
+                          layers=3 if name == "hybrid" else 2, steps=30)
+    srv = harness.Server(RAT, model, "--parallel", "1", "--ctx", "128", "--ubatch", "5",
+                         log_path=os.path.join(run, "serve.log"), env=ENV, start_timeout=60)
+    metric = srv.metric
 
     def post(body):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        c.request("POST", "/v1/completions", body=json.dumps(body),
-                  headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        j = json.loads(r.read())
-        c.close()
-        return r.status, j
-
-    def metric(name):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
-        c.close()
-        return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+        return srv.post("/v1/completions", body)
 
     def reused():
         return metric("rat_prompt_tokens_reused_total")
@@ -201,8 +134,7 @@ trainer: {{seed: 1, dtype: float32, max_steps: 30, gradient_clipping: 1.0, log_i
         if case == "regenerate":
             check(out == fresh["choices"][0]["token_ids"], f"{name}: regenerate != fresh")
         holds = ids + out[:-1]
-    srv.send_signal(signal.SIGTERM)
-    check(srv.wait(30) == 0, f"{name}: exit status")
+    check(srv.stop(30)[0] == 0, f"{name}: exit status")
     print(f"{name}: reused {held} tokens; {len(fresh['choices'][0]['token_ids'])} ids equal",
           flush=True)
 
@@ -214,20 +146,9 @@ trainer: {{seed: 1, dtype: float32, max_steps: 30, gradient_clipping: 1.0, log_i
 # a prefill in one go would let through one or two), its longest silence
 # must be a small part of B's admission, and its answer must not change.
 model = os.path.join(WORK, "rat", "run", "latest")
-log = open(os.path.join(WORK, "stream.log"), "w+")
-srv = subprocess.Popen([RAT, "serve", "--model", model, "--port", "0", "--parallel", "2",
-                        "--ctx", "1024", "--ubatch", "4"], stdout=log, stderr=log, env=ENV)
-port = None
-deadline = time.time() + 60
-while port is None and time.time() < deadline and srv.poll() is None:
-    time.sleep(0.1)
-    log.seek(0)
-    m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read())
-    port = int(m.group(1)) if m else None
-if port is None:
-    srv.kill()
-    log.seek(0)
-    sys.exit(f"stream: rat serve did not start:\n{log.read()}")
+srv = harness.Server(RAT, model, "--parallel", "2", "--ctx", "1024", "--ubatch", "4",
+                     log_path=os.path.join(WORK, "stream.log"), env=ENV, start_timeout=60)
+port = srv.port
 A = [3, 14, 15, 92, 65, 35]
 B = [3 + (7 * k) % 290 for k in range(900)]
 stamps, ids_a = [], []
@@ -290,8 +211,7 @@ g = json.loads(rat("generate", "--model", model, "--prompt-ids", " ".join(map(st
                    "--greedy", "--ignore-eos", "--max-new-tokens", "400", "--json").stdout)
 check(g["outputs"][0]["ids"] == alone["token_ids"], "stream: A alone != rat generate")
 check(alone["logprobs"]["tokens"] == ids_a, "stream: A's answer changed while B was admitted")
-srv.send_signal(signal.SIGTERM)
-check(srv.wait(30) == 0, "stream: exit status")
+check(srv.stop(30)[0] == 0, "stream: exit status")
 
 if failures:
     sys.exit(f"{len(failures)} failures")

@@ -19,12 +19,9 @@ tokenizer, `rat tokenize` + `rat train`), on 127.0.0.1 at a free port:
 
 usage: serve_check.py RAT WORKDIR
 """
-import http.client
 import json
 import os
-import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,120 +30,40 @@ import time
 
 RAT, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 HERE = os.path.dirname(os.path.abspath(__file__))
-failures = []
+sys.path.insert(0, os.path.join(HERE, "..", "pylib"))
+import harness  # noqa: E402
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
+check = harness.Checks()
+failures = check.failures
 
 
 def rat(*args):
-    e = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([RAT, *args], capture_output=True, text=True, env=e, cwd=WORK, timeout=600)
-    if p.returncode != 0:
-        sys.exit(f"rat {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
+    return harness.run(RAT, *args, cwd=WORK)
 
 
 # --- a small trained model with a tokenizer ----------------------------------
 shutil.rmtree(WORK, ignore_errors=True)
-os.makedirs(os.path.join(WORK, "text"))
-for d in range(6):
-    with open(os.path.join(WORK, "text", f"doc{d}.txt"), "w") as f:
-        for j in range(25):
-            k = d * 25 + j
-            f.write(f"The pass key is {10000 + 37 * k}. Remember it. The grass is green. "
-                    f"The sky is blue.\n")
-rat("tokenize", "--input", "text", "--out-dir", "data", "--vocab-size", "300",
-    "--val-fraction", "0.2")
-with open(os.path.join(WORK, "exp.yaml"), "w") as f:
-    f.write("""data: {seq_len: 64, vocab_size: 300, num_bytes: 2, ignore_input_index: 2,
-  batch_size: 4, global_batch_size: 4,
-  train: {_name_: lm_ordered, tokenized_file_path: data/train.bin},
-  val: {_name_: lm_ordered, tokenized_file_path: data/val.bin}, val_samples: 2}
-model:
-  backbone: {_name_: sequence, num_layers: 2, d_model: 32, interleave_step: 1,
-    seq_cell: {_name_: rat, d_head: 8, ngroups: 1, chunk_size: 8},
-    hidden_cell: {_name_: ffn, d_ffn: 64, act_fn: gelu, bias: false}}
-  embedding: {vocab_size: 300, pe: {_name_: interrope, base: 10000}}
-task: {tie_embedding: true, ignore_index: -100}
-optim:
-  optimizer: {_name_: adamw, lr: 1.0e-2, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}
-  lr_scheduler: {_name_: cosine, warmup_iter: 0.1, eta_min: 1.0e-4}
-trainer: {seed: 1, dtype: float32, max_steps: 40, gradient_clipping: 1.0, log_interval: 10,
-  eval_interval: 0, save_checkpoint: true, load_checkpoint: false, save_interval: 1.0,
-  save_dir: run}
-""")
-rat("train", "exp.yaml", "--quiet")
-MODEL = os.path.join(WORK, "run", "latest")
+harness.write_docs(os.path.join(WORK, "text"),
+                   line=lambda k: f"The pass key is {10000 + 37 * k}. Remember it. The grass is "
+                   "green. The sky is blue.\n")
+harness.tokenize(RAT, WORK)
+MODEL = harness.train(RAT, WORK)
 CTX = 96
 
 
-class Server:
-    """`rat serve` on 127.0.0.1 at a free port; stderr kept in a file."""
+class Server(harness.Server):
+    """`rat serve` on 127.0.0.1 at a free port; /metrics with the API key."""
 
     def __init__(self, *args, ctx=CTX):
-        self.log = open(os.path.join(WORK, f"serve{int(time.time() * 1e6)}.log"), "w+")
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        self.p = subprocess.Popen([RAT, "serve", "--model", MODEL, "--port", "0", "--ctx", str(ctx),
-                                   *args], stdout=self.log, stderr=self.log, env=env, cwd=WORK)
-        deadline = time.time() + 60
-        self.port = None
-        while time.time() < deadline and self.port is None:
-            time.sleep(0.1)
-            self.log.seek(0)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log.read())
-            if m:
-                self.port = int(m.group(1))
-            if self.p.poll() is not None:
-                break
-        if self.port is None:
-            self.log.seek(0)
-            self.p.kill()
-            sys.exit("rat serve did not start:\n" + self.log.read())
-
-    def request(self, method, path, body=None, headers=None, timeout=120):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        c.request(method, path, body=data, headers={"Content-Type": "application/json",
-                                                    **(headers or {})})
-        r = c.getresponse()
-        text = r.read().decode("utf-8", "replace")
-        c.close()
-        return r.status, text
-
-    def post(self, path, body, **kw):
-        status, text = self.request("POST", path, body, **kw)
-        try:
-            return status, json.loads(text)
-        except json.JSONDecodeError:
-            return status, text
+        super().__init__(RAT, MODEL, "--ctx", str(ctx), *args, cwd=WORK,
+                         log_path=os.path.join(WORK, f"serve{int(time.time() * 1e6)}.log"),
+                         env=dict(os.environ, OMP_NUM_THREADS="1"), start_timeout=60)
 
     def metrics(self):
-        _, text = self.request("GET", "/metrics", headers={"Authorization": "Bearer " + KEY})
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                k, v = line.rsplit(" ", 1)
-                out[k] = float(v)
-        return out
+        return super().metrics({"Authorization": "Bearer " + KEY})
 
     def rss_kib(self):
-        with open(f"/proc/{self.p.pid}/status") as f:
-            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-
-    def stop(self, timeout=30):
-        t0 = time.time()
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            rc = self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            rc = "hung"
-        self.log.seek(0)
-        return rc, time.time() - t0, self.log.read()
+        return self.status_kib("VmRSS")
 
 
 def is_error_object(j, status, param=None, code=None):

@@ -16,113 +16,33 @@
 
 usage: slot_check.py RAT WORKDIR
 """
-import http.client
-import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
-import time
 
 RAT, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-failures = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import harness  # noqa: E402
+
+check = harness.Checks()
+failures = check.failures
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 D, P, LAYERS, CTX = 32, 8, 2, 128
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
-
-
-def rat(*args, cwd=WORK):
-    p = subprocess.run([RAT, *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
-    if p.returncode != 0:
-        sys.exit(f"rat {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
-
-
 shutil.rmtree(WORK, ignore_errors=True)
-os.makedirs(os.path.join(WORK, "text"))
 os.makedirs(os.path.join(WORK, "slots"))
-for d in range(4):
-    with open(os.path.join(WORK, "text", f"doc{d}.txt"), "w") as f:
-        for j in range(25):
-            f.write(f"The pass key is {10000 + 37 * (d * 25 + j)}. The grass is green.\n")
-rat("tokenize", "--input", "text", "--out-dir", "data", "--vocab-size", "300",
-    "--val-fraction", "0.2")
-
-MIXERS = {
-    "rat": ("sequence", "interleave_step: 1, seq_cell: {_name_: rat, d_head: 8, ngroups: 1, "
-            "chunk_size: 8}", "interrope"),
-    "attention": ("sequence", "interleave_step: 1, seq_cell: {_name_: attention, d_head: 8}",
-                  "rope"),
-    "hybrid": ("sequence_interleave",
-               "interleave_step: 2, seq_cell: {_name_: local_attention, d_head: 8, "
-               "window_size: 6}, seq_cell1: {_name_: rat, d_head: 8, ngroups: 2, chunk_size: 4}",
-               "rope_interrope"),
-}
-models = {}
-for name, (backbone, cells, pe) in MIXERS.items():
-    run = os.path.join(WORK, name)
-    os.makedirs(run)
-    with open(os.path.join(run, "exp.yaml"), "w") as f:
-        f.write(f"""data: {{seq_len: 64, vocab_size: 300, num_bytes: 2, ignore_input_index: 2,
-  batch_size: 4, global_batch_size: 4,
-  train: {{_name_: lm_ordered, tokenized_file_path: ../data/train.bin}},
-  val: {{_name_: lm_ordered, tokenized_file_path: ../data/val.bin}}, val_samples: 2}}
-model:
-  backbone: {{_name_: {backbone}, num_layers: {LAYERS}, d_model: {D}, {cells},
-    hidden_cell: {{_name_: ffn, d_ffn: 64, act_fn: gelu, bias: false}}}}
-  embedding: {{vocab_size: 300, pe: {{_name_: {pe}, base: 10000}}}}
-task: {{tie_embedding: true, ignore_index: -100}}
-optim:
-  optimizer: {{_name_: adamw, lr: 1.0e-2, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}}
-  lr_scheduler: {{_name_: cosine, warmup_iter: 0.1, eta_min: 1.0e-4}}
-trainer: {{seed: 1, dtype: float32, max_steps: 20, gradient_clipping: 1.0, log_interval: 10,
-  eval_interval: 0, save_checkpoint: true, load_checkpoint: false, save_interval: 1.0,
-  save_dir: run}}
-""")
-    rat("train", "exp.yaml", "--quiet", cwd=run)
-    models[name] = os.path.join(run, "run", "latest")
+harness.write_docs(os.path.join(WORK, "text"), docs=4)
+harness.tokenize(RAT, WORK)
+MIXERS = {"rat": harness.RAT, "attention": harness.ATTENTION, "hybrid": harness.HYBRID}
+models = {name: harness.train(RAT, os.path.join(WORK, name), mixer=mixer, data="../data",
+                              layers=LAYERS, d_model=D, steps=20)
+          for name, mixer in MIXERS.items()}
 
 
-class Server:
+class Server(harness.Server):
     def __init__(self, model, *extra, parallel=1, ctx=CTX):
-        self.log = open(os.path.join(WORK, "serve.log"), "w+")
-        self.p = subprocess.Popen([RAT, "serve", "--model", model, "--port", "0", "--parallel",
-                                   str(parallel), "--ctx", str(ctx), *extra],
-                                  stdout=self.log, stderr=self.log, env=ENV)
-        self.port = None
-        deadline = time.time() + 60
-        while self.port is None and time.time() < deadline and self.p.poll() is None:
-            time.sleep(0.1)
-            self.log.seek(0)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log.read())
-            self.port = int(m.group(1)) if m else None
-        if self.port is None:
-            self.p.kill()
-            self.log.seek(0)
-            sys.exit(f"rat serve did not start:\n{self.log.read()}")
-
-    def post(self, path, body):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        c.request("POST", path, body=body if isinstance(body, str) else json.dumps(body),
-                  headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        j = json.loads(r.read())
-        c.close()
-        return r.status, j
-
-    def metric(self, name):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
-        c.close()
-        return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+        super().__init__(RAT, model, "--parallel", str(parallel), "--ctx", str(ctx), *extra,
+                         log_path=os.path.join(WORK, "serve.log"), env=ENV, start_timeout=60)
 
     def greedy(self, ids, n):
         st, j = self.post("/v1/completions", {"prompt": ids, "max_tokens": n, "temperature": 0,
@@ -134,8 +54,8 @@ class Server:
         return self.post(f"/slots/{slot}?action={action}", {"filename": filename})
 
     def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        check(self.p.wait(30) == 0, "server exit status")
+        rc, _, _ = super().stop(30)
+        check(rc == 0, "server exit status")
 
 
 def error_ok(st, j, want, what):
