@@ -37,14 +37,16 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import struct
-import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "pylib"))
+import harness  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("rat")
@@ -82,10 +84,7 @@ ENV = dict(os.environ)
 
 
 def rat(*args, cwd=WORK):
-    p = subprocess.run([RAT, *args], capture_output=True, text=True, cwd=cwd, env=ENV)
-    if p.returncode != 0:
-        sys.exit(f"rat {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p.stdout
+    return harness.run(RAT, *args, cwd=cwd, env=ENV, threads=None, timeout=None).stdout
 
 
 def pct(xs, q):
@@ -112,51 +111,26 @@ for split, n in (("train", SEQ * 4 + 1), ("val", SEQ * 2 + 1)) if not reuse else
         f.write(struct.pack(f"<{n}H", *(rng.randrange(3, a.vocab) for _ in range(n))))
 
 for name, (cell, pe) in MIXERS.items() if not reuse else ():
-    run = os.path.join(WORK, name)
-    os.makedirs(run)
-    with open(os.path.join(run, "exp.yaml"), "w") as f:
-        f.write(f"""data: {{seq_len: {SEQ}, vocab_size: {a.vocab}, num_bytes: 2, ignore_input_index: 2,
-  batch_size: 1, global_batch_size: 1,
-  train: {{_name_: lm_ordered, tokenized_file_path: ../train.bin}},
-  val: {{_name_: lm_ordered, tokenized_file_path: ../val.bin}}, val_samples: 1}}
-model:
-  backbone: {{_name_: sequence, num_layers: {a.layers}, d_model: {a.d_model}, interleave_step: 1,
-    seq_cell: {cell}, hidden_cell: {{_name_: ffn, d_ffn: {4 * a.d_model}, act_fn: gelu, bias: false}}}}
-  embedding: {{vocab_size: {a.vocab}, pe: {{_name_: {pe}, base: 10000}}}}
-task: {{tie_embedding: true, ignore_index: -100}}
-optim:
-  optimizer: {{_name_: adamw, lr: 1.0e-3, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}}
-  lr_scheduler: {{_name_: cosine, warmup_iter: 0.0, eta_min: 1.0e-4}}
-trainer: {{seed: 1, dtype: float32, max_steps: 1, gradient_clipping: 1.0, log_interval: 1,
-  eval_interval: 0, save_checkpoint: true, load_checkpoint: false, save_interval: 1.0,
-  save_dir: run}}
-""")
-    rat("train", "exp.yaml", "--quiet", cwd=run)
+    harness.train(RAT, os.path.join(WORK, name), mixer=("sequence", f"interleave_step: 1, "
+                                                         f"seq_cell: {cell}", pe),
+                  data="..", vocab=a.vocab, seq_len=SEQ, batch=1, layers=a.layers,
+                  d_model=a.d_model, d_ffn=4 * a.d_model, lr="1.0e-3", warmup="0.0", steps=1,
+                  log_interval=1, val_samples=1)
 if a.models_only:
     print("\n".join(f"{name}: {m}" for name, m in models.items()))
     sys.exit(0)
 
 
 # --- one server, C clients ----------------------------------------------------
-class Server:
+class Server(harness.Server):
     def __init__(self, model, parallel):
-        self.log = open(os.path.join(WORK, f"serve-{os.path.basename(os.path.dirname(os.path.dirname(model)))}-{parallel}.log"), "w+")
-        args = [RAT, "serve", "--model", model, "--port", "0", "--parallel", str(parallel),
-                "--ctx", str(CTX), "--cache-dtype", a.cache_dtype, "--max-queue", "1024"]
+        name = os.path.basename(os.path.dirname(os.path.dirname(model)))
+        args = ["--parallel", str(parallel), "--ctx", str(CTX), "--cache-dtype", a.cache_dtype,
+                "--max-queue", "1024"]
         if a.threads:
             args += ["--threads", str(a.threads)]
-        self.p = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=ENV)
-        self.port = None
-        deadline = time.time() + 600
-        while self.port is None and time.time() < deadline and self.p.poll() is None:
-            time.sleep(0.1)
-            self.log.seek(0)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log.read())
-            self.port = int(m.group(1)) if m else None
-        if self.port is None:
-            self.p.kill()
-            self.log.seek(0)
-            sys.exit(f"rat serve did not start:\n{self.log.read()}")
+        super().__init__(RAT, model, *args, env=ENV, start_timeout=600,
+                         log_path=os.path.join(WORK, f"serve-{name}-{parallel}.log"))
 
     def stream(self, prompt, n):
         """Sends one streaming completion; returns each token's arrival time
@@ -186,24 +160,11 @@ class Server:
         c.close()
         return Times(times, t0)
 
-    def metric(self, name):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
-        m = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
-        return float(m.group(1)) if m else float("nan")
-
     def peak_rss_mib(self):
-        with open(f"/proc/{self.p.pid}/status") as f:
-            m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
-        return int(m.group(1)) / 1024
+        return self.status_kib("VmHWM") / 1024
 
     def stop(self):
-        self.p.terminate()
-        try:
-            self.p.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
+        super().stop(120)
 
 
 class Times(list):

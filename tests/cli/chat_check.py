@@ -20,57 +20,28 @@ import select
 import shutil
 import signal
 import struct
-import subprocess
 import sys
 import time
 
 RAT, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 ENV = dict(os.environ, OMP_NUM_THREADS="1", TERM="xterm", INPUTRC="/dev/null")
-failures = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import harness  # noqa: E402
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
+check = harness.Checks()
+failures = check.failures
 
 
 def rat(*args, ok=True, stdin=None):
-    p = subprocess.run([RAT, *args], capture_output=True, text=True, env=ENV, cwd=WORK,
-                       input=stdin, timeout=120)
-    if ok and p.returncode != 0:
-        sys.exit(f"rat {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
+    return harness.run(RAT, *args, cwd=WORK, ok=ok, stdin=stdin, env=ENV, timeout=120)
 
 
 shutil.rmtree(WORK, ignore_errors=True)
-os.makedirs(os.path.join(WORK, "text"))
-for d in range(6):
-    with open(os.path.join(WORK, "text", f"doc{d}.txt"), "w") as f:
-        for j in range(25):
-            f.write(f"### Question:\nWhat is the pass key {d}{j}?\n### Answer:\n"
-                    f"The pass key is {10000 + 37 * (d * 25 + j)}. The grass is green.\n")
-rat("tokenize", "--input", "text", "--out-dir", "data", "--vocab-size", "300",
-    "--val-fraction", "0.2")
-with open(os.path.join(WORK, "exp.yaml"), "w") as f:
-    f.write("""data: {seq_len: 64, vocab_size: 300, num_bytes: 2, ignore_input_index: 2,
-  batch_size: 4, global_batch_size: 4,
-  train: {_name_: lm_ordered, tokenized_file_path: data/train.bin},
-  val: {_name_: lm_ordered, tokenized_file_path: data/val.bin}, val_samples: 2}
-model:
-  backbone: {_name_: sequence, num_layers: 2, d_model: 32, interleave_step: 1,
-    seq_cell: {_name_: rat, d_head: 8, ngroups: 1, chunk_size: 8},
-    hidden_cell: {_name_: ffn, d_ffn: 64, act_fn: gelu, bias: false}}
-  embedding: {vocab_size: 300, pe: {_name_: interrope, base: 10000}}
-task: {tie_embedding: true, ignore_index: -100}
-optim:
-  optimizer: {_name_: adamw, lr: 1.0e-2, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}
-  lr_scheduler: {_name_: cosine, warmup_iter: 0.1, eta_min: 1.0e-4}
-trainer: {seed: 1, dtype: float32, max_steps: 300, gradient_clipping: 1.0, log_interval: 100,
-  eval_interval: 300, save_checkpoint: true, load_checkpoint: false, save_interval: 1.0,
-  save_dir: run}
-""")
-rat("train", "exp.yaml", "--quiet")
+harness.write_docs(os.path.join(WORK, "text"),
+                   line=lambda k: f"### Question:\nWhat is the pass key {k // 25}{k % 25}?\n"
+                   f"### Answer:\nThe pass key is {10000 + 37 * k}. The grass is green.\n")
+harness.tokenize(RAT, WORK)
+harness.train(RAT, WORK, steps=300, log_interval=100, eval_interval=300)
 M = "run/latest"
 check(os.path.exists(os.path.join(WORK, M, "tokenizer.model")), "the run has its tokenizer")
 

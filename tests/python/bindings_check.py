@@ -19,7 +19,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -28,21 +27,16 @@ RAT, MODULE_DIR, WORK = (os.path.abspath(a) for a in sys.argv[1:4])
 sys.path.insert(0, MODULE_DIR)
 import rat  # noqa: E402
 
-failures = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import harness  # noqa: E402
 
 
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
+check = harness.Checks()
+failures = check.failures
 
 
 def run_rat(*args, ok=True):
-    e = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([RAT, *args], capture_output=True, text=True, env=e, cwd=WORK)
-    if ok and p.returncode != 0:
-        sys.exit(f"rat {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
+    return harness.run(RAT, *args, cwd=WORK, ok=ok, timeout=None)
 
 
 def cli_error(*args):
@@ -69,36 +63,13 @@ def read_jsonl(path):
 
 
 shutil.rmtree(WORK, ignore_errors=True)
-os.makedirs(os.path.join(WORK, "text"))
+harness.write_docs(os.path.join(WORK, "text"),
+                   line=lambda k: f"The pass key is {10000 + 37 * k}. Remember it. The grass is "
+                   "green. The sky is blue.\n")
 os.chdir(WORK)
-for d in range(6):
-    with open(os.path.join("text", f"doc{d}.txt"), "w") as f:
-        for j in range(25):
-            k = d * 25 + j
-            f.write(f"The pass key is {10000 + 37 * k}. Remember it. The grass is green. "
-                    f"The sky is blue.\n")
-run_rat("tokenize", "--input", "text", "--out-dir", "data", "--vocab-size", "300",
-        "--val-fraction", "0.2")
+harness.tokenize(RAT, WORK)
 EXP = os.path.join(WORK, "exp.yaml")
-with open(EXP, "w") as f:
-    f.write("""data: {seq_len: 64, vocab_size: 300, num_bytes: 2, ignore_input_index: 2,
-  batch_size: 4, global_batch_size: 4,
-  train: {_name_: lm_ordered, tokenized_file_path: data/train.bin},
-  val: {_name_: lm_ordered, tokenized_file_path: data/val.bin}, val_samples: 2}
-model:
-  backbone: {_name_: sequence, num_layers: 2, d_model: 32, interleave_step: 1,
-    seq_cell: {_name_: rat, d_head: 8, ngroups: 1, chunk_size: 8},
-    hidden_cell: {_name_: ffn, d_ffn: 64, act_fn: gelu, bias: false}}
-  embedding: {vocab_size: 300, pe: {_name_: interrope, base: 10000}}
-task: {tie_embedding: true, ignore_index: -100}
-optim:
-  optimizer: {_name_: adamw, lr: 1.0e-2, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1.0e-8}
-  lr_scheduler: {_name_: cosine, warmup_iter: 0.1, eta_min: 1.0e-4}
-trainer: {seed: 1, dtype: float32, max_steps: 40, gradient_clipping: 1.0, log_interval: 10,
-  eval_interval: 0, save_checkpoint: true, load_checkpoint: false, save_interval: 1.0,
-  save_dir: run}
-""")
-run_rat("train", "exp.yaml", "--quiet")
+harness.train(RAT, WORK)
 MODEL = os.path.join(WORK, "run", "latest")
 
 # --- the module and Model.load ----------------------------------------------------------
