@@ -21,4 +21,10 @@ static inline uint16_t bf16_scalar(float f) {
   return uint16_t(u >> 16);
 }
 
+// to_bf16 of the instruction sets without a conversion instruction (isa_avx2.cc,
+// isa_generic.cc); static for the same reason.
+static inline void to_bf16_scalar(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = bf16_scalar(x[i]);
+}
+
 }  // namespace rat

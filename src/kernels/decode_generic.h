@@ -30,6 +30,23 @@ static inline void axpy_row(float p, const uint16_t* v, float* o, int64_t P) {
 
 }  // namespace decode_generic
 
+// The primitives decode_attend_generic_with takes, from one instruction set's
+// functions: each isa_*.cc names its own (in its anonymous namespace, so each
+// instantiation is that file's alone).
+template <float (*Dot)(const float*, const float*, int64_t),
+          float (*DotBf16)(const float*, const uint16_t*, int64_t),
+          float (*Max)(const float*, int64_t),
+          float (*ExpAffineSum)(float*, int64_t, float, float)>
+struct VecOps {
+  static float dot(const float* x, const float* y, int64_t n) { return Dot(x, y, n); }
+  static float dot_row(const float* q, const float* k, int64_t P) { return Dot(q, k, P); }
+  static float dot_row(const float* q, const uint16_t* k, int64_t P) { return DotBf16(q, k, P); }
+  static float max(const float* x, int64_t n) { return Max(x, n); }
+  static float exp_affine_sum(float* x, int64_t n, float a, float b) {
+    return ExpAffineSum(x, n, a, b);
+  }
+};
+
 // The generic path (any P): one horizontal sum per key row. V supplies the
 // vector primitives (static dot, dot_row for float and bf16 rows, max,
 // exp_affine_sum), so each instruction set instantiates it with its own.

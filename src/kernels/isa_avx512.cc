@@ -23,17 +23,7 @@ namespace {
 
 // ---- decode_attention.h ----------------------------------------------------------------
 
-struct Vec {
-  static float dot(const float* x, const float* y, int64_t n) { return vec_dot(x, y, n); }
-  static float dot_row(const float* q, const float* k, int64_t P) { return vec_dot(q, k, P); }
-  static float dot_row(const float* q, const uint16_t* k, int64_t P) {
-    return avx512::dot_row(q, k, P);
-  }
-  static float max(const float* x, int64_t n) { return vec_max(x, n); }
-  static float exp_affine_sum(float* x, int64_t n, float a, float b) {
-    return vec_exp_affine_sum(x, n, a, b);
-  }
-};
+using Vec = VecOps<vec_dot, avx512::dot_row, vec_max, vec_exp_affine_sum>;
 
 // The widths models use, unrolled: this loop is the memory-bound part of a
 // decode step, and the generic one spends more time in horizontal sums and in

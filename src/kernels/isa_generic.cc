@@ -65,27 +65,7 @@ float dot_row_bf16(const float* q, const uint16_t* k, int64_t P) {
   return s;
 }
 
-struct Vec {
-  static float dot(const float* x, const float* y, int64_t n) { return vec_dot(x, y, n); }
-  static float dot_row(const float* q, const float* k, int64_t P) { return vec_dot(q, k, P); }
-  static float dot_row(const float* q, const uint16_t* k, int64_t P) {
-    return dot_row_bf16(q, k, P);
-  }
-  static float max(const float* x, int64_t n) { return vec_max(x, n); }
-  static float exp_affine_sum(float* x, int64_t n, float a, float b) {
-    return vec_exp_affine_sum(x, n, a, b);
-  }
-};
-
-template <class KV>
-void decode_attend(const float* q, const KV* k, const KV* v, int64_t n, const float* k_extra,
-                   const float* v_extra, int64_t P, float scale, float* scores, float* o) {
-  decode_attend_generic_with<Vec>(q, k, v, n, k_extra, v_extra, P, scale, scores, o);
-}
-
-void to_bf16(const float* x, uint16_t* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = bf16_scalar(x[i]);
-}
+using Vec = VecOps<vec_dot, dot_row_bf16, vec_max, vec_exp_affine_sum>;
 
 // Eight independent sums, so the loop is not one chain of dependent adds
 // (strict FP would keep `s += x[i]` serial and measure the adder, not memory).
@@ -113,13 +93,13 @@ const IsaKernels kIsaGenericKernels = {
     generic::vec_softmax_grad,
     generic::vec_dot,
     generic::dot_row_bf16,
-    generic::decode_attend<float>,
-    generic::decode_attend<uint16_t>,
+    decode_attend_generic_with<generic::Vec, float>,
+    decode_attend_generic_with<generic::Vec, uint16_t>,
     nullptr,  // gelu: libm's erf (activations.cc)
     nullptr,
     nullptr,  // gemv: oneDNN
     nullptr,
-    generic::to_bf16,
+    to_bf16_scalar,
     generic::read_sum,
 };
 
