@@ -237,6 +237,7 @@ const KeySchema& config_file_schema() {
     add("trainer", {"seed", "dtype", "max_epoch", "max_steps", "gradient_clipping", "log_interval",
                     "eval_interval", "eval_when_log", "save_checkpoint", "load_checkpoint",
                     "save_interval", "save_dir", "pretrained_path"});
+    add("trainer.fsdp", {"sharding_strategy"});
 
     // The authors' keys (CLAIRE-Labo/RAT configs/) that rat reads no value
     // from. Ignored, whatever their value: bookkeeping (wandb, hydra) and the

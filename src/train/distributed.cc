@@ -160,6 +160,72 @@ void allreduce_sum(float* x, int64_t n) { allreduce_impl(x, n, MPI_FLOAT, "an al
 void broadcast(float* x, int64_t n) { broadcast_impl(x, n, MPI_FLOAT); }
 void broadcast(int64_t* x, int64_t n) { broadcast_impl(x, n, MPI_INT64_T); }
 
+Shard shard_of(int64_t n, int rank, int size) { return {n * rank / size, n * (rank + 1) / size}; }
+
+void allgather_shards(float* x, int64_t n) {
+  if (!g_active || g_world.size == 1) return;
+  const char* what = "the all-gather of the updated parameter shards";
+  std::vector<MPI_Request> reqs;
+  for (int r = 0; r < g_world.size; ++r) {
+    const Shard sh = shard_of(n, r, g_world.size);
+    for (int64_t i = sh.begin; i < sh.end; i += kPiece) {
+      reqs.emplace_back();
+      check(MPI_Ibcast(x + i, int(std::min(kPiece, sh.end - i)), MPI_FLOAT, r, MPI_COMM_WORLD,
+                       &reqs.back()),
+            what);
+    }
+  }
+  wait_all(reqs, what);
+}
+
+namespace {
+
+// Rank 0 <-> every other rank's shard, in pieces (tag: the piece's index).
+void shards_to_or_from_rank0(float* full, float* mine, int64_t n, bool to_rank0, const char* what) {
+  if (!g_active || g_world.size == 1) {
+    if (to_rank0)
+      std::copy(mine, mine + n, full);
+    else
+      std::copy(full, full + n, mine);
+    return;
+  }
+  std::vector<MPI_Request> reqs;
+  const auto piece = [&](float* p, int64_t count, int peer, int tag, bool send) {
+    reqs.emplace_back();
+    check(send ? MPI_Isend(p, int(count), MPI_FLOAT, peer, tag, MPI_COMM_WORLD, &reqs.back())
+               : MPI_Irecv(p, int(count), MPI_FLOAT, peer, tag, MPI_COMM_WORLD, &reqs.back()),
+          what);
+  };
+  const Shard own = shard_of(n, g_world.rank, g_world.size);
+  if (g_world.rank == 0) {
+    if (to_rank0)
+      std::copy(mine, mine + own.size(), full);
+    else
+      std::copy(full, full + own.size(), mine);
+    for (int r = 1; r < g_world.size; ++r) {
+      const Shard sh = shard_of(n, r, g_world.size);
+      for (int64_t i = sh.begin, k = 0; i < sh.end; i += kPiece, ++k)
+        piece(full + i, std::min(kPiece, sh.end - i), r, int(k), !to_rank0);
+    }
+  } else {
+    for (int64_t i = 0, k = 0; i < own.size(); i += kPiece, ++k)
+      piece(mine + i, std::min(kPiece, own.size() - i), 0, int(k), to_rank0);
+  }
+  wait_all(reqs, what);
+}
+
+}  // namespace
+
+void gather_shards(const float* mine, float* full, int64_t n) {
+  shards_to_or_from_rank0(full, const_cast<float*>(mine), n, true,
+                          "the gather of the optimiser state shards to rank 0");
+}
+
+void scatter_shards(const float* full, float* mine, int64_t n) {
+  shards_to_or_from_rank0(const_cast<float*>(full), mine, n, false,
+                          "the scatter of the optimiser state from rank 0");
+}
+
 void maybe_abort_for_test(int64_t step, float* params) {
   static const char* spec = std::getenv("RAT_TEST_ABORT_RANK_AT");
   if (!spec) return;

@@ -46,6 +46,22 @@ void allreduce_sum(float* x, int64_t n);
 void broadcast(float* x, int64_t n);
 void broadcast(int64_t* x, int64_t n);
 
+// Sharded state (ZeRO-1, train/trainer.cc): rank r of `size` owns the
+// contiguous part [begin, end) = [n*r/size, n*(r+1)/size) of an n-element buffer.
+struct Shard {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+Shard shard_of(int64_t n, int rank, int size);
+// In place: every rank's own shard of x[0, n) to every other rank, so all hold
+// the whole buffer (a broadcast from each owner: the bytes of an all-gather).
+void allgather_shards(float* x, int64_t n);
+// Rank 0 collects the whole buffer full[0, n) from every rank's shard `mine`
+// (full is only written, and only needed, on rank 0).
+void gather_shards(const float* mine, float* full, int64_t n);
+// The reverse: rank 0's full[0, n) cut into shards, rank r's into its `mine`.
+void scatter_shards(const float* full, float* mine, int64_t n);
+
 // Whether every rank's copy of x[0, n) is bitwise rank 0's (a 64-bit hash
 // compared across ranks; true on one rank). Every rank applies the same update
 // to the same averaged gradient, so copies stay equal unless the ranks compute

@@ -1,6 +1,7 @@
 #include "train/experiment.h"
 
 #include <algorithm>
+#include <cctype>
 #include <sstream>
 
 #include "model/enum_names.h"
@@ -199,6 +200,29 @@ Experiment load_experiment(YAML::Node root, const std::string& path,
   e.save_interval = trainer.opt_double("save_interval").value_or(e.save_interval);
   e.save_dir = trainer.opt_str("save_dir").value_or(e.save_dir);
   e.pretrained_path = trainer.opt_str("pretrained_path").value_or("");
+  if (auto st = trainer.section("fsdp").opt_str("sharding_strategy")) {
+    std::string v = *st;
+    for (char& c : v) c = char(std::toupper(static_cast<unsigned char>(c)));
+    if (v == "3" || v == "NO_SHARD") {
+      e.shard_optimizer = false;
+    } else if (v == "ZERO1" || v == "ZERO-1") {
+      e.shard_optimizer = true;
+    } else if (v == "1" || v == "FULL_SHARD" || v == "2" || v == "SHARD_GRAD_OP") {
+      trainer.section("fsdp").fail(
+          "sharding_strategy",
+          "got " + *st +
+              (v == "1"   ? " (FULL_SHARD)"
+               : v == "2" ? " (SHARD_GRAD_OP)"
+                          : "") +
+              ", which rat does not implement yet: use NO_SHARD (3) or ZERO1 (optimiser state "
+              "sharded over the ranks; docs/scaling.md)");
+    } else {
+      trainer.section("fsdp").fail("sharding_strategy",
+                                   "got " + *st +
+                                       ", expected NO_SHARD (3) or ZERO1; FULL_SHARD (1) and "
+                                       "SHARD_GRAD_OP (2) are not implemented");
+    }
+  }
 
   if (e.batch_size <= 0)
     data.fail("batch_size",

@@ -55,6 +55,12 @@ struct Experiment {
   bool eval_when_log = false, save_checkpoint = false, load_checkpoint = false;
   double save_interval = 0.1;  // fraction of total steps
   std::string save_dir = "runs/default", pretrained_path;
+  // trainer.fsdp.sharding_strategy over MPI ranks: the authors' values are
+  // PyTorch's ShardingStrategy (1 FULL_SHARD, 2 SHARD_GRAD_OP, 3 NO_SHARD);
+  // rat adds ZERO1 (optimiser state sharded, train/trainer.cc). rat implements
+  // NO_SHARD (the default, plain data parallelism) and ZERO1; the other two are
+  // refused by name (docs/scaling.md).
+  bool shard_optimizer = false;
 
   std::string source;  // the file it came from
   // The first data file that does not exist (data_dir.h: the key, the path,

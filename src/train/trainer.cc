@@ -192,6 +192,12 @@ class Trainer {
   ValData val_;
   const std::string tokenizer_;
   const int64_t total_, accum_, B_, T_, n_;
+  // ZeRO-1 (trainer.fsdp.sharding_strategy: ZERO1) over more than one rank:
+  // this rank keeps and updates the optimiser state of its shard of the flat
+  // parameters only, then the updated shards are all-gathered. Otherwise the
+  // shard is everything.
+  const bool sharded_;
+  const Shard shard_;
   const OptimConfig oc_;
   Optimizer optim_;
   TrainState st_;
@@ -223,8 +229,10 @@ Trainer::Trainer(const Experiment& e, const TrainOptions& opt)
       B_(e.batch_size),
       T_(model_->config().seq_len),
       n_(model_->layout().total()),
+      sharded_(e.shard_optimizer && w_.size > 1),
+      shard_(sharded_ ? shard_of(n_, w_.rank, w_.size) : Shard{0, n_}),
       oc_(optim_config(e)),
-      optim_(oc_, n_),
+      optim_(oc_, shard_.size()),
       // Buckets in floats: 2^20 / 4 per MiB.
       reducer_(model_->grads(), n_, std::max<int64_t>(1, int64_t(opt.bucket_mb * 262144.0))),
       on_grads_([this](int64_t b, int64_t en) { reducer_.ready(b, en); }),
@@ -248,9 +256,16 @@ Trainer::Trainer(const Experiment& e, const TrainOptions& opt)
 // checkpoint need only be readable on rank 0's machine).
 void Trainer::resume_or_start() {
   st_.world = w_.size;
+  // Sharded, rank 0 reads the checkpoint's whole optimiser state (as the
+  // authors' FSDP trainer loads a full state dict) and scatters it.
+  std::unique_ptr<Optimizer> whole;
+  int64_t resumed = 0;
   if (lead_ && e_.load_checkpoint && fs::exists(run_ / "latest")) {
     const fs::path dir = fs::canonical(run_ / "latest");
-    load_checkpoint(dir, *model_, optim_, st_);
+    if (sharded_) whole = std::make_unique<Optimizer>(oc_, n_);
+    load_checkpoint(dir, *model_, whole ? *whole : optim_, st_);
+    if (whole) optim_.set_steps(whole->steps());
+    resumed = 1;
     // Even with --quiet (scripts check it); with --json on stderr: stdout holds JSON only.
     std::fprintf(opt_.json ? stderr : stdout, "resumed from %s at step %lld\n", dir.c_str(),
                  (long long)st_.step);
@@ -258,18 +273,24 @@ void Trainer::resume_or_start() {
   set_comm_failure_hint("the last checkpoint is " + (run_ / "latest").string() +
                         "; resume with the same number of ranks and trainer.load_checkpoint=true");
   if (w_.size > 1) {
-    int64_t counts[2] = {st_.step, optim_.steps()};
-    broadcast(counts, 2);
+    int64_t counts[3] = {st_.step, optim_.steps(), resumed};
+    broadcast(counts, 3);
     st_.step = counts[0], optim_.set_steps(counts[1]);
     broadcast_state();
+    if (sharded_ && counts[2])  // a fresh start's state is zeros everywhere
+      for (size_t i = 0; i < optim_.state().size(); ++i)
+        scatter_shards(whole ? whole->state()[i].data.data() : nullptr,
+                       optim_.state()[i].data.data(), n_);
   }
   first_step_ = st_.step;
 }
 
-// Rank 0's weights and optimiser moments to every rank.
+// Rank 0's weights and optimiser moments to every rank (sharded, each rank's
+// moments are the only copy of its shard: nothing to copy).
 void Trainer::broadcast_state() {
   broadcast(model_->params(), n_);
-  for (OptimState& b : optim_.state()) broadcast(b.data.data(), n_);
+  if (!sharded_)
+    for (OptimState& b : optim_.state()) broadcast(b.data.data(), n_);
 }
 
 // What the run is, before the first step: size, work per step, and the
@@ -283,6 +304,13 @@ void Trainer::print_plan() const {
       double(model_->num_params()) / 1e6, (long long)cfg.num_layers, (long long)cfg.d_model,
       (long long)total_, (long long)e_.global_batch_size, (long long)T_, (long long)B_,
       (long long)accum_, w_.size, precision_name(model_->precision()));
+  if (sharded_) {
+    const double buffers = double(const_cast<Optimizer&>(optim_).state().size());
+    std::printf(
+        "optimizer state sharded over %d ranks (ZeRO-1): %.4g MiB on rank 0, %.4g MiB "
+        "unsharded\n",
+        w_.size, buffers * double(shard_.size()) * 4 / 1048576, buffers * double(n_) * 4 / 1048576);
+  }
   std::printf("MFU reference: %.1f GFLOP/s GEMM (%s, measured now), %.3g FLOPs per token\n",
               mfu_.gemm_flops_per_s / 1e9, model_->precision() == Precision::kBF16 ? "bf16" : "f32",
               mfu_.flops_per_token);
@@ -355,7 +383,13 @@ void Trainer::clip(const Step& step) {
 
 void Trainer::update(Step& step) {
   step.lr = lr_at(oc_, st_.step, total_);
-  optim_.step(model_->params(), model_->grads(), step.lr);
+  // Elementwise updates: a shard's are bit for bit those of the whole buffer.
+  optim_.step(model_->params() + shard_.begin, model_->grads() + shard_.begin, step.lr);
+  if (sharded_) {
+    const double t0 = now_seconds();
+    allgather_shards(model_->params(), n_);
+    window_.comm_s += now_seconds() - t0;
+  }
   ++st_.step;
   sum_.last_loss = step.loss;
 }
@@ -419,7 +453,21 @@ void Trainer::checkpoint() {
                    (long long)st_.step);
     broadcast_state();
   }
-  if (lead_) sum_.latest_dir = save_checkpoint(run_, *model_, optim_, st_, tokenizer_);
+  if (!sharded_) {
+    if (lead_) sum_.latest_dir = save_checkpoint(run_, *model_, optim_, st_, tokenizer_);
+    return;
+  }
+  // One model directory as unsharded runs write: rank 0 gathers the whole
+  // optimiser state for the write (the authors' FSDP full state dict).
+  std::unique_ptr<Optimizer> whole;
+  if (lead_) {
+    whole = std::make_unique<Optimizer>(oc_, n_);
+    whole->set_steps(optim_.steps());
+  }
+  for (size_t i = 0; i < optim_.state().size(); ++i)
+    gather_shards(optim_.state()[i].data.data(), whole ? whole->state()[i].data.data() : nullptr,
+                  n_);
+  if (lead_) sum_.latest_dir = save_checkpoint(run_, *model_, *whole, st_, tokenizer_);
 }
 
 // The closing validation (unless the last step just ran one) and the summary.

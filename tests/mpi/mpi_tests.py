@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Data-parallel training under Open MPI, end to end through `rat train`.
 
-    mpi_tests.py equivalence|resume|rank_failure RAT MPIRUN
+    mpi_tests.py equivalence|resume|rank_failure|sharding RAT MPIRUN
 
 equivalence   N ranks x micro-batch b x accumulation a give the per-step losses
               of 1 rank x b x N*a over the same global batches (N = 2 and 3,
@@ -17,6 +17,11 @@ rank_failure  rank 1 aborts (RAT_TEST_ABORT_RANK_AT=1:3) or hangs
               ends within a bounded time with a message, `latest` points to a
               complete checkpoint, and resuming from it finishes the run with
               the straight run's losses.
+sharding      ZeRO-1 (trainer.fsdp.sharding_strategy=ZERO1) on 2 and 3 ranks
+              equals NO_SHARD bit for bit (losses, weights, the gathered
+              optimiser state) with 1/N of the state per rank; its checkpoints
+              resume under either strategy bit-exactly; FULL_SHARD and
+              SHARD_GRAD_OP are refused by name.
 
 Every run uses one thread per rank, so that each micro-batch's forward and
 backward is computed identically in every layout and only the order in which
@@ -111,9 +116,9 @@ class Runner:
     def __init__(self, rat, mpirun):
         self.rat, self.mpirun = rat, mpirun
 
-    def run(self, n_ranks, cfg, run_dir, *extra, env=None, timeout=120, check=True):
-        cmd = [self.rat, "train", cfg, "--run-dir", run_dir, "--quiet", "--threads", "1",
-               *extra]
+    def run(self, n_ranks, cfg, run_dir, *extra, env=None, timeout=120, check=True, quiet=True):
+        cmd = [self.rat, "train", cfg, "--run-dir", run_dir, *(["--quiet"] if quiet else []),
+               "--threads", "1", *extra]
         if n_ranks > 0:  # 0: a plain process, no launcher
             cmd = [self.mpirun, "--oversubscribe", "--allow-run-as-root", "-np", str(n_ranks),
                    *cmd]
@@ -346,6 +351,69 @@ def test_rank_failure(r, d):
               "resumed after the failure: steps %d..%d equal the straight run" % (step + 1, STEPS))
 
 
+def same_bytes(a_dir, b_dir, name):
+    with open(os.path.join(a_dir, "latest", name), "rb") as a, \
+            open(os.path.join(b_dir, "latest", name), "rb") as b:
+        return a.read() == b.read()
+
+
+def test_sharding(r, d):
+    """ZeRO-1 (trainer.fsdp.sharding_strategy: ZERO1): each rank keeps the
+    optimiser state of its shard only, updates that shard and all-gathers the
+    parameters. The updates are elementwise, so the run equals plain data
+    parallelism (NO_SHARD, 3) bit for bit: losses, weights and the optimiser
+    state rank 0 gathers into the checkpoint; checkpoints move between the two
+    both ways; the strategies rat lacks are refused by name."""
+    tb = os.path.join(d, "train.bin")
+    write_tokens(tb, make_samples(SAMPLES, 3))
+    for n in (2, 3):
+        g = B * n * 2  # accumulation 2
+        plain = os.path.join(d, "plain-%d" % n)
+        r.run(n, write_config(d, tb, g, plain), plain, "trainer.fsdp.sharding_strategy=3")
+        zero = os.path.join(d, "zero1-%d" % n)
+        cfg = write_config(d, tb, g, zero)
+        p = r.run(n, cfg, zero, "trainer.fsdp.sharding_strategy=ZERO1", quiet=False)
+        m = re.search(r"optimizer state sharded over %d ranks \(ZeRO-1\): ([\d.]+) MiB on rank 0, "
+                      r"([\d.]+) MiB unsharded" % n, p.stdout)
+        check(m and abs(float(m.group(1)) * n / float(m.group(2)) - 1) < 0.02,
+              "%d ranks: each keeps 1/%d of the optimiser state: %s" %
+              (n, n, m.group(0) if m else p.stdout[:300]))
+        a, va = metrics(plain)
+        b, vb = metrics(zero)
+        check(sorted(a) == sorted(b) == list(range(1, STEPS + 1)) and va == vb and
+              all(a[s]["loss"] == b[s]["loss"] and a[s]["grad_norm"] == b[s]["grad_norm"]
+                  for s in a), "%d ranks: ZeRO-1 losses equal NO_SHARD's bit for bit" % n)
+        check(same_bytes(plain, zero, "model.safetensors") and
+              same_bytes(plain, zero, "optimizer.safetensors"),
+              "%d ranks: ZeRO-1 weights and gathered optimiser state equal NO_SHARD's bytes" % n)
+    # Resume: a ZeRO-1 checkpoint under ZeRO-1 and under NO_SHARD, and a
+    # NO_SHARD one under ZeRO-1, each equal to the straight run bit for bit.
+    g = B * 2 * 2
+    straight = os.path.join(d, "zero1-2")
+    for first, then in (("ZERO1", "ZERO1"), ("ZERO1", "NO_SHARD"), ("NO_SHARD", "ZERO1")):
+        part = os.path.join(d, "part-%s-%s" % (first, then))
+        cfg = write_config(d, tb, g, part)
+        r.run(2, cfg, part, "--stop-after", "3", "trainer.fsdp.sharding_strategy=" + first)
+        p = r.run(2, cfg, part, "trainer.load_checkpoint=true",
+                  "trainer.fsdp.sharding_strategy=" + then)
+        check("resumed from" in p.stdout and "at step 3" in p.stdout,
+              "%s -> %s: resumed at step 3" % (first, then))
+        a, va = metrics(straight)
+        b, vb = metrics(part)
+        check(all(a[s]["loss"] == b[s]["loss"] for s in a) and va == vb and
+              same_bytes(straight, part, "model.safetensors") and
+              same_bytes(straight, part, "optimizer.safetensors"),
+              "%s checkpoint resumed under %s equals the straight ZeRO-1 run bit for bit"
+              % (first, then))
+    for v, name in (("1", "FULL_SHARD"), ("SHARD_GRAD_OP", "SHARD_GRAD_OP")):
+        bad = os.path.join(d, "bad-" + v)
+        p = r.run(0, write_config(d, tb, g, bad), bad, "trainer.fsdp.sharding_strategy=" + v,
+                  check=False)
+        check(p.returncode != 0 and "trainer.fsdp.sharding_strategy" in p.stderr and
+              name in p.stderr and "not implement" in p.stderr,
+              "sharding_strategy %s refused by name: %s" % (v, p.stderr.strip()[-200:]))
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
@@ -354,7 +422,7 @@ def main():
     try:
         write_tokens(os.path.join(d, "val.bin"), make_samples(40, 9))
         {"equivalence": test_equivalence, "resume": test_resume,
-         "rank_failure": test_rank_failure}[which](Runner(rat, mpirun), d)
+         "rank_failure": test_rank_failure, "sharding": test_sharding}[which](Runner(rat, mpirun), d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     print("PASS")
