@@ -141,7 +141,24 @@ def main():
             png = os.path.join(a.out, name)
             subprocess.run([a.rat, "plot", *runs, "--metric", metric, "--out", png,
                             "--title", f"{metric}: float32 vs bfloat16"], check=True)
-            print(f"wrote {png}")
+        # The smoothed curves and their gap, as metrics.jsonl files of their own
+        # ("loss" holding the plotted value) so that `rat plot` draws them too.
+        curves = {"float32": sf, "bfloat16": sb,
+                  "gap_percent": {s: 100 * (sb[s] - sf[s]) / sf[s] for s in common}}
+        for name, c in curves.items():
+            d = os.path.join(a.out, f"smoothed{a.window}", name)
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+                for s in common:
+                    f.write(json.dumps({"step": s, "loss": c[s]}) + "\n")
+        sm = os.path.join(a.out, f"smoothed{a.window}")
+        subprocess.run([a.rat, "plot", os.path.join(sm, "float32"), os.path.join(sm, "bfloat16"),
+                        "--out", os.path.join(a.out, "loss_smoothed.png"), "--title",
+                        f"train loss, {a.window}-step mean: float32 vs bfloat16"], check=True)
+        subprocess.run([a.rat, "plot", os.path.join(sm, "gap_percent"), "--out",
+                        os.path.join(a.out, "gap_percent.png"), "--title",
+                        f"(bf16 - f32) / f32 of the {a.window}-step mean train loss, percent"],
+                       check=True)
         with open(os.path.join(a.out, "gaps.json"), "w") as f:
             json.dump({"steps": last, "window": a.window,
                        "rows": [{"what": r[0], "max": r[1], "median": r[2], "band": r[3]}
