@@ -205,6 +205,22 @@ TEST(EdgeFinite, ShutGatesLeaveTheTokenAlone) {
   }
 }
 
+// A micro-batch whose every label is ignored (an SFT row that is all prompt):
+// the mean's 1 / count would be 1 / 0; the loss and gradients must stay 0.
+TEST(EdgeFinite, EveryLabelIgnored) {
+  const ModelConfig cfg = one_layer(MixerKind::kRat, 64);
+  Model m(cfg);
+  m.init(9);
+  const std::vector<int32_t> ids = ids_of(64, cfg.vocab_size, 2), labels(64, -100);
+  m.zero_grads();
+  const CeResult r = m.forward_backward(ids.data(), labels.data(), 1, 64, true);
+  EXPECT_EQ(r.count, 0);
+  EXPECT_EQ(r.loss_sum, 0.0);
+  const int64_t n = m.layout().total();
+  EXPECT_TRUE(finite(m.grads(), n, "grads", /*zero_ok=*/true));
+  EXPECT_EQ(health(m.grads(), n).nonzero, 0);
+}
+
 // ---------------------------------------------------------------------------
 // The fused head + cross-entropy on huge logits.
 
