@@ -3,6 +3,7 @@ bench/load_rss.sh, without holding the model in memory: the header is computed f
 first, then each tensor is drawn, converted and written in turn (peak: the largest tensor).
 
     /usr/bin/python3 bench/load_rss.py --out DIR --layers 12 --d-model 768 [--dtype F32|BF16]
+    /usr/bin/python3 bench/load_rss.py poll COMMAND...   # peak memory of COMMAND (see poll())
 
 Shapes follow the RAT layout that tests/python/reference.py documents (rat mixer with an FFN of
 4 * d_model, rmsnorm, no biases, tied embedding, as the authors' rat-xl experiment); rat's loader
@@ -80,7 +81,36 @@ def to_bf16_bits(a):
     return (r & 0xFFFF).astype("<u2")
 
 
+def poll(cmd):
+    """Runs cmd (its stdout passed through); prints to stderr 'rss KIB KIB KIB': VmHWM at exit
+    (ru_maxrss, which the kernel samples only when pages are unmapped and at exit), then the
+    largest VmRSS and RssFile seen by reading /proc every 0.5 ms (catches peaks that VmHWM may
+    miss, and shows what the file's mapping adds)."""
+    import subprocess
+    import time
+    p = subprocess.Popen(cmd)
+    rss = rss_file = 0
+    while True:
+        try:
+            with open("/proc/%d/status" % p.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss = max(rss, int(line.split()[1]))
+                    elif line.startswith("RssFile:"):
+                        rss_file = max(rss_file, int(line.split()[1]))
+        except OSError:
+            pass
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        time.sleep(0.0005)
+    sys.stderr.write("rss %d %d %d\n" % (ru.ru_maxrss, rss, rss_file))
+    return os.waitstatus_to_exitcode(status)
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "poll":
+        sys.exit(poll(sys.argv[2:]))
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--layers", type=int, required=True)

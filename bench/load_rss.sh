@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Peak resident memory (VmHWM, /usr/bin/time's "Maximum resident set size")
-# of `rat generate` loading a model and greedily decoding 8 tokens, for
+# Peak resident memory (VmHWM, and VmRSS / RssFile polled from /proc) of
+# `rat generate` loading a model and greedily decoding 8 tokens, for
 # random-weight models of 110M (12 layers, D 768) and 1.3B (24 layers, D 2048,
 # the authors' xl width) parameters, vocab 32000, stored as F32 and as BF16,
 # run with --dtype f32 and --dtype bf16. Several binaries can be compared
@@ -24,7 +24,11 @@ py=/usr/bin/python3
 
 echo "machine: $(uname -srm), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')," \
   "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
-printf '%-6s %-5s %9s %9s %-8s %-6s %12s  %s\n' model file params file_MiB binary dtype VmHWM_MiB ids
+# VmHWM: the kernel's high-water mark (sampled at unmaps and exit); polled:
+# the largest VmRSS / RssFile read from /proc every 0.5 ms (RssFile includes
+# the binary and its libraries, about 18 MiB).
+printf '%-6s %-5s %7s %8s %-7s %-5s %6s %6s %7s  %s\n' model file params file_MiB binary dtype \
+  VmHWM polled RssFile "ids (MiB columns)"
 for size in $sizes; do
   case $size in
     110m) shape="--layers 12 --d-model 768" ;;
@@ -45,14 +49,14 @@ for size in $sizes; do
       name=${b%%=*} exe=${b#*=}
       for dt in f32 bf16; do
         t=$(mktemp)
-        ids=$(OMP_NUM_THREADS=1 /usr/bin/time -v "$exe" generate --model "$m" \
+        ids=$(OMP_NUM_THREADS=1 $py bench/load_rss.py poll "$exe" generate --model "$m" \
           --prompt-ids "5 17 9 33 41 7 100 200" --greedy -n 8 --ignore-eos --dtype $dt 2>"$t" |
           grep '^ids:' | cut -d' ' -f2- || true)
-        hwm=$(awk -F: '/Maximum resident/ {printf "%d", $2 / 1024}' "$t")
-        grep -q 'Exit status: 0' "$t" || { echo "FAILED: $exe on $m" >&2; cat "$t" >&2; }
+        read -r hwm rss rssf < <(awk '/^rss / {printf "%d %d %d", $2/1024, $3/1024, $4/1024}' "$t")
+        [ -n "$ids" ] || { echo "FAILED: $exe on $m" >&2; cat "$t" >&2; }
         rm -f "$t"
-        printf '%-6s %-5s %9s %9s %-8s %-6s %12s  %s\n' "$size" "$fdt" "$params" "$fmib" "$name" \
-          "$dt" "$hwm" "$ids"
+        printf '%-6s %-5s %7s %8s %-7s %-5s %6s %6s %7s  %s\n' "$size" "$fdt" "$params" "$fmib" \
+          "$name" "$dt" "$hwm" "$rss" "$rssf" "$ids"
       done
     done
   done
