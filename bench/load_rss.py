@@ -19,9 +19,12 @@ import sys
 import numpy as np
 
 
-def tensors(L, D, V, d_head, ngroups):
-    """[(name, shape, kind)] with kind 'normal' (N(0, 0.02)), 'ones' or 'gate'."""
+def tensors(L, D, V, d_head, ngroups, head=False):
+    """[(name, shape, kind)] with kind 'normal' (N(0, 0.02)), 'ones', 'gate' or 'wte' (the head
+    a tied PyTorch state_dict carries: the embedding again)."""
     out = [("embedding.wte.weight", [V, D], "normal"), ("backbone.ln.weight", [D], "ones")]
+    if head:
+        out.append(("head.lm_head.weight", [V, D], "wte"))
     for i in range(L):
         s = "backbone.layers.%d.seq_layer." % i
         h = "backbone.layers.%d.hidden_layer." % i
@@ -122,10 +125,12 @@ def main():
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--dtype", choices=["F32", "BF16"], default="F32")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write-head", action="store_true",
+                    help="also store head.lm_head.weight (= the embedding), as torch's state_dict")
     a = ap.parse_args()
     L, D, V = a.layers, a.d_model, a.vocab
     esize = 4 if a.dtype == "F32" else 2
-    ts = tensors(L, D, V, a.d_head, a.ngroups)
+    ts = tensors(L, D, V, a.d_head, a.ngroups, a.write_head)
     header, off = {"__metadata__": {"format": "pt"}}, 0
     for name, shape, _ in ts:
         n = int(np.prod(shape)) * esize
@@ -137,21 +142,26 @@ def main():
     with open(os.path.join(a.out, "config.yaml"), "w") as f:
         f.write(config_yaml(L, D, V, a.d_head, a.ngroups, a.chunk, a.seq_len))
     rng = np.random.default_rng(a.seed)
+    wte = None
     path = os.path.join(a.out, "model.safetensors")
     with open(path + ".tmp", "wb") as f:
         f.write(struct.pack("<Q", len(h)))
         f.write(h)
         for name, shape, kind in ts:
             n = int(np.prod(shape))
-            if kind == "normal":
+            if kind == "wte":
+                x = wte  # sorted: embedding.* is written before head.*
+            elif kind == "normal":
                 x = rng.standard_normal(n, dtype=np.float32) * np.float32(0.02)
             elif kind == "ones":
                 x = np.ones(n, dtype=np.float32)
             else:
                 x = rng.uniform(0.0, 2.0, n).astype(np.float32)
+            if name == "embedding.wte.weight" and a.write_head:
+                wte = x
             f.write((x.astype("<f4") if a.dtype == "F32" else to_bf16_bits(x)).tobytes())
     os.replace(path + ".tmp", path)
-    params = sum(int(np.prod(s)) for _, s, _ in ts)
+    params = sum(int(np.prod(s)) for _, s, k in ts if k != "wte")
     sys.stdout.write("%s: %d parameters, %d bytes (%s)\n" % (path, params, os.path.getsize(path),
                                                              a.dtype))
 

@@ -102,8 +102,9 @@ TEST(SafetensorsMapped, LongTensorsCrossBlocksBitForBit) {
                 .find(p + ": tensor 'w': elements [1, +3500000) asked for, expected a range "
                           "inside its 3500000"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { r.read_f32_part("w", {7}, 0, 1, part.data()); })
-                .find("has shape [3500000], expected [7]"),
+  EXPECT_NE(error_of([&] {
+              r.read_f32_part("w", {7}, 0, 1, part.data());
+            }).find("has shape [3500000], expected [7]"),
             std::string::npos);
 }
 
