@@ -1,6 +1,7 @@
 // Model directory I/O: config.yaml + model.safetensors with SPEC.md's names.
 #include "model/checkpoint.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 
@@ -55,13 +56,19 @@ void load_weights_by_name(Model& model, const std::string& file, const std::stri
     st.read_f32(stored.at(s.name), s.shape, model.params() + s.offset);
   // A tied model may carry the head anyway (PyTorch's state_dict keeps both);
   // it must then equal the embedding.
+  // Compared a block at a time: a whole-table buffer would add V * D floats
+  // to the load's peak (1 GiB at V 128k, D 2048).
   if (auto head = stored.find(kHead); tied && wte && head != stored.end()) {
-    std::vector<float> tmp(size_t(wte->numel));
-    st.read_f32(head->second, wte->shape, tmp.data());
-    for (int64_t i = 0; i < wte->numel; ++i)
-      if (tmp[size_t(i)] != model.params()[wte->offset + i])
-        throw Error(file + ": tensor '" + kHead + "' differs from '" + kEmbedding +
-                    "' but task.tie_embedding is true");
+    constexpr int64_t kBlock = int64_t(1) << 20;
+    std::vector<float> tmp(size_t(std::min(kBlock, wte->numel)));
+    for (int64_t i0 = 0; i0 < wte->numel; i0 += kBlock) {
+      const int64_t m = std::min(kBlock, wte->numel - i0);
+      st.read_f32_part(head->second, wte->shape, i0, m, tmp.data());
+      for (int64_t i = 0; i < m; ++i)
+        if (tmp[size_t(i)] != model.params()[wte->offset + i0 + i])
+          throw Error(file + ": tensor '" + kHead + "' differs from '" + kEmbedding +
+                      "' but task.tie_embedding is true");
+    }
   }
 }
 

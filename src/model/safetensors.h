@@ -29,8 +29,23 @@ struct TensorInfo {
 // Parsed and validated on open: header JSON well formed, every dtype known
 // (F32, BF16, F16), offsets inside the file, non-overlapping, and each
 // tensor's byte size = numel * dtype size. Errors name the file and tensor.
-// Tensor data is read from the file when asked for (the file stays open), so
-// loading a model holds its weights once, not twice.
+//
+// The header is read with pread; only once it has passed every check is the
+// file mapped (read-only, MAP_PRIVATE), so no tensor byte is touched before
+// then. Tensors are converted straight from the mapping into their final
+// place when asked for, and the mapping's pages are dropped block by block
+// behind the conversion: loading a model holds its weights once, plus one
+// 8 MiB block of the file, not the file beside the weights.
+//
+// What the size checks cover, and what they cannot: the file's size is taken
+// with fstat before mapping and every offset is checked against it, so a
+// file that is short or whose header lies about offsets is a rat::Error
+// before any access. A file truncated by another process AFTER it was opened
+// would make a later access to the vanished pages raise SIGBUS (pread used
+// to report it as a short read); guarding that would need a SIGBUS handler
+// around every copy, which a library should not install. Bytes rewritten in
+// place underneath (same size) are read as whatever they are then, as with
+// pread: the format has no checksum.
 class SafetensorsReader {
  public:
   explicit SafetensorsReader(const std::string& path);
@@ -45,11 +60,18 @@ class SafetensorsReader {
   // equals `expect_shape` and throws naming the tensor and both shapes if not.
   void read_f32(const std::string& name, const std::vector<int64_t>& expect_shape,
                 float* dst) const;
+  // Elements [first, first + count) of the flattened tensor only (comparing
+  // a big tensor in pieces without a whole-tensor buffer); same shape check.
+  void read_f32_part(const std::string& name, const std::vector<int64_t>& expect_shape,
+                     int64_t first, int64_t count, float* dst) const;
 
  private:
+  void convert(const TensorInfo& t, int64_t first, int64_t count, float* dst) const;
+
   std::string path_;
   std::map<std::string, TensorInfo> tensors_;
-  int fd_ = -1;
+  const uint8_t* map_ = nullptr;  // the whole file, read-only
+  uint64_t map_size_ = 0;
   uint64_t data_offset_ = 0;  // where the data section starts in the file
 };
 
