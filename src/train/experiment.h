@@ -11,6 +11,7 @@
 
 #include "kernels/gemm.h"  // Precision
 #include "model/config.h"
+#include "model/model.h"  // Recompute
 #include "train/data_dir.h"
 
 namespace rat {
@@ -55,6 +56,9 @@ struct Experiment {
   bool eval_when_log = false, save_checkpoint = false, load_checkpoint = false;
   double save_interval = 0.1;  // fraction of total steps
   std::string save_dir = "runs/default", pretrained_path;
+  // ours: trainer.activation_checkpointing none | block | mixer (model/model.h
+  // Recompute; the authors' trainer has no such option)
+  Recompute recompute = Recompute::kNone;
 
   std::string source;  // the file it came from
   // The first data file that does not exist (data_dir.h: the key, the path,
