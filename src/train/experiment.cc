@@ -59,10 +59,9 @@ DataSplit read_split(const YamlSection& s) {
 }
 
 const EnumNames<Recompute>& recompute_names() {
-  static const EnumNames<Recompute> names("activation checkpointing",
-                                          {{"none", Recompute::kNone},
-                                           {"block", Recompute::kBlock},
-                                           {"mixer", Recompute::kMixer}});
+  static const EnumNames<Recompute> names(
+      "activation checkpointing",
+      {{"none", Recompute::kNone}, {"block", Recompute::kBlock}, {"mixer", Recompute::kMixer}});
   return names;
 }
 
@@ -207,7 +206,8 @@ Experiment load_experiment(YAML::Node root, const std::string& path,
   e.save_interval = trainer.opt_double("save_interval").value_or(e.save_interval);
   e.save_dir = trainer.opt_str("save_dir").value_or(e.save_dir);
   e.pretrained_path = trainer.opt_str("pretrained_path").value_or("");
-  e.recompute = trainer.opt_enum("activation_checkpointing", recompute_names()).value_or(e.recompute);
+  e.recompute =
+      trainer.opt_enum("activation_checkpointing", recompute_names()).value_or(e.recompute);
 
   if (e.batch_size <= 0)
     data.fail("batch_size",

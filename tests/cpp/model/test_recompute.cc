@@ -111,8 +111,9 @@ Grads run(Model& m, int64_t B, int64_t T, uint64_t stream0 = 11) {
   for (uint32_t mb = 0; mb < 2; ++mb) {
     const auto ids = ids_of(B * T, V, 5 + mb), labels = ids_of(B * T, V, 17 + mb);
     m.set_dropout_stream(7, stream0 + mb);
-    const CeResult c = m.forward_backward(ids.data(), labels.data(), B, T, true, 0.f,
-                                          [&](int64_t a, int64_t b) { r.ready.emplace_back(a, b); });
+    const CeResult c =
+        m.forward_backward(ids.data(), labels.data(), B, T, true, 0.f,
+                           [&](int64_t a, int64_t b) { r.ready.emplace_back(a, b); });
     r.loss.push_back(c.loss_sum);
   }
   r.grads.assign(m.grads(), m.grads() + m.layout().total());
@@ -126,7 +127,8 @@ TEST(Recompute, GradientsEqualKeepingEverythingBitForBit) {
       const std::string what = c.name + " " + precision_name(prec);
       auto kept = model_of(c.cfg, Recompute::kNone, prec);
       const Grads want = run(*kept, B, T);
-      ASSERT_EQ(want.ready.size(), 2 * (c.cfg.layers.size() + 2)) << what;  // per micro-batch: head, blocks, embedding
+      ASSERT_EQ(want.ready.size(), 2 * (c.cfg.layers.size() + 2))
+          << what;  // per micro-batch: head, blocks, embedding
       // The masks matter: other dropout streams give other gradients, so
       // equality below means the recomputed forward drew the same masks.
       EXPECT_NE(run(*kept, B, T, 40).grads, want.grads) << what;
@@ -138,9 +140,8 @@ TEST(Recompute, GradientsEqualKeepingEverythingBitForBit) {
         for (size_t i = 0; i < got.loss.size(); ++i)
           EXPECT_EQ(std::memcmp(&got.loss[i], &want.loss[i], sizeof(double)), 0) << w;
         ASSERT_EQ(got.grads.size(), want.grads.size()) << w;
-        EXPECT_EQ(std::memcmp(got.grads.data(), want.grads.data(),
-                              got.grads.size() * sizeof(float)),
-                  0)
+        EXPECT_EQ(
+            std::memcmp(got.grads.data(), want.grads.data(), got.grads.size() * sizeof(float)), 0)
             << w;
         EXPECT_EQ(got.ready, want.ready) << w;  // the all-reduce overlap sees the same stretches
       }

@@ -63,16 +63,14 @@ TEST(RecomputeConfig, ReadsTheKeyAndNamesABadValue) {
   EXPECT_EQ(load_experiment(p, {"trainer.activation_checkpointing=mixer"}).recompute,
             Recompute::kMixer);
   EXPECT_EQ(error_of([&] { load_experiment(p, {"trainer.activation_checkpointing=ffn"}); }),
-            p +
-                ": trainer.activation_checkpointing: unknown activation checkpointing 'ffn', "
+            p + ": trainer.activation_checkpointing: unknown activation checkpointing 'ffn', "
                 "expected one of none, block, mixer");
   // In the file: the line is named.
   std::string text = slurp(p);
   text.replace(text.find("seed: 7"), 7, "seed: 7, activation_checkpointing: all");
   const std::string q = dir.write("bad.yaml", text);
   EXPECT_EQ(error_of([&] { load_experiment(q, {}); }),
-            q +
-                ":10: trainer.activation_checkpointing: unknown activation checkpointing 'all', "
+            q + ":10: trainer.activation_checkpointing: unknown activation checkpointing 'all', "
                 "expected one of none, block, mixer");
   const std::string msg =
       error_of([&] { load_experiment(p, {"trainer.activation_checkpoint=block"}); });
