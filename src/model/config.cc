@@ -236,7 +236,7 @@ const KeySchema& config_file_schema() {
     add("optim.lr_scheduler", {"_name_", "warmup_iter", "eta_min", "step_size", "gamma"});
     add("trainer", {"seed", "dtype", "max_epoch", "max_steps", "gradient_clipping", "log_interval",
                     "eval_interval", "eval_when_log", "save_checkpoint", "load_checkpoint",
-                    "save_interval", "save_dir", "pretrained_path"});
+                    "save_interval", "save_dir", "pretrained_path", "activation_checkpointing"});
     add("trainer.fsdp", {"sharding_strategy"});
 
     // The authors' keys (CLAIRE-Labo/RAT configs/) that rat reads no value

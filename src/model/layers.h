@@ -4,12 +4,15 @@
 // (B, T); backward turns the gradient of y into the gradient of x in place and
 // accumulates parameter gradients. A forward without training keeps nothing:
 // its intermediates live in the scratch all blocks share (BlockEnv::scratch),
-// which the next block overwrites.
+// which the next block overwrites. A block that recomputes (Model::set_recompute)
+// trains into the buffers all such blocks share (BlockEnv::recompute) and runs
+// its forward again there right before its backward.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "kernels/gemm.h"
@@ -59,6 +62,10 @@ struct BlockEnv {
   // trainer numbers each forward so a resumed run draws the same masks.
   uint64_t dropout_seed = 0, dropout_stream = 0;
   Buffers scratch;
+  // The intermediates of every block that recomputes them (Model::set_recompute):
+  // one block's worth (per slot, the largest any of them needs), which each
+  // such block borrows for its training forward and again for its backward.
+  Buffers recompute;
   const RopeTable& rope_table(int64_t P, int64_t max_pos);
 };
 
@@ -73,6 +80,28 @@ class Block {
   virtual void backward(const float* x, float* dx, int64_t B, int64_t T) = 0;
   // Bytes of activations this block keeps for backward.
   int64_t activation_bytes() const { return saved_.bytes(); }
+
+  // Activation recomputation: a training forward whose intermediates go to
+  // the shared BlockEnv::recompute instead of this block's own buffers, and
+  // a backward that first runs that forward again there (y: where its output,
+  // identical to the first one's and unused, may go). The same code runs on
+  // the same inputs, dropout masks included (kernels/dropout.h), so the
+  // gradients are those of forward + backward bit for bit. The buffers are
+  // swapped in, not copied: no allocation after the first step.
+  void forward_unkept(const float* x, float* y, int64_t B, int64_t T) {
+    Borrow shared(*this);
+    forward(x, y, B, T, true);
+  }
+  void backward_recomputed(const float* x, float* y, float* dx, int64_t B, int64_t T) {
+    Borrow shared(*this);
+    forward(x, y, B, T, true);
+    backward(x, dx, B, T);
+  }
+  // Frees what a training forward kept (the block now recomputes it).
+  void release_saved() {
+    saved_ = Buffers();
+    fwd_ = &saved_;
+  }
   void bind(const LayerView& p, const LayerView& g) { p_ = p, g_ = g; }
 
   // Generation (SPEC.md "Generation state"; driven by Model::prefill / step).
@@ -120,6 +149,19 @@ class Block {
   Buffers saved_;
   Buffers* fwd_ = &saved_;  // where the last forward's intermediates are
   int64_t state_index_ = 0;
+
+ private:
+  // Lends env_->recompute to this block as saved_ for a scope; afterwards
+  // saved_ is its own (empty) buffers again and the last forward's
+  // intermediates are in the shared buffers, so a plain backward is refused.
+  struct Borrow {
+    explicit Borrow(Block& b) : b(b) { std::swap(b.saved_, b.env_->recompute); }
+    ~Borrow() {
+      std::swap(b.saved_, b.env_->recompute);
+      b.fwd_ = &b.env_->recompute;
+    }
+    Block& b;
+  };
 };
 
 std::unique_ptr<Block> make_mixer(BlockEnv* env, const MixerConfig& m);

@@ -76,8 +76,17 @@ void Model::zero_grads() {
   std::fill(g, g + layout_.total(), 0.f);
 }
 
+void Model::set_recompute(Recompute r) {
+  recompute_ = r;
+  for (size_t i = 0; i < mixers_.size(); ++i) {
+    if (r != Recompute::kNone) mixers_[i]->release_saved();
+    if (r == Recompute::kBlock) ffns_[i]->release_saved();
+  }
+  if (r == Recompute::kNone) env_.recompute = Buffers();
+}
+
 int64_t Model::activation_bytes() const {
-  int64_t b = acts_.bytes() + const_cast<BlockEnv&>(env_).scratch.bytes();
+  int64_t b = acts_.bytes() + env_.scratch.bytes() + env_.recompute.bytes();
   for (const auto& m : mixers_) b += m->activation_bytes();
   for (const auto& f : ffns_) b += f->activation_bytes();
   return b;
@@ -85,20 +94,31 @@ int64_t Model::activation_bytes() const {
 
 // kTrain keeps the stream before each mixer and each FFN (slot kStream0 + j),
 // since each block's backward needs its input; the other modes alternate two.
+// A block that recomputes trains into the shared BlockEnv::recompute.
 const float* Model::forward_layers(const int32_t* ids, int64_t B, int64_t T, Mode mode,
                                    DecodeState* st, int64_t slot) {
   const int64_t D = cfg_.d_model, N = B * T, nl = int64_t(mixers_.size());
   const bool train = mode == Mode::kTrain;
+  const bool rec_mixer = train && recompute_ != Recompute::kNone;
+  const bool rec_ffn = train && recompute_ == Recompute::kBlock;
   ModelView pv = layout_.view(params_.data());
   auto stream = [&](int64_t j) { return acts_.get(kStream0 + int(train ? j : j % 2), N * D); };
   float* x = stream(0);
   embedding_forward(ids, pv.wte, x, N, D);
   for (int64_t i = 0; i < nl; ++i) {
+    Block& mixer = *mixers_[size_t(i)];
+    Block& ffn = *ffns_[size_t(i)];
     float* xm = stream(2 * i + 1);
-    mixers_[size_t(i)]->forward(x, xm, B, T, train);
-    if (mode == Mode::kPrefill) mixers_[size_t(i)]->export_state(*st, slot, T);
+    if (rec_mixer)
+      mixer.forward_unkept(x, xm, B, T);
+    else
+      mixer.forward(x, xm, B, T, train);
+    if (mode == Mode::kPrefill) mixer.export_state(*st, slot, T);
     float* xo = stream(2 * i + 2);
-    ffns_[size_t(i)]->forward(xm, xo, B, T, train);
+    if (rec_ffn)
+      ffn.forward_unkept(xm, xo, B, T);
+    else
+      ffn.forward(xm, xo, B, T, train);
     x = xo;
   }
   return x;
@@ -139,9 +159,22 @@ CeResult Model::forward_backward(const int32_t* ids, const int32_t* labels, int6
                 gv.final_ln_b, N, D);
   // A tied head's gradient lives in wte, which the embedding finishes last.
   if (grads_ready) grads_ready(layer_begin_[size_t(nl)], layout_.total());
+  // A block that recomputes runs its forward again right before its
+  // backward; the output goes to the stream after it, which only the
+  // backward of later blocks (done) read, and is the same bits.
+  const bool rec_mixer = recompute_ != Recompute::kNone, rec_ffn = recompute_ == Recompute::kBlock;
   for (int64_t i = nl - 1; i >= 0; --i) {
-    ffns_[size_t(i)]->backward(acts_.get(kStream0 + 2 * int(i) + 1, 0), dx, B, T);
-    mixers_[size_t(i)]->backward(acts_.get(kStream0 + 2 * int(i), 0), dx, B, T);
+    float* x = acts_.get(kStream0 + 2 * int(i), 0);
+    float* xm = acts_.get(kStream0 + 2 * int(i) + 1, 0);
+    float* xo = acts_.get(kStream0 + 2 * int(i) + 2, 0);
+    if (rec_ffn)
+      ffns_[size_t(i)]->backward_recomputed(xm, xo, dx, B, T);
+    else
+      ffns_[size_t(i)]->backward(xm, dx, B, T);
+    if (rec_mixer)
+      mixers_[size_t(i)]->backward_recomputed(x, xm, dx, B, T);
+    else
+      mixers_[size_t(i)]->backward(x, dx, B, T);
     if (grads_ready) grads_ready(layer_begin_[size_t(i)], layer_begin_[size_t(i) + 1]);
   }
   embedding_backward(ids, dx, gv.wte, N, D);

@@ -25,6 +25,13 @@ namespace rat {
 // Data parallelism starts each stretch's all-reduce here, under backward.
 using GradsReadyFn = std::function<void(int64_t begin, int64_t end)>;
 
+// Activation recomputation (trainer.activation_checkpointing): which blocks
+// keep only their input (the residual stream, kept anyway) in a training
+// forward and run their forward again right before their backward, trading
+// one more forward of those blocks for their intermediates. kBlock: mixers
+// and FFNs; kMixer: mixers only (FFNs keep theirs).
+enum class Recompute { kNone, kBlock, kMixer };
+
 class Model {
  public:
   explicit Model(const ModelConfig& cfg);
@@ -62,10 +69,17 @@ class Model {
   }
   void zero_grads();
 
+  // Which blocks recompute their intermediates in backward (default kNone).
+  // The gradients are the same bits either way; what the blocks that now
+  // recompute kept is freed.
+  void set_recompute(Recompute r);
+  Recompute recompute() const { return recompute_; }
+
   // The layer loop (embedding, then mixer and FFN of each layer, final norm)
   // runs in one of three modes:
-  //   kTrain:   every block keeps what backward needs, and the residual stream
-  //             before each block is kept;
+  //   kTrain:   every block keeps what backward needs (a block that
+  //             recomputes, only its input), and the residual stream before
+  //             each block is kept;
   //   kScore:   forward only: nothing is kept; two residual buffers alternate
   //             and the blocks work in one shared scratch, so activations take
   //             one layer's worth whatever the depth;
@@ -136,6 +150,7 @@ class Model {
   BlockEnv env_;
   Bf16WeightCache w16cache_;
   std::vector<std::unique_ptr<Block>> mixers_, ffns_;
+  Recompute recompute_ = Recompute::kNone;
   // Residual stream ([2L+1][N, D] in kTrain, two [N, D] otherwise), final
   // norm output and rstd, head and stream gradients.
   Buffers acts_;

@@ -59,6 +59,13 @@ DataSplit read_split(const YamlSection& s) {
   return d;
 }
 
+const EnumNames<Recompute>& recompute_names() {
+  static const EnumNames<Recompute> names(
+      "activation checkpointing",
+      {{"none", Recompute::kNone}, {"block", Recompute::kBlock}, {"mixer", Recompute::kMixer}});
+  return names;
+}
+
 }  // namespace
 
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
@@ -223,6 +230,8 @@ Experiment load_experiment(YAML::Node root, const std::string& path,
                                        "SHARD_GRAD_OP (2) are not implemented");
     }
   }
+  e.recompute =
+      trainer.opt_enum("activation_checkpointing", recompute_names()).value_or(e.recompute);
 
   if (e.batch_size <= 0)
     data.fail("batch_size",

@@ -11,6 +11,7 @@
 
 #include "kernels/gemm.h"  // Precision
 #include "model/config.h"
+#include "model/model.h"  // Recompute
 #include "train/data_dir.h"
 
 namespace rat {
@@ -61,6 +62,9 @@ struct Experiment {
   // NO_SHARD (the default, plain data parallelism) and ZERO1; the other two are
   // refused by name (docs/scaling.md).
   bool shard_optimizer = false;
+  // ours: trainer.activation_checkpointing none | block | mixer (model/model.h
+  // Recompute; the authors' trainer has no such option)
+  Recompute recompute = Recompute::kNone;
 
   std::string source;  // the file it came from
   // The first data file that does not exist (data_dir.h: the key, the path,

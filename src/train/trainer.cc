@@ -87,6 +87,7 @@ std::unique_ptr<Model> make_model(const Experiment& e) {
   else
     model->init(e.seed);
   model->set_precision(e.precision);
+  model->set_recompute(e.recompute);
   return model;
 }
 
