@@ -97,10 +97,11 @@ class Block {
     forward(x, y, B, T, true);
     backward(x, dx, B, T);
   }
-  // Frees what a training forward kept (the block now recomputes it).
+  // Frees what a training forward kept (the block now recomputes it). Until
+  // its next forward a plain backward is refused: nothing it needs is kept.
   void release_saved() {
     saved_ = Buffers();
-    fwd_ = &saved_;
+    fwd_ = &env_->scratch;
   }
   void bind(const LayerView& p, const LayerView& g) { p_ = p, g_ = g; }
 

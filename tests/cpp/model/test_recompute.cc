@@ -231,6 +231,13 @@ TEST(Recompute, PlainBackwardAfterAnUnkeptForwardIsRefused) {
   m->logits(ids.data(), B, T, logits.data(), Model::Mode::kTrain);
   EXPECT_THROW(m->mixer(0).backward(x.data(), dx.data(), B, T), Error);
   EXPECT_THROW(m->ffn(0).backward(x.data(), dx.data(), B, T), Error);
+  // Switching a trained model to recompute frees what its blocks kept: a
+  // plain backward before the next forward is refused, not run on nothing.
+  auto k = model_of(c.cfg, Recompute::kNone, Precision::kF32);
+  k->logits(ids.data(), B, T, logits.data(), Model::Mode::kTrain);
+  k->set_recompute(Recompute::kBlock);
+  EXPECT_THROW(k->mixer(0).backward(x.data(), dx.data(), B, T), Error);
+  EXPECT_THROW(k->ffn(0).backward(x.data(), dx.data(), B, T), Error);
 }
 
 }  // namespace
