@@ -478,7 +478,10 @@ void check_extend(const ModelConfig& cfg, int64_t T, const std::string& what) {
         ops += "s ";
       } else {
         dec.extend(slot, &ids[size_t(at)], n, got.data());
-        ops += "e" + std::to_string(n) + " ";
+        // Appended piece by piece: GCC 12's -Wrestrict misfires on "e" + std::string&&.
+        ops += 'e';
+        ops += std::to_string(n);
+        ops += ' ';
       }
       at += n;
       ASSERT_EQ(dec.length(slot), at);

@@ -15,6 +15,7 @@
 
 #include "model/decode_state.h"
 #include "model/model.h"
+#include "model_cases.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -22,70 +23,19 @@ namespace rat {
 namespace {
 using rat::testing::max_or_nan;
 
+using testing::ids_of;
+using Case = testing::ModelCase;
+
 MixerConfig cell(MixerKind kind, int64_t L = 4, int64_t window = 0) {
-  MixerConfig m;
-  m.kind = kind;
-  m.d_head = 8;
-  m.ngroups = kind == MixerKind::kRat ? 2 : 1;
-  m.chunk_size = L;
-  m.window_size = window;
-  return m;
+  return testing::small_cell(kind, L, window);
 }
-
-// D 32, d_ffn 64, V 61; cell1 set: sequence_interleave (cell1 on odd layers).
 ModelConfig config(const MixerConfig& m, int64_t layers, const MixerConfig* cell1 = nullptr) {
-  ModelConfig c;
-  c.seq_len = 64;
-  c.vocab_size = 61;
-  c.num_layers = layers;
-  c.d_model = 32;
-  c.seq_cell = m;
-  if (cell1) {
-    c.backbone = "sequence_interleave";
-    c.interleave_step = 2;
-    c.seq_cell1 = *cell1;
-  }
-  c.ffn.d_ffn = 64;
-  c.ffn.act = Activation::kGelu;
-  c.pe = PosEnc::kRopeInterRope;
-  c.resolve("test");
-  return c;
+  return testing::small_config(m, layers, cell1);
 }
-
-// SPEC init with the matrices scaled up to std 1/sqrt(fan_in), so that every
-// layer moves the output by O(1) (a state or buffer mix-up then shows).
 std::unique_ptr<Model> model_of(const ModelConfig& cfg, uint64_t seed = 3) {
-  auto m = std::make_unique<Model>(cfg);
-  m->init(seed);
-  for (const ParamSpec& s : m->layout().specs()) {
-    const float k = s.name == "embedding.wte.weight" ? 0.25f / 0.02f
-                    : s.shape.size() == 2            ? (1.f / std::sqrt(float(s.shape[1]))) / 0.02f
-                                                     : 1.f;
-    for (int64_t i = 0; i < s.numel; ++i) m->params()[s.offset + i] *= k;
-  }
-  return m;
+  return testing::scaled_model(cfg, seed);
 }
-
-std::vector<int32_t> ids_of(int64_t n, int64_t V, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(size_t(n), 0);
-  for (auto& i : ids) i = int32_t(rng() % uint32_t(V));
-  return ids;
-}
-
-struct Case {
-  std::string name;
-  ModelConfig cfg;
-};
-
-std::vector<Case> cases() {
-  const MixerConfig rat = cell(MixerKind::kRat, 4);
-  return {{"rat", config(rat, 2)},
-          {"attention", config(cell(MixerKind::kAttention), 2)},
-          {"local", config(cell(MixerKind::kLocalAttention, 4, 3), 2)},
-          {"rnn", config(cell(MixerKind::kRnn), 2)},
-          {"hybrid", config(cell(MixerKind::kLocalAttention, 4, 5), 3, &rat)}};
-}
+std::vector<Case> cases() { return testing::mixer_cases(2); }
 
 TEST(ModelModes, ScoreEqualsTrainBitForBit) {
   const int64_t B = 2, T = 13;

@@ -17,78 +17,23 @@
 
 #include "model/enum_names.h"
 #include "model/model.h"
+#include "model_cases.h"
 #include "util/error.h"
 
 namespace rat {
 namespace {
 
-MixerConfig cell(MixerKind kind, int64_t L = 4, int64_t window = 0) {
-  MixerConfig m;
-  m.kind = kind;
-  m.d_head = 8;
-  m.ngroups = kind == MixerKind::kRat ? 2 : 1;
-  m.chunk_size = L;
-  m.window_size = window;
-  return m;
-}
+using testing::ids_of;
+using Case = testing::ModelCase;
 
-// D 32, d_ffn 64, V 61, FFN dropout 0.1; cell1 set: sequence_interleave.
-ModelConfig config(const MixerConfig& m, int64_t layers, const MixerConfig* cell1 = nullptr,
-                   Activation act = Activation::kGelu) {
-  ModelConfig c;
-  c.seq_len = 64;
-  c.vocab_size = 61;
-  c.num_layers = layers;
-  c.d_model = 32;
-  c.seq_cell = m;
-  if (cell1) {
-    c.backbone = "sequence_interleave";
-    c.interleave_step = 2;
-    c.seq_cell1 = *cell1;
-  }
-  c.ffn.d_ffn = 64;
-  c.ffn.act = act;
-  c.ffn.dropout = 0.1;
-  c.pe = PosEnc::kRopeInterRope;
-  c.resolve("test");
-  return c;
-}
+// FFN dropout 0.1: recomputation must replay the same masks.
+std::vector<Case> cases() { return testing::mixer_cases(3, Activation::kSwiglu, 0.1); }
 
-struct Case {
-  std::string name;
-  ModelConfig cfg;
-};
-
-std::vector<Case> cases() {
-  const MixerConfig rat = cell(MixerKind::kRat, 4);
-  return {{"rat", config(rat, 3)},
-          {"attention", config(cell(MixerKind::kAttention), 3)},
-          {"local", config(cell(MixerKind::kLocalAttention, 4, 3), 3)},
-          {"rnn", config(cell(MixerKind::kRnn), 3, nullptr, Activation::kSwiglu)},
-          {"hybrid", config(cell(MixerKind::kLocalAttention, 4, 5), 4, &rat)}};
-}
-
-// SPEC init with the matrices scaled to std 1/sqrt(fan_in), so every layer
-// moves the output by O(1) and a wrong intermediate shows in every gradient.
 std::unique_ptr<Model> model_of(const ModelConfig& cfg, Recompute r, Precision prec) {
-  auto m = std::make_unique<Model>(cfg);
-  m->init(3);
-  for (const ParamSpec& s : m->layout().specs()) {
-    const float k = s.name == "embedding.wte.weight" ? 0.25f / 0.02f
-                    : s.shape.size() == 2            ? (1.f / std::sqrt(float(s.shape[1]))) / 0.02f
-                                                     : 1.f;
-    for (int64_t i = 0; i < s.numel; ++i) m->params()[s.offset + i] *= k;
-  }
+  auto m = testing::scaled_model(cfg);
   m->set_precision(prec);
   m->set_recompute(r);
   return m;
-}
-
-std::vector<int32_t> ids_of(int64_t n, int64_t V, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(size_t(n), 0);
-  for (auto& i : ids) i = int32_t(rng() % uint32_t(V));
-  return ids;
 }
 
 const char* name_of(Recompute r) {
