@@ -38,7 +38,7 @@ struct ModelBenchOpts {
   int64_t seq = 4096, batch = 64, max_batch = 1 << 16;
   double memory_gib = 16;
   int repeats = 5, warmup = 1;
-  bool json = false;
+  bool json = false, batch_invariant = false;
 };
 
 // Cache bytes one sequence's step reads at position `pos` (0-based), per
@@ -156,6 +156,7 @@ Row run_one(const std::string& name, bool preset, const ModelBenchOpts& o, doubl
     batch = std::min<int64_t>(o.max_batch, int64_t((budget - fixed) / per_seq));
   }
   Decoder dec(model, batch, max_len, bf16_cache);
+  dec.set_batch_invariant(o.batch_invariant);
   dec.fill_random(pos, 7);
   std::vector<int64_t> slots(static_cast<size_t>(batch));
   std::vector<int32_t> ids(static_cast<size_t>(batch));
@@ -196,8 +197,9 @@ int run_model_bench(const ModelBenchOpts& o) {
     std::printf("machine: %s\n", machine_description().c_str());
     std::printf("ceilings (same run): read %.1f GB/s, GEMM %s 1024^3 %.1f GFLOP/s\n", bw,
                 o.dtype.c_str(), gemm);
-    std::printf("mode %s, step at position %lld, cache %s, matmul %s%s\n", o.mode.c_str(),
+    std::printf("mode %s, step at position %lld, cache %s, matmul %s%s%s\n", o.mode.c_str(),
                 (long long)(o.seq - 1), o.cache_dtype.c_str(), o.dtype.c_str(),
+                o.batch_invariant ? ", batch-invariant steps" : "",
                 o.mode == "throughput"
                     ? (", budget " + std::to_string(o.memory_gib) + " GiB").c_str()
                     : "");
@@ -218,6 +220,7 @@ int run_model_bench(const ModelBenchOpts& o) {
           {"mode", o.mode},
           {"seq", o.seq},
           {"batch", r.batch},
+          {"batch_invariant", o.batch_invariant},
           {"dtype", canonical_name(precision_names(), "--dtype", o.dtype)},
           {"cache_dtype", canonical_name(precision_names(), "--cache-dtype", o.cache_dtype)},
           {"memory_gib", o.mode == "throughput" ? o.memory_gib : 0.0},
@@ -288,6 +291,9 @@ void register_bench_model(CLI::App& bench, Runner& run) {
   m->add_option("--dtype", o.dtype, "f32 | bf16 matmul inputs")->capture_default_str();
   m->add_option("--repeats", o.repeats, "timed steps (median reported)")->capture_default_str();
   m->add_option("--warmup", o.warmup, "untimed steps first")->capture_default_str();
+  m->add_flag("--batch-invariant", o.batch_invariant,
+              "steps whose rows do not depend on the batch (rat generate/serve "
+              "--batch-invariant): what that costs");
   m->add_flag("--json", o.json, "one JSON object per config");
   m->callback([&run] { run = [] { return run_model_bench(o); }; });
 }

@@ -28,7 +28,7 @@ int run_eval_tokens(const EvalOpts& o) {
   Progress bar("eval", n, "samples");
   double t0 = now_seconds();
   EvalResult r =
-      evaluate(*model, data, T, o.batch_size, 0, n, [&](int64_t done) { bar.update(done); });
+      evaluate(*model, data, T, o.forward_batch(), 0, n, [&](int64_t done) { bar.update(done); });
   bar.finish();
   double secs = now_seconds() - t0;
   if (o.json) {
@@ -93,6 +93,9 @@ void register_eval(CLI::App& app, Runner& run) {
   c->add_option("--dtype", o.dtype, "f32 | bf16 matmul inputs")->capture_default_str();
   c->add_option("--cache-dtype", o.cache_dtype, "niah/gen: f32 | bf16 decode cache")
       ->capture_default_str();
+  c->add_flag("--batch-invariant", o.batch_invariant,
+              "results bit for bit the same whatever --batch-size (--data, --text, mc, mqar: one "
+              "sequence per forward pass; niah, gen: the batch-invariant decoder; slower)");
   c->add_flag("--json", o.json, "print JSON instead of text");
   c->callback([&run] {
     run = [] {

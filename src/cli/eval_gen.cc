@@ -62,6 +62,7 @@ int run_eval_gen(const EvalOpts& o) {
 
   GenTaskOptions g;
   g.batch_size = o.batch_size;
+  g.batch_invariant = o.batch_invariant;
   g.max_new_tokens = o.max_new_tokens;
   // gen cuts prompts to fit the context (the authors' LongBench rule); niah
   // never cuts unless asked, since a cut could remove the needle.

@@ -21,7 +21,8 @@ int run_eval_mc(const EvalOpts& o) {
   const ScoreVocab vocab = load_score_vocab(o.model, cfg.vocab_size, cfg.ignore_input_index);
   const McTask task = read_mc_task(o.file, vocab, T, o.limit);
   ScoreStats s;
-  const std::vector<ScoreResult> res = score_requests(*model, task.requests, T, o.batch_size, &s);
+  const std::vector<ScoreResult> res =
+      score_requests(*model, task.requests, T, o.forward_batch(), &s);
   const McReport r = mc_report(task, res);
   if (o.json) {
     // NaN (fewer than two items) prints as null.

@@ -40,7 +40,7 @@ int run_eval_mqar(const EvalOpts& o) {
   Progress bar("eval", task.examples, "examples");
   const double t0 = now_seconds();
   const MqarScore s =
-      score_mqar(*model, task, o.batch_size, [&](int64_t done) { bar.update(done); });
+      score_mqar(*model, task, o.forward_batch(), [&](int64_t done) { bar.update(done); });
   bar.finish();
   const double secs = now_seconds() - t0;
   const double answer_loss = s.answers ? s.answer_nll / double(s.answers) : 0.0;

@@ -25,6 +25,11 @@ struct EvalOpts {
   std::string heatmap;              // niah: depth x length PNG
   std::string cache_dtype = "f32";  // niah/gen decode cache
   bool json = false;
+  // Results bit for bit the same whatever --batch-size: forward tasks run one
+  // sequence per pass (the products then always have that sequence's rows),
+  // niah/gen decode with the batch-invariant decoder.
+  bool batch_invariant = false;
+  int64_t forward_batch() const { return batch_invariant ? 1 : batch_size; }
 };
 
 int run_eval_text(const EvalOpts& o);

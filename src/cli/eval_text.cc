@@ -130,8 +130,9 @@ int run_eval_text(const EvalOpts& o) {
   const int64_t n_windows = int64_t(rolling_windows(int64_t(ids.size()), T, S).size());
   Progress bar("eval", n_windows, "windows");
   t0 = now_seconds();
-  const RollingResult r = rolling_perplexity(*model, ids, eod, int64_t(text.size()), T, S,
-                                             o.batch_size, [&](int64_t done) { bar.update(done); });
+  const RollingResult r =
+      rolling_perplexity(*model, ids, eod, int64_t(text.size()), T, S, o.forward_batch(),
+                         [&](int64_t done) { bar.update(done); });
   bar.finish();
   const double secs = now_seconds() - t0;
   const int64_t words = count_words(text);

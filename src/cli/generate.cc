@@ -34,6 +34,7 @@ struct GenOpts {
   int64_t max_new_tokens = 64;
   int64_t ctx = 0;  // prompt + generated tokens at most; 0: no limit
   bool greedy = false, json = false, ignore_eos = false, timings = false;
+  bool batch_invariant = false;
   SamplingOptions s = interactive_sampling();
   int64_t seed = -1;  // -1 (llama.cpp's): a random one, printed
   int64_t batch = 0;  // prompt tokens per prefill pass; 0: all at once
@@ -194,6 +195,7 @@ int run_generate(const GenOpts& o) {
   if (o.seed < 0 && !o.greedy) std::fprintf(stderr, "seed: %llu\n", (unsigned long long)g.seed);
   g.bf16_cache = bf16_cache;
   g.prefill_batch = o.batch;
+  g.batch_invariant = o.batch_invariant;
   if (!o.ignore_eos) g.eos_id = tok ? tok->eos_id() : int32_t(model->config().ignore_input_index);
 
   const int64_t B = int64_t(prompts.size());
@@ -332,6 +334,9 @@ void register_generate(CLI::App& app, Runner& run) {
                 "f32 | bf16 storage of the layers' caches (bf16: half the memory, logits differ "
                 "from a full forward by bf16 rounding)")
       ->capture_default_str();
+  c->add_flag("--batch-invariant", o.batch_invariant,
+              "each prompt's tokens bit for bit as if it were generated alone, whatever the "
+              "other prompts of the batch (slower from 3 prompts on; docs/reliability.md)");
   c->add_flag("--timings", o.timings,
               "print on stderr where the time went: load, caches, prefill, first token, first "
               "decode step, later steps' rate, sampling and output, page faults");

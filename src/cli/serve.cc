@@ -52,6 +52,9 @@ void register_serve(CLI::App& app, Runner& run) {
                 "prompt tokens prefilled at most between two decode steps of the running "
                 "requests (long prompts go in pieces, so streams keep flowing; llama.cpp: -ub)")
       ->capture_default_str();
+  c->add_flag("--batch-invariant", o.batch_invariant,
+              "a request's tokens bit for bit the same whatever else is decoded with it "
+              "(slower from 3 busy slots on; with --cache-mib 0 also whatever came before)");
   c->add_option("--cache-mib", o.cache_mib,
                 "bound (MiB) on the state free slots keep for prefix reuse; least recently used "
                 "slots forget theirs beyond it (< 0: no bound)")

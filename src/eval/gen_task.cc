@@ -172,6 +172,7 @@ std::vector<GenOutput> run_gen_cases(Model& model, const Tokenizer* tok,
   g.sampling.greedy = true;
   g.eos_id = opt.eos_id;
   g.bf16_cache = opt.bf16_cache;
+  g.batch_invariant = opt.batch_invariant;
   std::vector<std::vector<int32_t>> batch;
   std::vector<int64_t> made;
   for (int64_t b0 = 0; b0 < N; b0 += opt.batch_size) {

@@ -66,9 +66,10 @@ struct GenTaskOptions {
   // line's max_prompt_tokens, else the context minus the case's new tokens
   // (gen's default); -1: never cut (niah's default, so that no needle is lost).
   int64_t max_prompt_tokens = 0;
-  int64_t context = 0;      // the model's context T (data.seq_len or --seq-len)
-  int32_t eos_id = -1;      // a case stops after this id (not part of its text)
-  bool bf16_cache = false;  // see Decoder
+  int64_t context = 0;           // the model's context T (data.seq_len or --seq-len)
+  int32_t eos_id = -1;           // a case stops after this id (not part of its text)
+  bool bf16_cache = false;       // see Decoder
+  bool batch_invariant = false;  // see Decoder::set_batch_invariant
 };
 
 struct GenOutput {

@@ -1,8 +1,11 @@
 #include "generate/decoder.h"
 
 #include <algorithm>
+#include <limits>
 #include <string>
+#include <utility>
 
+#include "kernels/gemm.h"
 #include "util/error.h"
 
 namespace rat {
@@ -95,12 +98,22 @@ void Decoder::step(const int64_t* slots, const int32_t* ids, int64_t n, float* l
   for (int64_t i = 0; i < n; ++i) busy_[size_t(slots[i])] = 0;
   if (dup >= 0) throw Error("decoder: slot " + std::to_string(dup) + " appears twice in one step");
   check_ids(ids, n);
+  const RowInvariantProducts rows(batch_invariant_);
   model_.step(ids, slots, pos_.data(), n, *state_, logits);
   for (int64_t i = 0; i < n; ++i) ++len_[size_t(slots[i])];
 }
 
+void Decoder::set_batch_invariant(bool on) {
+  if (on == batch_invariant_) return;
+  batch_invariant_ = on;
+  // The overlapped RAT step multiplies slices of rows on single threads
+  // (gemm_small_planned), outside gemm's row-invariant routing.
+  std::swap(state_->overlap_min_rows, overlap_rows_off_);
+}
+
 void Decoder::set_overlap(int64_t min_rows, int64_t min_work, int64_t heads) {
-  state_->overlap_min_rows = min_rows, state_->overlap_min_work = min_work;
+  (batch_invariant_ ? overlap_rows_off_ : state_->overlap_min_rows) = min_rows;
+  state_->overlap_min_work = min_work;
   state_->overlap_heads = heads;
 }
 

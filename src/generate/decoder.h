@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -65,6 +66,15 @@ class Decoder {
   // tokens.
   void fill_random(int64_t len, uint64_t seed);
 
+  // Batch-invariant steps (`--batch-invariant`): a slot's logits are then bit
+  // for bit the same whatever other slots step with it, at a cost in speed
+  // from three rows on: every product of a step computes its rows as one-row
+  // products would (kernels/gemm.h's RowInvariantProducts), and RAT's steps do
+  // not split their products to overlap the cache sweeps. Everything else a
+  // step does is per slot already. Prefill and extend are one slot's own.
+  void set_batch_invariant(bool on);
+  bool batch_invariant() const { return batch_invariant_; }
+
   // Tests and tuning: RAT steps of at least min_rows rows and min_work cache
   // work overlap their GEMM slices (heads per in_proj slice) with the cache
   // sweeps (see DecodeState::overlap_min_rows); 0, 0 makes every multi-thread
@@ -78,6 +88,9 @@ class Decoder {
   int64_t max_batch_, max_len_;
   std::unique_ptr<DecodeState> state_;
   std::vector<int64_t> len_;  // tokens held per slot
+  bool batch_invariant_ = false;
+  // The overlap threshold not in use: swapped with the state's on each change.
+  int64_t overlap_rows_off_ = std::numeric_limits<int64_t>::max();
   std::vector<int64_t> pos_;  // positions of the current step's rows
   std::vector<char> busy_;    // slots already in the current step (distinctness check)
 };

@@ -41,6 +41,7 @@ GenerateResult generate(Model& model, const std::vector<std::vector<int32_t>>& p
   int64_t f0 = minor_faults();
   // The last new token is never fed back, so max_new - 1 steps at most.
   Decoder dec(model, B, longest + opt.max_new_tokens, opt.bf16_cache);
+  dec.set_batch_invariant(opt.batch_invariant);
   res.cache_bytes_per_sequence = dec.cache_bytes_per_sequence();
   std::vector<TokenSampler> samplers;
   for (int64_t i = 0; i < B; ++i)

@@ -19,6 +19,9 @@ struct GenerateOptions {
   uint64_t seed = 0;        // sequence i draws from a generator seeded by (seed, i)
   int32_t eos_id = -1;      // generation of a sequence ends after this id; -1: never
   bool bf16_cache = false;  // see Decoder
+  // Each sequence's logits bit for bit as if decoded alone, whatever the
+  // others (Decoder::set_batch_invariant); slower from three sequences on.
+  bool batch_invariant = false;
   // Prompt tokens per prefill pass (llama.cpp's -b): a longer prompt is
   // prefilled in pieces, the first by Decoder::prefill, the rest by
   // Decoder::extend, which bounds the activations a pass needs; 0: the whole

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -18,6 +19,18 @@
 namespace rat {
 
 const char* precision_name(Precision p) { return p == Precision::kBF16 ? "bf16" : "f32"; }
+
+// A count, not a flag, so guards nest; process-wide because the products run
+// on whichever thread drives the decoder (serve's scheduler, not main).
+static std::atomic<int> g_row_invariant{0};
+
+RowInvariantProducts::RowInvariantProducts(bool on) : on_(on) {
+  if (on_) g_row_invariant.fetch_add(1);
+}
+RowInvariantProducts::~RowInvariantProducts() {
+  if (on_) g_row_invariant.fetch_sub(1);
+}
+bool row_invariant_products() { return g_row_invariant.load(std::memory_order_relaxed) > 0; }
 
 namespace {
 
@@ -155,23 +168,45 @@ void pack_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld, std::vect
   for (int64_t r = 0; r < rows; ++r) to_bf16(x + r * ld, out.data() + r * cols, cols);
 }
 
+// Checks the operands and fills s's leading dimensions; true when there is
+// nothing to multiply (an empty C, or K = 0: C = beta C, done here).
+bool trivial(GemmShape& s, bool have_ab, float* C, float beta) {
+  RAT_ASSERT(C != nullptr || s.M == 0 || s.N == 0);
+  RAT_ASSERT(have_ab || s.K == 0 || s.M == 0 || s.N == 0);
+  fill_ld(s);
+  if (s.M == 0 || s.N == 0) return true;
+  if (s.K != 0) return false;
+  for (int64_t i = 0; i < s.M; ++i)
+    for (int64_t j = 0; j < s.N; ++j)
+      C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
+  return true;
+}
+
+// Row i of op(A) alone: A's row i, or column i when A is stored transposed.
+GemmShape one_row(const GemmShape& s) {
+  GemmShape r = s;
+  r.M = 1;
+  return r;
+}
+int64_t a_row_offset(const GemmShape& s, int64_t i) { return s.trans_a ? i : i * s.lda; }
+
 }  // namespace
 
 void gemm(const GemmShape& shape, const float* A, const float* B, float* C, float beta,
           Precision p) {
-  RAT_ASSERT(C != nullptr || shape.M == 0 || shape.N == 0);
-  RAT_ASSERT((A != nullptr && B != nullptr) || shape.K == 0 || shape.M == 0 || shape.N == 0);
   GemmShape s = shape;
-  fill_ld(s);
-  if (s.M == 0 || s.N == 0) return;
-  if (s.K == 0) {
-    for (int64_t i = 0; i < s.M; ++i)
-      for (int64_t j = 0; j < s.N; ++j)
-        C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
-    return;
-  }
+  if (trivial(s, A != nullptr && B != nullptr, C, beta)) return;
   if (p == Precision::kF32 && !s.trans_a && s.trans_b && gemv_f32_supported(s.M, s.K))
     return gemv_f32(A, s.lda, s.M, B, s.ldb, s.N, s.K, C, s.ldc, beta);
+  if (s.M > 1 && row_invariant_products()) {
+    if (p == Precision::kF32 && !s.trans_a && s.trans_b && gemv_f32_any_rows(s.K))
+      return gemv_f32(A, s.lda, s.M, B, s.ldb, s.N, s.K, C, s.ldc, beta);
+    if (p == Precision::kF32) {
+      for (int64_t i = 0; i < s.M; ++i)
+        gemm(one_row(s), A + a_row_offset(s, i), B, C + i * s.ldc, beta, p);
+      return;
+    }
+  }
   bool acc = beta != 0.f;
   static dnnl::stream strm(cpu_engine());
   if (p == Precision::kF32) {
@@ -189,19 +224,17 @@ void gemm(const GemmShape& shape, const float* A, const float* B, float* C, floa
 
 void gemm_bf16_weights(const GemmShape& shape, const float* A, const uint16_t* B16, float* C,
                        float beta) {
-  RAT_ASSERT(C != nullptr || shape.M == 0 || shape.N == 0);
-  RAT_ASSERT((A != nullptr && B16 != nullptr) || shape.K == 0 || shape.M == 0 || shape.N == 0);
   GemmShape s = shape;
-  fill_ld(s);
-  if (s.M == 0 || s.N == 0) return;
-  if (s.K == 0) {
-    for (int64_t i = 0; i < s.M; ++i)
-      for (int64_t j = 0; j < s.N; ++j)
-        C[i * s.ldc + j] = beta == 0.f ? 0.f : beta * C[i * s.ldc + j];
-    return;
-  }
+  if (trivial(s, A != nullptr && B16 != nullptr, C, beta)) return;
   if (!s.trans_a && s.trans_b && gemv_bf16_supported(s.M, s.K))
     return gemv_bf16(A, s.lda, s.M, B16, s.ldb, s.N, s.K, C, s.ldc, beta);
+  if (s.M > 1 && row_invariant_products()) {
+    if (!s.trans_a && s.trans_b && gemv_bf16_any_rows(s.K))
+      return gemv_bf16(A, s.lda, s.M, B16, s.ldb, s.N, s.K, C, s.ldc, beta);
+    for (int64_t i = 0; i < s.M; ++i)
+      gemm_bf16_weights(one_row(s), A + a_row_offset(s, i), B16, C + i * s.ldc, beta);
+    return;
+  }
   const bool acc = beta != 0.f;
   static dnnl::stream strm(cpu_engine());
   thread_local std::vector<uint16_t> a16;

@@ -32,6 +32,27 @@ void gemm(const GemmShape& s, const float* A, const float* B, float* C, float be
 void gemm_bf16_weights(const GemmShape& s, const float* A, const uint16_t* B16, float* C,
                        float beta);
 
+// Batch invariance (`--batch-invariant` of generate, chat, serve, eval):
+// oneDNN picks its kernel and blocking by M, so a row of x W^T computed among
+// 63 others can differ in the last bits from the same row alone, and a greedy
+// choice between near-tied tokens can flip (docs/reliability.md). While a
+// RowInvariantProducts is alive (any thread; it nests), gemm and
+// gemm_bf16_weights compute every row of C exactly as a one-row product would:
+// x W^T shapes through gemv's row-invariant kernel when it takes K, every
+// other shape one row at a time. Costs time from three rows on (gemv reads the
+// weights once per 16 rows; oneDNN once); the default keeps oneDNN's speed.
+class RowInvariantProducts {
+ public:
+  explicit RowInvariantProducts(bool on = true);
+  ~RowInvariantProducts();
+  RowInvariantProducts(const RowInvariantProducts&) = delete;
+  RowInvariantProducts& operator=(const RowInvariantProducts&) = delete;
+
+ private:
+  bool on_;
+};
+bool row_invariant_products();
+
 // Same maths, single-threaded, for use inside an OpenMP parallel region.
 // fp32 only (oneDNN's sgemm, which has no plan to build for each new shape).
 void gemm_small(const GemmShape& s, const float* A, const float* B, float* C, float beta);

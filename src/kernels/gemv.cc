@@ -14,13 +14,17 @@ namespace rat {
 
 bool gemv_bf16_supported(int64_t M, int64_t K) {
   // Three and four rows: oneDNN's 26-30 GB/s beat this kernel's 18-28.
-  return isa_kernels().gemv_bf16 != nullptr && M >= 1 && M <= 2 && K % 32 == 0 && K > 0;
+  return M >= 1 && M <= 2 && gemv_bf16_any_rows(K);
+}
+
+bool gemv_bf16_any_rows(int64_t K) {
+  return isa_kernels().gemv_bf16 != nullptr && K % 32 == 0 && K > 0;
 }
 
 void gemv_bf16(const float* x, int64_t ldx, int64_t M, const uint16_t* W, int64_t ldw, int64_t N,
                int64_t K, float* y, int64_t ldy, float beta) {
   RAT_ASSERT(x != nullptr && W != nullptr && y != nullptr);
-  RAT_ASSERT(gemv_bf16_supported(M, K) && N >= 0 && ldx >= K && ldw >= K && ldy >= N);
+  RAT_ASSERT(M >= 1 && gemv_bf16_any_rows(K) && N >= 0 && ldx >= K && ldw >= K && ldy >= N);
   // x rounded to bf16 (as gemm_bf16_weights rounds A), widened, and split into
   // the even/odd lanes that a 32-element block of a weight row widens into.
   thread_local std::vector<float> xs;
@@ -39,14 +43,16 @@ void gemv_bf16(const float* x, int64_t ldx, int64_t M, const uint16_t* W, int64_
   isa_kernels().gemv_bf16(xs.data(), M, W, ldw, N, K, y, ldy, beta);
 }
 
-bool gemv_f32_supported(int64_t M, int64_t K) {
-  return isa_kernels().gemv_f32 != nullptr && M >= 1 && M <= 2 && K % 16 == 0 && K > 0;
+bool gemv_f32_supported(int64_t M, int64_t K) { return M >= 1 && M <= 2 && gemv_f32_any_rows(K); }
+
+bool gemv_f32_any_rows(int64_t K) {
+  return isa_kernels().gemv_f32 != nullptr && K % 16 == 0 && K > 0;
 }
 
 void gemv_f32(const float* x, int64_t ldx, int64_t M, const float* W, int64_t ldw, int64_t N,
               int64_t K, float* y, int64_t ldy, float beta) {
   RAT_ASSERT(x != nullptr && W != nullptr && y != nullptr);
-  RAT_ASSERT(gemv_f32_supported(M, K) && N >= 0 && ldx >= K && ldw >= K && ldy >= N);
+  RAT_ASSERT(M >= 1 && gemv_f32_any_rows(K) && N >= 0 && ldx >= K && ldw >= K && ldy >= N);
   thread_local std::vector<float> xs;  // x packed to [M, K]
   xs.resize(size_t(M * K));
   for (int64_t m = 0; m < M; ++m) std::copy(x + m * ldx, x + m * ldx + K, xs.begin() + m * K);

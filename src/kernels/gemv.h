@@ -1,5 +1,5 @@
 // Skinny products for decoding one or two sequences: y[m, n] = beta * y[m, n] +
-// sum_k bf16(x[m, k]) * W[n, k] for m < M <= 2, W already bf16 (frozen
+// sum_k bf16(x[m, k]) * W[n, k] for m < M, W already bf16 (frozen
 // weights, Bf16WeightCache), rows of K % 32 == 0.
 //
 // Why not oneDNN: with one or two rows, a product reads every weight once
@@ -16,8 +16,14 @@
 
 namespace rat {
 
-// Whether gemv_bf16 takes this shape (the AVX-512 kernels in use, M <= 2, K % 32 == 0).
+// Whether gemm routes this shape to gemv_bf16 (the AVX-512 kernels in use,
+// M <= 2, K % 32 == 0).
 bool gemv_bf16_supported(int64_t M, int64_t K);
+// Whether gemv_bf16 takes K at all, for any M. Each row of y is then computed
+// exactly as a one-row call would (the same sums in the same order), which
+// gemm.h's RowInvariantProducts relies on; past two rows it reads the weights
+// once per 16 rows, slower than oneDNN's matmul.
+bool gemv_bf16_any_rows(int64_t K);
 
 // x: [M, K] float (leading dim ldx), W: [N, K] bf16 bits (leading dim ldw),
 // y: [M, N] (leading dim ldy). All threads; call outside parallel regions.
@@ -27,6 +33,7 @@ void gemv_bf16(const float* x, int64_t ldx, int64_t M, const uint16_t* W, int64_
 // The same with float32 weights (K % 16 == 0), as gemm(..., kF32) computes
 // it: oneDNN's matmul reads them at 30-33 GB/s here.
 bool gemv_f32_supported(int64_t M, int64_t K);
+bool gemv_f32_any_rows(int64_t K);
 void gemv_f32(const float* x, int64_t ldx, int64_t M, const float* W, int64_t ldw, int64_t N,
               int64_t K, float* y, int64_t ldy, float beta);
 

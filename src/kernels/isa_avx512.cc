@@ -115,16 +115,30 @@ void run(const float* xs, const typename Rows::T* W, int64_t ldw, int64_t N, int
   for (int64_t n = groups * R; n < N; ++n) one_row<Rows>(xs, M, W, ldw, n, K, y, ldy, beta);
 }
 
+// Any number of rows, in chunks of 16, 8, 4, 2 and 1. Every output element is
+// the same chain of FMAs over K in block order and the same 16-lane tree
+// (hsum16x16's lanes and hsum16 add alike), whatever the chunk, the row's
+// place in it or N's tail: a row's result does not depend on the other rows
+// (batch-invariant decoding, gemm.h's RowInvariantProducts).
+template <class Rows>
+void run_any(const float* xs, int64_t M, const typename Rows::T* W, int64_t ldw, int64_t N,
+             int64_t K, float* y, int64_t ldy, float beta) {
+  int64_t m = 0;
+  for (; M - m >= 16; m += 16) run<Rows, 16>(xs + m * K, W, ldw, N, K, y + m * ldy, ldy, beta);
+  if (M - m >= 8) run<Rows, 8>(xs + m * K, W, ldw, N, K, y + m * ldy, ldy, beta), m += 8;
+  if (M - m >= 4) run<Rows, 4>(xs + m * K, W, ldw, N, K, y + m * ldy, ldy, beta), m += 4;
+  if (M - m >= 2) run<Rows, 2>(xs + m * K, W, ldw, N, K, y + m * ldy, ldy, beta), m += 2;
+  if (M - m >= 1) run<Rows, 1>(xs + m * K, W, ldw, N, K, y + m * ldy, ldy, beta);
+}
+
 void gemv_f32(const float* xs, int64_t M, const float* W, int64_t ldw, int64_t N, int64_t K,
               float* y, int64_t ldy, float beta) {
-  if (M == 1) return run<F32Rows, 1>(xs, W, ldw, N, K, y, ldy, beta);
-  return run<F32Rows, 2>(xs, W, ldw, N, K, y, ldy, beta);
+  run_any<F32Rows>(xs, M, W, ldw, N, K, y, ldy, beta);
 }
 
 void gemv_bf16(const float* xs, int64_t M, const uint16_t* W, int64_t ldw, int64_t N, int64_t K,
                float* y, int64_t ldy, float beta) {
-  if (M == 1) return run<Bf16Rows, 1>(xs, W, ldw, N, K, y, ldy, beta);
-  return run<Bf16Rows, 2>(xs, W, ldw, N, K, y, ldy, beta);
+  run_any<Bf16Rows>(xs, M, W, ldw, N, K, y, ldy, beta);
 }
 
 // ---- activations.cc (gelu) --------------------------------------------------------------

@@ -35,7 +35,8 @@ struct IsaKernels {
   void (*gelu_forward)(const float* h, float* a, int64_t n);
   void (*gelu_backward)(const float* h, const float* da, float* dh, int64_t n);
   // gemv.cc (null: oneDNN takes every shape). xs: x packed as gemv.cc
-  // describes; all threads (an OpenMP loop over row groups).
+  // describes; any M >= 1, each row computed as if alone; all threads (an
+  // OpenMP loop over row groups).
   void (*gemv_f32)(const float* xs, int64_t M, const float* W, int64_t ldw, int64_t N, int64_t K,
                    float* y, int64_t ldy, float beta);
   void (*gemv_bf16)(const float* xs, int64_t M, const uint16_t* W, int64_t ldw, int64_t N,

@@ -18,6 +18,7 @@ struct GenArgs {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   bool bf16_cache = false;
+  bool batch_invariant = false;
 };
 
 // prompt: str, ids (list of ints, 1-D array), or a list of either (a batch).
@@ -78,6 +79,7 @@ py::object generate(LoadedModel& lm, const py::object& prompt, const GenArgs& a)
     g.seed = uint64_t(seed);
   }
   g.bf16_cache = a.bf16_cache;
+  g.batch_invariant = a.batch_invariant;
   if (!a.ignore_eos) g.eos_id = tok ? tok->eos_id() : int32_t(cfg.ignore_input_index);
 
   // As `rat generate` assembles text: each prompt goes through its stream decoder first (its
@@ -130,7 +132,7 @@ void bind_generate(py::class_<LoadedModel>& cls) {
       [](LoadedModel& lm, const py::object& prompt, int64_t max_new_tokens, bool greedy,
          float temperature, int64_t top_k, float top_p, float min_p, float repeat_penalty,
          const py::object& seed, const py::object& stop, bool ignore_eos,
-         const std::string& cache_dtype) {
+         const std::string& cache_dtype, bool batch_invariant) {
         GenArgs a;
         a.max_new_tokens = max_new_tokens;
         a.s.greedy = greedy;
@@ -148,15 +150,18 @@ void bind_generate(py::class_<LoadedModel>& cls) {
         if (cache_dtype != "f32" && cache_dtype != "bf16")
           throw Error("cache_dtype: '" + cache_dtype + "', expected f32 or bf16");
         a.bf16_cache = cache_dtype == "bf16";
+        a.batch_invariant = batch_invariant;
         return generate(lm, prompt, a);
       },
       py::arg("prompt"), py::arg("max_new_tokens") = 64, py::arg("greedy") = false,
       py::arg("temperature") = 0.8f, py::arg("top_k") = 40, py::arg("top_p") = 0.95f,
       py::arg("min_p") = 0.05f, py::arg("repeat_penalty") = 1.f, py::arg("seed") = py::none(),
       py::arg("stop") = py::none(), py::arg("ignore_eos") = false, py::arg("cache_dtype") = "f32",
+      py::arg("batch_invariant") = false,
       "generate(prompt, max_new_tokens=64, greedy=False, temperature=0.8, top_k=40,\n"
       "         top_p=0.95, min_p=0.05, repeat_penalty=1.0, seed=None, stop=None,\n"
-      "         ignore_eos=False, cache_dtype='f32') -> str | list[int] | list\n\n"
+      "         ignore_eos=False, cache_dtype='f32', batch_invariant=False)\n"
+      "         -> str | list[int] | list\n\n"
       "`rat generate`: the prompt is read in one forward pass, then tokens are decoded\n"
       "one at a time from the layers' caches. prompt: text (needs tokenizer.model;\n"
       "returns the new text, without the prompt) or token ids (a list of ints or a 1-D\n"
@@ -165,7 +170,9 @@ void bind_generate(py::class_<LoadedModel>& cls) {
       "returns a list. Sampling defaults are `rat generate`'s (llama.cpp's); greedy=True\n"
       "(or temperature 0) takes the argmax; seed None draws a random seed. Generation\n"
       "ends after max_new_tokens, at the end-of-document id (unless ignore_eos), or at a\n"
-      "stop string (str or list, not returned). cache_dtype 'bf16' halves the caches.");
+      "stop string (str or list, not returned). cache_dtype 'bf16' halves the caches.\n"
+      "batch_invariant=True: each prompt of a batch gets bit for bit what it would\n"
+      "alone (slower from three prompts on).");
 }
 
 }  // namespace rat::python

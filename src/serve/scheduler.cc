@@ -443,6 +443,7 @@ void Scheduler::loop() {
   try {
     if (opt_.threads > 0) omp_set_num_threads(opt_.threads);
     dec_ = std::make_unique<Decoder>(model_, opt_.parallel, opt_.ctx, opt_.bf16_cache);
+    dec_->set_batch_invariant(opt_.batch_invariant);
     slots_.resize(size_t(opt_.parallel));
     held_.resize(size_t(opt_.parallel));
     snaps_.resize(size_t(opt_.parallel));

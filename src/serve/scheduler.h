@@ -101,6 +101,12 @@ struct SchedulerOptions {
   int64_t parallel = 4;  // slots: sequences decoded together
   int64_t ctx = 2048;    // tokens a slot holds (prompt + generated)
   bool bf16_cache = false;
+  // A request's decode steps bit for bit the same whatever else is in the
+  // batch (Decoder::set_batch_invariant). Its prefill is its own already;
+  // a reused prefix was prefilled by an earlier request, with products of
+  // that prompt's length, so --cache-mib 0 too for outputs that depend on
+  // nothing but the request.
+  bool batch_invariant = false;
   int threads = 0;          // OpenMP threads of the model's work; 0: OpenMP's default
   int64_t max_queue = 256;  // waiting jobs beyond which submit() refuses
   // Bytes that free slots may keep for prefix reuse (their held tokens'

@@ -495,6 +495,7 @@ int run_server(const ServeOptions& opt) {
   so.parallel = opt.parallel;
   so.ctx = info.ctx;
   so.bf16_cache = bf16_cache;
+  so.batch_invariant = opt.batch_invariant;
   so.threads = opt.threads;
   so.max_queue = opt.max_queue;
   so.ubatch = opt.ubatch;

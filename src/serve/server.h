@@ -25,9 +25,10 @@ struct ServeOptions {
   int64_t max_queue = 256;
   int64_t max_body_bytes = 8 << 20;
   double shutdown_grace_s = 10;
-  std::string slot_save_path;  // directory of POST /slots/ID files; "": the endpoint answers 501
-  double cache_mib = -1;       // bound on free slots' prefix-reuse state; < 0: none
-  int64_t ubatch = 512;        // prompt tokens prefilled between two decode steps at most
+  std::string slot_save_path;    // directory of POST /slots/ID files; "": the endpoint answers 501
+  double cache_mib = -1;         // bound on free slots' prefix-reuse state; < 0: none
+  int64_t ubatch = 512;          // prompt tokens prefilled between two decode steps at most
+  bool batch_invariant = false;  // Decoder::set_batch_invariant
 };
 
 // Serves until SIGTERM or SIGINT; returns the exit status (0 after a clean

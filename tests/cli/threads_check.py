@@ -4,7 +4,9 @@ in f32 and in bf16 with OMP_NUM_THREADS = each of --threads; the per-step
 loss and grad_norm (metrics.jsonl, printed with 17 digits) and the final
 model.safetensors must be bit-identical to the first thread count's; so must
 greedy `rat generate` (a batch of prompts, token ids) and `rat eval` (loss on
-the validation tokens, --json) of the trained model.
+the validation tokens, --json) of the trained model. Batch invariance, in each
+column: the 5 prompts generated together with --batch-invariant must equal each
+generated alone, and `rat eval -b 8 --batch-invariant` must equal `-b 1`.
 
 Prints the matrix (one row per check, one column per thread count: "=" when
 identical to the first column, else what differs) and exits non-zero if any
@@ -96,11 +98,22 @@ def outputs(dtype, threads):
             out = run([RAT, "generate", "--model", model, "--prompt-ids", line.strip(), "-n", "24",
                        "--greedy", "--ignore-eos", "--dtype", gen_dtype, "--json"], threads)
             gen.append(json.loads(out.strip().splitlines()[-1]).get("outputs"))
-    ev = json.loads(run([RAT, "eval", "--model", model, "--data", "val.bin", "--max-samples", "16",
-                         "--dtype", gen_dtype, "--json"], threads).strip().splitlines()[-1])
-    ev = {k: v for k, v in ev.items() if k in ("loss", "ppl", "tokens", "samples")}
+    with open("prompts.txt") as f:
+        batch = ";".join(line.strip() for line in f)
+    out = run([RAT, "generate", "--model", model, "--prompt-ids", batch, "-n", "24", "--greedy",
+               "--ignore-eos", "--dtype", gen_dtype, "--batch-invariant", "--json"], threads)
+    batched = [[o] for o in json.loads(out.strip().splitlines()[-1]).get("outputs")]
+
+    def evaluate(*flags):
+        ev = json.loads(run([RAT, "eval", "--model", model, "--data", "val.bin", "--max-samples",
+                             "16", "--dtype", gen_dtype, "--json", *flags],
+                            threads).strip().splitlines()[-1])
+        return {k: v for k, v in ev.items() if k in ("loss", "ppl", "tokens", "samples")}
     return {"train loss, grad_norm per step": steps, "final weights (bytes)": weights,
-            "greedy generate": gen, "eval": ev}
+            "greedy generate": gen, "eval": evaluate(),
+            "generate, 5 together, --batch-invariant": batched,
+            "eval -b 1": evaluate("-b", "1"),
+            "eval -b 8 --batch-invariant": evaluate("-b", "8", "--batch-invariant")}
 
 
 def differs(a, b):
@@ -123,7 +136,16 @@ for dtype in args.dtypes.split(","):
     for check in base:
         cells = [differs(base[check], cols[t][check]) for t in THREADS]
         bad += sum(c != "=" for c in cells)
-        print(f"  {check:32s} " + " | ".join(cells))
+        print(f"  {check:40s} " + " | ".join(cells))
+    # Batch invariance, within each column: the batch-invariant forms against
+    # each prompt generated alone and against eval one sequence per pass.
+    for what, got, alone in (("batch-invariant generate == alone", "generate, 5 together, "
+                              "--batch-invariant", "greedy generate"),
+                             ("eval -b 8 --batch-invariant == -b 1", "eval -b 8 --batch-invariant",
+                              "eval -b 1")):
+        cells = [differs(cols[t][alone], cols[t][got]) for t in THREADS]
+        bad += sum(c != "=" for c in cells)
+        print(f"  {what:40s} " + " | ".join(cells))
     print(f"  (loss at step {args.steps}: {base['train loss, grad_norm per step'][-1][1]!r})")
 print(f"\nthreads_check: {bad} differing cells")
 sys.exit(1 if bad else 0)

@@ -116,6 +116,10 @@ check(py_ids == cli_ids and len(cli_ids) == 2, f"greedy ids batch: {py_ids} vs {
 one = model.generate(np.array([5, 17, 9], dtype=np.int32), max_new_tokens=12, greedy=True,
                      ignore_eos=True)
 check(one == cli_ids[0], "a 1-D array prompt alone decodes as in the batch")
+four = [[5, 17, 9], [40, 8], [3, 3, 3, 3, 3], [61]]
+inv = model.generate(four, max_new_tokens=12, greedy=True, ignore_eos=True, batch_invariant=True)
+check(inv == [model.generate(q, max_new_tokens=12, greedy=True, ignore_eos=True) for q in four],
+      "batch_invariant=True: each of 4 prompts as generated alone")
 p = run_rat("generate", "--model", MODEL, "--prompt-ids", "5 17 9", "--seed", "3", "--temp",
             "1.3", "--top-k", "50", "-n", "20", "--ignore-eos")
 cli_sampled = [int(x) for x in p.stdout.splitlines()[-1].split()[1:]]

@@ -5,8 +5,9 @@
 // with n = 1) against among 63 others (n = 64), the prefill must be bit for bit
 // and the steps are measured: how many logits differ and by how much (bounded
 // by rounding: a state bug would be O(1e-2) or more). The oracle for each is
-// the same decoder under the other thread count or batch. The row-invariance
-// of the GEMM itself (row 0 of M = 1 against M = 64) is measured the same way
+// the same decoder under the other thread count or batch; with
+// Decoder::set_batch_invariant, alone and among 63 must be bit for bit. The
+// row-invariance of the GEMM itself (row 0 of M = 1 against M = 64) is measured the same way
 // against the double-precision gemm_naive.
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -52,11 +53,13 @@ ModelConfig hybrid_config() {
 
 // Slot 0's logits over kSteps steps after a prompt: alone (others = 0) or
 // stepped together with `others` more slots, on `threads` threads.
-std::vector<float> decode_slot0(Model& m, int64_t others, int threads) {
+std::vector<float> decode_slot0(Model& m, int64_t others, int threads,
+                                bool batch_invariant = false) {
   const int64_t V = m.config().vocab_size, n = 1 + others;
   const int saved = omp_get_max_threads();
   omp_set_num_threads(threads);
   Decoder dec(m, kBatch, kPrompt + kSteps + 1);
+  dec.set_batch_invariant(batch_invariant);
   std::vector<float> logits(size_t(kBatch * V)), out;
   std::vector<int64_t> slots(static_cast<size_t>(n));
   std::vector<int32_t> ids(static_cast<size_t>(n));
@@ -120,6 +123,70 @@ void check(Precision p, const char* name, double batch_tol) {
   std::snprintf(buf, sizeof buf, "%lld of %zu, rel %.3g", (long long)batch, alone.size() - V, rel);
   ::testing::Test::RecordProperty(std::string(name) + "_batch_differing", buf);
   EXPECT_LE(rel, batch_tol) << name << ": decoded among 63 others";
+}
+
+// Decoder::set_batch_invariant: slot 0 among 63 others is bit for bit slot 0
+// alone, on 1 and 3 threads, and alone it is the default decoder's slot 0 (one
+// row takes the same kernel either way). The oracle is the decoder alone.
+void check_invariant(Precision p, const char* name) {
+  Model m(hybrid_config());
+  m.init(5);
+  m.set_precision(p);
+  const std::vector<float> alone = decode_slot0(m, 0, 1);
+  EXPECT_EQ(differing(alone, decode_slot0(m, 0, 1, true)), 0) << name << ": alone, invariant";
+  EXPECT_EQ(differing(alone, decode_slot0(m, kBatch - 1, 1, true)), 0)
+      << name << ": among 63 others, 1 thread";
+  EXPECT_EQ(differing(alone, decode_slot0(m, kBatch - 1, 3, true)), 0)
+      << name << ": among 63 others, 3 threads";
+  EXPECT_EQ(differing(alone, decode_slot0(m, 4, 2, true)), 0) << name << ": among 4 others";
+}
+
+TEST(BatchInvariance, BatchInvariantDecoderF32SameBitsAmong63) {
+  check_invariant(Precision::kF32, "f32");
+}
+
+TEST(BatchInvariance, BatchInvariantDecoderBf16SameBitsAmong63) {
+  check_invariant(Precision::kBF16, "bf16");
+}
+
+// RowInvariantProducts: every row of a product of M rows equals that row's
+// one-row product bit for bit: x W^T shapes gemv takes (K % 32 == 0), shapes
+// it does not (K 40) and transposed A (one row at a time), f32 and bf16
+// weights, M across the 16/8/4/2/1 chunks and N with a tail of the 16-row
+// groups. The oracle is the one-row gemm outside the guard; each must also be
+// within float rounding of gemm_naive.
+TEST(BatchInvariance, RowInvariantProductsEveryRowAsIfAlone) {
+  for (int64_t K : {int64_t(64), int64_t(40)})
+    for (bool ta : {false, true})
+      for (Precision p : {Precision::kF32, Precision::kBF16})
+        for (int64_t M : {int64_t(3), int64_t(37)}) {
+          const int64_t N = 53;
+          std::vector<float> x(size_t(M * K)), w(size_t(N * K)), c(size_t(M * N)),
+              one(static_cast<size_t>(N)), ref(static_cast<size_t>(N));
+          for (size_t i = 0; i < x.size(); ++i) x[i] = float((i * 37) % 101) / 101.f - 0.5f;
+          for (size_t i = 0; i < w.size(); ++i) w[i] = float((i * 53) % 97) / 97.f - 0.5f;
+          // A stored [K, M] when transposed: column m is row m of op(A).
+          std::vector<float> xt(x.size());
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t k = 0; k < K; ++k) xt[size_t(k * M + m)] = x[size_t(m * K + k)];
+          const float* A = ta ? xt.data() : x.data();
+          {
+            const RowInvariantProducts rows;
+            gemm({M, N, K, ta, true}, A, w.data(), c.data(), 0.f, p);
+          }
+          EXPECT_FALSE(row_invariant_products());
+          for (int64_t m = 0; m < M; ++m) {
+            gemm({1, N, K, ta, true, ta ? M : K}, ta ? A + m : A + m * K, w.data(), one.data(), 0.f,
+                 p);
+            const std::vector<float> row(c.begin() + m * N, c.begin() + (m + 1) * N);
+            ASSERT_EQ(differing(one, row), 0) << precision_name(p) << " K " << K << " M " << M
+                                              << " row " << m << (ta ? " A transposed" : "");
+            if (p == Precision::kF32) {
+              gemm_naive({1, N, K, false, true}, x.data() + m * K, w.data(), ref.data(), 0.f);
+              EXPECT_LE(rel_diff(ref, row), 1e-5);
+            }
+          }
+        }
 }
 
 TEST(BatchInvariance, HybridF32SameLogitsOnAnyThreadCountCloseAmong63) {
