@@ -80,17 +80,22 @@ bool test_some(std::vector<MPI_Request>& reqs, const char* what,
 // after the deadline: MPI's own blocking waits have none, and a rank that hangs
 // (rather than dies) would otherwise hold every other rank forever. done(i),
 // if given, runs as request i completes.
+// Throws the deadline's error once a wait that began at t0 has run past it.
+void check_deadline(double t0, const char* what) {
+  if (now_seconds() - t0 > g_timeout)
+    throw Error(std::string("no answer from the other ranks for ") + seconds_text(g_timeout) +
+                " s in " + what +
+                " (a rank died or hangs, or the network is down; raise --comm-timeout for "
+                "very slow steps)" +
+                (g_hint.empty() ? "" : "; " + g_hint));
+}
+
 void wait_all(std::vector<MPI_Request>& reqs, const char* what,
               const std::function<void(int)>& done = {}) {
   if (reqs.empty()) return;
   const double t0 = now_seconds();
   while (!test_some(reqs, what, done)) {
-    if (now_seconds() - t0 > g_timeout)
-      throw Error(std::string("no answer from the other ranks for ") + seconds_text(g_timeout) +
-                  " s in " + what +
-                  " (a rank died or hangs, or the network is down; raise --comm-timeout for "
-                  "very slow steps)" +
-                  (g_hint.empty() ? "" : "; " + g_hint));
+    check_deadline(t0, what);
     // Under oversubscription (more ranks than cores) the rank we wait for may
     // need this core.
     sched_yield();
@@ -379,6 +384,39 @@ void finish_part(float* g, int64_t n, int64_t lo, int64_t hi) {
 }
 }  // namespace
 
+void GradReducer::finished(int i) {
+  if (!scatter_) return;
+  const Requests::Part& p = reqs_->parts[size_t(i)];
+  finish_part(g_, n_, p.lo, p.hi);
+}
+
+// The last stretch (begin == 0: the embedding's, with a tied head its
+// gradient is the largest tensor, 262 MB at rat-xl size) is followed only by
+// wait(): nothing is left to overlap with it. With `scatter` it goes out in
+// bucket-sized pieces, at most kInFlight buckets' worth at a time, so that
+// the temporaries MPI keeps for the reductions in flight stay a few buckets
+// (Open MPI's reduce-scatter receives whole buckets on rank 0).
+void GradReducer::launch_capped(int64_t begin, int64_t end) {
+  constexpr int64_t kInFlight = 4;
+  Requests& q = *reqs_;
+  const char* what = reduce_what(scatter_);
+  for (int64_t hi = end; hi > begin;) {
+    const int64_t lo = std::max(begin, hi - bucket_);
+    const double t0 = now_seconds();
+    for (;;) {
+      int64_t flying = 0;
+      for (size_t k = 0; k < q.r.size(); ++k)
+        if (q.r[k] != MPI_REQUEST_NULL) flying += q.parts[k].hi - q.parts[k].lo;
+      if (flying == 0 || flying + (hi - lo) <= kInFlight * bucket_) break;
+      test_some(q.r, what, [&](int i) { finished(i); });
+      check_deadline(t0, what);
+      sched_yield();
+    }
+    launch(lo, hi);
+    hi = lo;
+  }
+}
+
 void GradReducer::ready(int64_t begin, int64_t end) {
   if (!g_active || g_world.size == 1) return;
   // Stretches come top-down and adjoin: grow the pending bucket downwards.
@@ -388,17 +426,15 @@ void GradReducer::ready(int64_t begin, int64_t end) {
     if (end != pending_begin_) throw Error("internal: gradient stretches announced out of order");
     pending_begin_ = begin;
   }
-  if (pending_end_ - pending_begin_ >= bucket_ || begin == 0) {
+  if (begin == 0 && scatter_) {
+    launch_capped(pending_begin_, pending_end_);
+    pending_begin_ = pending_end_ = -1;
+  } else if (pending_end_ - pending_begin_ >= bucket_ || begin == 0) {
     launch(pending_begin_, pending_end_);
     pending_begin_ = pending_end_ = -1;
   }
   Requests& q = *reqs_;
-  if (test_some(q.r, reduce_what(scatter_), [&](int i) {
-        if (scatter_) {
-          const Requests::Part& p = q.parts[size_t(i)];
-          finish_part(g_, n_, p.lo, p.hi);
-        }
-      })) {
+  if (test_some(q.r, reduce_what(scatter_), [&](int i) { finished(i); })) {
     q.r.clear();
     q.parts.clear();
   }
@@ -411,12 +447,7 @@ double GradReducer::wait() {
     pending_begin_ = pending_end_ = -1;
   }
   Requests& q = *reqs_;
-  wait_all(q.r, reduce_what(scatter_), [&](int i) {
-    if (scatter_) {
-      const Requests::Part& p = q.parts[size_t(i)];
-      finish_part(g_, n_, p.lo, p.hi);
-    }
-  });
+  wait_all(q.r, reduce_what(scatter_), [&](int i) { finished(i); });
   q.parts.clear();
   return now_seconds() - t0;
 }
@@ -424,7 +455,7 @@ double GradReducer::wait() {
 double GradReducer::reduce_all() {
   const double t0 = now_seconds();
   if (g_active && g_world.size > 1) {
-    launch(0, n_);
+    scatter_ ? launch_capped(0, n_) : launch(0, n_);
     wait();
   }
   return now_seconds() - t0;

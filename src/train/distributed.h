@@ -125,6 +125,8 @@ class GradReducer {
 
  private:
   void launch(int64_t begin, int64_t end);
+  void launch_capped(int64_t begin, int64_t end);
+  void finished(int i);
   float* g_;
   int64_t n_, bucket_, pending_begin_ = -1, pending_end_ = -1, started_ = 0;
   const bool scatter_;

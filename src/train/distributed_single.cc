@@ -77,6 +77,8 @@ int64_t GradReducer::kept_bytes() const { return n_ * int64_t(sizeof(float)); }
 
 GradReducer::~GradReducer() = default;
 void GradReducer::launch(int64_t, int64_t) {}
+void GradReducer::launch_capped(int64_t, int64_t) {}
+void GradReducer::finished(int) {}
 void GradReducer::ready(int64_t, int64_t) {}
 double GradReducer::wait() { return 0; }
 double GradReducer::reduce_all() { return 0; }

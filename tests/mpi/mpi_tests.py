@@ -472,8 +472,10 @@ def test_shard_grad_op(r, d):
     write_tokens(tb, make_samples(SAMPLES, 4))
     g = 12  # 2 ranks x accumulation 3, 3 ranks x 2: 6 micro-batches of B per step
     worst = {}
-    for n, extra in ((2, ["--bucket-mb", "0.01"]), (3, ["--bucket-mb", "0.01"]),
-                     (2, ["--no-overlap"])):
+    # Buckets of 0.01 MB: several per block in flight; of 0.001 MB (262 floats):
+    # the embedding's 2048 go out in 8 pieces, at most 4 in flight (launch_capped).
+    for n, extra in ((2, ["--bucket-mb", "0.01"]), (3, ["--bucket-mb", "0.001"]),
+                     (2, ["--no-overlap", "--bucket-mb", "0.001"])):
         plain = os.path.join(d, "plain-%d" % n)
         if not os.path.exists(plain):
             r.run(n, write_config(d, tb, g, plain), plain, "trainer.fsdp.sharding_strategy=3")
