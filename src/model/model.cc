@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -59,16 +60,19 @@ double Model::matmul_weights() const {
   return n;
 }
 
+void Model::FreeFloats::operator()(float* p) const { std::free(p); }
+
 float* Model::grads() {
-  if (grads_.empty()) {
-    grads_.assign(size_t(layout_.total()), 0.f);
-    ModelView pv = layout_.view(params_.data()), gv = layout_.view(grads_.data());
+  if (!grads_) {
+    grads_.reset(static_cast<float*>(std::calloc(size_t(layout_.total()), sizeof(float))));
+    if (!grads_) throw Error("out of memory for the gradients of the model's parameters");
+    ModelView pv = layout_.view(params_.data()), gv = layout_.view(grads_.get());
     for (size_t i = 0; i < mixers_.size(); ++i) {
       mixers_[i]->bind(pv.layers[i], gv.layers[i]);
       ffns_[i]->bind(pv.layers[i], gv.layers[i]);
     }
   }
-  return grads_.data();
+  return grads_.get();
 }
 
 void Model::zero_grads() {

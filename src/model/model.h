@@ -145,7 +145,14 @@ class Model {
 
   ModelConfig cfg_;
   ParamLayout layout_;
-  std::vector<float> params_, grads_;
+  std::vector<float> params_;
+  // calloc'd on first use: a large calloc maps fresh zero pages without
+  // writing them, so the gradients take memory only where backward writes
+  // (a SHARD_GRAD_OP rank keeps its shard resident, train/trainer.cc).
+  struct FreeFloats {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float[], FreeFloats> grads_;
   std::vector<int64_t> layer_begin_;  // where block i's tensors start; [L] = final norm
   BlockEnv env_;
   Bf16WeightCache w16cache_;

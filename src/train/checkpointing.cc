@@ -32,8 +32,10 @@ void write_checkpoint_files(const fs::path& dir, Model& model, Optimizer& opt, c
     for (OptimState& b : opt.state())
       ts.push_back({b.name + "." + s.name, s.shape, b.data.data() + s.offset});
   write_safetensors((dir / "optimizer.safetensors").string(), ts, DType::kF32);
-  const nlohmann::json j = {
-      {"step", st.step}, {"optimizer_steps", opt.steps()}, {"world", st.world}};
+  const nlohmann::json j = {{"step", st.step},
+                            {"optimizer_steps", opt.steps()},
+                            {"world", st.world},
+                            {"data_world", st.sample_world()}};
   write_file_atomic((dir / "trainer_state.json").string(), j.dump(2) + "\n");
   if (!tokenizer.empty() && fs::exists(tokenizer)) {
     std::ifstream in(tokenizer, std::ios::binary);
@@ -111,24 +113,36 @@ void load_checkpoint(const fs::path& dir, Model& model, Optimizer& opt, TrainSta
       o.read_f32(b.name + "." + s.name, s.shape, b.data.data() + s.offset);
   const fs::path state = dir / "trainer_state.json";
   int64_t step = 0, optimizer_steps = 0;
-  int world = 1;
+  int world = 1, data_world = 1;
   try {
     std::ifstream f(state);
     const nlohmann::json j = nlohmann::json::parse(f);
     step = j.at("step").get<int64_t>();
     optimizer_steps = j.at("optimizer_steps").get<int64_t>();
     world = j.value("world", 1);  // one rank when absent
+    data_world = j.value("data_world", world);
   } catch (const std::exception&) {
     throw Error(state.string() +
                 ": unreadable trainer state, expected a JSON object with integer step, "
                 "optimizer_steps and world");
   }
-  if (world != st.world)
+  if (data_world != st.sample_world())
     throw Error(state.string() + ": checkpoint was written by " + std::to_string(world) +
                 " ranks but this run has " + std::to_string(st.world) +
                 "; resume with the same number of ranks");
   st.step = step;
   opt.set_steps(optimizer_steps);
+}
+
+int checkpoint_sample_world(const fs::path& dir) {
+  const fs::path state = dir / "trainer_state.json";
+  try {
+    std::ifstream f(state);
+    const nlohmann::json j = nlohmann::json::parse(f);
+    return j.value("data_world", j.value("world", 1));
+  } catch (const std::exception&) {
+    throw Error(state.string() + ": unreadable trainer state, expected a JSON object with world");
+  }
 }
 
 std::string latest_checkpoint(const fs::path& run) {

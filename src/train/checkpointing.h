@@ -23,7 +23,12 @@ namespace rat {
 // What a checkpoint restores besides the weights and the optimiser moments.
 struct TrainState {
   int64_t step = 0;  // optimiser steps completed
-  int world = 1;     // ranks; a checkpoint resumes only with as many (the data shards differ)
+  int world = 1;     // ranks that wrote it
+  // The rank count whose sample order the run follows (train/sampler.h: each
+  // rank reads its own range): the first run's, kept when a resume runs on
+  // another rank count and shares the same micro-batches out anew (0: world).
+  int data_world = 0;
+  int sample_world() const { return data_world > 0 ? data_world : world; }
 };
 
 // Writes the checkpoint of st.step under a temporary name, renames it into
@@ -35,9 +40,13 @@ std::string save_checkpoint(const std::filesystem::path& run, Model& model, Opti
 
 // Reads checkpoint `dir` into model, opt and st. The model must have the
 // checkpoint's tensors (the experiment's config, not the checkpoint's, shapes
-// the run), and st.world must equal the checkpoint's.
+// the run), and st.sample_world() must equal the checkpoint's (a run on another
+// rank count first takes it from checkpoint_sample_world).
 void load_checkpoint(const std::filesystem::path& dir, Model& model, Optimizer& opt,
                      TrainState& st);
+
+// The sample order (TrainState::sample_world) of checkpoint `dir`.
+int checkpoint_sample_world(const std::filesystem::path& dir);
 
 // The checkpoint directory run/latest points at, resolved; empty if none.
 std::string latest_checkpoint(const std::filesystem::path& run);

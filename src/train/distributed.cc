@@ -13,9 +13,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <thread>
 
 #include "util/error.h"
+#include "util/huge_pages.h"
 #include "util/timer.h"
 
 namespace rat {
@@ -52,24 +54,48 @@ void check(int rc, const char* what) {
               (g_hint.empty() ? "" : "; " + g_hint));
 }
 
+std::string seconds_text(double s) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.0f", s);
+  return buf;
+}
+
+// One look at the requests: calls done(i) for each that has completed since
+// the last look (MPI sets it to MPI_REQUEST_NULL); returns whether all have.
+bool test_some(std::vector<MPI_Request>& reqs, const char* what,
+               const std::function<void(int)>& done) {
+  if (reqs.empty()) return true;
+  std::vector<int> idx(reqs.size());
+  int count = 0;
+  check(MPI_Testsome(int(reqs.size()), reqs.data(), &count, idx.data(), MPI_STATUSES_IGNORE), what);
+  if (count == MPI_UNDEFINED) return true;  // every request was already null
+  for (int k = 0; k < count; ++k)
+    if (done) done(idx[size_t(k)]);
+  for (const MPI_Request& r : reqs)
+    if (r != MPI_REQUEST_NULL) return false;
+  return true;
+}
+
 // Drives the requests to completion from this (the main) thread, giving up
 // after the deadline: MPI's own blocking waits have none, and a rank that hangs
-// (rather than dies) would otherwise hold every other rank forever.
-void wait_all(std::vector<MPI_Request>& reqs, const char* what) {
+// (rather than dies) would otherwise hold every other rank forever. done(i),
+// if given, runs as request i completes.
+// Throws the deadline's error once a wait that began at t0 has run past it.
+void check_deadline(double t0, const char* what) {
+  if (now_seconds() - t0 > g_timeout)
+    throw Error(std::string("no answer from the other ranks for ") + seconds_text(g_timeout) +
+                " s in " + what +
+                " (a rank died or hangs, or the network is down; raise --comm-timeout for "
+                "very slow steps)" +
+                (g_hint.empty() ? "" : "; " + g_hint));
+}
+
+void wait_all(std::vector<MPI_Request>& reqs, const char* what,
+              const std::function<void(int)>& done = {}) {
   if (reqs.empty()) return;
   const double t0 = now_seconds();
-  for (;;) {
-    int done = 0;
-    check(MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE), what);
-    if (done) break;
-    if (now_seconds() - t0 > g_timeout) {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "%.0f", g_timeout);
-      throw Error(std::string("no answer from the other ranks for ") + buf + " s in " + what +
-                  " (a rank died or hangs, or the network is down; raise --comm-timeout for "
-                  "very slow steps)" +
-                  (g_hint.empty() ? "" : "; " + g_hint));
-    }
+  while (!test_some(reqs, what, done)) {
+    check_deadline(t0, what);
     // Under oversubscription (more ranks than cores) the rank we wait for may
     // need this core.
     sched_yield();
@@ -280,25 +306,114 @@ int bound_cpus() {
   return CPU_COUNT(&set);
 }
 
+// The requests in flight and, with `scatter`, what each one's completion
+// must do: its bucket part [lo, hi) and the counts it was started with (MPI
+// reads them until it completes).
 struct GradReducer::Requests {
   std::vector<MPI_Request> r;
+  struct Part {
+    int64_t lo, hi;
+    std::vector<int> counts;
+  };
+  std::vector<Part> parts;
 };
 
-GradReducer::GradReducer(float* grads, int64_t n, int64_t bucket_floats)
+namespace {
+const char* reduce_what(bool scatter) {
+  return scatter ? "the gradient reduce-scatter" : "the gradient all-reduce";
+}
+}  // namespace
+
+GradReducer::GradReducer(float* grads, int64_t n, int64_t bucket_floats, bool scatter)
     : g_(grads),
       n_(n),
       bucket_(std::max<int64_t>(1, bucket_floats)),
+      scatter_(scatter && g_active && g_world.size > 1),
       reqs_(std::make_unique<Requests>()) {}
 
 GradReducer::~GradReducer() = default;
 
+int64_t GradReducer::kept_bytes() const {
+  return (scatter_ ? shard_of(n_, g_world.rank, g_world.size).size() : n_) * int64_t(sizeof(float));
+}
+
 void GradReducer::launch(int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; i += kPiece) {
+    const int64_t hi = std::min(i + kPiece, end);
     reqs_->r.emplace_back();
-    check(MPI_Iallreduce(MPI_IN_PLACE, g_ + i, int(std::min(kPiece, end - i)), MPI_FLOAT, MPI_SUM,
-                         MPI_COMM_WORLD, &reqs_->r.back()),
-          "the gradient all-reduce");
+    if (!scatter_) {
+      check(MPI_Iallreduce(MPI_IN_PLACE, g_ + i, int(hi - i), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                           &reqs_->r.back()),
+            reduce_what(false));
+    } else {
+      Requests::Part p{i, hi, std::vector<int>(size_t(g_world.size))};
+      for (int r = 0; r < g_world.size; ++r) {
+        const Shard sh = shard_of(n_, r, g_world.size);
+        p.counts[size_t(r)] =
+            int(std::max<int64_t>(0, std::min(hi, sh.end) - std::max(i, sh.begin)));
+      }
+      reqs_->parts.push_back(std::move(p));
+      // In place: the bucket is the input, and this rank's sum comes back at
+      // its start (finish_part moves it where it belongs). A separate receive
+      // buffer would double the memory of a bucket this rank owns (rank 0
+      // owns the embedding: 262 MB at rat-xl size).
+      check(MPI_Ireduce_scatter(MPI_IN_PLACE, g_ + i, reqs_->parts.back().counts.data(), MPI_FLOAT,
+                                MPI_SUM, MPI_COMM_WORLD, &reqs_->r.back()),
+            reduce_what(true));
+    }
     ++started_;
+  }
+}
+
+// What a completed request leaves behind: with `scatter`, this rank's summed
+// part, received at the bucket's start, moves to its place in the buffer, and
+// the rest of the bucket (the other ranks' parts, whose contents the
+// reduction left undefined) is zeroed and its pages released: no longer
+// needed here, and zeros for the next micro-step.
+namespace {
+void finish_part(float* g, int64_t n, int64_t lo, int64_t hi) {
+  const Shard own = shard_of(n, g_world.rank, g_world.size);
+  const int64_t a = std::max(lo, own.begin), b = std::min(hi, own.end);
+  if (a < b) {
+    if (a != lo) std::memmove(g + a, g + lo, size_t(b - a) * sizeof(float));
+    zero_and_release(g + lo, a - lo);
+    zero_and_release(g + b, hi - b);
+  } else {
+    zero_and_release(g + lo, hi - lo);
+  }
+}
+}  // namespace
+
+void GradReducer::finished(int i) {
+  if (!scatter_) return;
+  const Requests::Part& p = reqs_->parts[size_t(i)];
+  finish_part(g_, n_, p.lo, p.hi);
+}
+
+// The last stretch (begin == 0: the embedding's, with a tied head its
+// gradient is the largest tensor, 262 MB at rat-xl size) is followed only by
+// wait(): nothing is left to overlap with it. With `scatter` it goes out in
+// bucket-sized pieces, at most kInFlight buckets' worth at a time, so that
+// the temporaries MPI keeps for the reductions in flight stay a few buckets
+// (Open MPI's reduce-scatter receives whole buckets on rank 0).
+void GradReducer::launch_capped(int64_t begin, int64_t end) {
+  constexpr int64_t kInFlight = 4;
+  Requests& q = *reqs_;
+  const char* what = reduce_what(scatter_);
+  for (int64_t hi = end; hi > begin;) {
+    const int64_t lo = std::max(begin, hi - bucket_);
+    const double t0 = now_seconds();
+    for (;;) {
+      int64_t flying = 0;
+      for (size_t k = 0; k < q.r.size(); ++k)
+        if (q.r[k] != MPI_REQUEST_NULL) flying += q.parts[k].hi - q.parts[k].lo;
+      if (flying == 0 || flying + (hi - lo) <= kInFlight * bucket_) break;
+      test_some(q.r, what, [&](int i) { finished(i); });
+      check_deadline(t0, what);
+      sched_yield();
+    }
+    launch(lo, hi);
+    hi = lo;
   }
 }
 
@@ -311,15 +426,17 @@ void GradReducer::ready(int64_t begin, int64_t end) {
     if (end != pending_begin_) throw Error("internal: gradient stretches announced out of order");
     pending_begin_ = begin;
   }
-  if (pending_end_ - pending_begin_ >= bucket_ || begin == 0) {
+  if (begin == 0 && scatter_) {
+    launch_capped(pending_begin_, pending_end_);
+    pending_begin_ = pending_end_ = -1;
+  } else if (pending_end_ - pending_begin_ >= bucket_ || begin == 0) {
     launch(pending_begin_, pending_end_);
     pending_begin_ = pending_end_ = -1;
   }
-  if (!reqs_->r.empty()) {
-    int done = 0;
-    check(MPI_Testall(int(reqs_->r.size()), reqs_->r.data(), &done, MPI_STATUSES_IGNORE),
-          "the gradient all-reduce");
-    if (done) reqs_->r.clear();
+  Requests& q = *reqs_;
+  if (test_some(q.r, reduce_what(scatter_), [&](int i) { finished(i); })) {
+    q.r.clear();
+    q.parts.clear();
   }
 }
 
@@ -329,15 +446,17 @@ double GradReducer::wait() {
     launch(pending_begin_, pending_end_);
     pending_begin_ = pending_end_ = -1;
   }
-  wait_all(reqs_->r, "the gradient all-reduce");
+  Requests& q = *reqs_;
+  wait_all(q.r, reduce_what(scatter_), [&](int i) { finished(i); });
+  q.parts.clear();
   return now_seconds() - t0;
 }
 
 double GradReducer::reduce_all() {
   const double t0 = now_seconds();
   if (g_active && g_world.size > 1) {
-    launch(0, n_);
-    wait_all(reqs_->r, "the gradient all-reduce");
+    scatter_ ? launch_capped(0, n_) : launch(0, n_);
+    wait();
   }
   return now_seconds() - t0;
 }

@@ -91,29 +91,45 @@ int bound_cpus();
 // still computing their backward. wait() finishes them before clipping.
 // Gradients arrive pre-scaled by 1/ranks (through the loss scale), so the sum
 // is the average.
+//
+// With `scatter` (SHARD_GRAD_OP, train/trainer.cc) each bucket is
+// reduce-scattered instead (MPI_Ireduce_scatter): this rank receives the sum of
+// its shard_of() part only, written back into the buffer, and as each bucket
+// completes the rest of it is zeroed and its pages released to the kernel
+// (util/huge_pages.h zero_and_release), so the next backward finds zeros
+// there and resident gradient memory stays near the shard plus the buckets in
+// flight. A rank's own part may hold its sum over earlier micro-steps: the
+// others contribute zeros plus this micro-step's gradient, so the result
+// accumulates.
 class GradReducer {
  public:
-  GradReducer(float* grads, int64_t n, int64_t bucket_floats);
+  GradReducer(float* grads, int64_t n, int64_t bucket_floats, bool scatter = false);
   ~GradReducer();
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;
 
   // The hook for Model::forward_backward on the micro-step that ends an
-  // optimiser step. Also lets MPI progress the buckets already in flight
-  // (MPI_Testall from the main thread between blocks: Open MPI moves data
-  // only inside MPI calls).
+  // optimiser step (every micro-step with `scatter`). Also lets MPI progress
+  // the buckets already in flight (MPI_Testsome from the main thread between
+  // blocks: Open MPI moves data only inside MPI calls).
   void ready(int64_t begin, int64_t end);
   // Waits for every bucket; returns the seconds spent waiting (communication
   // not hidden behind backward).
   double wait();
-  // The whole buffer in one blocking all-reduce (no overlap); returns seconds.
+  // The whole buffer in one blocking collective (no overlap); returns seconds.
   double reduce_all();
   int64_t buckets_started() const { return started_; }
+  // Bytes of gradient this rank keeps between micro-steps: the shard with
+  // `scatter`, else the whole buffer.
+  int64_t kept_bytes() const;
 
  private:
   void launch(int64_t begin, int64_t end);
+  void launch_capped(int64_t begin, int64_t end);
+  void finished(int i);
   float* g_;
   int64_t n_, bucket_, pending_begin_ = -1, pending_end_ = -1, started_ = 0;
+  const bool scatter_;
   struct Requests;  // the MPI_Requests in flight (kept out of this header: callers need no mpi.h)
   std::unique_ptr<Requests> reqs_;
 };

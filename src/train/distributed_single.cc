@@ -67,14 +67,18 @@ int bound_cpus() {
 
 struct GradReducer::Requests {};
 
-GradReducer::GradReducer(float* grads, int64_t n, int64_t bucket_floats)
+GradReducer::GradReducer(float* grads, int64_t n, int64_t bucket_floats, bool)
     : g_(grads),
       n_(n),
       bucket_(std::max<int64_t>(1, bucket_floats)),
+      scatter_(false),
       reqs_(std::make_unique<Requests>()) {}
+int64_t GradReducer::kept_bytes() const { return n_ * int64_t(sizeof(float)); }
 
 GradReducer::~GradReducer() = default;
 void GradReducer::launch(int64_t, int64_t) {}
+void GradReducer::launch_capped(int64_t, int64_t) {}
+void GradReducer::finished(int) {}
 void GradReducer::ready(int64_t, int64_t) {}
 double GradReducer::wait() { return 0; }
 double GradReducer::reduce_all() { return 0; }

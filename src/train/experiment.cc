@@ -211,23 +211,22 @@ Experiment load_experiment(YAML::Node root, const std::string& path,
     std::string v = *st;
     for (char& c : v) c = char(std::toupper(static_cast<unsigned char>(c)));
     if (v == "3" || v == "NO_SHARD") {
-      e.shard_optimizer = false;
+      e.shard_optimizer = e.shard_gradients = false;
     } else if (v == "ZERO1" || v == "ZERO-1") {
-      e.shard_optimizer = true;
-    } else if (v == "1" || v == "FULL_SHARD" || v == "2" || v == "SHARD_GRAD_OP") {
+      e.shard_optimizer = true, e.shard_gradients = false;
+    } else if (v == "2" || v == "SHARD_GRAD_OP") {
+      e.shard_optimizer = e.shard_gradients = true;
+    } else if (v == "1" || v == "FULL_SHARD") {
       trainer.section("fsdp").fail(
           "sharding_strategy",
-          "got " + *st +
-              (v == "1"   ? " (FULL_SHARD)"
-               : v == "2" ? " (SHARD_GRAD_OP)"
-                          : "") +
-              ", which rat does not implement yet: use NO_SHARD (3) or ZERO1 (optimiser state "
-              "sharded over the ranks; docs/scaling.md)");
+          "got " + *st + (v == "1" ? " (FULL_SHARD)" : "") +
+              ", which rat does not implement yet: use SHARD_GRAD_OP (2), ZERO1 or NO_SHARD (3) "
+              "(docs/scaling.md)");
     } else {
       trainer.section("fsdp").fail("sharding_strategy",
                                    "got " + *st +
-                                       ", expected NO_SHARD (3) or ZERO1; FULL_SHARD (1) and "
-                                       "SHARD_GRAD_OP (2) are not implemented");
+                                       ", expected SHARD_GRAD_OP (2), NO_SHARD (3) or ZERO1; "
+                                       "FULL_SHARD (1) is not implemented");
     }
   }
   e.recompute =

@@ -59,9 +59,11 @@ struct Experiment {
   // trainer.fsdp.sharding_strategy over MPI ranks: the authors' values are
   // PyTorch's ShardingStrategy (1 FULL_SHARD, 2 SHARD_GRAD_OP, 3 NO_SHARD);
   // rat adds ZERO1 (optimiser state sharded, train/trainer.cc). rat implements
-  // NO_SHARD (the default, plain data parallelism) and ZERO1; the other two are
-  // refused by name (docs/scaling.md).
-  bool shard_optimizer = false;
+  // NO_SHARD (the default, plain data parallelism), ZERO1 and SHARD_GRAD_OP
+  // (optimiser state and gradients sharded); FULL_SHARD is refused by name
+  // (docs/scaling.md).
+  bool shard_optimizer = false;  // ZERO1 or SHARD_GRAD_OP
+  bool shard_gradients = false;  // SHARD_GRAD_OP
   // ours: trainer.activation_checkpointing none | block | mixer (model/model.h
   // Recompute; the authors' trainer has no such option)
   Recompute recompute = Recompute::kNone;

@@ -21,10 +21,12 @@ double lr_at(const OptimConfig& c, int64_t s, int64_t total) {
   return c.eta_min + (c.lr - c.eta_min) * (1.0 + std::cos(M_PI * double(s - W) / span)) / 2.0;
 }
 
-double global_norm(const float* g, int64_t n) {
+double sum_squares(const float* g, int64_t n) {
   // Fixed blocks: the same norm, hence the same clipping, on any thread count.
-  return std::sqrt(sum_fixed(n, [g](int64_t i) { return double(g[i]) * double(g[i]); }));
+  return sum_fixed(n, [g](int64_t i) { return double(g[i]) * double(g[i]); });
 }
+
+double global_norm(const float* g, int64_t n) { return std::sqrt(sum_squares(g, n)); }
 
 double clip_by_norm(float* g, int64_t n, double norm, double clip) {
   const double f = std::min(1.0, clip / (norm + 1e-6));

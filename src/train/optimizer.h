@@ -31,6 +31,9 @@ double lr_at(const OptimConfig& c, int64_t s, int64_t total);
 
 // sqrt(sum g^2) over n floats, accumulated in double.
 double global_norm(const float* g, int64_t n);
+// sum g^2 over n floats in double, in fixed blocks (the same on any thread
+// count): a shard's part of the squared norm (SHARD_GRAD_OP).
+double sum_squares(const float* g, int64_t n);
 // Multiplies g by min(1, clip / (norm + 1e-6)); returns the factor.
 double clip_by_norm(float* g, int64_t n, double norm, double clip);
 

@@ -47,17 +47,17 @@ Sampler::Sampler(const DataSplit& split, const ModelConfig& cfg, int64_t batch_s
                 std::to_string(global_batch_size) + " samples x data.seq_len " +
                 std::to_string(T_) + " (+1); lower the batch or seq_len, or add data");
   per_rank_ = nsamples / world;
-  start_ = int64_t(rank) * per_rank_;
   steps_per_epoch_ = nsamples / global_batch_size;
 }
 
-void Sampler::micro_batch(int64_t step, int64_t micro, int32_t* ids, int32_t* labels) const {
-  const int64_t k = step * accum_ + micro;  // this rank's micro-batch counter
+void Sampler::micro_batch_of(int rank, int64_t step, int64_t micro, int32_t* ids,
+                             int32_t* labels) const {
+  const int64_t k = step * accum_ + micro;  // the rank's micro-batch counter
   for (int64_t i = 0; i < bs_; ++i) {
     int32_t* x = ids + i * T_;
     int32_t* y = labels + i * T_;
     if (split_.random() && !split_.sft()) {
-      const uint64_t h = splitmix64(seed_ ^ splitmix64(uint64_t(rank_) * 0x100000001b3ULL ^
+      const uint64_t h = splitmix64(seed_ ^ splitmix64(uint64_t(rank) * 0x100000001b3ULL ^
                                                        splitmix64(uint64_t(k * bs_ + i))));
       const int64_t off = int64_t(h % uint64_t(inputs_->num_tokens() - T_ - 1));
       for (int64_t t = 0; t < T_; ++t) {
@@ -68,12 +68,12 @@ void Sampler::micro_batch(int64_t step, int64_t micro, int32_t* ids, int32_t* la
     }
     int64_t r;
     if (split_.random()) {
-      r = int64_t(splitmix64(seed_ ^ splitmix64(uint64_t(k * bs_ + i) + uint64_t(rank_))) %
+      r = int64_t(splitmix64(seed_ ^ splitmix64(uint64_t(k * bs_ + i) + uint64_t(rank))) %
                   uint64_t(per_rank_));
     } else {
       r = (k * bs_ + i) % per_rank_;  // later epochs wrap around
     }
-    r += start_;
+    r += int64_t(rank) * per_rank_;
     if (!split_.sft()) {
       inputs_->sample(r, T_, iii_, x, y);
     } else {

@@ -25,11 +25,17 @@ class Sampler {
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   const TokenFile& tokens() const { return *inputs_; }
   // ids, labels: [batch_size, T].
-  void micro_batch(int64_t step, int64_t micro, int32_t* ids, int32_t* labels) const;
+  void micro_batch(int64_t step, int64_t micro, int32_t* ids, int32_t* labels) const {
+    micro_batch_of(rank_, step, micro, ids, labels);
+  }
+  // Micro-batch `micro` of step `step` that rank `rank` of `world` (the
+  // constructor's) reads: a run resumed on another rank count reads the same
+  // micro-batches as the run that wrote the checkpoint (train/trainer.cc).
+  void micro_batch_of(int rank, int64_t step, int64_t micro, int32_t* ids, int32_t* labels) const;
 
  private:
   DataSplit split_;
-  int64_t T_, bs_, accum_, iii_, start_ = 0, per_rank_ = 0, steps_per_epoch_ = 0;
+  int64_t T_, bs_, accum_, iii_, per_rank_ = 0, steps_per_epoch_ = 0;
   int rank_;
   uint64_t seed_;
   std::unique_ptr<TokenFile> inputs_, labels_;

@@ -23,6 +23,7 @@
 #include "train/sampler.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/huge_pages.h"
 #include "util/timer.h"
 
 namespace rat {
@@ -74,6 +75,25 @@ fs::path prepare_run_dir(const Experiment& e, const TrainOptions& opt, bool lead
   out << e.resolved;
   write_file_atomic((run / "config.yaml").string(), std::string(out.c_str()) + "\n");
   return run;
+}
+
+// The rank count whose sample order this run follows (TrainState::data_world):
+// its own, or on a resume the checkpoint's. A resume on another rank count
+// reads the same micro-batches, shared out anew (Trainer::forward_backward),
+// which needs the step's micro-batches (global batch / micro-batch) to divide
+// among this run's ranks.
+int sample_world(const Experiment& e, const fs::path& run, bool lead, const World& w) {
+  int64_t dw = w.size;
+  if (lead && e.load_checkpoint && fs::exists(run / "latest"))
+    dw = checkpoint_sample_world(fs::canonical(run / "latest"));
+  if (w.size > 1) broadcast(&dw, 1);
+  if (dw != w.size && e.global_batch_size % (e.batch_size * w.size) != 0)
+    throw Error((run / "latest").string() + ": checkpoint's run reads its samples as " +
+                std::to_string(dw) + " ranks do, but this run has " + std::to_string(w.size) +
+                ", which do not divide its " + std::to_string(e.global_batch_size / e.batch_size) +
+                " micro-batches per step (data.global_batch_size / data.batch_size); resume on " +
+                "a rank count that divides them");
+  return int(dw);
 }
 
 // The model to train, built from the experiment's config; with
@@ -166,7 +186,7 @@ class Trainer {
 
   Step forward_backward();
   void reduce(Step& step);
-  double grad_norm() const { return global_norm(model_->grads(), n_); }
+  double grad_norm() const;
   void stop_if_non_finite(const Step& step) const;
   void clip(const Step& step);
   void update(Step& step);
@@ -188,6 +208,7 @@ class Trainer {
   const World w_;
   const bool lead_;  // rank 0: the one that writes and prints
   const fs::path run_;
+  const int data_world_;  // the sample order followed (sample_world)
   std::unique_ptr<Model> model_;
   Sampler sampler_;
   ValData val_;
@@ -196,8 +217,10 @@ class Trainer {
   // ZeRO-1 (trainer.fsdp.sharding_strategy: ZERO1) over more than one rank:
   // this rank keeps and updates the optimiser state of its shard of the flat
   // parameters only, then the updated shards are all-gathered. Otherwise the
-  // shard is everything.
-  const bool sharded_;
+  // shard is everything. SHARD_GRAD_OP (grads_sharded_) also reduce-scatters
+  // the gradients, every micro-step, into the shard (GradReducer with
+  // scatter); the rest of the gradient buffer stays zero and released.
+  const bool sharded_, grads_sharded_;
   const Shard shard_;
   const OptimConfig oc_;
   Optimizer optim_;
@@ -220,22 +243,26 @@ Trainer::Trainer(const Experiment& e, const TrainOptions& opt)
       w_(world()),
       lead_(w_.rank == 0),
       run_(prepare_run_dir(e, opt, lead_)),
+      data_world_(sample_world(e, run_, lead_, w_)),
       model_(make_model(e)),
-      sampler_(e.train, model_->config(), e.batch_size, e.global_batch_size, w_.rank, w_.size,
+      // Rank 0 of data_world_: forward_backward names the rank of each micro-batch.
+      sampler_(e.train, model_->config(), e.batch_size, e.global_batch_size, 0, data_world_,
                e.seed),
       val_(open_validation(e.val, model_->config())),
       tokenizer_(tokenizer_beside_data(e.train)),
       total_(e.max_steps > 0 ? e.max_steps : e.max_epoch * sampler_.steps_per_epoch()),
-      accum_(sampler_.accumulation()),
+      accum_(e.global_batch_size / (e.batch_size * w_.size)),
       B_(e.batch_size),
       T_(model_->config().seq_len),
       n_(model_->layout().total()),
       sharded_(e.shard_optimizer && w_.size > 1),
+      grads_sharded_(e.shard_gradients && w_.size > 1),
       shard_(sharded_ ? shard_of(n_, w_.rank, w_.size) : Shard{0, n_}),
       oc_(optim_config(e)),
       optim_(oc_, shard_.size()),
       // Buckets in floats: 2^20 / 4 per MiB.
-      reducer_(model_->grads(), n_, std::max<int64_t>(1, int64_t(opt.bucket_mb * 262144.0))),
+      reducer_(model_->grads(), n_, std::max<int64_t>(1, int64_t(opt.bucket_mb * 262144.0)),
+               grads_sharded_),
       on_grads_([this](int64_t b, int64_t en) { reducer_.ready(b, en); }),
       save_every_(
           e.save_checkpoint ? std::max<int64_t>(1, int64_t(e.save_interval * double(total_))) : 0),
@@ -245,6 +272,14 @@ Trainer::Trainer(const Experiment& e, const TrainOptions& opt)
       log_(run_, lead_, opt.quiet, opt.json, total_, opt.on_record),
       ids_(size_t(B_ * T_)),
       labels_(size_t(B_ * T_)) {
+  if (grads_sharded_) {  // the other ranks' slices: zeros, and no memory until written
+    // Each backward writes them again into fresh pages: in 2 MiB pages that is
+    // one fault per 2 MiB, not 512 (util/huge_pages.h; the buffer is calloc'd
+    // and untouched until now).
+    advise_huge_pages(model_->grads(), size_t(n_) * sizeof(float));
+    zero_and_release(model_->grads(), shard_.begin);
+    zero_and_release(model_->grads() + shard_.end, n_ - shard_.end);
+  }
   resume_or_start();
   mfu_ = mfu_reference(*model_, w_.size);
   print_plan();
@@ -257,6 +292,7 @@ Trainer::Trainer(const Experiment& e, const TrainOptions& opt)
 // checkpoint need only be readable on rank 0's machine).
 void Trainer::resume_or_start() {
   st_.world = w_.size;
+  st_.data_world = data_world_;
   // Sharded, rank 0 reads the checkpoint's whole optimiser state (as the
   // authors' FSDP trainer loads a full state dict) and scatters it.
   std::unique_ptr<Optimizer> whole;
@@ -270,9 +306,14 @@ void Trainer::resume_or_start() {
     // Even with --quiet (scripts check it); with --json on stderr: stdout holds JSON only.
     std::fprintf(opt_.json ? stderr : stdout, "resumed from %s at step %lld\n", dir.c_str(),
                  (long long)st_.step);
+    if (data_world_ != w_.size)
+      std::fprintf(opt_.json ? stderr : stdout,
+                   "the checkpoint follows the sample order of %d ranks, this run has %d: each "
+                   "step reads the same micro-batches, shared out anew\n",
+                   data_world_, w_.size);
   }
   set_comm_failure_hint("the last checkpoint is " + (run_ / "latest").string() +
-                        "; resume with the same number of ranks and trainer.load_checkpoint=true");
+                        "; resume with trainer.load_checkpoint=true");
   if (w_.size > 1) {
     int64_t counts[3] = {st_.step, optim_.steps(), resumed};
     broadcast(counts, 3);
@@ -308,10 +349,16 @@ void Trainer::print_plan() const {
   if (sharded_) {
     const double buffers = double(const_cast<Optimizer&>(optim_).state().size());
     std::printf(
-        "optimizer state sharded over %d ranks (ZeRO-1): %.4g MiB on rank 0, %.4g MiB "
+        "optimizer state sharded over %d ranks (%s): %.4g MiB on rank 0, %.4g MiB "
         "unsharded\n",
-        w_.size, buffers * double(shard_.size()) * 4 / 1048576, buffers * double(n_) * 4 / 1048576);
+        w_.size, grads_sharded_ ? "SHARD_GRAD_OP" : "ZeRO-1",
+        buffers * double(shard_.size()) * 4 / 1048576, buffers * double(n_) * 4 / 1048576);
   }
+  if (grads_sharded_)
+    std::printf(
+        "gradients reduce-scattered every micro-step (%lld per step): %.4g MiB kept on rank 0, "
+        "%.4g MiB unsharded\n",
+        (long long)accum_, double(reducer_.kept_bytes()) / 1048576, double(n_) * 4 / 1048576);
   std::printf("MFU reference: %.1f GFLOP/s GEMM (%s, measured now), %.3g FLOPs per token\n",
               mfu_.gemm_flops_per_s / 1e9, model_->precision() == Precision::kBF16 ? "bf16" : "f32",
               mfu_.flops_per_token);
@@ -323,26 +370,42 @@ void Trainer::print_plan() const {
 Step Trainer::forward_backward() {
   const int64_t s = st_.step;
   maybe_abort_for_test(s, model_->params());
-  model_->zero_grads();
+  if (grads_sharded_)  // the rest is zeros already (released after each reduce-scatter)
+    std::fill(model_->grads() + shard_.begin, model_->grads() + shard_.end, 0.f);
+  else
+    model_->zero_grads();
   Step step;
   // Each micro-batch's mean over all accum x ranks micro-batches of the
   // step: the all-reduce's sum is then the average (as DDP's).
   const int64_t micro_total = accum_ * w_.size;
   const int64_t ignore = model_->config().ignore_index;
+  // Micro-batch k of the step's accum x ranks is micro-batch k % a of rank
+  // k / a in the sample order followed (a: its accumulation); the same as
+  // (rank, m) unless resumed on another rank count.
+  const int64_t data_accum = sampler_.accumulation();
   for (int64_t m = 0; m < accum_; ++m) {
     const double t0 = now_seconds();
-    sampler_.micro_batch(s, m, ids_.data(), labels_.data());
+    const int64_t k = w_.rank * accum_ + m, dr = k / data_accum, dm = k % data_accum;
+    sampler_.micro_batch_of(int(dr), s, dm, ids_.data(), labels_.data());
     window_.data_s += now_seconds() - t0;
     int64_t cnt = 0;
     for (int32_t y : labels_) cnt += y != ignore;
     const float scale = cnt ? 1.0f / (float(cnt) * float(micro_total)) : 0.f;
-    // Only the micro-step that ends the optimiser step reduces (DDP no_sync).
-    const bool sync = m + 1 == accum_ && w_.size > 1 && opt_.overlap;
-    // Dropout masks numbered by (step, micro-batch, rank): resumes draw the same.
+    // Only the micro-step that ends the optimiser step reduces (DDP no_sync),
+    // except with sharded gradients: each micro-step's are reduce-scattered
+    // into the shard, so no rank keeps a whole gradient between them.
+    const bool sync = (m + 1 == accum_ || grads_sharded_) && w_.size > 1 && opt_.overlap;
+    // Dropout masks numbered by (step, micro-batch, rank) of the sample order:
+    // resumes draw the same.
     model_->set_dropout_stream(uint64_t(e_.seed),
-                               uint64_t((s * accum_ + m) * int64_t(w_.size) + w_.rank));
+                               uint64_t((s * data_accum + dm) * int64_t(data_world_) + dr));
     const CeResult r = model_->forward_backward(ids_.data(), labels_.data(), B_, T_, true, scale,
                                                 sync ? on_grads_ : GradsReadyFn());
+    if (grads_sharded_) {
+      const double t1 = now_seconds();
+      opt_.overlap ? reducer_.wait() : reducer_.reduce_all();
+      window_.comm_s += now_seconds() - t1;
+    }
     step.loss += cnt ? r.loss_sum / double(cnt) / double(micro_total) : 0.0;
     window_.tokens += B_ * T_ * w_.size;
   }
@@ -356,7 +419,7 @@ Step Trainer::forward_backward() {
 void Trainer::reduce(Step& step) {
   if (w_.size == 1) return;
   const double t0 = now_seconds();
-  opt_.overlap ? reducer_.wait() : reducer_.reduce_all();
+  if (!grads_sharded_) opt_.overlap ? reducer_.wait() : reducer_.reduce_all();
   double v[2] = {step.loss, step.stop_requested ? 1.0 : 0.0};
   allreduce_sum(v, 2);
   step.loss = v[0], step.stop_requested = v[1] > 0;
@@ -377,9 +440,25 @@ void Trainer::stop_if_non_finite(const Step& step) const {
               (latest.empty() ? std::string("(none saved yet)") : latest));
 }
 
+// With sharded gradients each rank sums the squares of its shard; the ranks'
+// sums are exchanged (slot r holds rank r's, the others add exact zeros) and
+// added in rank order on every rank, so the norm, and the clipping, are the
+// same everywhere and from run to run, whatever order messages arrive in.
+// Not the bits of NO_SHARD's one-pass sum, but within rounding of it.
+double Trainer::grad_norm() const {
+  if (!grads_sharded_) return global_norm(model_->grads(), n_);
+  std::vector<double> parts(size_t(w_.size), 0.0);
+  parts[size_t(w_.rank)] = sum_squares(model_->grads() + shard_.begin, shard_.size());
+  allreduce_sum(parts.data(), int64_t(parts.size()));
+  double sum = 0;
+  for (double p : parts) sum += p;
+  return std::sqrt(sum);
+}
+
 void Trainer::clip(const Step& step) {
   if (e_.gradient_clipping > 0)
-    clip_by_norm(model_->grads(), n_, step.grad_norm, e_.gradient_clipping);
+    clip_by_norm(model_->grads() + (grads_sharded_ ? shard_.begin : 0),
+                 grads_sharded_ ? shard_.size() : n_, step.grad_norm, e_.gradient_clipping);
 }
 
 void Trainer::update(Step& step) {

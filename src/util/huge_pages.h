@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace rat {
 
@@ -24,6 +25,24 @@ inline void advise_huge_pages(const void* p, size_t bytes) {
   const uintptr_t begin = (uintptr_t(p) + kHuge - 1) & ~(kHuge - 1);
   const uintptr_t end = (uintptr_t(p) + bytes) & ~(kHuge - 1);
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
+// Sets floats [p, p + n) to zero and returns the whole 4 KiB pages inside to
+// the kernel (MADV_DONTNEED on private anonymous memory: they read as zeros
+// and take memory again only when next written). The partial pages at the
+// edges are zeroed in place. For buffers that are only partly needed at a
+// time (a sharded gradient's slices owned by other ranks, train/trainer.cc).
+inline void zero_and_release(float* p, int64_t n) {
+  if (n <= 0) return;
+  constexpr uintptr_t kPage = 4096;
+  const uintptr_t lo = uintptr_t(p), hi = uintptr_t(p + n);
+  const uintptr_t begin = (lo + kPage - 1) & ~(kPage - 1), end = hi & ~(kPage - 1);
+  if (end <= begin || ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) != 0) {
+    std::memset(p, 0, size_t(n) * sizeof(float));  // nothing to release, or refused
+    return;
+  }
+  std::memset(p, 0, begin - lo);
+  std::memset(reinterpret_cast<void*>(end), 0, hi - end);
 }
 
 }  // namespace rat

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Data-parallel training under Open MPI, end to end through `rat train`.
 
-    mpi_tests.py equivalence|resume|rank_failure|sharding RAT MPIRUN
+    mpi_tests.py equivalence|resume|rank_failure|sharding|shard_grad_op RAT MPIRUN
 
 equivalence   N ranks x micro-batch b x accumulation a give the per-step losses
               of 1 rank x b x N*a over the same global batches (N = 2 and 3,
@@ -10,7 +10,8 @@ equivalence   N ranks x micro-batch b x accumulation a give the per-step losses
 resume        ranks' parameters are checked equal at each checkpoint (a drift made
               with RAT_TEST_ABORT_RANK_AT=1:1:perturb is found and repaired);
               2 ranks stopped and resumed equal a straight 2-rank run bit for
-              bit; resuming with 3 ranks or 1 rank is refused, naming both counts;
+              bit; resuming with 4 ranks (which do not divide the step's 6
+              micro-batches) is refused, naming both counts;
               SIGUSR1 to one rank stops both after the same step with a checkpoint.
 rank_failure  rank 1 aborts (RAT_TEST_ABORT_RANK_AT=1:3) or hangs
               (RAT_TEST_ABORT_RANK_AT=1:3:hang, with --comm-timeout 5): the job
@@ -20,8 +21,15 @@ rank_failure  rank 1 aborts (RAT_TEST_ABORT_RANK_AT=1:3) or hangs
 sharding      ZeRO-1 (trainer.fsdp.sharding_strategy=ZERO1) on 2 and 3 ranks
               equals NO_SHARD bit for bit (losses, weights, the gathered
               optimiser state) with 1/N of the state per rank; its checkpoints
-              resume under either strategy bit-exactly; FULL_SHARD and
-              SHARD_GRAD_OP are refused by name.
+              resume under either strategy bit-exactly; FULL_SHARD is refused
+              by name.
+shard_grad_op SHARD_GRAD_OP (2: gradients reduce-scattered every micro-step,
+              optimiser state sharded) on 2 and 3 ranks equals NO_SHARD within
+              RTOL (losses, grad norms; weights in L2), with 1/N of the gradient and
+              the state per rank; resumed under itself it equals the straight
+              run bit for bit; its checkpoint resumes under NO_SHARD, and on 3
+              ranks and on 1 (the same micro-batches shared out anew), within
+              RTOL of the straight run.
 
 Every run uses one thread per rank, so that each micro-batch's forward and
 backward is computed identically in every layout and only the order in which
@@ -236,10 +244,11 @@ def test_resume(r, d):
     r.run(2, cfg, part, "--stop-after", "3")
     check(os.path.exists(os.path.join(part, "latest", "model.safetensors")),
           "stopped run saved a checkpoint")
-    for n in (3, 0):
-        p = r.run(n, cfg, part, "trainer.load_checkpoint=true", check=False)
-        check(p.returncode != 0 and "written by 2 ranks but this run has %d" % max(n, 1)
-              in p.stderr, "resume with %d rank(s) refused with a clear message" % max(n, 1))
+    # 2 ranks x accumulation 3: 6 micro-batches per step, which 4 ranks cannot share.
+    p = r.run(4, cfg, part, "trainer.load_checkpoint=true", check=False)
+    check(p.returncode != 0 and "as 2 ranks do, but this run has 4, which do not divide its 6 "
+          "micro-batches per step" in p.stderr,
+          "resume with 4 ranks refused with a clear message: " + p.stderr.strip()[-300:])
     resume_and_check(r, 2, cfg, part, 3)
     test_stop_signal_to_one_rank(r, d, tb)
     a, va = metrics(straight)
@@ -405,13 +414,128 @@ def test_sharding(r, d):
               same_bytes(straight, part, "optimizer.safetensors"),
               "%s checkpoint resumed under %s equals the straight ZeRO-1 run bit for bit"
               % (first, then))
-    for v, name in (("1", "FULL_SHARD"), ("SHARD_GRAD_OP", "SHARD_GRAD_OP")):
+    for v, name in (("1", "FULL_SHARD"), ("FULL_SHARD", "FULL_SHARD")):
         bad = os.path.join(d, "bad-" + v)
         p = r.run(0, write_config(d, tb, g, bad), bad, "trainer.fsdp.sharding_strategy=" + v,
                   check=False)
         check(p.returncode != 0 and "trainer.fsdp.sharding_strategy" in p.stderr and
               name in p.stderr and "not implement" in p.stderr,
               "sharding_strategy %s refused by name: %s" % (v, p.stderr.strip()[-200:]))
+
+
+def read_f32(path):
+    """name -> list of floats of a safetensors file of F32 tensors."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        head = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for k, v in head.items():
+        if k != "__metadata__" and v["dtype"] == "F32":
+            a, b = v["data_offsets"]
+            out[k] = struct.unpack("<%df" % ((b - a) // 4), data[a:b])
+    return out
+
+
+def max_rel_weights(a_dir, b_dir):
+    """(|a - b| / |a| over all weights of the two model files in L2, and the
+    largest elementwise |a - b| over the max |a| of its tensor, for the record).
+
+    The first is the comparison: AdamW's update m / (sqrt(v) + eps) is about
+    lr in size whatever the gradient's, so a weight whose gradient is near 0
+    moves by a different fraction of lr when its few-ulp gradient differs,
+    and single weights then differ by up to ~2e-6 of their tensor's scale
+    (measured: as much between NO_SHARD on 3 ranks and 1 rank as between
+    SHARD_GRAD_OP and NO_SHARD), while the model as a whole differs by ~2e-8."""
+    a = read_f32(os.path.join(a_dir, "latest", "model.safetensors"))
+    b = read_f32(os.path.join(b_dir, "latest", "model.safetensors"))
+    if sorted(a) != sorted(b) or not a:
+        sys.exit("FAIL: model files hold different tensors")
+    num = den = worst = 0.0
+    for k in a:
+        num += sum((x - y) ** 2 for x, y in zip(a[k], b[k]))
+        den += sum(x * x for x in a[k])
+        scale = max(abs(x) for x in a[k]) or 1.0
+        worst = max(worst, max(abs(x - y) for x, y in zip(a[k], b[k])) / scale)
+    return (num / den) ** 0.5, worst
+
+
+def test_shard_grad_op(r, d):
+    """SHARD_GRAD_OP (trainer.fsdp.sharding_strategy: 2): every micro-step's
+    gradients are reduce-scattered into each rank's shard (the rest of the
+    buffer zeroed and released), the clip norm is summed from the shards'
+    parts in rank order, the optimiser updates the shard and the parameters
+    are all-gathered. Summation order differs from NO_SHARD's (a reduce per
+    micro-step instead of one after local accumulation; the norm in N parts),
+    so the comparison is within RTOL, not bit for bit."""
+    tb = os.path.join(d, "train.bin")
+    write_tokens(tb, make_samples(SAMPLES, 4))
+    g = 12  # 2 ranks x accumulation 3, 3 ranks x 2: 6 micro-batches of B per step
+    worst = {}
+    # Buckets of 0.01 MB: several per block in flight; of 0.001 MB (262 floats):
+    # the embedding's 2048 go out in 8 pieces, at most 4 in flight (launch_capped).
+    for n, extra in ((2, ["--bucket-mb", "0.01"]), (3, ["--bucket-mb", "0.001"]),
+                     (2, ["--no-overlap", "--bucket-mb", "0.001"])):
+        plain = os.path.join(d, "plain-%d" % n)
+        if not os.path.exists(plain):
+            r.run(n, write_config(d, tb, g, plain), plain, "trainer.fsdp.sharding_strategy=3")
+        sgo = os.path.join(d, "sgo-%d%s" % (n, extra[0]))
+        p = r.run(n, write_config(d, tb, g, sgo), sgo, "trainer.fsdp.sharding_strategy=2",
+                  *extra, quiet=False)
+        for what, pat in (("optimiser state", r"optimizer state sharded over %d ranks "
+                           r"\(SHARD_GRAD_OP\): ([\d.]+) MiB on rank 0, ([\d.]+) MiB unsharded" % n),
+                          ("gradient", r"gradients reduce-scattered every micro-step \(%d per "
+                           r"step\): ([\d.e-]+) MiB kept on rank 0, ([\d.e-]+) MiB unsharded"
+                           % (6 // n))):
+            m = re.search(pat, p.stdout)
+            check(m and abs(float(m.group(1)) * n / float(m.group(2)) - 1) < 0.02,
+                  "%d ranks: each keeps 1/%d of the %s: %s" %
+                  (n, n, what, m.group(0) if m else p.stdout[:400]))
+        lw = max_rel(plain, sgo)
+        ww, we = max_rel_weights(plain, sgo)
+        worst[(n, extra[0])] = (lw, ww)
+        print("%d ranks %s: relative difference to NO_SHARD: losses/grad norms %.3g (max), "
+              "weights %.3g (L2; largest single weight %.3g of its tensor's scale)" %
+              (n, extra[0], lw, ww, we))
+        check(lw <= RTOL and ww <= RTOL, "%d ranks %s: SHARD_GRAD_OP equals NO_SHARD within %g"
+              % (n, " ".join(extra), RTOL))
+    # Resume: stopped after 3 steps, resumed under SHARD_GRAD_OP on 2 ranks: bit for bit.
+    straight = os.path.join(d, "sgo-2--bucket-mb")
+    part = os.path.join(d, "part")
+    cfg = write_config(d, tb, g, part)
+    r.run(2, cfg, part, "--stop-after", "3", "trainer.fsdp.sharding_strategy=2",
+          "--bucket-mb", "0.01")
+    stopped = os.path.join(d, "stopped")
+    shutil.copytree(part, stopped, symlinks=True)
+    p = r.run(2, cfg, part, "trainer.load_checkpoint=true", "trainer.fsdp.sharding_strategy=2",
+              "--bucket-mb", "0.01", quiet=False)
+    check("resumed from" in p.stdout and "at step 3" in p.stdout, "resumed at step 3")
+    a, va = metrics(straight)
+    b, vb = metrics(part)
+    check(all(a[s]["loss"] == b[s]["loss"] and a[s]["grad_norm"] == b[s]["grad_norm"]
+              for s in a) and va == vb and
+          same_bytes(straight, part, "model.safetensors") and
+          same_bytes(straight, part, "optimizer.safetensors"),
+          "SHARD_GRAD_OP stopped and resumed equals the straight run bit for bit")
+    # The same checkpoint under NO_SHARD on 2 ranks, and under SHARD_GRAD_OP on
+    # 3 ranks and on 1 (a plain process): the files are the unsharded format.
+    for n, strategy in ((2, "NO_SHARD"), (3, "SHARD_GRAD_OP"), (0, "SHARD_GRAD_OP")):
+        run = os.path.join(d, "resumed-%d-%s" % (n, strategy))
+        shutil.copytree(stopped, run, symlinks=True)
+        cfg_n = write_config(d, tb, g, run)
+        p = r.run(n, cfg_n, run, "trainer.load_checkpoint=true",
+                  "trainer.fsdp.sharding_strategy=" + strategy, quiet=False)
+        check("at step 3" in p.stdout and
+              (n == 2 or "sample order of 2 ranks, this run has %d" % max(n, 1) in p.stdout),
+              "resumed at step 3 under %s on %d rank(s)" % (strategy, max(n, 1)))
+        lw = max_rel(straight, run)
+        ww, we = max_rel_weights(straight, run)
+        print("SHARD_GRAD_OP checkpoint resumed under %s on %d rank(s): relative "
+              "difference to the straight run: losses %.3g (max), weights %.3g (L2; largest "
+              "single weight %.3g)" % (strategy, max(n, 1), lw, ww, we))
+        check(lw <= RTOL and ww <= RTOL, "resumed under %s on %d rank(s) equals the straight "
+              "SHARD_GRAD_OP run within %g" % (strategy, max(n, 1), RTOL))
+    print("relative differences to NO_SHARD (losses, weights):", worst)
 
 
 def main():
@@ -422,7 +546,8 @@ def main():
     try:
         write_tokens(os.path.join(d, "val.bin"), make_samples(40, 9))
         {"equivalence": test_equivalence, "resume": test_resume,
-         "rank_failure": test_rank_failure, "sharding": test_sharding}[which](Runner(rat, mpirun), d)
+         "rank_failure": test_rank_failure, "sharding": test_sharding,
+         "shard_grad_op": test_shard_grad_op}[which](Runner(rat, mpirun), d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     print("PASS")

@@ -63,7 +63,8 @@ TEST(Checkpointing, SaveThenLoadRestoresWeightsMomentsAndCounts) {
   EXPECT_EQ(fs::read_symlink(run / "latest"), fs::path("checkpoints") / "step-00000004");
   EXPECT_EQ(slurp((dir / "tokenizer.model").string()), "not really a tokenizer");
   const auto state = nlohmann::json::parse(slurp((dir / "trainer_state.json").string()));
-  EXPECT_EQ(state, (nlohmann::json{{"step", 4}, {"optimizer_steps", 30}, {"world", 1}}));
+  EXPECT_EQ(state, (nlohmann::json{
+                       {"step", 4}, {"optimizer_steps", 30}, {"world", 1}, {"data_world", 1}}));
   // The checkpoint is a model directory as `rat eval` reads it.
   std::unique_ptr<rat::Model> as_dir = rat::load_model_dir((run / "latest").string());
   const int64_t n = a.model->layout().total();
@@ -111,6 +112,16 @@ TEST(Checkpointing, LoadNamesAStateFromOtherRanksOrUnreadable) {
       state.string() +
           ": checkpoint was written by 2 ranks but this run has 1; resume with the same "
           "number of ranks");
+  // A run on 3 ranks that follows the 2-rank sample order (the trainer reads
+  // it first: checkpoint_sample_world) loads it, and saves that order again.
+  EXPECT_EQ(rat::checkpoint_sample_world(state.parent_path()), 2);
+  rat::TrainState three_ranks{0, 3, 2};
+  rat::load_checkpoint(state.parent_path(), *a.model, *a.opt, three_ranks);
+  EXPECT_EQ(three_ranks.step, 5);
+  rat::save_checkpoint(run, *a.model, *a.opt, {7, 3, 2}, "");
+  const fs::path later = run / "checkpoints" / "step-00000007";
+  EXPECT_EQ(rat::checkpoint_sample_world(later), 2);
+  EXPECT_EQ(nlohmann::json::parse(slurp((later / "trainer_state.json").string()))["world"], 3);
   std::ofstream(state) << "{\"step\": 5}";
   rat::TrainState two_ranks{0, 2};
   EXPECT_EQ(

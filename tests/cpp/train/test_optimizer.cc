@@ -155,24 +155,36 @@ TEST(ExperimentConfig, RefusesFloat16PlateauAndMisplacedKeys) {
 }
 
 // trainer.fsdp.sharding_strategy: the authors' numbers and PyTorch's names,
-// any case; rat's ZERO1; the two strategies rat lacks refused by name.
+// any case; rat's ZERO1; SHARD_GRAD_OP shards gradients and optimiser state;
+// FULL_SHARD, which rat lacks, refused by name.
 TEST(ExperimentConfig, ShardingStrategyNumbersAndNames) {
   TempDir dir;
   const std::string p = dir.write("exp.yaml", kExperiment);
   const std::string key = "trainer.fsdp.sharding_strategy=";
   EXPECT_FALSE(load_experiment(p, {}).shard_optimizer);
-  for (const char* v : {"3", "NO_SHARD", "no_shard"})
-    EXPECT_FALSE(load_experiment(p, {key + v}).shard_optimizer) << v;
-  for (const char* v : {"ZERO1", "zero1", "ZeRO-1"})
-    EXPECT_TRUE(load_experiment(p, {key + v}).shard_optimizer) << v;
+  EXPECT_FALSE(load_experiment(p, {}).shard_gradients);
+  for (const char* v : {"3", "NO_SHARD", "no_shard"}) {
+    const Experiment e = load_experiment(p, {key + v});
+    EXPECT_FALSE(e.shard_optimizer || e.shard_gradients) << v;
+  }
+  for (const char* v : {"ZERO1", "zero1", "ZeRO-1"}) {
+    const Experiment e = load_experiment(p, {key + v});
+    EXPECT_TRUE(e.shard_optimizer && !e.shard_gradients) << v;
+  }
+  for (const char* v : {"2", "SHARD_GRAD_OP", "shard_grad_op"}) {
+    const Experiment e = load_experiment(p, {key + v});
+    EXPECT_TRUE(e.shard_optimizer && e.shard_gradients) << v;
+  }
   auto err = [&](const std::string& v) { return error_of([&] { load_experiment(p, {key + v}); }); };
   EXPECT_NE(err("1").find("trainer.fsdp.sharding_strategy: got 1 (FULL_SHARD), which rat does "
                           "not implement yet"),
             std::string::npos)
       << err("1");
-  EXPECT_NE(err("SHARD_GRAD_OP").find("got SHARD_GRAD_OP, which rat does not implement yet"),
+  EXPECT_NE(err("FULL_SHARD").find("got FULL_SHARD, which rat does not implement yet"),
             std::string::npos);
-  EXPECT_NE(err("4").find("got 4, expected NO_SHARD (3) or ZERO1"), std::string::npos) << err("4");
+  EXPECT_NE(err("4").find("got 4, expected SHARD_GRAD_OP (2), NO_SHARD (3) or ZERO1"),
+            std::string::npos)
+      << err("4");
   EXPECT_NE(err("[1]").find("trainer.fsdp.sharding_strategy"), std::string::npos) << err("[1]");
 }
 
