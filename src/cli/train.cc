@@ -62,7 +62,7 @@ int dry_run(const Experiment& e, const TrainOpts& o) {
   // ranks on machines like this one, one each.
   const MachineMemory m = machine_memory(o.ranks > 0 && !mpi_active() ? 1 : w.local_size);
   std::vector<MemoryPlan> plans;
-  for (int r = 0; r < ranks; ++r) plans.push_back(plan_memory(e, r, ranks, mpi_active()));
+  for (int r = 0; r < ranks; ++r) plans.push_back(plan_memory(e, r, ranks, mpi_active() || ranks > 1));
   mpi_finalize();
   if (w.rank != 0) return 0;
   int64_t peak = 0;

@@ -100,7 +100,8 @@ int64_t MemoryPlan::bytes(const std::string& name) const {
 
 MemoryPlan plan_memory(const Experiment& e, int rank, int ranks, bool mpi) {
   const ModelConfig& c = e.model;
-  const int64_t n = ParamLayout(c).total(), B = e.batch_size, T = c.seq_len, N = B * T;
+  const ParamLayout layout(c);
+  const int64_t n = layout.total(), B = e.batch_size, T = c.seq_len, N = B * T;
   const int64_t D = c.d_model, V = c.vocab_size;
   const Sharded sh = sharded_parts(e, ranks);
   auto part = [&](bool sharded) { return sharded ? shard_floats(n, rank, ranks) : n; };
@@ -148,7 +149,7 @@ MemoryPlan plan_memory(const Experiment& e, int rank, int ranks, bool mpi) {
   if (e.precision == Precision::kBF16) {
     const int64_t wide = widest_linear(c);
     int64_t biggest_weight = V * D;
-    for (const ParamSpec& s : ParamLayout(c).specs())
+    for (const ParamSpec& s : layout.specs())
       if (s.shape.size() == 2) biggest_weight = std::max(biggest_weight, s.numel);
     const int64_t a16 = std::max(N * wide, rows * V), b16 = std::max(biggest_weight, N * wide);
     line("bf16 operands", 2 * (a16 + b16), "activations and weights rounded for the products");

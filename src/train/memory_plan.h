@@ -39,8 +39,8 @@ struct MemoryPlan {
 // libraries (oneDNN, OpenMP, yaml-cpp) and their first allocations, measured
 // as the peak RSS of a tiny training run less its planned lines (docs/scaling.md
 // "Memory plan: --dry-run"); Open MPI adds its own under a launcher.
-constexpr int64_t kProcessBaselineBytes = int64_t(40) << 20;
-constexpr int64_t kMpiBaselineBytes = int64_t(60) << 20;
+constexpr int64_t kProcessBaselineBytes = int64_t(32) << 20;
+constexpr int64_t kMpiBaselineBytes = int64_t(8) << 20;
 
 // The plan of rank `rank` of `ranks` for experiment e. `mpi`: ranks run under
 // an MPI launcher (one rank alone still loads Open MPI when launched by one).

@@ -189,8 +189,8 @@ TEST(MemoryPlan, ActivationsEqualARealStep) {
       Model m(c.cfg);
       m.init(3);
       m.set_recompute(r);
-      const auto ids = random_ids(B * T, c.cfg.vocab_size, 5);
-      const auto labels = random_ids(B * T, c.cfg.vocab_size, 6);
+      const auto ids = testing::random_ids(B * T, c.cfg.vocab_size, 5);
+      const auto labels = testing::random_ids(B * T, c.cfg.vocab_size, 6);
       m.forward_backward(ids.data(), labels.data(), B, T, true);
       const std::string what = c.name + " recompute " + std::to_string(int(r));
       EXPECT_EQ(m.activation_bytes(), Model::plan_activations(c.cfg, B, T, r, false).total())
