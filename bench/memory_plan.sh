@@ -3,7 +3,8 @@
 # against measured peak RSS on the authors' rat-xl width (D 2048, d_head 128,
 # vocab 32000) cut to LAYERS blocks, T tokens, micro-batch 1, a few steps on
 # random tokens: f32; bf16 (the file's dtype); bf16 with block recomputation;
-# and ZERO1 over 2 local ranks (mpirun --oversubscribe). Peak RSS is each
+# and ZERO1 over 2 local ranks (mpirun --oversubscribe), without and with a
+# checkpoint at the end. Peak RSS is each
 # process's VmHWM from /usr/bin/time; memory figures hold on a busy machine.
 #
 #   bench/memory_plan.sh [LAYERS (default 2)] [T (default 256)] [STEPS (default 2)]
@@ -57,3 +58,6 @@ run_case "f32" 1 trainer.dtype=float32
 run_case "bf16" 1
 run_case "bf16, activation_checkpointing block" 1 trainer.activation_checkpointing=block
 run_case "bf16, ZERO1, 2 ranks" 2 trainer.fsdp.sharding_strategy=ZERO1
+# Rank 0 gathers the whole optimizer state for the checkpoint at the end.
+run_case "bf16, ZERO1, 2 ranks, checkpoint" 2 trainer.fsdp.sharding_strategy=ZERO1 \
+  trainer.save_checkpoint=true trainer.save_interval=1.0

@@ -80,6 +80,8 @@ int dry_run(const Experiment& e, const TrainOpts& o) {
     for (const MemoryPlan& p : plans) {
       nlohmann::json r = {{"rank", p.rank}, {"total_bytes", p.total()}};
       for (const MemoryLine& l : p.lines) r[l.name + "_bytes"] = l.bytes;
+      for (const MemoryLine& l : p.lines)
+        if (l.transient) r["transient"].push_back(l.name);
       r["activations_by_recompute_bytes"] = {{"none", p.activations_none},
                                              {"mixer", p.activations_mixer},
                                              {"block", p.activations_block}};

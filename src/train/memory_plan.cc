@@ -87,9 +87,14 @@ int64_t read_cgroup_limit() {
 }  // namespace
 
 int64_t MemoryPlan::total() const {
-  int64_t t = 0;
-  for (const MemoryLine& l : lines) t += l.bytes;
-  return t;
+  int64_t t = 0, phase = 0;
+  for (const MemoryLine& l : lines) {
+    if (l.transient)
+      phase = std::max(phase, l.bytes);
+    else
+      t += l.bytes;
+  }
+  return t + phase;
 }
 
 int64_t MemoryPlan::bytes(const std::string& name) const {
@@ -108,8 +113,8 @@ MemoryPlan plan_memory(const Experiment& e, int rank, int ranks, bool mpi) {
   char note[160];
   MemoryPlan p;
   p.rank = rank, p.ranks = ranks;
-  auto line = [&](const char* name, int64_t bytes, const std::string& how) {
-    p.lines.push_back({name, bytes, how});
+  auto line = [&](const char* name, int64_t bytes, const std::string& how, bool transient = false) {
+    p.lines.push_back({name, bytes, how, transient});
   };
 
   // Model: the flat f32 parameters (the master weights, also in bf16 runs: the
@@ -152,22 +157,23 @@ MemoryPlan plan_memory(const Experiment& e, int rank, int ranks, bool mpi) {
     for (const ParamSpec& s : layout.specs())
       if (s.shape.size() == 2) biggest_weight = std::max(biggest_weight, s.numel);
     const int64_t a16 = std::max(N * wide, rows * V), b16 = std::max(biggest_weight, N * wide);
-    line("bf16 operands", 2 * (a16 + b16), "activations and weights rounded for the products");
+    line("bf16_operands", 2 * (a16 + b16), "activations and weights rounded for the products");
   }
 
   // Communication: Open MPI's non-blocking all-reduce (libnbc) takes a temporary
   // copy of each bucket in flight; the overlap keeps the whole gradient in
-  // flight at the end of backward, so up to one gradient's size (measured:
-  // docs/scaling.md "Memory plan: --dry-run").
+  // flight at the end of backward, so up to one gradient's size, freed when
+  // the step's wait completes them (measured: docs/scaling.md "Memory plan: --dry-run").
   if (ranks > 1)
-    line("communication", kF32 * n, "all-reduce temporaries: up to one gradient buffer");
+    line("communication", kF32 * n, "all-reduce temporaries: up to one gradient buffer", true);
   else
     line("communication", 0, "one rank: none");
 
   // ZERO1's checkpoint: rank 0 gathers the whole optimiser state to write (and
-  // reads it whole on resume) beside its shard.
+  // reads it whole on resume) beside its shard, after the step's all-reduce
+  // temporaries are freed: measured, the two do not add.
   if (sh.optimizer && rank == 0 && (e.save_checkpoint || e.load_checkpoint))
-    line("checkpoint", kF32 * bufs * n, "rank 0 gathers the whole optimizer state to save");
+    line("checkpoint", kF32 * bufs * n, "rank 0 gathers the whole optimizer state to save", true);
 
   // The micro-batch's ids and labels (int32), and validation's own pair.
   line("data", 8 * N * (scores ? 2 : 1), "token ids and labels of a micro-batch");
@@ -219,11 +225,12 @@ std::string format_plan(const MemoryPlan& p) {
   std::ostringstream o;
   char row[256];
   for (const MemoryLine& l : p.lines) {
-    std::snprintf(row, sizeof row, "  %-14s %12s  %s\n", l.name.c_str(),
-                  format_bytes(l.bytes).c_str(), l.note.c_str());
+    std::snprintf(row, sizeof row, "  %-14s %12s  %s%s\n", l.name.c_str(),
+                  format_bytes(l.bytes).c_str(), l.note.c_str(),
+                  l.transient ? " (for a phase: the total counts the largest such line)" : "");
     o << row;
   }
-  std::snprintf(row, sizeof row, "  %-14s %12s\n", "total", format_bytes(p.total()).c_str());
+  std::snprintf(row, sizeof row, "  %-14s %12s  peak\n", "total", format_bytes(p.total()).c_str());
   o << row;
   return o.str();
 }

@@ -5,8 +5,8 @@
 // fit is refused before the model is built (src/cli/train.cc).
 //
 // Everything the trainer allocates is grow-only and sized by the first step,
-// so the peak is the sum of the lines (the last backward of a step holds all of
-// them). Activations come from the blocks' own buffer sizes
+// so the peak is the sum of the lasting lines (the last backward of a step
+// holds all of them) plus the largest of those held for one phase only. Activations come from the blocks' own buffer sizes
 // (Model::plan_activations), not from a second formula.
 #pragma once
 
@@ -24,6 +24,10 @@ struct MemoryLine {
   std::string name;  // weights, gradients, optimizer, activations, ...
   int64_t bytes = 0;
   std::string note;  // how they were counted, e.g. "2 x f32 per parameter / 4 ranks"
+  // Held only for a phase and freed after it (the all-reduce's temporaries
+  // until the step's wait, a checkpoint's gathered state until it is written):
+  // the peak counts the largest of these, not their sum.
+  bool transient = false;
 };
 
 struct MemoryPlan {
@@ -31,6 +35,7 @@ struct MemoryPlan {
   std::vector<MemoryLine> lines;
   // The activations line under each recomputation mode (the plan uses e.recompute's).
   int64_t activations_none = 0, activations_mixer = 0, activations_block = 0;
+  // The peak: every lasting line plus the largest transient one.
   int64_t total() const;
   int64_t bytes(const std::string& name) const;  // the line's bytes; 0 if absent
 };

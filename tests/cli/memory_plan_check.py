@@ -78,6 +78,13 @@ check(sum(shards) == plan["optimizer_bytes"] and max(shards) - min(shards) <= 8,
       f"ZERO1 over 4 ranks: the optimizer state in quarters: {shards}")
 check(all(q["communication_bytes"] == q["gradients_bytes"] for q in j4["plans"]),
       "4 ranks: all-reduce temporaries of one gradient's size")
+q0 = j4["plans"][0]
+check(q0["transient"] == ["communication", "checkpoint"]
+      and q0["checkpoint_bytes"] == plan["optimizer_bytes"]
+      and q0["total_bytes"] == sum(v for k, v in q0.items() if k.endswith("_bytes") and isinstance(v, int)
+                                   and k not in ("total_bytes", "communication_bytes"))
+      and j4["peak_bytes"] == q0["total_bytes"],
+      f"rank 0 gathers the whole state for checkpoints, in place of the freed temporaries: {q0}")
 p = rat("train", "exp.yaml", "--ranks", "2", ok=False)
 check(p.returncode != 0 and "--ranks" in p.stderr, "--ranks without --dry-run refused: " + p.stderr)
 
