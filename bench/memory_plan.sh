@@ -25,7 +25,7 @@ for split, n in (("train", 4 * steps * (T + 1)), ("val", 2 * (T + 1))):
         f.write(struct.pack(f"<{n}H", *(rng.randrange(3, 32000) for _ in range(n))))
 PY
 echo "rat-xl width, $layers layers, T $T, micro-batch 1 per rank, $steps steps"
-printf "| %-34s | %10s | %26s | %8s |\n" case "plan (MiB)" "peak RSS per rank (MiB)" error
+printf "| %-34s | %10s | %26s | %8s |\n" case "plan per rank (MiB)" "peak RSS per rank (MiB)" "plan - RSS"
 printf "|%s|%s|%s|%s|\n" "---" "---" "---" "---"
 run_case() {  # name ranks overrides...
   local name=$1 n=$2
@@ -35,10 +35,10 @@ run_case() {  # name ranks overrides...
               model.backbone.num_layers="$layers" data.seq_len="$T" data.batch_size=1
               data.global_batch_size="$n" data.train.tokenized_file_path="$out/train.bin"
               data.val.tokenized_file_path="$out/val.bin" data.val_samples=0 trainer.max_steps="$steps" trainer.log_interval=1
-              trainer.save_checkpoint=false trainer.load_checkpoint=false "$@")
+              trainer.save_checkpoint="${ckpt:-false}" trainer.load_checkpoint=false "$@")
   local plan
   plan=$(build/rat "${args[@]}" --dry-run --json --ranks "$n" |
-         /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_bytes"])')
+         /usr/bin/python3 -c 'import json,sys; print(",".join(str(p["total_bytes"]) for p in json.load(sys.stdin)["plans"]))')
   if [ "$n" = 1 ]; then
     /usr/bin/time -f "%M" -o "$run.rss" build/rat "${args[@]}" --quiet >"$run.log" 2>&1
   else
@@ -48,10 +48,12 @@ run_case() {  # name ranks overrides...
   fi
   /usr/bin/python3 - "$name" "$plan" "$run" <<'PY'
 import glob, sys
-name, plan, run = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+name, run = sys.argv[1], sys.argv[3]
+plans = [int(b) for b in sys.argv[2].split(",")]  # per rank, rank 0 first
 rss = [int(open(f).read().split()[-1]) * 1024 for f in sorted(glob.glob(run + ".rss*"))]
-err = ", ".join(f"{100 * (plan - r) / r:+.1f}%" for r in rss)
-print(f"| {name:34} | {plan / 2**20:10.0f} | {', '.join(f'{r / 2**20:.0f}' for r in rss):>26} | {err} |")
+mib = lambda xs: ", ".join(f"{x / 2**20:.0f}" for x in xs)
+err = ", ".join(f"{100 * (p - r) / r:+.1f}%" for p, r in zip(plans, rss))
+print(f"| {name:34} | {mib(plans):>10} | {mib(rss):>26} | {err} |")
 PY
 }
 run_case "f32" 1 trainer.dtype=float32
@@ -59,5 +61,5 @@ run_case "bf16" 1
 run_case "bf16, activation_checkpointing block" 1 trainer.activation_checkpointing=block
 run_case "bf16, ZERO1, 2 ranks" 2 trainer.fsdp.sharding_strategy=ZERO1
 # Rank 0 gathers the whole optimizer state for the checkpoint at the end.
-run_case "bf16, ZERO1, 2 ranks, checkpoint" 2 trainer.fsdp.sharding_strategy=ZERO1 \
-  trainer.save_checkpoint=true trainer.save_interval=1.0
+ckpt=true run_case "bf16, ZERO1, 2 ranks, checkpoint" 2 trainer.fsdp.sharding_strategy=ZERO1 \
+  trainer.save_interval=1.0

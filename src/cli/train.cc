@@ -62,7 +62,8 @@ int dry_run(const Experiment& e, const TrainOpts& o) {
   // ranks on machines like this one, one each.
   const MachineMemory m = machine_memory(o.ranks > 0 && !mpi_active() ? 1 : w.local_size);
   std::vector<MemoryPlan> plans;
-  for (int r = 0; r < ranks; ++r) plans.push_back(plan_memory(e, r, ranks, mpi_active() || ranks > 1));
+  for (int r = 0; r < ranks; ++r)
+    plans.push_back(plan_memory(e, r, ranks, mpi_active() || ranks > 1));
   mpi_finalize();
   if (w.rank != 0) return 0;
   int64_t peak = 0;
@@ -99,23 +100,23 @@ int dry_run(const Experiment& e, const TrainOpts& o) {
     if (i == 0)
       std::printf("rank 0%s:\n", ranks > 1 ? "" : " (the only rank)");
     else
-      std::printf("rank 1%s:\n",
-                  ranks > 2 ? (" (ranks 1-" + std::to_string(ranks - 1) +
-                               " alike, to a float of their shards)").c_str()
-                            : "");
+      std::printf("rank 1%s:\n", ranks > 2 ? (" (ranks 1-" + std::to_string(ranks - 1) +
+                                              " alike, to a float of their shards)")
+                                                 .c_str()
+                                           : "");
     std::printf("%s", format_plan(plans[i]).c_str());
   }
   std::printf("activations by trainer.activation_checkpointing: none %s, mixer %s, block %s\n",
               format_bytes(p0.activations_none).c_str(), format_bytes(p0.activations_mixer).c_str(),
               format_bytes(p0.activations_block).c_str());
-  std::printf("this machine: %s available (%s%s)%s, %s per rank\n",
-              format_bytes(m.available).c_str(), m.source.c_str(),
-              m.cgroup_limit > 0 && m.source != "cgroup memory limit"
-                  ? (", cgroup limit " + format_bytes(m.cgroup_limit)).c_str()
-                  : "",
-              m.local_ranks > 1 ? (" / " + std::to_string(m.local_ranks) + " local ranks").c_str()
-                                : "",
-              format_bytes(m.per_rank()).c_str());
+  std::printf(
+      "this machine: %s available (%s%s)%s, %s per rank\n", format_bytes(m.available).c_str(),
+      m.source.c_str(),
+      m.cgroup_limit > 0 && m.source != "cgroup memory limit"
+          ? (", cgroup limit " + format_bytes(m.cgroup_limit)).c_str()
+          : "",
+      m.local_ranks > 1 ? (" / " + std::to_string(m.local_ranks) + " local ranks").c_str() : "",
+      format_bytes(m.per_rank()).c_str());
   std::printf("%s: peak %s per rank\n", fits ? "fits" : "does not fit", format_bytes(peak).c_str());
   return 0;
 }
@@ -204,7 +205,7 @@ void register_train(CLI::App& app, Runner& run) {
     run = [] {
       Experiment e = load_train_experiment(o);
       if (o.ranks > 0 && !o.dry_run) throw Error("--ranks: only with --dry-run");
-      if (o.dry_run) return dry_run(e, o);  // no data file is read
+      if (o.dry_run) return dry_run(e, o);       // no data file is read
       if (!o.print_config) check_data_files(e);  // before the config is printed
       YAML::Emitter out;
       out << e.resolved;

@@ -148,8 +148,8 @@ class Model {
   // recomputation r (and scoring forwards at (B, T) too when `scores`),
   // from the blocks' own buffer sizes (layers.h BlockBufferSizes): nothing
   // of that size is allocated, nor are the parameters.
-  static ActivationPlan plan_activations(const ModelConfig& cfg, int64_t B, int64_t T,
-                                         Recompute r, bool scores);
+  static ActivationPlan plan_activations(const ModelConfig& cfg, int64_t B, int64_t T, Recompute r,
+                                         bool scores);
 
  private:
   // Runs the layers in `mode`; returns the residual stream after the last

@@ -54,7 +54,8 @@ bool validates(const Experiment& e) {
 // (kernels/gemm.cc pack_bf16), as large as the largest A and B seen.
 int64_t widest_linear(const ModelConfig& c) {
   int64_t w = std::max(c.d_model, c.ffn.d_ffn * (c.ffn.act == Activation::kSwiglu ? 2 : 1));
-  for (const MixerConfig& m : c.layers) w = std::max(w, mixer_kind_info(m.kind).in_proj_width(c, m));
+  for (const MixerConfig& m : c.layers)
+    w = std::max(w, mixer_kind_info(m.kind).in_proj_width(c, m));
   return w;
 }
 
@@ -136,8 +137,7 @@ MemoryPlan plan_memory(const Experiment& e, int rank, int ranks, bool mpi) {
   p.activations_mixer = Model::plan_activations(c, B, T, Recompute::kMixer, scores).total();
   p.activations_block = Model::plan_activations(c, B, T, Recompute::kBlock, scores).total();
   const ActivationPlan a = Model::plan_activations(c, B, T, e.recompute, scores);
-  std::snprintf(note, sizeof note,
-                "B %lld x T %lld: streams %s, kept %s, recompute %s, scratch %s",
+  std::snprintf(note, sizeof note, "B %lld x T %lld: streams %s, kept %s, recompute %s, scratch %s",
                 (long long)B, (long long)T, mib(a.stream).c_str(), mib(a.kept).c_str(),
                 mib(a.recompute).c_str(), mib(a.scratch).c_str());
   line("activations", a.total(), note);
@@ -235,8 +235,7 @@ std::string format_plan(const MemoryPlan& p) {
   return o.str();
 }
 
-std::string does_not_fit_message(const Experiment& e, const MemoryPlan& p,
-                                 const MachineMemory& m) {
+std::string does_not_fit_message(const Experiment& e, const MemoryPlan& p, const MachineMemory& m) {
   std::string knobs;
   auto add = [&](const std::string& k) { knobs += (knobs.empty() ? "" : ", ") + k; };
   if (e.recompute != Recompute::kBlock)
@@ -249,10 +248,11 @@ std::string does_not_fit_message(const Experiment& e, const MemoryPlan& p,
   if (knobs.empty()) knobs = "more ranks, a smaller model or data.seq_len";
   return "rank " + std::to_string(p.rank) + " of " + std::to_string(p.ranks) + " needs " +
          format_bytes(p.total()) + " but this machine has " + format_bytes(m.per_rank()) +
-         " per rank (" + m.source + (m.local_ranks > 1 ? " / " + std::to_string(m.local_ranks) +
-                                                             " local ranks"
-                                                       : std::string()) +
-         "); try " + knobs + "; `rat train ... --dry-run` shows the plan, --no-memory-check "
+         " per rank (" + m.source +
+         (m.local_ranks > 1 ? " / " + std::to_string(m.local_ranks) + " local ranks"
+                            : std::string()) +
+         "); try " + knobs +
+         "; `rat train ... --dry-run` shows the plan, --no-memory-check "
          "starts anyway";
 }
 

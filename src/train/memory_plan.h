@@ -6,8 +6,8 @@
 //
 // Everything the trainer allocates is grow-only and sized by the first step,
 // so the peak is the sum of the lasting lines (the last backward of a step
-// holds all of them) plus the largest of those held for one phase only. Activations come from the blocks' own buffer sizes
-// (Model::plan_activations), not from a second formula.
+// holds all of them) plus the largest of those held for one phase only. Activations come from the
+// blocks' own buffer sizes (Model::plan_activations), not from a second formula.
 #pragma once
 
 #include <algorithm>
@@ -56,9 +56,9 @@ MemoryPlan plan_memory(const Experiment& e, int rank, int ranks, bool mpi);
 // RAT_MEMORY_AVAILABLE_MIB in the environment replaces the machine's figure
 // (tests of the refusal; a user who wants to plan for another machine).
 struct MachineMemory {
-  int64_t available = 0;  // bytes for the whole machine
+  int64_t available = 0;      // bytes for the whole machine
   int64_t cgroup_limit = -1;  // -1: none found
-  std::string source;  // "MemAvailable", "cgroup memory.max", "RAT_MEMORY_AVAILABLE_MIB"
+  std::string source;         // "MemAvailable", "cgroup memory.max", "RAT_MEMORY_AVAILABLE_MIB"
   int local_ranks = 1;
   int64_t per_rank() const { return available / std::max(1, local_ranks); }
 };

@@ -82,8 +82,8 @@ TEST(MemoryPlan, TinyConfigLinesByHand) {
   EXPECT_EQ(p.bytes("logits"), 16 * 61 * 4 + 16 * 8);  // all 16 rows fit the 8 Mi-float block
   EXPECT_EQ(p.bytes("communication"), 0);
   EXPECT_EQ(p.bytes("checkpoint"), 0);
-  EXPECT_EQ(p.bytes("data"), 8 * 16);                   // int32 ids and labels, no validation
-  EXPECT_EQ(p.bytes("bf16_operands"), 0);               // f32
+  EXPECT_EQ(p.bytes("data"), 8 * 16);      // int32 ids and labels, no validation
+  EXPECT_EQ(p.bytes("bf16_operands"), 0);  // f32
   EXPECT_EQ(p.bytes("process"), kProcessBaselineBytes);
   int64_t sum = 0;
   for (const MemoryLine& l : p.lines) sum += l.bytes;
