@@ -3,14 +3,18 @@
 // config tree laid out as the authors' (train/compose.h).
 #include <omp.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <vector>
 
 #include "cli/commands.h"
+#include "model/params.h"
 #include "nlohmann/json.hpp"
 #include "train/distributed.h"
 #include "train/experiment_source.h"
+#include "train/memory_plan.h"
 #include "train/trainer.h"
 #include "util/error.h"
 
@@ -25,6 +29,8 @@ struct TrainOpts {
   int threads = 0;  // 0: OpenMP's default, or cores / local ranks under MPI
   double comm_timeout = 900;
   bool no_overlap = false;
+  bool dry_run = false, no_memory_check = false;
+  int ranks = 0;  // --dry-run: plan for this many ranks (0: the launcher's, else 1)
 };
 
 void on_sigint(int) { request_stop(); }
@@ -43,6 +49,76 @@ std::string fallback_config_dir() {
     return installed.string();
 #endif
   return std::string(RAT_SOURCE_DIR) + "/configs";
+}
+
+// --dry-run: the memory plan of every rank and whether it fits this machine;
+// rank 0 prints all ranks' plans (they differ only in their shards), the
+// others print nothing. Nothing is allocated and no run directory is written.
+int dry_run(const Experiment& e, const TrainOpts& o) {
+  if (launched_under_mpi()) mpi_init(nullptr, nullptr);
+  const World w = world();
+  const int ranks = o.ranks > 0 ? o.ranks : w.size;
+  // Under a launcher its ranks on this machine share it; --ranks alone plans
+  // ranks on machines like this one, one each.
+  const MachineMemory m = machine_memory(o.ranks > 0 && !mpi_active() ? 1 : w.local_size);
+  std::vector<MemoryPlan> plans;
+  for (int r = 0; r < ranks; ++r)
+    plans.push_back(plan_memory(e, r, ranks, mpi_active() || ranks > 1));
+  mpi_finalize();
+  if (w.rank != 0) return 0;
+  int64_t peak = 0;
+  for (const MemoryPlan& p : plans) peak = std::max(peak, p.total());
+  const bool fits = peak <= m.per_rank();
+  if (o.t.json) {
+    nlohmann::json j = {{"ranks", ranks},
+                        {"available_bytes", m.available},
+                        {"available_source", m.source},
+                        {"cgroup_limit_bytes", m.cgroup_limit},
+                        {"local_ranks", m.local_ranks},
+                        {"available_per_rank_bytes", m.per_rank()},
+                        {"peak_bytes", peak},
+                        {"fits", fits}};
+    for (const MemoryPlan& p : plans) {
+      nlohmann::json r = {{"rank", p.rank}, {"total_bytes", p.total()}};
+      for (const MemoryLine& l : p.lines) r[l.name + "_bytes"] = l.bytes;
+      for (const MemoryLine& l : p.lines)
+        if (l.transient) r["transient"].push_back(l.name);
+      r["activations_by_recompute_bytes"] = {{"none", p.activations_none},
+                                             {"mixer", p.activations_mixer},
+                                             {"block", p.activations_block}};
+      j["plans"].push_back(r);
+    }
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  const MemoryPlan& p0 = plans[0];
+  std::printf("memory plan: %s, %lld parameters, micro-batch %lld x %lld, %s, %s, %d rank%s\n",
+              e.source.c_str(), (long long)ParamLayout(e.model).total(), (long long)e.batch_size,
+              (long long)e.model.seq_len, e.optimizer.c_str(),
+              e.precision == Precision::kBF16 ? "bf16" : "f32", ranks, ranks > 1 ? "s" : "");
+  for (size_t i = 0; i < plans.size() && i < 2; ++i) {
+    if (i == 0)
+      std::printf("rank 0%s:\n", ranks > 1 ? "" : " (the only rank)");
+    else
+      std::printf("rank 1%s:\n", ranks > 2 ? (" (ranks 1-" + std::to_string(ranks - 1) +
+                                              " alike, to a float of their shards)")
+                                                 .c_str()
+                                           : "");
+    std::printf("%s", format_plan(plans[i]).c_str());
+  }
+  std::printf("activations by trainer.activation_checkpointing: none %s, mixer %s, block %s\n",
+              format_bytes(p0.activations_none).c_str(), format_bytes(p0.activations_mixer).c_str(),
+              format_bytes(p0.activations_block).c_str());
+  std::printf(
+      "this machine: %s available (%s%s)%s, %s per rank\n", format_bytes(m.available).c_str(),
+      m.source.c_str(),
+      m.cgroup_limit > 0 && m.source != "cgroup memory limit"
+          ? (", cgroup limit " + format_bytes(m.cgroup_limit)).c_str()
+          : "",
+      m.local_ranks > 1 ? (" / " + std::to_string(m.local_ranks) + " local ranks").c_str() : "",
+      format_bytes(m.per_rank()).c_str());
+  std::printf("%s: peak %s per rank\n", fits ? "fits" : "does not fit", format_bytes(peak).c_str());
+  return 0;
 }
 
 Experiment load_train_experiment(const TrainOpts& o) {
@@ -114,9 +190,22 @@ void register_train(CLI::App& app, Runner& run) {
                 "under MPI: gradient bucket size of the overlapped all-reduce")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  c->add_flag("--dry-run", o.dry_run,
+              "print each rank's memory plan (weights, gradients, optimizer state, activations "
+              "with and without recomputation, communication buffers) and whether it fits this "
+              "machine, then exit: nothing is allocated or written; --json for bytes");
+  c->add_option("--ranks", o.ranks,
+                "with --dry-run: plan for this many ranks, each on a machine like this one "
+                "(default: the launcher's ranks, else 1)")
+      ->check(CLI::Range(1, 1 << 20));
+  c->add_flag("--no-memory-check", o.no_memory_check,
+              "start even when the memory plan exceeds what this machine has available "
+              "(a start that does not fit is otherwise refused before allocating)");
   c->callback([&run] {
     run = [] {
       Experiment e = load_train_experiment(o);
+      if (o.ranks > 0 && !o.dry_run) throw Error("--ranks: only with --dry-run");
+      if (o.dry_run) return dry_run(e, o);       // no data file is read
       if (!o.print_config) check_data_files(e);  // before the config is printed
       YAML::Emitter out;
       out << e.resolved;
@@ -146,6 +235,11 @@ void register_train(CLI::App& app, Runner& run) {
       std::signal(SIGUSR1, on_sigint);
       TrainSummary s;
       try {
+        // Refused before the model is built (train/memory_plan.h); each rank checks its own.
+        const MemoryPlan plan = plan_memory(e, w.rank, w.size, mpi_active());
+        const MachineMemory m = machine_memory(w.local_size);
+        if (!o.no_memory_check && m.available > 0 && plan.total() > m.per_rank())
+          throw Error(does_not_fit_message(e, plan, m));
         s = train(e, o.t);
       } catch (const std::exception& err) {
         if (w.size == 1) throw;

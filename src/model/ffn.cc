@@ -48,6 +48,19 @@ class Ffn final : public Block {
                    env_->w16(p_.fc2_w, F * D));
   }
 
+  // The get() sizes of forward and backward, slot by slot (layers.h BlockBufferSizes):
+  // dropout adds the pre-dropout output (kept) and its gradient (scratch).
+  BlockBufferSizes buffer_sizes(int64_t B, int64_t T) const override {
+    const ModelConfig& cfg = *env_->cfg;
+    const int64_t D = cfg.d_model, F = cfg.ffn.d_ffn, N = B * T;
+    const int64_t F1 = cfg.ffn.act == Activation::kSwiglu ? 2 * F : F;
+    BlockBufferSizes s;
+    s.saved = {N * D, norm_stats_size(cfg.ffn.ln, N), N * F1, N * F};
+    s.scratch = {N * F, N * F1, N * D};
+    if (cfg.ffn.dropout > 0.0) s.saved.push_back(N * D), s.scratch.push_back(N * D);
+    return s;
+  }
+
   void backward(const float* x, float* dx, int64_t B, int64_t T) override {
     const ModelConfig& cfg = *env_->cfg;
     const int64_t D = cfg.d_model, F = cfg.ffn.d_ffn, N = B * T;

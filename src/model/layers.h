@@ -69,6 +69,17 @@ struct BlockEnv {
   const RopeTable& rope_table(int64_t P, int64_t max_pos);
 };
 
+// Floats per Buffers slot one training step at (B, T) asks of a block:
+// `saved`, what its training forward keeps (the same slots a forward that does
+// not train takes from the shared scratch), and `scratch`, what its backward
+// takes from BlockEnv::scratch. Each block states them beside its forward and
+// backward; the memory plan (train/memory_plan.h) sizes activations from them
+// without allocating, and tests/cpp/train/test_memory_plan.cc holds them to the
+// buffers a real step grows.
+struct BlockBufferSizes {
+  std::vector<int64_t> saved, scratch;
+};
+
 class Block {
  public:
   virtual ~Block() = default;
@@ -80,6 +91,8 @@ class Block {
   virtual void backward(const float* x, float* dx, int64_t B, int64_t T) = 0;
   // Bytes of activations this block keeps for backward.
   int64_t activation_bytes() const { return saved_.bytes(); }
+  // What forward(train) and backward at (B, T) ask of the buffers (BlockBufferSizes).
+  virtual BlockBufferSizes buffer_sizes(int64_t B, int64_t T) const = 0;
 
   // Activation recomputation: a training forward whose intermediates go to
   // the shared BlockEnv::recompute instead of this block's own buffers, and

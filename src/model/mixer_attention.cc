@@ -55,6 +55,15 @@ class AttentionMixer final : public Block {
                    env_->w16(p_.out_proj, D * D));
   }
 
+  // The get() sizes of forward and backward, slot by slot (layers.h BlockBufferSizes).
+  BlockBufferSizes buffer_sizes(int64_t B, int64_t T) const override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = 3 * D, N = B * T;
+    BlockBufferSizes s;
+    s.saved = {N * D, norm_stats_size(m_.ln, N), N * W, N * D, B * H * T};
+    s.scratch = {N * W, N * D};
+    return s;
+  }
+
   void backward(const float* x, float* dx, int64_t B, int64_t T) override {
     const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, W = 3 * D, N = B * T;
     check_trained();

@@ -21,6 +21,8 @@ class IdentityMixer final : public Block {
   void forward(const float* x, float* y, int64_t B, int64_t T, bool train) override {
     copy_rows(x, y, B * T, env_->cfg->d_model);
   }
+  // Keeps nothing, needs no scratch.
+  BlockBufferSizes buffer_sizes(int64_t B, int64_t T) const override { return {}; }
   // dy/dx = I: the gradient of y is already the gradient of x.
   void backward(const float* x, float* dx, int64_t B, int64_t T) override {}
   void step(const float* x, float* y, const int64_t* slot, const int64_t* pos, int64_t n,

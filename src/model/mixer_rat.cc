@@ -66,6 +66,16 @@ class RatMixer final : public Block {
                    env_->w16(p_.out_proj, D * D));
   }
 
+  // The get() sizes of forward and backward, slot by slot (layers.h BlockBufferSizes).
+  BlockBufferSizes buffer_sizes(int64_t B, int64_t T) const override {
+    const int64_t D = env_->cfg->d_model, P = m_.d_head, H = D / P, G = m_.ngroups;
+    const int64_t GP = G * P, W = in_proj_width(*env_->cfg, m_), N = B * T;
+    BlockBufferSizes s;
+    s.saved = {N * D, N, N * W, N * D, N * D, N * D, N * GP, N * D, B * H * T, N * D};
+    s.scratch = {N * W, N * D, N * GP, N * D, N * D};
+    return s;
+  }
+
   void backward(const float* x, float* dx, int64_t B, int64_t T) override {
     const ModelConfig& cfg = *env_->cfg;
     const int64_t D = cfg.d_model, P = m_.d_head, H = D / P, G = m_.ngroups, L = m_.chunk_size;

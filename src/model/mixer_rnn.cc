@@ -46,6 +46,15 @@ class RnnMixer final : public Block {
                    env_->w16(p_.out_proj, D * D));
   }
 
+  // The get() sizes of forward and backward, slot by slot (layers.h BlockBufferSizes).
+  BlockBufferSizes buffer_sizes(int64_t B, int64_t T) const override {
+    const int64_t D = env_->cfg->d_model, W = 3 * D, N = B * T;
+    BlockBufferSizes s;
+    s.saved = {N * D, N, N * W, N * D, N * D};
+    s.scratch = {N * W, N * D, N * D, N * D};
+    return s;
+  }
+
   void backward(const float* x, float* dx, int64_t B, int64_t T) override {
     const int64_t D = env_->cfg->d_model, W = 3 * D, N = B * T;
     check_trained();

@@ -96,6 +96,39 @@ int64_t Model::activation_bytes() const {
   return b;
 }
 
+ActivationPlan Model::plan_activations(const ModelConfig& cfg, int64_t B, int64_t T, Recompute r,
+                                       bool scores) {
+  const int64_t D = cfg.d_model, N = B * T, L = int64_t(cfg.layers.size());
+  ActivationPlan p;
+  // forward_hidden and forward_backward: kFinal, kFinalRstd, kDx, kDFinal, and
+  // the 2L + 1 streams of kTrain (scoring reuses the first two).
+  p.stream = 4 * (3 * N * D + norm_stats_size(cfg.ln, N) + (2 * L + 1) * N * D);
+  // Blocks without parameters or allocations of their own: only their sizes are asked.
+  BlockEnv env;
+  env.cfg = &cfg;
+  std::vector<int64_t> shared, scratch;  // floats per slot, the largest any block asks
+  auto widen = [](std::vector<int64_t>& to, const std::vector<int64_t>& from) {
+    if (to.size() < from.size()) to.resize(from.size(), 0);
+    for (size_t i = 0; i < from.size(); ++i) to[i] = std::max(to[i], from[i]);
+  };
+  auto add = [&](const Block& b, bool recomputes) {
+    const BlockBufferSizes s = b.buffer_sizes(B, T);
+    if (recomputes)
+      widen(shared, s.saved);
+    else
+      for (int64_t n : s.saved) p.kept += 4 * n;
+    widen(scratch, s.scratch);
+    if (scores) widen(scratch, s.saved);
+  };
+  for (const MixerConfig& m : cfg.layers) {
+    add(*make_mixer(&env, m), r != Recompute::kNone);
+    add(*make_ffn(&env), r == Recompute::kBlock);
+  }
+  for (int64_t n : shared) p.recompute += 4 * n;
+  for (int64_t n : scratch) p.scratch += 4 * n;
+  return p;
+}
+
 // kTrain keeps the stream before each mixer and each FFN (slot kStream0 + j),
 // since each block's backward needs its input; the other modes alternate two.
 // A block that recomputes trains into the shared BlockEnv::recompute.

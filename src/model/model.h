@@ -32,6 +32,16 @@ using GradsReadyFn = std::function<void(int64_t begin, int64_t end)>;
 // and FFNs; kMixer: mixers only (FFNs keep theirs).
 enum class Recompute { kNone, kBlock, kMixer };
 
+// Activation bytes of a training step at (B, T) by where they live, as
+// Model::activation_bytes() counts them after the step: the residual streams
+// and head buffers (Model), the intermediates the blocks keep, the one
+// block's worth shared by the blocks that recompute, and the scratch all
+// blocks share (backward's, and a scoring forward's when the run validates).
+struct ActivationPlan {
+  int64_t stream = 0, kept = 0, recompute = 0, scratch = 0;
+  int64_t total() const { return stream + kept + recompute + scratch; }
+};
+
 class Model {
  public:
   explicit Model(const ModelConfig& cfg);
@@ -134,6 +144,12 @@ class Model {
 
   // Bytes held for activations and scratch at the largest shape seen so far.
   int64_t activation_bytes() const;
+  // What activation_bytes() will be after training steps at (B, T) with
+  // recomputation r (and scoring forwards at (B, T) too when `scores`),
+  // from the blocks' own buffer sizes (layers.h BlockBufferSizes): nothing
+  // of that size is allocated, nor are the parameters.
+  static ActivationPlan plan_activations(const ModelConfig& cfg, int64_t B, int64_t T, Recompute r,
+                                         bool scores);
 
  private:
   // Runs the layers in `mode`; returns the residual stream after the last
