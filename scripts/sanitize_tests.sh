@@ -6,9 +6,10 @@
 #                                                 ASan+UBSan: seconds
 #   scripts/sanitize_tests.sh --all [gtest args]  every test of rat_tests under ASan+UBSan, then
 #                                                 rat_check_case on every golden case
-#   scripts/sanitize_tests.sh --tsan [gtest args] the threaded parts under ThreadSanitizer: the
-#                                                 overlap scheduler, data parallelism's hooks and
-#                                                 `rat serve` (tests/serve/serve_check.py)
+#   scripts/sanitize_tests.sh --tsan [gtest args] every test of rat_tests (the overlap scheduler,
+#                                                 data parallelism's hooks, every OpenMP kernel)
+#                                                 and `rat serve` (tests/serve/serve_check.py)
+#                                                 under ThreadSanitizer
 #
 # ASan+UBSan use the clang tree of the fuzz targets (fuzz/build.sh, build-fuzz/) when clang is
 # installed, so the test command compiles the sanitized sources once for both; without clang,
@@ -17,7 +18,8 @@
 # synchronisation is visible to TSan instead of reported as races (docs/reliability.md).
 #
 # Environment: RAT_JOBS (default 2), RAT_SANITIZE_FILTER (the default run's gtest filter),
-# RAT_ASAN_BUILD_DIR (GCC fallback, default build-asan), RAT_TSAN_BUILD_DIR (default build-tsan).
+# RAT_ASAN_BUILD_DIR (GCC fallback, default build-asan), RAT_TSAN_BUILD_DIR (default build-tsan),
+# RAT_TSAN_FILTER (the --tsan run's gtest filter).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,12 +45,22 @@ if [ "$mode" = tsan ]; then
   cmake --build "$build" -j "$jobs" --target rat_tests rat
   archer="$(dirname "$("$clang" -print-file-name=libomp.so)")/libarcher.so"
   [ -f "$archer" ] || archer="$(ls /usr/lib/llvm-*/lib/libarcher.so 2>/dev/null | head -1)"
+  # Without Archer every OpenMP barrier and reduction reads as a race: refuse rather than report.
+  [ -f "$archer" ] || { echo "error: --tsan needs LLVM's libarcher.so (libomp-14-dev, scripts/install_deps.sh)" >&2; exit 1; }
   export OMP_TOOL_LIBRARIES="$archer"
-  export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
-  "$build/tests/rat_tests" --gtest_filter="${RAT_TSAN_FILTER:-OverlapTasks*:Distributed*:BackwardHook*}" "$@"
+  # Two suppressions, for libomp and httplib (not TSan-built; the why in the file).
+  export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/scripts/tsan_suppressions.txt}"
+  # Every test: OpenMP regions are everywhere in the kernels, and under TSan the whole suite
+  # takes about two minutes. The threaded core alone, for a quick look:
+  # RAT_TSAN_FILTER='OverlapTasks*:Distributed*:BackwardHook*:Generate*:BatchInvariance*:FixedSums*'
+  "$build/tests/rat_tests" --gtest_filter="${RAT_TSAN_FILTER:-*}" "$@"
   # rat serve: the HTTP threads, the scheduler thread and the decode loop, driven by the real
-  # OpenAI client, curl and concurrent requests.
-  /usr/bin/python3 "$root/tests/serve/serve_check.py" "$build/rat" "$build/serve_check"
+  # OpenAI client, curl and concurrent requests. A report stops the server (halt_on_error), so
+  # on failure name the logs that hold one.
+  if ! /usr/bin/python3 "$root/tests/serve/serve_check.py" "$build/rat" "$build/serve_check"; then
+    grep -l ThreadSanitizer "$build/serve_check"/*.log 2>/dev/null | sed 's/^/TSan report in /' >&2
+    exit 1
+  fi
   exit 0
 fi
 
