@@ -27,6 +27,10 @@ Sharded sharded_parts(const Experiment& e, int ranks) {
   Sharded s;
   if (ranks <= 1) return s;  // one rank: nothing to divide (the trainer's `sharded_`)
   s.optimizer = e.shard_optimizer;
+  // SHARD_GRAD_OP: backward writes the whole buffer, but each bucket's pages
+  // that other ranks own are released once its reduce-scatter completes, so
+  // what stays is the shard (plus the buckets in flight: the communication line).
+  s.gradients = e.shard_gradients;
   return s;
 }
 
@@ -164,7 +168,12 @@ MemoryPlan plan_memory(const Experiment& e, int rank, int ranks, bool mpi) {
   // copy of each bucket in flight; the overlap keeps the whole gradient in
   // flight at the end of backward, so up to one gradient's size, freed when
   // the step's wait completes them (measured: docs/scaling.md "Memory plan: --dry-run").
-  if (ranks > 1)
+  if (ranks > 1 && sh.gradients)
+    line("communication", kF32 * n,
+         "reduce-scatter: written gradient pages not yet released and Open MPI's temporaries, "
+         "up to one gradient buffer (an upper bound: not checked against RSS)",
+         true);
+  else if (ranks > 1)
     line("communication", kF32 * n, "all-reduce temporaries: up to one gradient buffer", true);
   else
     line("communication", 0, "one rank: none");
