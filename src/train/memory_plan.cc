@@ -171,7 +171,8 @@ MemoryPlan plan_memory(const Experiment& e, int rank, int ranks, bool mpi) {
   if (ranks > 1 && sh.gradients)
     line("communication", kF32 * n,
          "reduce-scatter: written gradient pages not yet released and Open MPI's temporaries, "
-         "up to one gradient buffer (an upper bound: not checked against RSS)",
+         "one gradient buffer (2 ranks, rat-xl width: rank 0 measured 3% above the plan, "
+         "rank 1 14% below)",
          true);
   else if (ranks > 1)
     line("communication", kF32 * n, "all-reduce temporaries: up to one gradient buffer", true);
