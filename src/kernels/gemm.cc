@@ -124,6 +124,12 @@ Plan& plan_for(const GemmShape& s, Precision p, bool accumulate, float beta) {
   return cache.emplace(key, std::move(plan)).first->second;
 }
 
+}  // namespace
+
+bool gemm_has_native_bf16() { return dnnl_has_bf16(); }
+
+namespace {
+
 // Runs a plan on the calling thread's own scratchpad (grown on demand, kept).
 void execute(Plan& plan, dnnl::stream& strm, void* A, void* B, float* C) {
   thread_local std::vector<uint8_t> scratch;

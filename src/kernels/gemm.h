@@ -67,6 +67,11 @@ void gemm_small_planned(const GemmShape& s, const float* A, const float* B, floa
 void gemm_small_bf16(const GemmShape& s, const uint16_t* A, const uint16_t* B, float* C,
                      float beta);
 
+// Whether oneDNN multiplies bf16 itself here; false (no AVX-512 bf16 kernels,
+// or RAT_ISA=avx2): bf16 products widen both operands to f32 first, into
+// per-thread buffers twice the size of the bf16 ones (the memory plan counts them).
+bool gemm_has_native_bf16();
+
 // Reference triple loop in double precision: the oracle for tests and benches.
 void gemm_naive(const GemmShape& s, const float* A, const float* B, float* C, float beta);
 

@@ -6,6 +6,7 @@
 #include <memory>
 #include <sstream>
 
+#include "kernels/gemm.h"
 #include "model/mixer_kinds.h"
 #include "model/model.h"
 #include "model/params.h"
@@ -161,7 +162,14 @@ MemoryPlan plan_memory(const Experiment& e, int rank, int ranks, bool mpi) {
     for (const ParamSpec& s : layout.specs())
       if (s.shape.size() == 2) biggest_weight = std::max(biggest_weight, s.numel);
     const int64_t a16 = std::max(N * wide, rows * V), b16 = std::max(biggest_weight, N * wide);
-    line("bf16_operands", 2 * (a16 + b16), "activations and weights rounded for the products");
+    // Without oneDNN bf16 kernels the rounded operands are also widened to
+    // f32 per product (kernels/gemm.cc execute_bf16): 4 more bytes each.
+    if (gemm_has_native_bf16())
+      line("bf16_operands", 2 * (a16 + b16), "activations and weights rounded for the products");
+    else
+      line("bf16_operands", 6 * (a16 + b16),
+           "activations and weights rounded for the products, and widened to f32 (no oneDNN "
+           "bf16 kernels on this CPU or RAT_ISA)");
   }
 
   // Communication: Open MPI's non-blocking all-reduce (libnbc) takes a temporary
