@@ -25,12 +25,13 @@ inline MixerConfig small_cell(MixerKind kind, int64_t L = 4, int64_t window = 0)
   return m;
 }
 
-// D 32, d_ffn 64, V 61, seq_len 64; cell1 set: sequence_interleave (cell1 on odd layers).
+// D 32, d_ffn 64, V 61; cell1 set: sequence_interleave (cell1 on odd layers).
 inline ModelConfig small_config(const MixerConfig& m, int64_t layers,
                                 const MixerConfig* cell1 = nullptr,
-                                Activation act = Activation::kGelu, double ffn_dropout = 0) {
+                                Activation act = Activation::kGelu, double ffn_dropout = 0,
+                                int64_t seq_len = 64) {
   ModelConfig c;
-  c.seq_len = 64;
+  c.seq_len = seq_len;
   c.vocab_size = 61;
   c.num_layers = layers;
   c.d_model = 32;

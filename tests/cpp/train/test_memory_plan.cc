@@ -12,42 +12,22 @@
 
 #include "kernels/gemm.h"
 #include "model/model.h"
+#include "model/model_cases.h"
 #include "test_util.h"
 #include "train/memory_plan.h"
 
 namespace rat {
 namespace {
 
+// d_head 8, RAT 2 groups and chunk 4, local attention window 3.
 MixerConfig cell(MixerKind kind) {
-  MixerConfig m;
-  m.kind = kind;
-  m.d_head = 8;
-  m.ngroups = kind == MixerKind::kRat ? 2 : 1;
-  m.chunk_size = 4;
-  m.window_size = kind == MixerKind::kLocalAttention ? 3 : 0;
-  return m;
+  return testing::small_cell(kind, 4, kind == MixerKind::kLocalAttention ? 3 : 0);
 }
 
 // D 32, d_ffn 64, V 61, T 8, RMSNorm, no biases, tied head.
 ModelConfig config(const MixerConfig& m, int64_t layers, const MixerConfig* cell1 = nullptr,
                    Activation act = Activation::kGelu, double dropout = 0) {
-  ModelConfig c;
-  c.seq_len = 8;
-  c.vocab_size = 61;
-  c.num_layers = layers;
-  c.d_model = 32;
-  c.seq_cell = m;
-  if (cell1) {
-    c.backbone = "sequence_interleave";
-    c.interleave_step = 2;
-    c.seq_cell1 = *cell1;
-  }
-  c.ffn.d_ffn = 64;
-  c.ffn.act = act;
-  c.ffn.dropout = dropout;
-  c.pe = PosEnc::kRopeInterRope;
-  c.resolve("test");
-  return c;
+  return testing::small_config(m, layers, cell1, act, dropout, 8);
 }
 
 Experiment tiny(const std::string& optimizer = "adamw") {
